@@ -1,0 +1,57 @@
+"""atlas_eda: a synchronous, in-process event mesh whose every event, effect and state
+version can be inspected, rewound, diffed and replayed."""
+
+from .aspects import AspectWeaver, LoggingAspect, MetricsAspect
+from .bus import EventBus
+from .document import Document
+from .effects import Effect, EffectHandler, EffectMonad, EffectType
+from .errors import (
+    AtlasEdaError,
+    DocumentDeletedError,
+    DocumentNotFoundError,
+    EventCycleError,
+    InvalidDocumentError,
+    InvalidEffectError,
+    InvalidEventError,
+    MiddlewareError,
+    NoEffectHandlerError,
+    StoreOpenError,
+    StoreURLError,
+    UnhandledEffectError,
+    UnknownAspectError,
+)
+from .events import Event, EventId, EventType
+from .service import DocumentService
+from .store import TemporalStore
+
+__all__ = [
+    "AspectWeaver",
+    "AtlasEdaError",
+    "Document",
+    "DocumentDeletedError",
+    "DocumentNotFoundError",
+    "DocumentService",
+    "Effect",
+    "EffectHandler",
+    "EffectMonad",
+    "EffectType",
+    "Event",
+    "EventBus",
+    "EventCycleError",
+    "EventId",
+    "EventType",
+    "InvalidDocumentError",
+    "InvalidEffectError",
+    "InvalidEventError",
+    "LoggingAspect",
+    "MetricsAspect",
+    "MiddlewareError",
+    "NoEffectHandlerError",
+    "StoreOpenError",
+    "StoreURLError",
+    "TemporalStore",
+    "UnhandledEffectError",
+    "UnknownAspectError",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,361 @@
+"""Cross-cutting concerns woven onto services with aspectlib: ``LoggingAspect``,
+``MetricsAspect``, and ``AspectWeaver``, which applies named aspects and can undo them.
+
+Both aspects are aspectlib ``Aspect``s (generator advice, bound to the cut-point), so
+``aspectlib.weave`` accepts them directly. Stacked aspects keep the woven method's real
+``Class.method`` name in log lines and metrics keys.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import logging
+import math
+import reprlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aspectlib
+
+from .errors import UnknownAspectError
+from .events import EventType
+
+__all__ = [
+    "AspectWeaver",
+    "LoggingAspect",
+    "MetricsAspect",
+    "MetricsCollector",
+    "qualified_name",
+]
+
+logger = logging.getLogger(__name__)
+
+_NAME_ATTR = "__atlas_eda_name__"
+
+_repr = reprlib.Repr()
+_repr.maxstring = 80
+_repr.maxother = 80
+_repr.maxlevel = 3
+
+
+def qualified_name(fn: Any) -> str:
+    """``Class.method`` for a method, ``function`` for a function: the name aspects log
+    and key metrics by (the innermost real function's, however many aspects wrap it)."""
+    name = getattr(fn, _NAME_ATTR, None)
+    if isinstance(name, str):
+        return name
+    if inspect.ismethod(fn):
+        return f"{type(fn.__self__).__name__}.{fn.__func__.__name__}"
+    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+    # A class defined inside a function has a qualname like "f.<locals>.Service.method".
+    return str(qualname).rsplit(".<locals>.", 1)[-1]
+
+
+class _NamedAspect(aspectlib.Aspect):  # type: ignore[misc]
+    """An aspectlib ``Aspect`` whose advice gets the cut-point function (``bind=True``)
+    and whose wrappers carry the wrapped function's qualified name onwards."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # aspectlib's Aspect.__new__ returns a partial when called without an advising
+        # function; these aspects supply their own.
+        return object.__new__(cls)
+
+    def __init__(self) -> None:
+        super().__init__(self._advise, bind=True)
+
+    def __call__(self, cutpoint_function: Callable[..., Any]) -> Callable[..., Any]:
+        wrapper: Callable[..., Any] = super().__call__(cutpoint_function)
+        name = qualified_name(cutpoint_function)
+        setattr(wrapper, _NAME_ATTR, name)
+        wrapper.__qualname__ = getattr(cutpoint_function, "__qualname__", name)
+        wrapper.__wrapped__ = cutpoint_function  # type: ignore[attr-defined]
+        return wrapper
+
+    def _advise(
+        self, cutpoint: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Generator[Any, Any, Any]:
+        """The advice: a generator that yields once to proceed (aspectlib's protocol)."""
+        return (yield)
+
+
+def _format_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    parts = [_repr.repr(a) for a in args]
+    parts.extend(f"{k}={_repr.repr(v)}" for k, v in kwargs.items())
+    return ", ".join(parts)
+
+
+class LoggingAspect(_NamedAspect):
+    """Logs each call's entry, exit and duration (at ``level``, default INFO) and each
+    failure (at ERROR), with a per-call request id. ``logger`` is a ``logging.Logger`` or
+    any callable taking one string; with ``event_bus``, failures are also published as
+    ``EventType.ERROR`` events."""
+
+    def __init__(
+        self,
+        logger: logging.Logger | Callable[[str], Any] | None = None,
+        event_bus: Any = None,
+        *,
+        level: int = logging.INFO,
+    ) -> None:
+        super().__init__()
+        self.logger = logger if logger is not None else logging.getLogger(__name__)
+        self.event_bus = event_bus
+        self.level = level
+        self._ids = itertools.count(1)
+
+    def _emit(self, level: int, message: str) -> None:
+        target = self.logger
+        if isinstance(target, logging.Logger):
+            target.log(level, message)
+        else:
+            target(message)
+
+    def _enabled(self, level: int) -> bool:
+        target = self.logger
+        return not isinstance(target, logging.Logger) or target.isEnabledFor(level)
+
+    def _advise(
+        self, cutpoint: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Generator[Any, Any, Any]:
+        name = qualified_name(cutpoint)
+        request_id = next(self._ids)
+        verbose = self._enabled(self.level)
+        if verbose:
+            # Instance methods receive self first: it says nothing a log reader needs.
+            shown = args[1:] if args and "." in name else args
+            self._emit(self.level, f"[{request_id}] ENTER {name}({_format_call(shown, kwargs)})")
+        start = time.perf_counter()
+        try:
+            result = yield
+        except Exception as exc:
+            elapsed = time.perf_counter() - start
+            self._emit(
+                logging.ERROR,
+                f"[{request_id}] ERROR {name} after {elapsed:.4f}s: {type(exc).__name__}: {exc}",
+            )
+            if self.event_bus is not None:
+                self.event_bus.publish(
+                    EventType.ERROR,
+                    {
+                        "request_id": request_id,
+                        "method": name,
+                        "error_type": type(exc).__name__,
+                        "error_message": str(exc),
+                        "execution_time": elapsed,
+                    },
+                    source="atlas_eda.aspects",
+                )
+            raise
+        if verbose:
+            elapsed = time.perf_counter() - start
+            self._emit(self.level, f"[{request_id}] EXIT {name} in {elapsed:.4f}s")
+        return result
+
+
+class MetricsCollector(Protocol):
+    """Anything with ``record(key, seconds, success=...)``: receives every measured call."""
+
+    def record(self, key: str, seconds: float, *, success: bool) -> Any:
+        """Receive one call's duration and outcome."""
+
+
+@dataclass
+class _Stats:
+    count: int = 0
+    total_time: float = 0.0
+    min_time: float = math.inf
+    max_time: float = 0.0
+    errors: int = 0
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
+
+
+def _percentile(ordered: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    rank = max(math.ceil(fraction * len(ordered)) - 1, 0)
+    return ordered[rank]
+
+
+class MetricsAspect(_NamedAspect):
+    """Counts calls, failures and durations per ``Class.method``. ``get_metrics`` reports
+    count, total/min/max/avg time, errors, error rate and p50/p95/p99 over the most recent
+    ``reservoir`` calls. Each call is also passed to ``metrics_collector.record`` when one
+    is given."""
+
+    def __init__(
+        self, metrics_collector: MetricsCollector | None = None, *, reservoir: int = 1024
+    ) -> None:
+        super().__init__()
+        if reservoir < 1:
+            raise ValueError(f"reservoir must be at least 1, got {reservoir}.")
+        self.metrics_collector = metrics_collector
+        self._reservoir = reservoir
+        self._stats: dict[str, _Stats] = {}
+        self._lock = threading.Lock()
+
+    def _advise(
+        self, cutpoint: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Generator[Any, Any, Any]:
+        start = time.perf_counter()
+        try:
+            result = yield
+        except Exception:
+            self._record(qualified_name(cutpoint), time.perf_counter() - start, False)
+            raise
+        self._record(qualified_name(cutpoint), time.perf_counter() - start, True)
+        return result
+
+    def _record(self, key: str, seconds: float, success: bool) -> None:
+        with self._lock:
+            stats = self._stats.get(key)
+            if stats is None:
+                stats = self._stats[key] = _Stats(recent=deque(maxlen=self._reservoir))
+            stats.count += 1
+            stats.total_time += seconds
+            stats.min_time = min(stats.min_time, seconds)
+            stats.max_time = max(stats.max_time, seconds)
+            stats.recent.append(seconds)
+            if not success:
+                stats.errors += 1
+        collector = self.metrics_collector
+        if collector is not None:
+            try:
+                collector.record(key, seconds, success=success)
+            except Exception:
+                # The measured call succeeded or failed on its own; a broken collector
+                # must not change its outcome, but it must not go unnoticed either.
+                logger.exception("metrics collector %r failed to record %s", collector, key)
+
+    def get_metrics(self) -> dict[str, dict[str, Any]]:
+        """``{"Class.method": {count, total_time, min_time, max_time, errors, avg_time,
+        error_rate, p50, p95, p99}}`` for every method measured so far."""
+        with self._lock:
+            items = [(k, s, sorted(s.recent)) for k, s in self._stats.items()]
+            result: dict[str, dict[str, Any]] = {}
+            for key, stats, ordered in items:
+                result[key] = {
+                    "count": stats.count,
+                    "total_time": stats.total_time,
+                    "min_time": stats.min_time,
+                    "max_time": stats.max_time,
+                    "errors": stats.errors,
+                    "avg_time": stats.total_time / stats.count,
+                    "error_rate": stats.errors / stats.count,
+                    "p50": _percentile(ordered, 0.50),
+                    "p95": _percentile(ordered, 0.95),
+                    "p99": _percentile(ordered, 0.99),
+                }
+        return result
+
+    def reset(self) -> None:
+        """Forget every measurement."""
+        with self._lock:
+            self._stats.clear()
+
+
+@dataclass
+class _Weaving:
+    """The aspects applied to one target, innermost first, and how to undo each."""
+
+    names: list[str] = field(default_factory=list)
+    rollbacks: list[Callable[[], Any]] = field(default_factory=list)
+    instance: Any = None
+    attribute: str | None = None
+    # Strong references keep the ids used as keys from being reused by new objects.
+    keep: list[Any] = field(default_factory=list)
+
+
+def _identity(target: Any) -> Any:
+    # Bound methods are created anew on every attribute access: identify them by the
+    # instance and function they bind.
+    if inspect.ismethod(target):
+        return ("method", id(target.__self__), id(target.__func__))
+    return ("object", id(target))
+
+
+class AspectWeaver:
+    """Applies registered aspects by name with ``aspectlib.weave`` and remembers what it
+    applied, so it can report and roll back the aspects on any target."""
+
+    def __init__(self) -> None:
+        self.aspects: dict[str, Any] = {}
+        self._weavings: dict[Any, _Weaving] = {}
+        self._lock = threading.Lock()
+
+    def register_aspect(self, name: str, aspect: Any) -> None:
+        """Make ``aspect`` (an aspectlib ``Aspect`` or any decorator) available as ``name``."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"An aspect name must be a non-empty str, got {name!r}.")
+        if not callable(aspect):
+            raise TypeError(
+                f"Aspect {name!r} must be an aspectlib Aspect or a decorator, got {aspect!r}."
+            )
+        with self._lock:
+            self.aspects[name] = aspect
+
+    def apply_aspect(self, aspect_name: str, target: Any) -> Any:
+        """Weave the aspect registered as ``aspect_name`` onto ``target`` and return the
+        patched callable. A bound method is patched on its instance, a class in place; a
+        plain function is returned wrapped, without patching its module."""
+        try:
+            aspect = self.aspects[aspect_name]
+        except KeyError:
+            known = ", ".join(sorted(self.aspects)) or "none registered yet"
+            raise UnknownAspectError(
+                f"Unknown aspect {aspect_name!r} (registered: {known}); register it first with "
+                f"AspectWeaver.register_aspect(name, aspect)."
+            ) from None
+        if not callable(target):
+            raise TypeError(f"Cannot weave {target!r}: it is not callable.")
+        instance: Any = None
+        attribute: str | None = None
+        rollback: Callable[[], Any]
+        if inspect.ismethod(target) and not inspect.isclass(target.__self__):
+            instance, attribute = target.__self__, target.__name__
+            rollback = aspectlib.weave(target, aspect)
+            patched = getattr(instance, attribute)
+        elif inspect.isclass(target):
+            rollback = aspectlib.weave(target, aspect)
+            patched = target
+        else:
+            patched = aspect(target)
+
+            def rollback() -> None:
+                """Nothing was patched in place: the caller keeps the original."""
+
+        with self._lock:
+            weaving = self._weavings.get(_identity(target))
+            if weaving is None:
+                weaving = _Weaving(instance=instance, attribute=attribute)
+            weaving.names.append(aspect_name)
+            weaving.rollbacks.append(rollback)
+            weaving.keep.extend((target, patched))
+            self._weavings[_identity(target)] = weaving
+            self._weavings[_identity(patched)] = weaving
+        return patched
+
+    def get_applied_aspects(self, target: Any) -> list[str]:
+        """The names of the aspects applied to ``target`` (the original or any callable
+        ``apply_aspect`` returned for it), innermost first."""
+        with self._lock:
+            weaving = self._weavings.get(_identity(target))
+            return list(weaving.names) if weaving else []
+
+    def rollback(self, target: Any) -> None:
+        """Undo every aspect this weaver applied to ``target`` (original or patched)."""
+        with self._lock:
+            weaving = self._weavings.get(_identity(target))
+            if weaving is None:
+                return
+            for key in [k for k, w in self._weavings.items() if w is weaving]:
+                del self._weavings[key]
+        for undo in reversed(weaving.rollbacks):
+            # Each weave of a bound method sets the instance attribute and its rollback
+            # deletes it: the outermost undo restores the class's method for all layers.
+            if weaving.attribute is not None and weaving.attribute not in vars(weaving.instance):
+                break
+            undo()

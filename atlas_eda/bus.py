@@ -1,0 +1,429 @@
+"""EventBus: synchronous, thread-safe publish/subscribe over blinker signals, with
+middleware, bounded history, causation tracking, failure isolation and a depth guard."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSet
+from enum import Enum
+from types import MappingProxyType
+from typing import Any
+
+from blinker import ANY, Signal
+
+from .effects import EffectHandler, EffectMonad
+from .errors import (
+    AtlasEdaError,
+    EventCycleError,
+    InvalidEventError,
+    MiddlewareError,
+    NoEffectHandlerError,
+)
+from .events import EMPTY_METADATA, Event, EventType, new_event_id, type_name
+
+__all__ = ["EventBus", "Handler", "Middleware"]
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Event], Any]
+"""A subscriber: called as ``handler(event)``; may return an ``EffectMonad`` to be run."""
+
+Middleware = Callable[[Event], "Event | None"]
+"""Called as ``middleware(event)``: returns the event to continue with, or ``None`` to drop it."""
+
+# Errors that must reach the publisher: isolating them would hide a cycle or a
+# misconfigured bus behind an ERROR event nobody may be listening to.
+_PROPAGATING = (EventCycleError, NoEffectHandlerError)
+
+
+class _OrderedSet(MutableSet[Any]):
+    """A set that iterates in insertion order; blinker's receiver buckets use it so that
+    handlers run in subscription order (blinker's default ``set`` has no order)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[Any] = ()) -> None:
+        self._items: dict[Any, None] = dict.fromkeys(items)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, value: Any) -> None:
+        self._items[value] = None
+
+    def discard(self, value: Any) -> None:
+        self._items.pop(value, None)
+
+    def copy(self) -> _OrderedSet:
+        # dict.copy is a single C call: a consistent snapshot even while another
+        # thread subscribes, which is what blinker's receivers_for iterates over.
+        new = _OrderedSet()
+        new._items = self._items.copy()
+        return new
+
+
+class _OrderedSignal(Signal):
+    """A blinker ``Signal`` whose receivers are called in the order they connected."""
+
+    set_class = _OrderedSet  # type: ignore[assignment]
+
+
+def _callable_name(fn: object) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if name is None:
+        return repr(fn)
+    module = getattr(fn, "__module__", None)
+    return f"{module}.{name}" if module else str(name)
+
+
+class EventBus:
+    """Publishes events synchronously to the handlers subscribed to their type.
+
+    Handlers run in subscription order on the publishing thread, with no lock held; one
+    handler's failure is logged and published once as an ``EventType.ERROR`` event while
+    the others still run. Events published from inside a handler carry the parent's id as
+    ``causation_id`` and the root's ``correlation_id``; nesting deeper than ``max_depth``
+    raises :class:`EventCycleError`. The newest ``history_limit`` events are kept.
+    """
+
+    def __init__(
+        self,
+        history_limit: int = 1000,
+        *,
+        effect_handler: EffectHandler | None = None,
+        max_depth: int = 64,
+    ) -> None:
+        if isinstance(history_limit, bool) or not isinstance(history_limit, int):
+            raise TypeError(f"history_limit must be an int, got {history_limit!r}.")
+        if history_limit < 0:
+            raise ValueError(f"history_limit must be 0 or more, got {history_limit}.")
+        if isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 1:
+            raise ValueError(f"max_depth must be an int of at least 1, got {max_depth!r}.")
+        self.effect_handler = effect_handler
+        self._max_depth = max_depth
+        self._history: deque[Event] = deque(maxlen=history_limit)
+        self._history_lock = threading.Lock()
+        self._signals: dict[Enum, _OrderedSignal] = {}
+        self._all = _OrderedSignal("every event, whatever its type")
+        self._middleware: tuple[Middleware, ...] = ()
+        self._lock = threading.Lock()  # subscriptions, middleware and signal creation
+        self._local = threading.local()
+
+    @property
+    def history_limit(self) -> int:
+        """How many of the newest events the history keeps."""
+        return self._history.maxlen or 0
+
+    @property
+    def max_depth(self) -> int:
+        """How deeply publishes may nest inside handlers before :class:`EventCycleError`."""
+        return self._max_depth
+
+    # -- subscriptions ---------------------------------------------------------------
+
+    def get_signal(self, event_type: Enum) -> Signal:
+        """The blinker ``Signal`` behind ``event_type`` (created on first use); its
+        ``connected_to`` and ``muted`` context managers work as blinker documents."""
+        _check_type(event_type)
+        signal = self._signals.get(event_type)
+        if signal is None:
+            with self._lock:
+                signal = self._signals.get(event_type)
+                if signal is None:
+                    signal = _OrderedSignal(f"atlas_eda events of type {type_name(event_type)}")
+                    self._signals[event_type] = signal
+        return signal
+
+    def subscribe(
+        self, event_type: Enum, handler: Handler, *, weak: bool = False
+    ) -> Callable[[], None]:
+        """Call ``handler(event)`` for every event of ``event_type``, after the handlers
+        subscribed before it. Returns the function that unsubscribes it. The bus holds
+        the handler strongly unless ``weak=True``."""
+        return self._connect(self.get_signal(event_type), handler, weak)
+
+    def subscribe_all(self, handler: Handler, *, weak: bool = False) -> Callable[[], None]:
+        """Call ``handler(event)`` for every event of any type, after that type's own
+        subscribers. Returns the function that unsubscribes it."""
+        return self._connect(self._all, handler, weak)
+
+    def _connect(self, signal: Signal, handler: Handler, weak: bool) -> Callable[[], None]:
+        if not callable(handler):
+            raise TypeError(f"A handler must be callable as handler(event), got {handler!r}.")
+        if weak:
+            try:
+                ref: Callable[[], Handler | None] = (
+                    weakref.WeakMethod(handler)
+                    if inspect.ismethod(handler)
+                    else weakref.ref(handler)
+                )
+            except TypeError:
+                raise TypeError(
+                    f"{handler!r} cannot be weakly referenced; subscribe it with weak=False."
+                ) from None
+        with self._lock:
+            signal.connect(handler, weak=weak)
+        if weak:
+            del handler  # the unsubscribe closure must not keep a weak handler alive
+
+            def unsubscribe_weak() -> None:
+                target = ref()
+                if target is not None:
+                    with self._lock:
+                        signal.disconnect(target)
+
+            return unsubscribe_weak
+
+        def unsubscribe() -> None:
+            with self._lock:
+                signal.disconnect(handler)
+
+        return unsubscribe
+
+    # -- middleware --------------------------------------------------------------------
+
+    def add_middleware(self, middleware: Middleware) -> Callable[[], None]:
+        """Run ``middleware(event)`` on every event before it is recorded or delivered,
+        after the middleware added earlier. Returning ``None`` drops the event. Returns
+        the function that removes it."""
+        if not callable(middleware):
+            raise TypeError(f"Middleware must be callable as fn(event), got {middleware!r}.")
+        with self._lock:
+            self._middleware = (*self._middleware, middleware)
+
+        def remove() -> None:
+            with self._lock:
+                items = list(self._middleware)
+                if middleware in items:
+                    items.remove(middleware)
+                    self._middleware = tuple(items)
+
+        return remove
+
+    # -- publishing --------------------------------------------------------------------
+
+    def publish(
+        self,
+        event_type: Enum,
+        data: Any = None,
+        source: str | None = None,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Build an event and publish it; returns its id. Inside a handler, the new
+        event is a child of the event being handled (causation and correlation ids)."""
+        _check_type(event_type)
+        if metadata is None or not metadata:
+            meta = EMPTY_METADATA
+        elif isinstance(metadata, Mapping):
+            meta = MappingProxyType(dict(metadata))
+        else:
+            raise InvalidEventError(
+                f"metadata must be a mapping (for example a dict), got {type(metadata).__name__}."
+            )
+        stack = self._stack()
+        if stack:
+            parent = stack[-1]
+            event = Event(
+                type=event_type,
+                data=data,
+                source=source,
+                metadata=meta,
+                correlation_id=parent.correlation_id or parent.id,
+                causation_id=parent.id,
+            )
+        else:
+            event_id = new_event_id()
+            event = Event(
+                type=event_type,
+                data=data,
+                id=event_id,
+                source=source,
+                metadata=meta,
+                correlation_id=event_id,
+            )
+        return self._dispatch(event, stack)
+
+    def publish_event(self, event: Event) -> str:
+        """Publish a prebuilt event as it is (id, timestamp and ids kept, as replay
+        needs); returns its id."""
+        if not isinstance(event, Event):
+            raise InvalidEventError(
+                f"publish_event needs an atlas_eda.Event, got {type(event).__name__}; "
+                f"use publish(event_type, data) to build one."
+            )
+        _check_type(event.type)
+        return self._dispatch(event, self._stack())
+
+    def _stack(self) -> list[Event]:
+        try:
+            stack: list[Event] = self._local.stack
+        except AttributeError:
+            stack = self._local.stack = []
+        return stack
+
+    def _dispatch(self, event: Event, stack: list[Event]) -> str:
+        if len(stack) >= self._max_depth:
+            chain = (*(type_name(e.type) for e in stack), type_name(event.type))
+            raise EventCycleError(
+                f"Publishing {type_name(event.type)} would nest {len(chain)} events deep "
+                f"(max_depth={self._max_depth}); handlers are publishing each other's events "
+                f"in a loop: {_describe_chain(chain)}. Break the loop, or raise max_depth if "
+                f"the nesting is intended.",
+                chain,
+            )
+        received_id = event.id
+        for middleware in self._middleware:
+            transformed = self._apply(middleware, event)
+            if transformed is None:
+                logger.debug("event %s dropped by middleware %s", received_id, middleware)
+                return received_id
+            event = transformed
+        with self._history_lock:
+            self._history.append(event)
+        stack.append(event)
+        try:
+            failures, propagating = self._deliver(event)
+            if failures:
+                self._report(event, failures)
+        finally:
+            stack.pop()
+        if propagating is not None:
+            raise propagating
+        return event.id
+
+    @staticmethod
+    def _apply(middleware: Middleware, event: Event) -> Event | None:
+        try:
+            result = middleware(event)
+        except Exception as exc:
+            raise MiddlewareError(
+                f"Middleware {_callable_name(middleware)} raised {type(exc).__name__}: {exc} "
+                f"on {event!r}; the event was neither recorded nor delivered. Fix or remove "
+                f"the middleware (add_middleware returns its remover)."
+            ) from exc
+        if result is not None and not isinstance(result, Event):
+            raise MiddlewareError(
+                f"Middleware {_callable_name(middleware)} returned {type(result).__name__}; a "
+                f"middleware must return an Event (e.g. dataclasses.replace(event, ...)) or None "
+                f"to drop it. The event was neither recorded nor delivered."
+            )
+        return result
+
+    def _receivers(self, event_type: Enum) -> Iterator[Callable[..., Any]]:
+        signal = self._signals.get(event_type)
+        if signal is not None and signal.receivers and not signal.is_muted:
+            yield from signal.receivers_for(ANY)
+        everything = self._all
+        if everything.receivers and not everything.is_muted:
+            yield from everything.receivers_for(ANY)
+
+    def _deliver(
+        self, event: Event
+    ) -> tuple[list[tuple[Callable[..., Any], Exception]], AtlasEdaError | None]:
+        failures: list[tuple[Callable[..., Any], Exception]] = []
+        propagating: AtlasEdaError | None = None
+        for receiver in self._receivers(event.type):
+            try:
+                result = receiver(event)
+                if isinstance(result, EffectMonad):
+                    self._run_effects(receiver, event, result)
+            except _PROPAGATING as exc:
+                if propagating is None:
+                    propagating = exc
+            except Exception as exc:
+                failures.append((receiver, exc))
+        return failures, propagating
+
+    def _run_effects(
+        self, receiver: Callable[..., Any], event: Event, monad: EffectMonad[Any]
+    ) -> None:
+        handler = self.effect_handler
+        if handler is None:
+            raise NoEffectHandlerError(
+                f"Handler {_callable_name(receiver)} returned an EffectMonad for {event!r}, "
+                f"but this EventBus has no effect_handler to perform its effects. Create the bus "
+                f"with EventBus(effect_handler=EffectHandler(...)) or set bus.effect_handler."
+            )
+        monad.run(handler)
+
+    def _report(self, event: Event, failures: list[tuple[Callable[..., Any], Exception]]) -> None:
+        for receiver, exc in failures:
+            name = _callable_name(receiver)
+            logger.error(
+                "handler %s failed on %s: %s: %s",
+                name,
+                event,
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+            )
+            if event.type is EventType.ERROR:
+                continue  # a failure while handling an ERROR is only logged: no loops
+            try:
+                self.publish(
+                    EventType.ERROR,
+                    {
+                        "event_id": event.id,
+                        "event_type": type_name(event.type),
+                        "handler": name,
+                        "error_type": type(exc).__name__,
+                        "error_message": str(exc),
+                    },
+                    source="atlas_eda.bus",
+                )
+            except AtlasEdaError as report_error:
+                logger.error("could not publish the ERROR event for %s: %s", name, report_error)
+
+    # -- history -----------------------------------------------------------------------
+
+    def get_history(self, event_type: Enum | None = None, limit: int | None = 100) -> list[Event]:
+        """The recorded events, newest first: at most ``limit`` (all with ``None``), only
+        those of ``event_type`` when given."""
+        with self._history_lock:
+            snapshot = self._history.copy()
+        newest_first: Iterable[Event] = reversed(snapshot)
+        if event_type is not None:
+            newest_first = (e for e in newest_first if e.type == event_type)
+        result = list(newest_first)
+        return result if limit is None else result[: max(limit, 0)]
+
+    def clear_history(self) -> None:
+        """Forget every recorded event."""
+        with self._history_lock:
+            self._history.clear()
+
+    def __repr__(self) -> str:
+        return (
+            f"EventBus(history={len(self._history)}/{self.history_limit}, "
+            f"types={len(self._signals)}, middleware={len(self._middleware)})"
+        )
+
+
+def _check_type(event_type: object) -> None:
+    if not isinstance(event_type, Enum):
+        raise InvalidEventError(
+            f"An event type must be an enum.Enum member (for example EventType.DOCUMENT_CREATED "
+            f"or a member of your own Enum), got {event_type!r} of type "
+            f"{type(event_type).__name__}."
+        )
+
+
+def _describe_chain(chain: tuple[str, ...]) -> str:
+    """The chain as ``A → B → A → …``, shortened to its repeating cycle when it has one."""
+    for period in range(1, len(chain) // 2 + 1):
+        tail = chain[-period:]
+        if chain[-2 * period : -period] == tail:
+            cycle = " → ".join((*tail, tail[0]))
+            return f"cycle {cycle} (chain of {len(chain)}: {' → '.join(chain[:6])} …)"
+    return " → ".join(chain)

@@ -1,0 +1,205 @@
+"""Effects as data: ``Effect`` intents, the immutable ``EffectMonad`` that carries them
+next to a value, and ``EffectHandler``, an ``effect``-library dispatcher that performs them."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import Enum, auto
+from typing import Any, Generic, TypeVar
+
+import effect as fx
+
+from .errors import InvalidEffectError, UnhandledEffectError
+from .events import type_name
+
+__all__ = ["Effect", "EffectHandler", "EffectMonad", "EffectType", "Performer"]
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+Performer = Callable[["Effect"], Any]
+"""A function that performs one effect and returns its result: ``fn(effect) -> result``."""
+
+
+class EffectType(Enum):
+    """The built-in effect types; any ``enum.Enum`` member may be an effect type."""
+
+    DATABASE_WRITE = auto()
+    DATABASE_READ = auto()
+    NOTIFICATION = auto()
+    LOGGING = auto()
+    FILE_OPERATION = auto()
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """A description of one side effect (an ``effect``-library intent): what kind of
+    effect, its payload, and a human-readable description."""
+
+    type: Enum
+    payload: Any = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.type, Enum):
+            raise InvalidEffectError(
+                f"Effect type must be an enum.Enum member (for example EffectType.LOGGING), "
+                f"got {self.type!r} of type {type(self.type).__name__}."
+            )
+
+    def __repr__(self) -> str:
+        desc = f", {self.description!r}" if self.description else ""
+        return f"Effect({type_name(self.type)}, {self.payload!r}{desc})"
+
+
+class EffectHandler:
+    """Performs effects by type. It is an ``effect`` dispatcher: called with an intent it
+    returns a performer (or ``None``), so it composes with ``effect.ComposedDispatcher``,
+    ``effect.base_dispatcher`` and ``effect.testing``. ``temporal_store`` and ``event_bus``
+    are kept for performers that need them."""
+
+    def __init__(self, temporal_store: Any = None, event_bus: Any = None) -> None:
+        self.temporal_store = temporal_store
+        self.event_bus = event_bus
+        self._functions: dict[Enum, Performer] = {}
+        self._performers: dict[Enum, Any] = {}
+        self._lock = threading.Lock()
+        # Library intents (Func, Constant, Error) are performed by effect's own dispatcher.
+        self.dispatcher: Any = fx.ComposedDispatcher([self, fx.base_dispatcher])
+
+    def register_handler(self, effect_type: Enum, handler: Performer) -> None:
+        """Perform every effect of ``effect_type`` with ``handler(effect)``; its return
+        value is the effect's result. Registering a type again replaces its handler."""
+        if not isinstance(effect_type, Enum):
+            raise InvalidEffectError(
+                f"register_handler needs an enum.Enum member as effect type, got {effect_type!r}."
+            )
+        if not callable(handler):
+            raise TypeError(
+                f"register_handler needs a callable handler(effect) for "
+                f"{type_name(effect_type)}, got {handler!r}."
+            )
+
+        @fx.sync_performer  # type: ignore[untyped-decorator]
+        def perform(dispatcher: Any, intent: Effect) -> Any:
+            return handler(intent)
+
+        with self._lock:
+            self._functions[effect_type] = handler
+            self._performers[effect_type] = perform
+
+    def registered_types(self) -> list[Enum]:
+        """The effect types that have a handler, in registration order."""
+        return list(self._functions)
+
+    def __call__(self, intent: object) -> Any:
+        """The ``effect`` dispatcher protocol: a performer for ``intent``, or ``None``."""
+        if isinstance(intent, Effect):
+            return self._performers.get(intent.type)
+        return None
+
+    def unhandled(self, intents: Iterable[object]) -> list[object]:
+        """The intents among ``intents`` that nothing here (nor ``effect``'s base
+        dispatcher, for library intents) can perform."""
+        dispatcher = self.dispatcher
+        return [intent for intent in intents if dispatcher(intent) is None]
+
+    def ensure_handled(self, intents: Iterable[object]) -> None:
+        """Raise :class:`UnhandledEffectError` naming every intent without a performer."""
+        missing = self.unhandled(intents)
+        if missing:
+            names = ", ".join(
+                type_name(i.type) if isinstance(i, Effect) else type(i).__name__ for i in missing
+            )
+            raise UnhandledEffectError(
+                f"No handler registered for effect type(s): {names}. Register one with "
+                f"EffectHandler.register_handler(effect_type, fn) before running; "
+                f"nothing was performed.",
+                tuple(missing),
+            )
+
+    def handle(self, effect: object) -> Any:
+        """Perform one effect now (through ``effect.sync_perform``) and return its result."""
+        self.ensure_handled((effect,))
+        return fx.sync_perform(self.dispatcher, fx.Effect(effect))
+
+    def __repr__(self) -> str:
+        types = ", ".join(type_name(t) for t in self._functions)
+        return f"EffectHandler([{types}])"
+
+
+class EffectMonad(Generic[T]):
+    """An immutable value paired with the effects that producing it requires.
+    ``map``/``bind``/``with_effect`` return new monads; ``run`` performs the effects."""
+
+    __slots__ = ("_effects", "_value")
+
+    def __init__(self, value: T, effects: Iterable[object] = ()) -> None:
+        self._value = value
+        self._effects: tuple[object, ...] = tuple(effects)
+
+    @property
+    def value(self) -> T:
+        """The wrapped value."""
+        return self._value
+
+    @property
+    def effects(self) -> tuple[object, ...]:
+        """The effects to perform, in order."""
+        return self._effects
+
+    @classmethod
+    def pure(cls, value: U) -> EffectMonad[U]:
+        """A monad holding ``value`` and no effects."""
+        return EffectMonad(value)
+
+    def with_effect(self, effect: object) -> EffectMonad[T]:
+        """A new monad with ``effect`` appended."""
+        return EffectMonad(self._value, (*self._effects, effect))
+
+    def map(self, fn: Callable[[T], U]) -> EffectMonad[U]:
+        """A new monad holding ``fn(value)`` (computed now) and the same effects."""
+        return EffectMonad(fn(self._value), self._effects)
+
+    def bind(self, fn: Callable[[T], EffectMonad[U]]) -> EffectMonad[U]:
+        """Chain an effectful step: its value, and this monad's effects followed by its own."""
+        result = fn(self._value)
+        if not isinstance(result, EffectMonad):
+            raise TypeError(
+                f"bind expects a function returning an EffectMonad, got {type(result).__name__}; "
+                f"use map for plain values."
+            )
+        return EffectMonad(result._value, (*self._effects, *result._effects))
+
+    def run(self, handler: EffectHandler | Callable[[Any], Any]) -> T:
+        """Perform every effect in order and return the value.
+
+        With an :class:`EffectHandler`, every effect is checked for a performer *before*
+        any is performed (:class:`UnhandledEffectError` otherwise), then each is performed
+        through ``effect.sync_perform``. Any other callable is called once per effect.
+        """
+        if isinstance(handler, EffectHandler):
+            handler.ensure_handled(self._effects)
+            dispatcher = handler.dispatcher
+            for intent in self._effects:
+                fx.sync_perform(dispatcher, fx.Effect(intent))
+        elif callable(handler):
+            for intent in self._effects:
+                handler(intent)
+        else:
+            raise TypeError(
+                f"run needs an EffectHandler or a callable fn(effect), got {handler!r}."
+            )
+        return self._value
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EffectMonad):
+            return NotImplemented
+        return bool(self._value == other._value and self._effects == other._effects)
+
+    __hash__ = None  # type: ignore[assignment]  # equal by value, so not hashable
+
+    def __repr__(self) -> str:
+        return f"EffectMonad({self._value!r}, effects={list(self._effects)!r})"

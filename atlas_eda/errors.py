@@ -1,0 +1,74 @@
+"""The exception hierarchy of atlas_eda: every error the library raises derives from
+:class:`AtlasEdaError`, and every message says what was wrong and what to do."""
+
+from __future__ import annotations
+
+
+class AtlasEdaError(Exception):
+    """Base class of every error atlas_eda raises on purpose."""
+
+
+class InvalidEventError(AtlasEdaError, TypeError):
+    """An event (or its type) is not something the bus can publish: the type must be an
+    ``enum.Enum`` member and a prebuilt event must be an :class:`atlas_eda.Event`."""
+
+
+class EventCycleError(AtlasEdaError):
+    """Publishing nested deeper than the bus's ``max_depth``: almost always handlers that
+    publish each other's events forever. ``chain`` holds the event types, outermost first."""
+
+    def __init__(self, message: str, chain: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.chain = chain
+
+
+class MiddlewareError(AtlasEdaError):
+    """A middleware raised or returned something other than an ``Event`` or ``None``; the
+    event was neither recorded nor delivered. The original exception is the ``__cause__``."""
+
+
+class NoEffectHandlerError(AtlasEdaError):
+    """A handler returned an ``EffectMonad`` but the bus has no ``effect_handler`` to run it."""
+
+
+class InvalidEffectError(AtlasEdaError, TypeError):
+    """An ``Effect`` was built with a type that is not an ``enum.Enum`` member."""
+
+
+class UnhandledEffectError(AtlasEdaError, ValueError):
+    """No performer is registered for one or more effects; nothing was performed.
+    ``effects`` holds the effects that had no performer."""
+
+    def __init__(self, message: str, effects: tuple[object, ...] = ()) -> None:
+        super().__init__(message)
+        self.effects = effects
+
+
+class DocumentDeletedError(AtlasEdaError):
+    """The document was deleted; deleted documents cannot be updated or deleted again."""
+
+
+class DocumentNotFoundError(AtlasEdaError, ValueError):
+    """No document has that id (raised by :class:`atlas_eda.DocumentService`)."""
+
+
+class InvalidDocumentError(AtlasEdaError, ValueError):
+    """A document field cannot be stored (wrong type, or text that is not valid Unicode).
+    Nothing was saved. ``field`` names the offending field."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class StoreURLError(AtlasEdaError, ValueError):
+    """A store URL is malformed, has an unsupported scheme, or points at a place a store
+    cannot be created (for instance a SQLite file in a directory that does not exist)."""
+
+
+class StoreOpenError(AtlasEdaError):
+    """The store's database could not be opened or created; nothing was written."""
+
+
+class UnknownAspectError(AtlasEdaError, ValueError):
+    """``AspectWeaver.apply_aspect`` was given a name that was never registered."""

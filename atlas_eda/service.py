@@ -1,0 +1,160 @@
+"""DocumentService: the reference application service of the source document. Each
+operation describes its side effects as an ``EffectMonad``, checks that every effect can
+be performed, writes through the ``TemporalStore`` and then performs the effects."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from .bus import EventBus
+from .document import Document
+from .effects import Effect, EffectHandler, EffectMonad, EffectType
+from .errors import DocumentNotFoundError
+from .events import Event, EventType
+from .store import TemporalStore
+
+__all__ = ["DocumentService"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class DocumentService:
+    """Creates, updates, deletes and reads documents through the event-driven stack:
+    effects performed by ``effect_handler``, state in ``temporal_store``, notifications on
+    ``event_bus``. Unknown ids raise ``DocumentNotFoundError`` (a ``ValueError``)."""
+
+    def __init__(
+        self, event_bus: EventBus, temporal_store: TemporalStore, effect_handler: EffectHandler
+    ) -> None:
+        self.event_bus = event_bus
+        self.temporal_store = temporal_store
+        self.effect_handler = effect_handler
+        self._unsubscribe = [
+            event_bus.subscribe(EventType.DOCUMENT_CREATED, self._handle_document_created),
+            event_bus.subscribe(EventType.DOCUMENT_UPDATED, self._handle_document_updated),
+            event_bus.subscribe(EventType.DOCUMENT_DELETED, self._handle_document_deleted),
+        ]
+
+    def create_document(self, title: str, content: str, author: str) -> str:
+        """Create a document; returns its id. Performs a DATABASE_WRITE and a LOGGING effect."""
+        plan = (
+            EffectMonad.pure({"title": title, "content": content, "author": author})
+            .with_effect(
+                Effect(
+                    EffectType.DATABASE_WRITE,
+                    {"operation": "create", "title": title, "author": author},
+                    f"Creating document: {title}",
+                )
+            )
+            .with_effect(
+                Effect(
+                    EffectType.LOGGING,
+                    {"author": author, "action": "create"},
+                    f"Document created by {author}",
+                )
+            )
+        )
+        return self._perform(
+            plan,
+            lambda data: self.temporal_store.create_document(
+                data["title"], data["content"], data["author"]
+            ),
+        )
+
+    def update_document(
+        self,
+        document_id: str,
+        title: str | None = None,
+        content: str | None = None,
+        editor: str | None = None,
+    ) -> bool:
+        """Record a new version of a document; performs DATABASE_WRITE and NOTIFICATION."""
+        document = self._existing(document_id)
+        plan = (
+            EffectMonad.pure(
+                {"id": document_id, "title": title, "content": content, "editor": editor}
+            )
+            .with_effect(
+                Effect(
+                    EffectType.DATABASE_WRITE,
+                    {"operation": "update", "id": document_id},
+                    f"Updating document: {document_id}",
+                )
+            )
+            .with_effect(
+                Effect(
+                    EffectType.NOTIFICATION,
+                    {"recipient": document.author, "document_id": document_id},
+                    f"Document '{document.title}' was updated by {editor or 'unknown'}",
+                )
+            )
+        )
+        return self._perform(
+            plan,
+            lambda _: self.temporal_store.update_document(document_id, title, content, editor),
+        )
+
+    def delete_document(self, document_id: str, reason: str | None = None) -> bool:
+        """Delete a document (its versions stay readable); performs DATABASE_WRITE and
+        NOTIFICATION."""
+        document = self._existing(document_id)
+        plan = (
+            EffectMonad.pure({"id": document_id, "reason": reason})
+            .with_effect(
+                Effect(
+                    EffectType.DATABASE_WRITE,
+                    {"operation": "delete", "id": document_id},
+                    f"Deleting document: {document_id}",
+                )
+            )
+            .with_effect(
+                Effect(
+                    EffectType.NOTIFICATION,
+                    {"recipient": document.author, "document_id": document_id},
+                    f"Document '{document.title}' was deleted",
+                )
+            )
+        )
+        return self._perform(
+            plan, lambda _: self.temporal_store.delete_document(document_id, reason)
+        )
+
+    def get_document(self, document_id: str) -> Document | None:
+        """The document's latest version, or ``None``; performs a DATABASE_READ effect."""
+        plan = EffectMonad.pure(document_id).with_effect(
+            Effect(
+                EffectType.DATABASE_READ, {"id": document_id}, f"Reading document: {document_id}"
+            )
+        )
+        return self._perform(plan, self.temporal_store.get_document)
+
+    def close(self) -> None:
+        """Stop listening to the bus."""
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+
+    def _perform(self, plan: EffectMonad[T], operation: Callable[[T], R]) -> R:
+        # Refuse before writing: a missing performer must not leave a write whose
+        # effects (notifications, audit logs) never happen.
+        self.effect_handler.ensure_handled(plan.effects)
+        return plan.map(operation).run(self.effect_handler)
+
+    def _existing(self, document_id: str) -> Document:
+        document = self.temporal_store.get_document(document_id)
+        if document is None:
+            raise DocumentNotFoundError(f"Document not found: {document_id}")
+        return document
+
+    def _handle_document_created(self, event: Event) -> None:
+        logger.info("document created: %s", event.data)
+
+    def _handle_document_updated(self, event: Event) -> None:
+        logger.info("document updated: %s", event.data)
+
+    def _handle_document_deleted(self, event: Event) -> None:
+        logger.info("document deleted: %s", event.data)

@@ -1,0 +1,268 @@
+"""TemporalStore: versioned documents persisted through eventsourcing, addressed by URL.
+
+``memory://`` keeps events in memory (eventsourcing's POPO recorders); ``sqlite:///path``
+is a durable file (eventsourcing's SQLite recorders; three slashes and a relative path,
+four slashes for an absolute one, as in SQLAlchemy). ``ATLAS_EDA_STORE_URL`` supplies the
+URL when none is given.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import PersistenceError
+from eventsourcing.utils import get_topic
+
+from .bus import EventBus
+from .document import Document, check_text
+from .errors import StoreOpenError, StoreURLError
+from .events import EventType
+
+__all__ = ["DEFAULT_URL", "ENV_VAR", "TemporalStore", "persistence_settings"]
+
+logger = logging.getLogger(__name__)
+
+ENV_VAR = "ATLAS_EDA_STORE_URL"
+"""The environment variable that supplies the store URL when none is passed."""
+
+DEFAULT_URL = "memory://"
+"""The store used when neither a URL nor ``ATLAS_EDA_STORE_URL`` is given."""
+
+_SQLITE_PREFIX = "sqlite:///"
+
+
+def persistence_settings(url: str) -> dict[str, str]:
+    """The eventsourcing environment settings for a store URL; raises
+    :class:`StoreURLError` for a URL no store can be made from, before anything is created."""
+    if not isinstance(url, str):
+        raise StoreURLError(f"A store URL must be a str, got {type(url).__name__}.")
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        raise StoreURLError(
+            f"{url!r} is not a store URL: expected 'memory://' or 'sqlite:///path/to/file.db'."
+        )
+    scheme = scheme.lower()
+    if scheme == "memory":
+        if url[len("memory://") :]:
+            raise StoreURLError(f"{url!r}: a memory store takes no path; use 'memory://'.")
+        return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+    if scheme == "sqlite":
+        return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": _sqlite_path(url)}
+    if scheme in ("postgresql", "postgres"):
+        raise StoreURLError(
+            f"{url!r}: PostgreSQL stores are not available in this version of atlas_eda; "
+            f"use 'sqlite:///path/to/file.db' for a durable store."
+        )
+    raise StoreURLError(
+        f"{url!r} has an unknown scheme {scheme!r}: use 'memory://' (in memory) or "
+        f"'sqlite:///path/to/file.db' (a durable SQLite file)."
+    )
+
+
+def _sqlite_path(url: str) -> str:
+    if not url.lower().startswith(_SQLITE_PREFIX):
+        raise StoreURLError(
+            f"{url!r}: a SQLite URL has three slashes before the path: "
+            f"'sqlite:///relative/file.db' or 'sqlite:////absolute/file.db'."
+        )
+    raw = url[len(_SQLITE_PREFIX) :]
+    if not raw:
+        raise StoreURLError(f"{url!r} names no file: use 'sqlite:///path/to/file.db'.")
+    if raw == ":memory:" or raw.startswith("file:"):
+        return raw
+    path = Path(raw)
+    directory = path.parent.absolute()
+    if not directory.exists():
+        raise StoreURLError(
+            f"{url!r}: directory {str(directory)!r} does not exist; create it first or choose "
+            f"another path (three slashes mean a path relative to {os.getcwd()!r}, four an "
+            f"absolute one)."
+        )
+    if not directory.is_dir():
+        raise StoreURLError(f"{url!r}: {str(directory)!r} is not a directory.")
+    if path.is_dir():
+        raise StoreURLError(f"{url!r}: {str(path)!r} is a directory, not a database file.")
+    return str(path)
+
+
+class TemporalStore(Application[UUID]):
+    """Documents whose every version stays readable, persisted by eventsourcing.
+
+    After each commit the store publishes ``DOCUMENT_CREATED``, ``DOCUMENT_UPDATED`` or
+    ``DOCUMENT_DELETED`` on ``event_bus`` (when given). A snapshot is taken every
+    ``snapshot_interval`` versions so old versions of long documents load quickly
+    (``None`` or ``0`` turns snapshots off).
+    """
+
+    name = "TemporalStore"
+
+    def __init__(
+        self,
+        event_bus: EventBus | None = None,
+        *,
+        url: str | None = None,
+        snapshot_interval: int | None = 100,
+    ) -> None:
+        if url is None:
+            url = os.environ.get(ENV_VAR) or DEFAULT_URL
+        if snapshot_interval is not None and (
+            isinstance(snapshot_interval, bool)
+            or not isinstance(snapshot_interval, int)
+            or snapshot_interval < 0
+        ):
+            raise ValueError(
+                f"snapshot_interval must be a positive int, or 0/None to disable snapshots; "
+                f"got {snapshot_interval!r}."
+            )
+        settings = persistence_settings(url)
+        self.url = url
+        self.event_bus = event_bus
+        self.snapshot_interval = snapshot_interval or 0
+        settings["IS_SNAPSHOTTING_ENABLED"] = "y" if self.snapshot_interval else ""
+        self._index_lock = threading.Lock()
+        self._known_ids: list[UUID] = []
+        self._indexed_to = 0
+        try:
+            super().__init__(env=settings)
+        except (PersistenceError, sqlite3.Error, OSError) as exc:
+            raise StoreOpenError(
+                f"Could not open the store at {url!r}: {exc}. Check that the file is an "
+                f"atlas_eda SQLite store and that its directory is writable."
+            ) from exc
+        logger.debug("opened store %s", url)
+
+    # -- commands ----------------------------------------------------------------------
+
+    def create_document(self, title: str, content: str, author: str) -> str:
+        """Create and persist a document (version 1); returns its id. Fields that cannot
+        be stored are refused with :class:`InvalidDocumentError` before anything is saved."""
+        check_text("title", title)
+        check_text("content", content)
+        check_text("author", author)
+        document = Document(title=title, content=content, author=author)
+        self._commit(document)
+        self._notify_bus(
+            EventType.DOCUMENT_CREATED,
+            {"id": document.document_id, "title": title, "author": author, "version": 1},
+        )
+        return document.document_id
+
+    def update_document(
+        self,
+        document_id: str,
+        title: str | None = None,
+        content: str | None = None,
+        editor: str | None = None,
+    ) -> bool:
+        """Persist a new version; ``None`` leaves a field unchanged. Returns ``False`` for
+        an unknown id; raises :class:`DocumentDeletedError` for a deleted document."""
+        document = self._load(document_id)
+        if document is None:
+            return False
+        document.update(title=title, content=content, editor=editor)
+        self._commit(document)
+        self._notify_bus(
+            EventType.DOCUMENT_UPDATED,
+            {
+                "id": document.document_id,
+                "title": title,
+                "editor": editor,
+                "version": document.version,
+            },
+        )
+        return True
+
+    def delete_document(self, document_id: str, reason: str | None = None) -> bool:
+        """Mark a document deleted (its versions stay readable). Returns ``False`` for an
+        unknown id; raises :class:`DocumentDeletedError` if it is already deleted."""
+        document = self._load(document_id)
+        if document is None:
+            return False
+        document.delete(reason=reason)
+        self._commit(document)
+        self._notify_bus(
+            EventType.DOCUMENT_DELETED,
+            {"id": document.document_id, "reason": reason, "version": document.version},
+        )
+        return True
+
+    # -- queries -----------------------------------------------------------------------
+
+    def get_document(self, document_id: str, version: int | None = None) -> Document | None:
+        """The document as it is now, or as it was at ``version`` (1 = as created);
+        ``None`` when there is no such document or no such version."""
+        if version is not None:
+            if isinstance(version, bool) or not isinstance(version, int):
+                raise TypeError(f"version must be an int, got {version!r}.")
+            if version < 1:
+                raise ValueError(f"Document versions start at 1, got {version}.")
+        document = self._load(document_id, version)
+        if document is None or (version is not None and document.version != version):
+            return None
+        return document
+
+    def get_all_documents(self) -> list[Document]:
+        """Every document that is not deleted, in creation order, at its latest version."""
+        documents: list[Document] = []
+        for aggregate_id in self._document_ids():
+            document = self._load(aggregate_id)
+            if document is not None and not document.is_deleted:
+                documents.append(document)
+        return documents
+
+    def list_document_ids(self) -> list[str]:
+        """The id of every document ever created here, deleted ones included, in creation
+        order."""
+        return [str(i) for i in self._document_ids()]
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _load(self, document_id: str | UUID, version: int | None = None) -> Document | None:
+        try:
+            key = document_id if isinstance(document_id, UUID) else UUID(str(document_id))
+        except ValueError:
+            return None
+        try:
+            document: object = self.repository.get(key, version=version)
+        except AggregateNotFoundError:
+            return None
+        return document if isinstance(document, Document) else None
+
+    def _commit(self, document: Document) -> None:
+        self.save(document)
+        if self.snapshot_interval and document.version % self.snapshot_interval == 0:
+            self.take_snapshot(document.id, version=document.version)
+
+    def _notify_bus(self, event_type: EventType, data: Mapping[str, Any]) -> None:
+        if self.event_bus is not None:
+            self.event_bus.publish(event_type, dict(data), source="atlas_eda.store")
+
+    def _document_ids(self) -> list[UUID]:
+        # The notification log is the global order of every stored event; scanning only
+        # creations past the last position seen keeps this incremental, and picks up
+        # documents created by other processes sharing the database.
+        topic = get_topic(Document.Created)
+        with self._index_lock:
+            while True:
+                page = self.recorder.select_notifications(
+                    start=self._indexed_to,
+                    limit=500,
+                    topics=[topic],
+                    inclusive_of_start=False,
+                )
+                if not page:
+                    break
+                self._known_ids.extend(UUID(str(n.originator_id)) for n in page)
+                self._indexed_to = page[-1].id
+            return list(self._known_ids)
+
+    def __repr__(self) -> str:
+        return f"TemporalStore(url={self.url!r})"
