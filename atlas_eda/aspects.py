@@ -50,7 +50,9 @@ def qualified_name(fn: Any) -> str:
     if isinstance(name, str):
         return name
     if inspect.ismethod(fn):
-        return f"{type(fn.__self__).__name__}.{fn.__func__.__name__}"
+        # The function's own qualified name, as when the method is woven through its class
+        # or instance (a classmethod bound to its class must not come out as "type.m").
+        return qualified_name(fn.__func__)
     qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
     # A class defined inside a function has a qualname like "f.<locals>.Service.method".
     return str(qualname).rsplit(".<locals>.", 1)[-1]
@@ -81,6 +83,22 @@ class _NamedAspect(aspectlib.Aspect):  # type: ignore[misc]
     ) -> Generator[Any, Any, Any]:
         """The advice: a generator that yields once to proceed (aspectlib's protocol)."""
         return (yield)
+
+
+def _takes_receiver(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` gets the instance (or class) as its first argument: an unbound
+    ``self``/``cls`` method, or a wrapper around one. Bound methods, static methods and
+    plain functions do not, and all their arguments are worth logging."""
+    if inspect.ismethod(fn):
+        return False
+    try:
+        fn = inspect.unwrap(fn)
+    except ValueError:  # a __wrapped__ cycle: show every argument
+        return False
+    if inspect.ismethod(fn):
+        return False
+    code = getattr(fn, "__code__", None)
+    return bool(code is not None and code.co_argcount and code.co_varnames[0] in ("self", "cls"))
 
 
 def _format_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -119,6 +137,24 @@ class LoggingAspect(_NamedAspect):
         target = self.logger
         return not isinstance(target, logging.Logger) or target.isEnabledFor(level)
 
+    def _publish_error(self, request_id: int, name: str, exc: Exception, elapsed: float) -> None:
+        try:
+            self.event_bus.publish(
+                EventType.ERROR,
+                {
+                    "request_id": request_id,
+                    "method": name,
+                    "error_type": type(exc).__name__,
+                    "error_message": str(exc),
+                    "execution_time": elapsed,
+                },
+                source="atlas_eda.aspects",
+            )
+        except Exception:
+            # The woven call's own exception is what its caller must see; a bus that
+            # cannot take the report (a failing middleware, a publish cycle) is logged.
+            logger.exception("could not publish the ERROR event for %s [%s]", name, request_id)
+
     def _advise(
         self, cutpoint: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> Generator[Any, Any, Any]:
@@ -127,7 +163,7 @@ class LoggingAspect(_NamedAspect):
         verbose = self._enabled(self.level)
         if verbose:
             # Instance methods receive self first: it says nothing a log reader needs.
-            shown = args[1:] if args and "." in name else args
+            shown = args[1:] if args and _takes_receiver(cutpoint) else args
             self._emit(self.level, f"[{request_id}] ENTER {name}({_format_call(shown, kwargs)})")
         start = time.perf_counter()
         try:
@@ -139,17 +175,7 @@ class LoggingAspect(_NamedAspect):
                 f"[{request_id}] ERROR {name} after {elapsed:.4f}s: {type(exc).__name__}: {exc}",
             )
             if self.event_bus is not None:
-                self.event_bus.publish(
-                    EventType.ERROR,
-                    {
-                        "request_id": request_id,
-                        "method": name,
-                        "error_type": type(exc).__name__,
-                        "error_message": str(exc),
-                        "execution_time": elapsed,
-                    },
-                    source="atlas_eda.aspects",
-                )
+                self._publish_error(request_id, name, exc, elapsed)
             raise
         if verbose:
             elapsed = time.perf_counter() - start
@@ -300,7 +326,8 @@ class AspectWeaver:
     def apply_aspect(self, aspect_name: str, target: Any) -> Any:
         """Weave the aspect registered as ``aspect_name`` onto ``target`` and return the
         patched callable. A bound method is patched on its instance, a class in place; a
-        plain function is returned wrapped, without patching its module."""
+        plain function is returned wrapped, without patching its module. Aspects applied to
+        the same bound method stack (through the original method or any patched one)."""
         try:
             aspect = self.aspects[aspect_name]
         except KeyError:
@@ -316,6 +343,14 @@ class AspectWeaver:
         rollback: Callable[[], Any]
         if inspect.ismethod(target) and not inspect.isclass(target.__self__):
             instance, attribute = target.__self__, target.__name__
+            current = getattr(instance, attribute, None)
+            with self._lock:
+                earlier = self._weavings.get(_identity(target))
+                if earlier is not None and self._weavings.get(_identity(current)) is earlier:
+                    # Given the method as it was before this weaver patched it (or any
+                    # earlier layer): stack onto the patched method rather than replacing
+                    # the aspects already applied.
+                    target = current
             rollback = aspectlib.weave(target, aspect)
             patched = getattr(instance, attribute)
         elif inspect.isclass(target):

@@ -54,6 +54,26 @@ class Effect:
         return f"Effect({type_name(self.type)}, {self.payload!r}{desc})"
 
 
+_LIBRARY_DISPATCHERS = (fx.ComposedDispatcher, fx.TypeDispatcher)
+
+
+def _unhandled(missing: list[object]) -> UnhandledEffectError:
+    names = ", ".join(
+        type_name(i.type) if isinstance(i, Effect) else type(i).__name__ for i in missing
+    )
+    return UnhandledEffectError(
+        f"No handler registered for effect type(s): {names}. Register one with "
+        f"EffectHandler.register_handler(effect_type, fn) before running; "
+        f"nothing was performed.",
+        tuple(missing),
+    )
+
+
+def _perform_all(dispatcher: Any, intents: Iterable[object]) -> None:
+    for intent in intents:
+        fx.sync_perform(dispatcher, fx.Effect(intent))
+
+
 class EffectHandler:
     """Performs effects by type. It is an ``effect`` dispatcher: called with an intent it
     returns a performer (or ``None``), so it composes with ``effect.ComposedDispatcher``,
@@ -110,15 +130,7 @@ class EffectHandler:
         """Raise :class:`UnhandledEffectError` naming every intent without a performer."""
         missing = self.unhandled(intents)
         if missing:
-            names = ", ".join(
-                type_name(i.type) if isinstance(i, Effect) else type(i).__name__ for i in missing
-            )
-            raise UnhandledEffectError(
-                f"No handler registered for effect type(s): {names}. Register one with "
-                f"EffectHandler.register_handler(effect_type, fn) before running; "
-                f"nothing was performed.",
-                tuple(missing),
-            )
+            raise _unhandled(missing)
 
     def handle(self, effect: object) -> Any:
         """Perform one effect now (through ``effect.sync_perform``) and return its result."""
@@ -176,15 +188,22 @@ class EffectMonad(Generic[T]):
     def run(self, handler: EffectHandler | Callable[[Any], Any]) -> T:
         """Perform every effect in order and return the value.
 
-        With an :class:`EffectHandler`, every effect is checked for a performer *before*
-        any is performed (:class:`UnhandledEffectError` otherwise), then each is performed
-        through ``effect.sync_perform``. Any other callable is called once per effect.
+        With an :class:`EffectHandler` (or one of the ``effect`` library's dispatcher
+        classes, ``ComposedDispatcher`` and ``TypeDispatcher``), every effect is checked for
+        a performer *before* any is performed (:class:`UnhandledEffectError` otherwise),
+        then each is performed through ``effect.sync_perform``. Any other callable is
+        called once per effect as ``fn(effect)``.
         """
         if isinstance(handler, EffectHandler):
             handler.ensure_handled(self._effects)
-            dispatcher = handler.dispatcher
-            for intent in self._effects:
-                fx.sync_perform(dispatcher, fx.Effect(intent))
+            _perform_all(handler.dispatcher, self._effects)
+        elif isinstance(handler, _LIBRARY_DISPATCHERS):
+            # Called with an intent, a dispatcher only looks a performer up: treating it
+            # as a plain fn(effect) would silently perform nothing.
+            missing = [intent for intent in self._effects if handler(intent) is None]
+            if missing:
+                raise _unhandled(missing)
+            _perform_all(handler, self._effects)
         elif callable(handler):
             for intent in self._effects:
                 handler(intent)

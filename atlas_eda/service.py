@@ -75,24 +75,11 @@ class DocumentService:
     ) -> bool:
         """Record a new version of a document; performs DATABASE_WRITE and NOTIFICATION."""
         document = self._existing(document_id)
-        plan = (
-            EffectMonad.pure(
-                {"id": document_id, "title": title, "content": content, "editor": editor}
-            )
-            .with_effect(
-                Effect(
-                    EffectType.DATABASE_WRITE,
-                    {"operation": "update", "id": document_id},
-                    f"Updating document: {document_id}",
-                )
-            )
-            .with_effect(
-                Effect(
-                    EffectType.NOTIFICATION,
-                    {"recipient": document.author, "document_id": document_id},
-                    f"Document '{document.title}' was updated by {editor or 'unknown'}",
-                )
-            )
+        plan = self._change_plan(
+            {"id": document_id, "title": title, "content": content, "editor": editor},
+            document,
+            "update",
+            f"Document '{document.title}' was updated by {editor or 'unknown'}",
         )
         return self._perform(
             plan,
@@ -103,22 +90,11 @@ class DocumentService:
         """Delete a document (its versions stay readable); performs DATABASE_WRITE and
         NOTIFICATION."""
         document = self._existing(document_id)
-        plan = (
-            EffectMonad.pure({"id": document_id, "reason": reason})
-            .with_effect(
-                Effect(
-                    EffectType.DATABASE_WRITE,
-                    {"operation": "delete", "id": document_id},
-                    f"Deleting document: {document_id}",
-                )
-            )
-            .with_effect(
-                Effect(
-                    EffectType.NOTIFICATION,
-                    {"recipient": document.author, "document_id": document_id},
-                    f"Document '{document.title}' was deleted",
-                )
-            )
+        plan = self._change_plan(
+            {"id": document_id, "reason": reason},
+            document,
+            "delete",
+            f"Document '{document.title}' was deleted",
         )
         return self._perform(
             plan, lambda _: self.temporal_store.delete_document(document_id, reason)
@@ -137,6 +113,30 @@ class DocumentService:
         """Stop listening to the bus."""
         for unsubscribe in self._unsubscribe:
             unsubscribe()
+
+    @staticmethod
+    def _change_plan(
+        value: dict[str, str | None], document: Document, operation: str, notice: str
+    ) -> EffectMonad[dict[str, str | None]]:
+        """The effects of changing an existing document: the write, then telling its author."""
+        verb = {"update": "Updating", "delete": "Deleting"}[operation]
+        return (
+            EffectMonad.pure(value)
+            .with_effect(
+                Effect(
+                    EffectType.DATABASE_WRITE,
+                    {"operation": operation, "id": document.document_id},
+                    f"{verb} document: {document.document_id}",
+                )
+            )
+            .with_effect(
+                Effect(
+                    EffectType.NOTIFICATION,
+                    {"recipient": document.author, "document_id": document.document_id},
+                    notice,
+                )
+            )
+        )
 
     def _perform(self, plan: EffectMonad[T], operation: Callable[[T], R]) -> R:
         # Refuse before writing: a missing performer must not leave a write whose
