@@ -103,7 +103,7 @@ class Document(Aggregate):
             self.title = title
         if content is not None:
             self.content = content
-        self.last_editor = editor or self.author
+        self.last_editor = self.author if editor is None else editor
 
     @event("Deleted")
     def _deleted(self, reason: str | None) -> None:

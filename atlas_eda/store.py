@@ -76,6 +76,8 @@ def _sqlite_path(url: str) -> str:
     raw = url[len(_SQLITE_PREFIX) :]
     if not raw:
         raise StoreURLError(f"{url!r} names no file: use 'sqlite:///path/to/file.db'.")
+    if "\x00" in raw:
+        raise StoreURLError(f"{url!r}: a file path cannot contain a NUL character.")
     if raw == ":memory:" or raw.startswith("file:"):
         return raw
     path = Path(raw)
@@ -126,7 +128,12 @@ class TemporalStore(Application[UUID]):
         self.url = url
         self.event_bus = event_bus
         self.snapshot_interval = snapshot_interval or 0
-        settings["IS_SNAPSHOTTING_ENABLED"] = "y" if self.snapshot_interval else ""
+        settings["IS_SNAPSHOTTING_ENABLED"] = "y" if self.snapshot_interval else "n"
+        # eventsourcing reads os.environ too, and a key prefixed with the application's
+        # name ("TEMPORALSTORE_...") would win over a plain one: prefix ours so that the
+        # URL and snapshot_interval given here are the ones used.
+        prefix = self.name.upper() + "_"
+        settings = {prefix + key: value for key, value in settings.items()}
         self._index_lock = threading.Lock()
         self._known_ids: list[UUID] = []
         self._indexed_to = 0
