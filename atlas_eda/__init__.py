@@ -15,6 +15,7 @@ from .errors import (
     InvalidEventError,
     MiddlewareError,
     NoEffectHandlerError,
+    PositionError,
     StoreOpenError,
     StoreURLError,
     UnhandledEffectError,
@@ -23,14 +24,24 @@ from .errors import (
 from .events import Event, EventId, EventType
 from .service import DocumentService
 from .store import TemporalStore
+from .timeline import (
+    Cursor,
+    DocumentState,
+    FieldChange,
+    RecordedEvent,
+    StateDiff,
+    Timeline,
+)
 
 __all__ = [
     "AspectWeaver",
     "AtlasEdaError",
+    "Cursor",
     "Document",
     "DocumentDeletedError",
     "DocumentNotFoundError",
     "DocumentService",
+    "DocumentState",
     "Effect",
     "EffectHandler",
     "EffectMonad",
@@ -40,6 +51,7 @@ __all__ = [
     "EventCycleError",
     "EventId",
     "EventType",
+    "FieldChange",
     "InvalidDocumentError",
     "InvalidEffectError",
     "InvalidEventError",
@@ -47,9 +59,13 @@ __all__ = [
     "MetricsAspect",
     "MiddlewareError",
     "NoEffectHandlerError",
+    "PositionError",
+    "RecordedEvent",
+    "StateDiff",
     "StoreOpenError",
     "StoreURLError",
     "TemporalStore",
+    "Timeline",
     "UnhandledEffectError",
     "UnknownAspectError",
 ]

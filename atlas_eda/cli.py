@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
+import os
+import sqlite3
 import sys
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar, NoReturn
+from urllib.parse import parse_qs, urlsplit
+from uuid import UUID
+
+from eventsourcing.domain import EventSourcingError
 
 from .aspects import AspectWeaver, LoggingAspect, MetricsAspect
 from .bus import EventBus
@@ -15,7 +25,8 @@ from .effects import Effect, EffectHandler, EffectType
 from .errors import AtlasEdaError, DocumentDeletedError
 from .events import Event
 from .service import DocumentService
-from .store import TemporalStore
+from .store import ENV_VAR, TemporalStore, persistence_settings
+from .timeline import DocumentState, RecordedEvent
 
 __all__ = ["format_table", "main"]
 
@@ -24,9 +35,16 @@ DEMO_URL = "sqlite:///atlas-demo.db"
 _CELL_WIDTH = 48
 
 
-def format_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain-text table with a title line; long cells are shortened with an ellipsis."""
-    cells = [[_cell(v) for v in row] for row in rows]
+def format_table(
+    title: str,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    max_width: int = _CELL_WIDTH,
+) -> str:
+    """A plain-text table with a title line; cells longer than ``max_width`` characters
+    are shortened with an ellipsis."""
+    cells = [[_cell(v, max_width) for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, value in enumerate(row):
@@ -42,7 +60,7 @@ def format_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any
     return "\n".join(lines)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, max_width: int = _CELL_WIDTH) -> str:
     if value is None:
         text = ""
     elif isinstance(value, dict):
@@ -52,7 +70,7 @@ def _cell(value: Any) -> str:
     else:
         text = str(value)
     text = text.replace("\n", " ")
-    return text if len(text) <= _CELL_WIDTH else text[: _CELL_WIDTH - 1] + "…"
+    return text if len(text) <= max_width else text[: max_width - 1] + "…"
 
 
 def _when(seconds: float | None) -> str:
@@ -184,10 +202,358 @@ def _demo(bus: EventBus, store: TemporalStore, out: Any) -> None:
     print(f"\n{len(performed)} effects performed this run.", file=out)
 
 
+# -- time travel: log, show, diff -------------------------------------------------------
+
+TIME_FORMAT = (
+    "YYYY-MM-DDTHH:MM:SS[.ffffff][+HH:MM], e.g. 2024-05-01T12:30:00 or 2024-05-01T12:30:00.5+02:00"
+)
+"""The ``--at`` format, as error messages and ``--help`` show it."""
+
+DEFAULT_LIMIT = 50
+"""How many rows ``atlas-eda log`` prints when ``--limit`` is not given."""
+
+
+class CommandError(AtlasEdaError):
+    """A command-line argument names something the store does not hold (or is malformed);
+    the message says what to do instead."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other error of the
+    command: ``atlas-eda: error: ...`` with a pointer to ``--help``, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Report a usage error on one line and exit with status 2."""
+        self.exit(2, f"atlas-eda: error: {message} (see '{self.prog} --help')\n")
+
+
+def _iso(seconds: float | None) -> str:
+    """A UTC time to the microsecond (exact enough to paste back into ``--at``)."""
+    if seconds is None:
+        return ""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _iso_dt(moment: datetime) -> str:
+    """An aware datetime as :func:`_iso` prints it (in UTC)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _value(field: str, value: Any) -> str:
+    """A document field's value as text: times as UTC, ``None`` as empty."""
+    if value is None:
+        return ""
+    if field.endswith("_at") and isinstance(value, int | float) and not isinstance(value, bool):
+        return _iso(float(value))
+    return str(value)
+
+
+def _wrap(text: str, width: int = _CELL_WIDTH) -> list[str]:
+    """``text`` cut into lines that fit a table cell, so long values are shown whole."""
+    lines: list[str] = []
+    for line in text.split("\n") or [""]:
+        lines.extend(
+            textwrap.wrap(line, width, break_on_hyphens=False, replace_whitespace=False, tabsize=4)
+            or [""]
+        )
+    return lines
+
+
+def _wrapped_rows(row: Sequence[str]) -> list[list[str]]:
+    """One table row per line of the row's longest cell; further lines leave the cells
+    that have no more text empty."""
+    columns = [_wrap(cell) for cell in row]
+    height = max(len(c) for c in columns)
+    return [[c[i] if i < len(c) else "" for c in columns] for i in range(height)]
+
+
+_SUMMARY_WIDTH = 80
+"""The width of the ``changes`` column of ``atlas-eda log``."""
+
+
+def _summary(event: RecordedEvent) -> str:
+    """What an event changed, on one line: each new value, long ones shortened."""
+    parts = []
+    for name, value in event.changes.items():
+        text = repr(value)
+        if len(text) > 24:
+            text = text[:22] + "…" + text[-1]
+        parts.append(f"{name}={text}")
+    return ", ".join(parts)
+
+
+def _store_url(given: str | None) -> str:
+    """The ``--store`` URL, else ``$ATLAS_EDA_STORE_URL``; a clear error when neither."""
+    url = given if given is not None else os.environ.get(ENV_VAR)
+    if not url:
+        raise CommandError(
+            f"no store given: pass --store URL (for example --store sqlite:///atlas-demo.db) "
+            f"or set {ENV_VAR}."
+        )
+    return url
+
+
+def _check_existing(url: str) -> None:
+    """Refuse a URL whose SQLite file does not exist (opening it would create an empty
+    database); unknown schemes and missing directories are refused by the store's own
+    URL check, before anything is created."""
+    settings = persistence_settings(url)
+    name = settings.get("SQLITE_DBNAME")
+    if name is None or name == ":memory:":
+        return
+    if name.startswith("file:"):
+        parts = urlsplit(name)
+        if parse_qs(parts.query).get("mode") == ["memory"]:
+            return
+        path = Path(parts.path)
+    else:
+        path = Path(name)
+    if not path.is_file():
+        raise CommandError(
+            f"the SQLite file {str(path)!r} (from {url!r}) does not exist; check the path "
+            f"(three slashes mean a path relative to {os.getcwd()!r}, four an absolute one)."
+        )
+
+
+class _ExistingStore(TemporalStore):
+    """A store opened only to read what is already there: eventsourcing is told not to
+    create its tables, so a SQLite file that is not an atlas_eda store is reported
+    rather than having empty tables added to it."""
+
+    name = TemporalStore.name  # the same configuration keys and tables as the store's
+    env: ClassVar[dict[str, str]] = {f"{TemporalStore.name.upper()}_CREATE_TABLE": "n"}
+
+
+@contextmanager
+def _open_store(given: str | None) -> Iterator[TemporalStore]:
+    """An existing store, opened for reading and closed afterwards. Database errors while
+    reading become one clear :class:`CommandError`."""
+    url = _store_url(given)
+    _check_existing(url)
+    store = _ExistingStore(url=url)
+    try:
+        yield store
+    except (sqlite3.Error, EventSourcingError) as exc:
+        raise CommandError(
+            f"could not read the store at {url!r}: {exc}. Is it an atlas_eda store?"
+        ) from exc
+    finally:
+        store.close()
+
+
+def _integer(text: str, what: str) -> int:
+    """``text`` as an int; a :class:`CommandError` naming the argument ``what`` if not."""
+    try:
+        return int(text)
+    except ValueError:
+        raise CommandError(f"{what} must be a whole number, got {text!r}.") from None
+
+
+def _position(text: str, what: str, last: int) -> int:
+    """A position in a log whose last position is ``last`` (0 = before the first event);
+    ``what`` names the argument in messages (``--since``, ``A``, ``B``)."""
+    position = _integer(text, what)
+    label = what if what.startswith("-") else f"position {what}"
+    if position < 0:
+        raise CommandError(
+            f"{label} is {position}, a negative position: positions run from 0 (before the "
+            f"first event) to {last}, the last recorded position."
+        )
+    if position > last:
+        raise CommandError(
+            f"{label} is {position}, past the end: the last recorded position is {last}"
+            + (" (the store holds no events yet)." if last == 0 else ".")
+        )
+    return position
+
+
+def _resolve_document(store: TemporalStore, given: str) -> tuple[str, int]:
+    """The full id of the document ``given`` names (its id, or a unique prefix of it, such
+    as the 8 characters the demo prints) and its latest version."""
+    key: UUID | None
+    try:
+        key = UUID(given)
+    except ValueError:
+        key = None
+    if key is None:
+        prefix = given.strip().lower()
+        matches = (
+            [i for i in store.list_document_ids() if i.startswith(prefix)]
+            if len(prefix) >= 4
+            else []
+        )
+        if len(matches) > 1:
+            raise CommandError(
+                f"{given!r} is the start of {len(matches)} document ids; give more of the id "
+                f"(list them with: atlas-eda log --store {store.url})."
+            )
+        key = UUID(matches[0]) if matches else None
+    latest = store.recorder.select_events(key, desc=True, limit=1) if key is not None else []
+    if not latest:
+        raise CommandError(
+            f"no document has id {given!r} in {store.url}; list the document ids with: "
+            f"atlas-eda log --store {store.url}"
+        )
+    return str(key), latest[0].originator_version
+
+
+def _parse_time(text: str) -> datetime:
+    """An ISO-8601 time; one without a UTC offset is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise CommandError(
+            f"--at {text!r} is not an ISO-8601 time: expected {TIME_FORMAT}."
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _versions_line(latest: int, shown: int) -> str:
+    """The line under ``show``'s table: the document's versions (the middle elided when
+    there are many), how many, which one is shown."""
+    if latest > 12:
+        numbers = [*map(str, range(1, 6)), "…", *map(str, range(latest - 4, latest + 1))]
+    else:
+        numbers = [str(v) for v in range(1, latest + 1)]
+    noun = "version" if latest == 1 else "versions"
+    return f"Versions: {', '.join(numbers)} ({latest} {noun}; shown: {shown}, latest: {latest})"
+
+
+def run_log(
+    url: str | None, *, document: str | None = None, since: str = "1", limit: str | None = None
+) -> None:
+    """Print the store's log from position ``since`` on, oldest first, at most ``limit``
+    rows (only ``document``'s events when given); reads only the rows it prints."""
+    rows_wanted = DEFAULT_LIMIT if limit is None else _integer(limit, "--limit")
+    if rows_wanted < 1:
+        raise CommandError(f"--limit must be at least 1, got {rows_wanted}.")
+    with _open_store(url) as store:
+        last = len(store.timeline())
+        # The log starts at 1, also in an empty store (where only a later --since is
+        # past the end); --since 0 means the same.
+        if last == 0 and _integer(since, "--since") in (0, 1):
+            start = 1
+        else:
+            start = max(_position(since, "--since", last), 1)
+        document_id, latest = _resolve_document(store, document) if document else (None, 0)
+        page = rows_wanted if document_id is None else 200
+        timeline = store.timeline(page_size=max(1, min(page, 200)))
+        events = list(
+            itertools.islice(timeline.iter_from(start, document_id=document_id), rows_wanted)
+        )
+        if not events:
+            hidden = 0
+        elif document_id is None:
+            hidden = last - events[-1].position
+        else:
+            hidden = latest - events[-1].version
+        scope = f", document {document_id}" if document_id else ""
+        span = f"positions {events[0].position} to {events[-1].position}" if events else "no events"
+        print(
+            format_table(
+                f"Log of {store.url}{scope}: {span} (the log has {last} in all)",
+                ["position", "time (UTC)", "document", "version", "kind", "changes"],
+                [
+                    [
+                        e.position,
+                        _iso_dt(e.timestamp),
+                        e.document_id,
+                        e.version,
+                        e.kind,
+                        _summary(e),
+                    ]
+                    for e in events
+                ],
+                max_width=_SUMMARY_WIDTH,
+            )
+        )
+        if hidden:
+            noun = "event" if hidden == 1 else "events"
+            print(
+                f"\n{hidden} more {noun} not shown; use --since/--limit "
+                f"(next page: --since {events[-1].position + 1})."
+            )
+
+
+def run_show(
+    document: str, url: str | None, *, version: str | None = None, at: str | None = None
+) -> None:
+    """Print every field of a document at its latest version, at ``version``, or as of the
+    ISO-8601 time ``at`` (UTC when it has no offset), and the list of its versions."""
+    moment = _parse_time(at) if at is not None else None
+    with _open_store(url) as store:
+        document_id, latest = _resolve_document(store, document)
+        if version is not None:
+            wanted = _integer(version, "--version")
+            if not 1 <= wanted <= latest:
+                raise CommandError(
+                    f"document {document_id} has no version {wanted}: its latest version is "
+                    f"{latest} (versions run from 1 to {latest})."
+                )
+            found = store.get_document(document_id, version=wanted)
+            how = f"version {wanted}"
+        elif moment is not None:
+            found = store.get_document_at(document_id, moment)
+            if found is None:
+                first = store.get_document(document_id, version=1)
+                created = _iso(first.created_at) if first is not None else "later"
+                raise CommandError(
+                    f"document {document_id} did not exist yet at {_iso_dt(moment)} UTC: it "
+                    f"was created at {created} UTC; give a later --at time."
+                )
+            how = f"as of {_iso_dt(moment)} UTC: version {found.version}"
+        else:
+            found = store.get_document(document_id)
+            how = f"latest version {latest}"
+        if found is None:  # the store changed under us, or the log is inconsistent
+            raise CommandError(f"document {document_id} could not be read at {how}.")
+        state = DocumentState.of(found)
+        rows: list[list[str]] = []
+        for name, value in state.as_dict().items():
+            rows.extend(_wrapped_rows([name, _value(name, value)]))
+        print(format_table(f"Document {document_id}, {how}", ["field", "value"], rows))
+        print()
+        print(_versions_line(latest, state.version))
+
+
+def run_diff(url: str | None, a: str, b: str) -> None:
+    """Print what differs in the store between positions ``a`` and ``b`` (0 = empty)."""
+    with _open_store(url) as store:
+        timeline = store.timeline()
+        last = len(timeline)
+        first, second = _position(a, "A", last), _position(b, "B", last)
+        diff = timeline.diff(first, second)
+        if not diff:
+            print(f"no differences between position {first} and position {second}.")
+            return
+        rows: list[list[str]] = []
+        for document_id, change, name, before, after in diff.rows():
+            rows.extend(
+                _wrapped_rows(
+                    [document_id, change, name, _value(name, before), _value(name, after)]
+                )
+            )
+        print(
+            format_table(
+                f"Differences in {store.url} from position {first} to position {second}: "
+                f"{len(diff.added)} added, {len(diff.removed)} removed, "
+                f"{len(diff.changed)} changed",
+                ["document", "change", "field", f"before (#{first})", f"after (#{second})"],
+                rows,
+            )
+        )
+
+
+# -- the command line -------------------------------------------------------------------
+
+_STORE_HELP = (
+    f"store URL, e.g. sqlite:///atlas-demo.db (default: ${ENV_VAR} when set; the file "
+    f"must exist, it is never created)"
+)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="atlas-eda", description="Inspect and exercise an atlas_eda event mesh."
-    )
+    parser = _Parser(prog="atlas-eda", description="Inspect and exercise an atlas_eda event mesh.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
@@ -199,6 +565,50 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help=f"store URL (default {DEMO_URL}: ./atlas-demo.db; memory:// for a throwaway one)",
     )
+
+    log = sub.add_parser(
+        "log",
+        help="the store's log of events, oldest first",
+        description="Print the store's global ordered log: position, time (UTC), document, "
+        "version, kind of change and what changed, oldest first.",
+    )
+    log.add_argument("--store", metavar="URL", help=_STORE_HELP)
+    log.add_argument("--doc", metavar="ID", help="only this document's events (id or prefix)")
+    log.add_argument(
+        "--since", metavar="POS", default="1", help="start at this position (default 1)"
+    )
+    log.add_argument(
+        "--limit",
+        metavar="N",
+        help=f"print at most N events (default {DEFAULT_LIMIT})",
+    )
+
+    show = sub.add_parser(
+        "show",
+        help="every field of a document, now or at a version or time",
+        description="Print every field of a document at its latest version, at a given "
+        "version, or as it was at a given time, and list its versions.",
+    )
+    show.add_argument("document", metavar="DOC_ID", help="the document's id (or a prefix)")
+    show.add_argument("--store", metavar="URL", help=_STORE_HELP)
+    when = show.add_mutually_exclusive_group()
+    when.add_argument("--version", metavar="N", help="the document at version N (1 = created)")
+    when.add_argument(
+        "--at",
+        metavar="ISO-TIME",
+        help=f"the document as it was at this time, ISO 8601: {TIME_FORMAT}; "
+        "a time without an offset is UTC",
+    )
+
+    diff = sub.add_parser(
+        "diff",
+        help="what changed in the store between two positions",
+        description="Print each document added, removed or changed between positions A and "
+        "B of the log, field by field (position 0 is the empty store).",
+    )
+    diff.add_argument("--store", metavar="URL", help=_STORE_HELP)
+    diff.add_argument("a", metavar="A", help="the earlier position (0 = before any event)")
+    diff.add_argument("b", metavar="B", help="the later position")
     return parser
 
 
@@ -213,9 +623,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             run_demo(args.store)
+        elif args.command == "log":
+            run_log(args.store, document=args.doc, since=args.since, limit=args.limit)
+        elif args.command == "show":
+            run_show(args.document, args.store, version=args.version, at=args.at)
+        elif args.command == "diff":
+            run_diff(args.store, args.a, args.b)
     except AtlasEdaError as exc:
         print(f"atlas-eda: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader (``| head``) went away: stop quietly, as command-line tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     return 0
 
 

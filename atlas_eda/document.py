@@ -89,7 +89,11 @@ class Document(Aggregate):
         check_text("title", title, optional=True)
         check_text("content", content, optional=True)
         check_text("editor", editor, optional=True)
-        self._updated(title=title, content=content, editor=editor)
+        # The event records who edited, resolved, so each event says what it changed
+        # without the state before it (the timeline relies on that).
+        self._updated(
+            title=title, content=content, editor=self.author if editor is None else editor
+        )
 
     def delete(self, reason: str | None = None) -> None:
         """Record the deletion; the document keeps every earlier version."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Any, Generic, TypeVar
@@ -14,7 +15,15 @@ import effect as fx
 from .errors import InvalidEffectError, UnhandledEffectError
 from .events import type_name
 
-__all__ = ["Effect", "EffectHandler", "EffectMonad", "EffectType", "Performer"]
+__all__ = [
+    "Effect",
+    "EffectHandler",
+    "EffectMonad",
+    "EffectObserver",
+    "EffectType",
+    "Performer",
+    "effect_observer",
+]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -53,6 +62,15 @@ class Effect:
         desc = f", {self.description!r}" if self.description else ""
         return f"Effect({type_name(self.type)}, {self.payload!r}{desc})"
 
+
+EffectObserver = Callable[[object, Any, "BaseException | None"], None]
+"""Told of each effect an ``EffectHandler`` performs: ``observer(effect, result, error)``."""
+
+effect_observer: ContextVar[EffectObserver | None] = ContextVar(
+    "atlas_eda_effect_observer", default=None
+)
+"""Who is told of the effects performed in this context: the bus sets it while it delivers
+an event, so an event's trace holds the effects its handlers caused."""
 
 _LIBRARY_DISPATCHERS = (fx.ComposedDispatcher, fx.TypeDispatcher)
 
@@ -104,7 +122,16 @@ class EffectHandler:
 
         @fx.sync_performer  # type: ignore[untyped-decorator]
         def perform(dispatcher: Any, intent: Effect) -> Any:
-            return handler(intent)
+            observer = effect_observer.get()
+            if observer is None:
+                return handler(intent)
+            try:
+                result = handler(intent)
+            except Exception as exc:
+                observer(intent, None, exc)
+                raise
+            observer(intent, result, None)
+            return result
 
         with self._lock:
             self._functions[effect_type] = handler

@@ -72,3 +72,7 @@ class StoreOpenError(AtlasEdaError):
 
 class UnknownAspectError(AtlasEdaError, ValueError):
     """``AspectWeaver.apply_aspect`` was given a name that was never registered."""
+
+
+class PositionError(AtlasEdaError, IndexError):
+    """A timeline position before the start or past the end of the store's log."""

@@ -8,11 +8,13 @@ URL when none is given.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import sqlite3
 import threading
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -25,6 +27,7 @@ from .bus import EventBus
 from .document import Document, check_text
 from .errors import StoreOpenError, StoreURLError
 from .events import EventType
+from .timeline import Timeline
 
 __all__ = ["DEFAULT_URL", "ENV_VAR", "TemporalStore", "persistence_settings"]
 
@@ -106,6 +109,12 @@ class TemporalStore(Application[UUID]):
 
     name = "TemporalStore"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # eventsourcing names each Application subclass after itself and reads settings
+        # under that name; a subclass of the store is still the same store.
+        super().__init_subclass__(**kwargs)
+        cls.name = TemporalStore.name
+
     def __init__(
         self,
         event_bus: EventBus | None = None,
@@ -137,6 +146,7 @@ class TemporalStore(Application[UUID]):
         self._index_lock = threading.Lock()
         self._known_ids: list[UUID] = []
         self._indexed_to = 0
+        self._timeline: Timeline | None = None
         try:
             super().__init__(env=settings)
         except (PersistenceError, sqlite3.Error, OSError) as exc:
@@ -225,6 +235,36 @@ class TemporalStore(Application[UUID]):
                 documents.append(document)
         return documents
 
+    def get_document_at(self, document_id: str, when: datetime) -> Document | None:
+        """The document as it was at the moment ``when`` (an aware datetime): its last
+        version recorded at or before then, or ``None`` if it did not exist yet."""
+        if not isinstance(when, datetime):
+            raise TypeError(f"when must be a datetime, got {type(when).__name__}.")
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise ValueError(
+                f"when must be timezone-aware (for example datetime.now(UTC)), got naive {when}."
+            )
+        key = _uuid_or_none(document_id)
+        if key is None:
+            return None
+        timestamps: list[datetime] = [
+            getattr(self.mapper.to_domain_event(stored), "timestamp")  # noqa: B009
+            for stored in self.recorder.select_events(key)
+        ]
+        version = bisect.bisect_right(timestamps, when)
+        return self.get_document(str(key), version=version) if version else None
+
+    def timeline(self, *, page_size: int | None = None) -> Timeline:
+        """The store's global ordered log, for time travel (see :class:`Timeline`). The
+        same object is returned each time, so its state checkpoints are built only once;
+        a ``page_size`` gives a separate timeline that reads pages of that size."""
+        if page_size is not None:
+            return Timeline(self, page_size=page_size)
+        with self._index_lock:
+            if self._timeline is None:
+                self._timeline = Timeline(self)
+            return self._timeline
+
     def list_document_ids(self) -> list[str]:
         """The id of every document ever created here, deleted ones included, in creation
         order."""
@@ -233,9 +273,8 @@ class TemporalStore(Application[UUID]):
     # -- internals ---------------------------------------------------------------------
 
     def _load(self, document_id: str | UUID, version: int | None = None) -> Document | None:
-        try:
-            key = document_id if isinstance(document_id, UUID) else UUID(str(document_id))
-        except ValueError:
+        key = _uuid_or_none(document_id)
+        if key is None:
             return None
         try:
             document: object = self.repository.get(key, version=version)
@@ -273,3 +312,12 @@ class TemporalStore(Application[UUID]):
 
     def __repr__(self) -> str:
         return f"TemporalStore(url={self.url!r})"
+
+
+def _uuid_or_none(value: str | UUID) -> UUID | None:
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(str(value))
+    except ValueError:
+        return None

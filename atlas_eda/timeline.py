@@ -1,0 +1,562 @@
+"""Time travel over a store: its global ordered log as a ``Timeline`` of ``RecordedEvent``s,
+the whole store's state as of any position, diffs between positions, a stepping cursor, and
+replay of a prefix of the log into a fresh store.
+
+Positions are the notification ids of eventsourcing's notification log: 1 is the first
+event ever recorded, and position 0 means "before anything". A ``Timeline`` is a Python
+sequence: ``timeline[0]`` is the event at position 1 and ``timeline[-1]`` the latest.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, overload
+from uuid import UUID
+
+from .document import Document
+from .errors import AtlasEdaError, PositionError
+from .views import fields_table, html_table, short, when
+
+if TYPE_CHECKING:  # only for annotations: the store sits above this module
+    from matplotlib.figure import Figure
+
+    from .store import TemporalStore
+
+__all__ = [
+    "Cursor",
+    "DocumentState",
+    "EventKind",
+    "RecordedEvent",
+    "StateDiff",
+    "Timeline",
+]
+
+EventKind = Literal["created", "updated", "deleted"]
+
+_PAGE = 200
+HTML_ROWS = 200
+"""At most this many rows are rendered by a ``Timeline``'s HTML view."""
+
+_TIME_FIELDS = frozenset({"created_at", "modified_at", "deleted_at"})
+
+
+def _shown(name: str, value: Any) -> Any:
+    """A field's value for display: the epoch-second time fields as UTC times to the
+    microsecond (two versions' times differ visibly), everything else as it is."""
+    if name in _TIME_FIELDS and isinstance(value, int | float):
+        return when(value, precise=True)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """One stored event at ``position`` in the store's global order: which document, its
+    version after the event, what kind of change, when (aware UTC), and ``changes``, a dict
+    of each field the event set to its new value."""
+
+    position: int
+    document_id: str
+    version: int
+    kind: EventKind
+    timestamp: datetime
+    changes: dict[str, Any] = field(hash=False)
+
+    def __repr__(self) -> str:
+        keys = ", ".join(self.changes)
+        return (
+            f"RecordedEvent(#{self.position} {self.kind} {self.document_id[:8]} "
+            f"v{self.version} {when(self.timestamp)} [{keys}])"
+        )
+
+    def _repr_html_(self) -> str:
+        caption = (
+            f"#{self.position} {self.kind} {self.document_id} v{self.version} "
+            f"at {when(self.timestamp)} UTC"
+        )
+        return fields_table(self.changes, caption=caption)
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentState:
+    """A frozen snapshot of a document's fields at one version (times in epoch seconds)."""
+
+    document_id: str
+    version: int
+    title: str
+    content: str
+    author: str
+    last_editor: str | None
+    created_at: float
+    modified_at: float
+    is_deleted: bool = False
+    deleted_at: float | None = None
+    deletion_reason: str | None = None
+
+    @classmethod
+    def of(cls, document: Document) -> DocumentState:
+        """The state of a live or reconstructed ``Document``."""
+        return cls(**document.as_dict())
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (equal to ``Document.as_dict()`` at that version)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def after(self, event: RecordedEvent) -> DocumentState:
+        """The state once ``event`` (the document's next event) is applied."""
+        if event.document_id != self.document_id or event.version != self.version + 1:
+            raise ValueError(
+                f"{event!r} does not follow {self!r}: expected version {self.version + 1} "
+                f"of {self.document_id}."
+            )
+        return _apply(self, event)
+
+    def __repr__(self) -> str:
+        state = ", deleted" if self.is_deleted else ""
+        title = short(self.title, 40)
+        return f"DocumentState({self.document_id[:8]} v{self.version} {title!r}{state})"
+
+    def _repr_html_(self) -> str:
+        shown = {name: _shown(name, value) for name, value in self.as_dict().items()}
+        return fields_table(shown, caption=f"{self.document_id} v{self.version} (times in UTC)")
+
+
+def _apply(state: DocumentState | None, event: RecordedEvent) -> DocumentState:
+    moment = event.timestamp.timestamp()
+    changes = event.changes
+    if event.kind == "created":
+        return DocumentState(
+            document_id=event.document_id,
+            version=event.version,
+            title=changes["title"],
+            content=changes["content"],
+            author=changes["author"],
+            last_editor=changes["author"],
+            created_at=moment,
+            modified_at=moment,
+        )
+    if state is None:
+        raise AtlasEdaError(
+            f"The log is inconsistent: {event!r} changes a document that was never created."
+        )
+    if event.kind == "updated":
+        return replace(
+            state,
+            version=event.version,
+            title=changes.get("title", state.title),
+            content=changes.get("content", state.content),
+            last_editor=changes.get("last_editor", state.author),
+            modified_at=moment,
+        )
+    return replace(
+        state,
+        version=event.version,
+        is_deleted=True,
+        deleted_at=moment,
+        deletion_reason=changes.get("deletion_reason"),
+        modified_at=moment,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    """One field's value before and after."""
+
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True)
+class StateDiff:
+    """What differs between the store at position ``a`` and at position ``b``: documents
+    only at ``b`` (added), only at ``a`` (removed), and, for documents at both, each field
+    whose value differs (``changed[id][field]`` is a :class:`FieldChange`)."""
+
+    a: int
+    b: int
+    added: dict[str, DocumentState]
+    removed: dict[str, DocumentState]
+    changed: dict[str, dict[str, FieldChange]]
+
+    @classmethod
+    def between(
+        cls,
+        a: int,
+        before: Mapping[str, DocumentState],
+        b: int,
+        after: Mapping[str, DocumentState],
+    ) -> StateDiff:
+        """Compare two whole-store states; each dict keeps the order of ``after`` (of
+        ``before`` for ``removed``)."""
+        changed: dict[str, dict[str, FieldChange]] = {}
+        for document_id, state in after.items():
+            if document_id not in before:
+                continue
+            old, new = before[document_id].as_dict(), state.as_dict()
+            fields_changed = {
+                name: FieldChange(old[name], new[name]) for name in old if old[name] != new[name]
+            }
+            if fields_changed:
+                changed[document_id] = fields_changed
+        return cls(
+            a=a,
+            b=b,
+            added={k: v for k, v in after.items() if k not in before},
+            removed={k: v for k, v in before.items() if k not in after},
+            changed=changed,
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.changed)
+
+    def rows(self) -> list[tuple[str, str, str, Any, Any]]:
+        """``(document_id, change, field, before, after)`` rows, for tables."""
+        rows: list[tuple[str, str, str, Any, Any]] = []
+        for document_id, state in self.added.items():
+            rows.append((document_id, "added", "title", None, state.title))
+        for document_id, state in self.removed.items():
+            rows.append((document_id, "removed", "title", state.title, None))
+        for document_id, changes in self.changed.items():
+            for name, change in changes.items():
+                rows.append((document_id, "changed", name, change.before, change.after))
+        return rows
+
+    def __repr__(self) -> str:
+        return (
+            f"StateDiff(#{self.a}→#{self.b}: {len(self.added)} added, "
+            f"{len(self.removed)} removed, {len(self.changed)} changed)"
+        )
+
+    def _repr_html_(self) -> str:
+        return html_table(
+            ["document", "change", "field", f"before (#{self.a})", f"after (#{self.b})"],
+            (
+                (short(d, 8), c, f, _shown(f, before), _shown(f, after))
+                for d, c, f, before, after in self.rows()
+            ),
+            caption=repr(self),
+        )
+
+
+class _StateIndex:
+    """Whole-store states at every ``every``-th position, built by folding the log once
+    (incrementally, as far as has been asked for), so ``state_at`` folds at most
+    ``every - 1`` events on top of a checkpoint."""
+
+    def __init__(self, timeline: Timeline, every: int) -> None:
+        self._timeline = timeline
+        self._every = every
+        self._checkpoints: list[dict[str, DocumentState]] = [{}]
+        self._state: dict[str, DocumentState] = {}
+        self._folded = 0
+        self._lock = threading.Lock()
+
+    def state_at(self, position: int) -> dict[str, DocumentState]:
+        with self._lock:
+            self._extend(position)
+            base = (position // self._every) * self._every
+            state = dict(self._checkpoints[position // self._every])
+        if position > base:
+            for event in self._timeline.events_between(base + 1, position):
+                state[event.document_id] = _apply(state.get(event.document_id), event)
+        return state
+
+    def _extend(self, position: int) -> None:
+        target = (position // self._every) * self._every
+        if target <= self._folded:
+            return
+        state = self._state
+        for event in self._timeline.events_between(self._folded + 1, target):
+            state[event.document_id] = _apply(state.get(event.document_id), event)
+            if event.position % self._every == 0:
+                self._checkpoints.append(dict(state))
+        self._folded = target
+
+
+class Timeline(Sequence[RecordedEvent]):
+    """The store's global ordered log, read lazily in pages of ``page_size``. Its length
+    follows the store as it grows; events, once recorded, never move."""
+
+    def __init__(
+        self, store: TemporalStore, *, page_size: int = _PAGE, checkpoint_every: int = 1000
+    ) -> None:
+        if page_size < 1 or checkpoint_every < 1:
+            raise ValueError("page_size and checkpoint_every must be at least 1.")
+        self.store = store
+        self.page_size = page_size
+        self._index = _StateIndex(self, checkpoint_every)
+        # eventsourcing's @event decorator makes these classes; mypy cannot see them.
+        self._created: Any = Document.Created
+        self._updated: Any = getattr(Document, "Updated")  # noqa: B009
+
+    # -- the sequence ------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self.store.recorder.max_notification_id() or 0
+
+    @overload
+    def __getitem__(self, index: int) -> RecordedEvent: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[RecordedEvent]: ...
+
+    def __getitem__(self, index: int | slice) -> RecordedEvent | list[RecordedEvent]:
+        length = len(self)
+        if isinstance(index, slice):
+            start, stop, step = index.indices(length)
+            if step > 0:
+                # indices start .. stop-1 are positions start+1 .. stop
+                return self.events_between(start + 1, stop)[::step]
+            # indices start, start+step, ... > stop: positions stop+2 .. start+1, read in
+            # pages and walked from the top down
+            return self.events_between(stop + 2, start + 1)[::step]
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(f"Timeline indices must be int or slice, not {type(index).__name__}.")
+        position = index + 1 if index >= 0 else length + index + 1
+        if not 1 <= position <= length:
+            raise IndexError(f"Timeline index {index} out of range (length {length}).")
+        return self.event_at(position)
+
+    def __iter__(self) -> Iterator[RecordedEvent]:
+        return self.iter_from(1)
+
+    def iter_from(
+        self, position: int, *, stop: int | None = None, document_id: str | None = None
+    ) -> Iterator[RecordedEvent]:
+        """The events from ``position`` on (up to ``stop`` inclusive), page by page;
+        only those of ``document_id`` when given."""
+        next_position = max(position, 1)
+        wanted = _uuid_or_none(document_id) if document_id is not None else None
+        if document_id is not None and wanted is None:
+            return
+        while stop is None or next_position <= stop:
+            limit = (
+                self.page_size if stop is None else min(self.page_size, stop - next_position + 1)
+            )
+            page = self.store.recorder.select_notifications(start=next_position, limit=limit)
+            if not page:
+                return
+            for notification in page:
+                if stop is not None and notification.id > stop:
+                    return
+                if wanted is None or notification.originator_id == wanted:
+                    yield self._decode(notification)
+            next_position = page[-1].id + 1
+
+    def events_between(self, first: int, last: int) -> list[RecordedEvent]:
+        """The events at positions ``first`` to ``last``, both included."""
+        return list(self.iter_from(first, stop=last)) if first <= last else []
+
+    def event_at(self, position: int) -> RecordedEvent:
+        """The event at ``position`` (1-based); :class:`PositionError` when there is none."""
+        self._check(position, allow_zero=False)
+        page = self.store.recorder.select_notifications(start=position, limit=1)
+        if not page or page[0].id != position:
+            raise PositionError(f"No event is recorded at position {position}.")
+        return self._decode(page[0])
+
+    def _decode(self, notification: Any) -> RecordedEvent:
+        domain_event: Any = self.store.mapper.to_domain_event(notification)
+        changes: dict[str, Any]
+        kind: EventKind
+        if isinstance(domain_event, self._created):
+            kind = "created"
+            changes = {
+                "title": domain_event.title,
+                "content": domain_event.content,
+                "author": domain_event.author,
+            }
+        elif isinstance(domain_event, self._updated):
+            kind = "updated"
+            changes = {
+                name: getattr(domain_event, name)
+                for name in ("title", "content")
+                if getattr(domain_event, name) is not None
+            }
+            if domain_event.editor is not None:
+                changes["last_editor"] = domain_event.editor
+        else:
+            kind = "deleted"
+            changes = {"is_deleted": True, "deletion_reason": domain_event.reason}
+        return RecordedEvent(
+            position=notification.id,
+            document_id=str(domain_event.originator_id),
+            version=domain_event.originator_version,
+            kind=kind,
+            timestamp=domain_event.timestamp.astimezone(UTC),
+            changes=changes,
+        )
+
+    def _check(self, position: int, *, allow_zero: bool = True) -> int:
+        if isinstance(position, bool) or not isinstance(position, int):
+            raise TypeError(f"A position must be an int, got {position!r}.")
+        length = len(self)
+        lowest = 0 if allow_zero else 1
+        if position < lowest:
+            raise PositionError(
+                f"Position {position} is before the start: positions run from {lowest} to {length}."
+            )
+        if position > length:
+            raise PositionError(
+                f"Position {position} is past the end: the last recorded position is {length}."
+            )
+        return length
+
+    # -- time travel -------------------------------------------------------------------
+
+    def state_at(self, position: int) -> dict[str, DocumentState]:
+        """The whole store right after ``position`` (0: empty), deleted documents
+        included, keyed by document id in creation order."""
+        self._check(position)
+        return self._index.state_at(position)
+
+    def diff(self, a: int, b: int) -> StateDiff:
+        """What changed in the store between positions ``a`` and ``b``."""
+        self._check(a)
+        self._check(b)
+        return StateDiff.between(a, self.state_at(a), b, self.state_at(b))
+
+    def replay(self, until: int, into: str | TemporalStore = "memory://") -> TemporalStore:
+        """A store holding exactly the events up to ``until`` (ids, versions and timestamps
+        kept): a new store at URL ``into``, or ``into`` itself, which must be empty. Written
+        in one transaction: a failure leaves the target empty. No bus events are published."""
+        self._check(until)
+        source = self.store
+        opened = isinstance(into, str)
+        target = (
+            type(source)(url=into, snapshot_interval=source.snapshot_interval)
+            if isinstance(into, str)
+            else into
+        )
+        try:
+            if target.recorder.max_notification_id():
+                raise AtlasEdaError(
+                    f"Replay target {target!r} already holds events; replay into an empty "
+                    f"store (for instance 'memory://' or a new SQLite file)."
+                )
+            if until:
+                notifications = source.recorder.select_notifications(
+                    start=1, limit=until, stop=until
+                )
+                target.events.put([source.mapper.to_domain_event(n) for n in notifications])
+        except BaseException:
+            if opened:  # a store opened here is not handed back: do not leave it open
+                target.close()
+            raise
+        return target
+
+    def cursor(self, position: int | None = None) -> Cursor:
+        """A cursor for stepping through the log, at ``position`` (default: the end)."""
+        return Cursor(self, len(self) if position is None else position)
+
+    def plot(self, *, ax: Any = None) -> Figure:
+        """Events over time, one row per document, coloured by kind; returns the matplotlib
+        ``Figure`` (needs the ``notebook`` extra)."""
+        try:
+            # matplotlib is an optional extra: import it only when a plot is asked for.
+            from .plotting import plot_timeline  # noqa: PLC0415
+        except ImportError as exc:
+            raise AtlasEdaError(
+                f"Timeline.plot needs matplotlib ({exc}): pip install 'atlas_eda[notebook]'."
+            ) from exc
+        return plot_timeline(self, ax=ax)
+
+    # -- display -----------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return f"Timeline({len(self)} events in {self.store.url})"
+
+    def _repr_html_(self) -> str:
+        total = len(self)
+        shown = self.events_between(max(total - HTML_ROWS + 1, 1), total)
+        caption = f"Timeline of {self.store.url}: {total} events" + (
+            f", the last {len(shown)} shown" if len(shown) < total else ""
+        )
+        return html_table(
+            ["#", "time (UTC)", "document", "version", "kind", "changes"],
+            (
+                (
+                    e.position,
+                    when(e.timestamp),
+                    short(e.document_id, 8),
+                    e.version,
+                    e.kind,
+                    ", ".join(f"{k}={short(v, 30)}" for k, v in e.changes.items()),
+                )
+                for e in shown
+            ),
+            caption=caption,
+        )
+
+
+class Cursor:
+    """A position in a timeline that steps back and forth; ``state`` is the whole store
+    right after ``position`` and ``event`` the event at it (``None`` at 0)."""
+
+    def __init__(self, timeline: Timeline, position: int) -> None:
+        timeline._check(position)
+        self.timeline = timeline
+        self._position = position
+
+    @property
+    def position(self) -> int:
+        """The current position (0 = before the first event)."""
+        return self._position
+
+    @property
+    def state(self) -> dict[str, DocumentState]:
+        """The whole store right after the current position."""
+        return self.timeline.state_at(self._position)
+
+    @property
+    def event(self) -> RecordedEvent | None:
+        """The event at the current position, or ``None`` at position 0."""
+        return self.timeline.event_at(self._position) if self._position else None
+
+    def goto(self, position: int) -> Cursor:
+        """Move to ``position``; :class:`PositionError` if it does not exist."""
+        self.timeline._check(position)
+        self._position = position
+        return self
+
+    def back(self, steps: int = 1) -> Cursor:
+        """Move ``steps`` positions back."""
+        return self.goto(self._position - steps)
+
+    def forward(self, steps: int = 1) -> Cursor:
+        """Move ``steps`` positions forward."""
+        return self.goto(self._position + steps)
+
+    def __repr__(self) -> str:
+        return f"Cursor(#{self._position} of {len(self.timeline)})"
+
+    def _repr_html_(self) -> str:
+        states = self.state.values()
+        caption = f"Store at position {self._position}"
+        event = self.event
+        if event is not None:
+            caption += f", right after: {event!r}"
+        return html_table(
+            ["document", "version", "title", "last editor", "modified (UTC)", "deleted"],
+            (
+                (
+                    short(s.document_id, 8),
+                    s.version,
+                    s.title,
+                    s.last_editor,
+                    when(s.modified_at),
+                    s.is_deleted,
+                )
+                for s in states
+            ),
+            caption=caption,
+        )
+
+
+def _uuid_or_none(value: str) -> UUID | None:
+    try:
+        return UUID(str(value))
+    except ValueError:
+        return None
