@@ -10,7 +10,6 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSet
 from enum import Enum
-from types import MappingProxyType
 from typing import Any
 
 from blinker import ANY, Signal
@@ -107,8 +106,10 @@ class EventBus:
             raise TypeError(f"history_limit must be an int, got {history_limit!r}.")
         if history_limit < 0:
             raise ValueError(f"history_limit must be 0 or more, got {history_limit}.")
-        if isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 1:
-            raise ValueError(f"max_depth must be an int of at least 1, got {max_depth!r}.")
+        if isinstance(max_depth, bool) or not isinstance(max_depth, int):
+            raise TypeError(f"max_depth must be an int, got {max_depth!r}.")
+        if max_depth < 1:
+            raise ValueError(f"max_depth must be at least 1, got {max_depth}.")
         self.effect_handler = effect_handler
         self._max_depth = max_depth
         self._history: deque[Event] = deque(maxlen=history_limit)
@@ -148,8 +149,9 @@ class EventBus:
         self, event_type: Enum, handler: Handler, *, weak: bool = False
     ) -> Callable[[], None]:
         """Call ``handler(event)`` for every event of ``event_type``, after the handlers
-        subscribed before it. Returns the function that unsubscribes it. The bus holds
-        the handler strongly unless ``weak=True``."""
+        subscribed before it. Returns the function that unsubscribes it; calling that
+        again does nothing (it never removes a later subscription of the same handler).
+        The bus holds the handler strongly unless ``weak=True``."""
         return self._connect(self.get_signal(event_type), handler, weak)
 
     def subscribe_all(self, handler: Handler, *, weak: bool = False) -> Callable[[], None]:
@@ -173,20 +175,19 @@ class EventBus:
                 ) from None
         with self._lock:
             signal.connect(handler, weak=weak)
-        if weak:
-            del handler  # the unsubscribe closure must not keep a weak handler alive
-
-            def unsubscribe_weak() -> None:
-                target = ref()
-                if target is not None:
-                    with self._lock:
-                        signal.disconnect(target)
-
-            return unsubscribe_weak
+        if not weak:
+            ref = _StrongRef(handler)
+        del handler  # the unsubscribe closure must not keep a weak handler alive
+        subscribed = [True]  # unsubscribing twice must not undo a later re-subscription
 
         def unsubscribe() -> None:
             with self._lock:
-                signal.disconnect(handler)
+                if not subscribed:
+                    return
+                subscribed.clear()
+                target = ref()
+                if target is not None:
+                    signal.disconnect(target)
 
         return unsubscribe
 
@@ -223,10 +224,10 @@ class EventBus:
         """Build an event and publish it; returns its id. Inside a handler, the new
         event is a child of the event being handled (causation and correlation ids)."""
         _check_type(event_type)
-        if metadata is None or not metadata:
-            meta = EMPTY_METADATA
+        if metadata is None:
+            meta: Mapping[str, Any] = EMPTY_METADATA
         elif isinstance(metadata, Mapping):
-            meta = MappingProxyType(dict(metadata))
+            meta = metadata  # Event copies it into a read-only mapping
         else:
             raise InvalidEventError(
                 f"metadata must be a mapping (for example a dict), got {type(metadata).__name__}."
@@ -408,6 +409,18 @@ class EventBus:
             f"EventBus(history={len(self._history)}/{self.history_limit}, "
             f"types={len(self._signals)}, middleware={len(self._middleware)})"
         )
+
+
+class _StrongRef:
+    """Quacks like a weak reference but holds its target strongly."""
+
+    __slots__ = ("_target",)
+
+    def __init__(self, target: Handler) -> None:
+        self._target = target
+
+    def __call__(self) -> Handler:
+        return self._target
 
 
 def _check_type(event_type: object) -> None:

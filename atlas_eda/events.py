@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import itertools
 import os
+import reprlib
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from types import MappingProxyType
 from typing import Any
+
+from .errors import InvalidEventError
 
 __all__ = ["EMPTY_METADATA", "Event", "EventId", "EventType", "new_event_id", "type_name"]
 
@@ -67,7 +70,14 @@ def type_name(event_type: Enum) -> str:
 class Event:
     """One immutable event. ``type`` is any ``enum.Enum`` member; ``correlation_id`` is
     shared by every event caused (directly or not) by the same root event, and
-    ``causation_id`` is the id of the event whose handler published this one."""
+    ``causation_id`` is the id of the event whose handler published this one.
+
+    ``metadata`` is copied into a read-only mapping when the event is built, so neither
+    the event nor a mapping the caller keeps can change the other afterwards. Building an
+    event whose type is not an ``Enum`` member, or whose metadata is not a mapping, raises
+    :class:`InvalidEventError`. Events pickle and deep-copy (their metadata travels as a
+    plain dict and is made read-only again).
+    """
 
     type: Enum
     data: Any = None
@@ -78,14 +88,52 @@ class Event:
     correlation_id: str | None = None
     causation_id: str | None = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.type, Enum):
+            raise InvalidEventError(
+                f"An event type must be an enum.Enum member (for example "
+                f"EventType.DOCUMENT_CREATED or a member of your own Enum), got "
+                f"{self.type!r} of type {type(self.type).__name__}."
+            )
+        metadata = self.metadata
+        if metadata is not EMPTY_METADATA:
+            if not isinstance(metadata, Mapping):
+                raise InvalidEventError(
+                    f"Event metadata must be a mapping (for example a dict), got "
+                    f"{type(metadata).__name__}."
+                )
+            frozen = MappingProxyType(dict(metadata)) if metadata else EMPTY_METADATA
+            object.__setattr__(self, "metadata", frozen)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The read-only metadata view cannot be pickled; travel as plain fields.
+        values = {name: getattr(self, name) for name in _FIELDS}
+        values["metadata"] = dict(self.metadata)
+        return (_event_from_fields, (values,))
+
     def __repr__(self) -> str:
         return (
             f"Event({type_name(self.type)}, id={self.id}, data={_short(self.data)}"
-            + (f", source={self.source!r}" if self.source else "")
+            + (f", source={_short(self.source, 40)}" if self.source else "")
             + ")"
         )
 
 
+_FIELDS = tuple(f.name for f in fields(Event))
+
+
+def _event_from_fields(values: dict[str, Any]) -> Event:
+    """Rebuild a pickled or deep-copied :class:`Event` from its fields."""
+    return Event(**values)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80  # big containers are elided before they are built
+
+
 def _short(value: object, limit: int = 60) -> str:
-    text = repr(value)
+    """``repr(value)`` on one line, at most ``limit`` characters."""
+    text = _REPR.repr(value)
+    if "\n" in text or "\r" in text:
+        text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
