@@ -20,6 +20,7 @@ from .errors import (
     StoreURLError,
     UnhandledEffectError,
     UnknownAspectError,
+    UnknownEventError,
 )
 from .events import Event, EventId, EventType
 from .service import DocumentService
@@ -32,11 +33,13 @@ from .timeline import (
     StateDiff,
     Timeline,
 )
+from .trace import Delivery, EffectOutcome, EventTrace
 
 __all__ = [
     "AspectWeaver",
     "AtlasEdaError",
     "Cursor",
+    "Delivery",
     "Document",
     "DocumentDeletedError",
     "DocumentNotFoundError",
@@ -45,11 +48,13 @@ __all__ = [
     "Effect",
     "EffectHandler",
     "EffectMonad",
+    "EffectOutcome",
     "EffectType",
     "Event",
     "EventBus",
     "EventCycleError",
     "EventId",
+    "EventTrace",
     "EventType",
     "FieldChange",
     "InvalidDocumentError",
@@ -68,6 +73,7 @@ __all__ = [
     "Timeline",
     "UnhandledEffectError",
     "UnknownAspectError",
+    "UnknownEventError",
 ]
 
 __version__ = "0.1.0"

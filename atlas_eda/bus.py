@@ -5,24 +5,28 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSet
 from enum import Enum
+from time import perf_counter
 from typing import Any
 
 from blinker import ANY, Signal
 
-from .effects import EffectHandler, EffectMonad
+from .effects import EffectHandler, EffectMonad, effect_observer
 from .errors import (
     AtlasEdaError,
     EventCycleError,
     InvalidEventError,
     MiddlewareError,
     NoEffectHandlerError,
+    UnknownEventError,
 )
 from .events import EMPTY_METADATA, Event, EventType, new_event_id, type_name
+from .trace import EffectOutcome, EventTrace, Record, build_trace
 
 __all__ = ["EventBus", "Handler", "Middleware"]
 
@@ -37,6 +41,8 @@ Middleware = Callable[[Event], "Event | None"]
 # Errors that must reach the publisher: isolating them would hide a cycle or a
 # misconfigured bus behind an ERROR event nobody may be listening to.
 _PROPAGATING = (EventCycleError, NoEffectHandlerError)
+
+_FRAMES_PER_LEVEL = 8
 
 
 class _OrderedSet(MutableSet[Any]):
@@ -92,7 +98,8 @@ class EventBus:
     handler's failure is logged and published once as an ``EventType.ERROR`` event while
     the others still run. Events published from inside a handler carry the parent's id as
     ``causation_id`` and the root's ``correlation_id``; nesting deeper than ``max_depth``
-    raises :class:`EventCycleError`. The newest ``history_limit`` events are kept.
+    raises :class:`EventCycleError`. The newest ``history_limit`` events are kept, each
+    with its trace (see :meth:`trace`) unless ``traces=False``.
     """
 
     def __init__(
@@ -101,6 +108,7 @@ class EventBus:
         *,
         effect_handler: EffectHandler | None = None,
         max_depth: int = 64,
+        traces: bool = True,
     ) -> None:
         if isinstance(history_limit, bool) or not isinstance(history_limit, int):
             raise TypeError(f"history_limit must be an int, got {history_limit!r}.")
@@ -110,9 +118,19 @@ class EventBus:
             raise TypeError(f"max_depth must be an int, got {max_depth!r}.")
         if max_depth < 1:
             raise ValueError(f"max_depth must be at least 1, got {max_depth}.")
+        # Each nesting level costs a handful of interpreter frames: past this ceiling the
+        # interpreter's RecursionError would strike before the depth guard could.
+        ceiling = sys.getrecursionlimit() // _FRAMES_PER_LEVEL
+        if max_depth > ceiling:
+            raise ValueError(
+                f"max_depth={max_depth} is deeper than Python's recursion limit "
+                f"({sys.getrecursionlimit()}) allows; use at most {ceiling}, or raise the limit "
+                f"with sys.setrecursionlimit first."
+            )
         self.effect_handler = effect_handler
         self._max_depth = max_depth
-        self._history: deque[Event] = deque(maxlen=history_limit)
+        self._traces = traces
+        self._history: deque[Record] = deque(maxlen=history_limit)
         self._history_lock = threading.Lock()
         self._signals: dict[Enum, _OrderedSignal] = {}
         self._all = _OrderedSignal("every event, whatever its type")
@@ -124,6 +142,11 @@ class EventBus:
     def history_limit(self) -> int:
         """How many of the newest events the history keeps."""
         return self._history.maxlen or 0
+
+    @property
+    def traces(self) -> bool:
+        """Whether deliveries and effects are recorded for :meth:`trace`."""
+        return self._traces
 
     @property
     def max_depth(self) -> int:
@@ -234,7 +257,7 @@ class EventBus:
             )
         stack = self._stack()
         if stack:
-            parent = stack[-1]
+            parent = stack[-1][0]
             event = Event(
                 type=event_type,
                 data=data,
@@ -266,16 +289,16 @@ class EventBus:
         _check_type(event.type)
         return self._dispatch(event, self._stack())
 
-    def _stack(self) -> list[Event]:
+    def _stack(self) -> list[Record]:
         try:
-            stack: list[Event] = self._local.stack
+            stack: list[Record] = self._local.stack
         except AttributeError:
             stack = self._local.stack = []
         return stack
 
-    def _dispatch(self, event: Event, stack: list[Event]) -> str:
+    def _dispatch(self, event: Event, stack: list[Record]) -> str:
         if len(stack) >= self._max_depth:
-            chain = (*(type_name(e.type) for e in stack), type_name(event.type))
+            chain = (*(type_name(r[0].type) for r in stack), type_name(event.type))
             raise EventCycleError(
                 f"Publishing {type_name(event.type)} would nest {len(chain)} events deep "
                 f"(max_depth={self._max_depth}); handlers are publishing each other's events "
@@ -290,18 +313,34 @@ class EventBus:
                 logger.debug("event %s dropped by middleware %s", received_id, middleware)
                 return received_id
             event = transformed
+        record: Record = (event, [])
         with self._history_lock:
-            self._history.append(event)
-        stack.append(event)
+            self._history.append(record)
+        if stack:
+            if self._traces:
+                stack[-1][1].append(("c", event.id))
+            observing = None
+        else:
+            # Effects performed while this event is handled are told to the bus, which
+            # files them under the delivery running at the time (see EventBus.trace).
+            observing = effect_observer.set(self._observe_effect) if self._traces else None
+        stack.append(record)
         try:
-            failures, propagating = self._deliver(event)
+            failures, propagating = self._deliver(record)
             if failures:
                 self._report(event, failures)
         finally:
             stack.pop()
+            if observing is not None:
+                effect_observer.reset(observing)
         if propagating is not None:
             raise propagating
         return event.id
+
+    def _observe_effect(self, effect: object, result: Any, error: BaseException | None) -> None:
+        stack = self._stack()
+        if stack:
+            stack[-1][1].append(("e", EffectOutcome(effect, result, error)))
 
     @staticmethod
     def _apply(middleware: Middleware, event: Event) -> Event | None:
@@ -330,20 +369,33 @@ class EventBus:
             yield from everything.receivers_for(ANY)
 
     def _deliver(
-        self, event: Event
+        self, record: Record
     ) -> tuple[list[tuple[Callable[..., Any], Exception]], AtlasEdaError | None]:
+        event, log = record
         failures: list[tuple[Callable[..., Any], Exception]] = []
         propagating: AtlasEdaError | None = None
+        tracing = self._traces
+        clock = perf_counter
+        append = log.append
+        started = clock() if tracing else 0.0
         for receiver in self._receivers(event.type):
+            error: Exception | None = None
             try:
                 result = receiver(event)
                 if isinstance(result, EffectMonad):
                     self._run_effects(receiver, event, result)
             except _PROPAGATING as exc:
+                error = exc
                 if propagating is None:
                     propagating = exc
             except Exception as exc:
+                error = exc
                 failures.append((receiver, exc))
+            if tracing:
+                # The name, not the receiver: the log must not keep weak handlers alive.
+                finished = clock()
+                append(("d", getattr(receiver, "__qualname__", None), finished - started, error))
+                started = finished
         return failures, propagating
 
     def _run_effects(
@@ -393,16 +445,38 @@ class EventBus:
         those of ``event_type`` when given."""
         with self._history_lock:
             snapshot = self._history.copy()
-        newest_first: Iterable[Event] = reversed(snapshot)
+        newest_first: Iterable[Event] = (r[0] for r in reversed(snapshot))
         if event_type is not None:
             newest_first = (e for e in newest_first if e.type == event_type)
         result = list(newest_first)
         return result if limit is None else result[: max(limit, 0)]
 
     def clear_history(self) -> None:
-        """Forget every recorded event."""
+        """Forget every recorded event and its trace."""
         with self._history_lock:
             self._history.clear()
+
+    def trace(self, event_id: str) -> EventTrace:
+        """What happened because of the event ``event_id``: each delivery (handler,
+        duration, outcome), each effect performed during it (result or error), and the
+        child events it caused, recursively. Traces are kept as long as the event is in
+        the history; :class:`UnknownEventError` otherwise."""
+        if not self._traces:
+            raise UnknownEventError(
+                "This bus records no traces: it was created with EventBus(traces=False)."
+            )
+        with self._history_lock:
+            snapshot = self._history.copy()
+        # Built when asked for, so publishing maintains no index (the newest entry wins
+        # should an event be published twice).
+        by_id = {r[0].id: r for r in snapshot}
+        record = by_id.get(event_id)
+        if record is None:
+            raise UnknownEventError(
+                f"Event {event_id!r} is not in this bus's history (it keeps the newest "
+                f"{self.history_limit} events); traces exist only for events still there."
+            )
+        return build_trace(record, by_id.get)
 
     def __repr__(self) -> str:
         return (

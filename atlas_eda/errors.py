@@ -76,3 +76,10 @@ class UnknownAspectError(AtlasEdaError, ValueError):
 
 class PositionError(AtlasEdaError, IndexError):
     """A timeline position before the start or past the end of the store's log."""
+
+
+class UnknownEventError(AtlasEdaError, KeyError):
+    """No event with that id is in the bus's history (only its newest events are kept)."""
+
+    def __str__(self) -> str:  # KeyError would repr the message
+        return str(self.args[0]) if self.args else ""

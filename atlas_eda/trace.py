@@ -1,0 +1,192 @@
+"""Per-event traces: what the bus did with one event — each delivery (handler, duration,
+outcome), each effect performed during it (result or error), and the child events it
+caused, recursively. The bus records into the mutable ``_*Record`` slots while it works;
+``EventTrace`` is the immutable view built only when somebody asks."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .events import Event, type_name
+from .views import short, when
+
+__all__ = ["Delivery", "EffectOutcome", "EventTrace"]
+
+
+Log = list[tuple[Any, ...]]
+"""What the bus writes while it handles one event, in order (internal): ``("d", handler,
+seconds, error)`` after each delivery, ``("e", EffectOutcome)`` for each effect performed and
+``("c", event_id)`` for each child event published. Effects and children logged while a
+handler runs come just before that handler's ``"d"`` entry: that is how they are attributed
+to it, at no cost while publishing."""
+
+Record = tuple[Event, Log]
+"""One history entry: the event and its trace log (internal)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EffectOutcome:
+    """One effect performed through an ``EffectHandler``: its result, or its error."""
+
+    effect: Any
+    result: Any = None
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the effect was performed without raising."""
+        return self.error is None
+
+    def describe(self) -> str:
+        """``effect → result`` or ``effect ✗ Error: message`` on one line."""
+        outcome = (
+            f"→ {short(self.result, 60)}"
+            if self.error is None
+            else f"✗ {type(self.error).__name__}: {short(self.error, 60)}"
+        )
+        return f"{short(self.effect, 80)} {outcome}"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One handler's call with the event: which handler, how long it took, its error (if
+    it raised), the effects performed while it ran, and the events it published."""
+
+    handler: str
+    duration: float
+    error: BaseException | None
+    effects: tuple[EffectOutcome, ...]
+    children: tuple[EventTrace, ...]
+
+    @property
+    def outcome(self) -> str:
+        """``"ok"``, or ``"error: Type: message"``."""
+        if self.error is None:
+            return "ok"
+        return f"error: {type(self.error).__name__}: {self.error}"
+
+
+@dataclass(frozen=True, slots=True)
+class EventTrace:
+    """What happened because of ``event``: its deliveries in order, the effects performed
+    outside any delivery, and the child events published outside any delivery (such as the
+    bus's own ``ERROR`` reports). Every child is itself an ``EventTrace``."""
+
+    event: Event
+    deliveries: tuple[Delivery, ...]
+    effects: tuple[EffectOutcome, ...]
+    children: tuple[EventTrace, ...]
+
+    def all_children(self) -> tuple[EventTrace, ...]:
+        """Every direct child, whichever delivery (if any) published it."""
+        nested = tuple(child for d in self.deliveries for child in d.children)
+        return nested + self.children
+
+    def all_effects(self) -> tuple[EffectOutcome, ...]:
+        """Every effect performed because of this event, its descendants' included."""
+        own = tuple(e for d in self.deliveries for e in d.effects) + self.effects
+        return own + tuple(e for child in self.all_children() for e in child.all_effects())
+
+    def walk(self) -> Iterator[EventTrace]:
+        """This trace and every descendant, depth first."""
+        yield self
+        for child in self.all_children():
+            yield from child.walk()
+
+    def _headline(self) -> str:
+        event = self.event
+        source = f" from {event.source}" if event.source else ""
+        return (
+            f"{type_name(event.type)} {event.id}{source} at {when(event.timestamp)} "
+            f"data={short(event.data, 70)}"
+        )
+
+    def _lines(self) -> list[tuple[str, list[Any]]]:
+        """(line, sub-items) pairs: a generic tree both renderers walk."""
+        items: list[tuple[str, list[Any]]] = []
+        for delivery in self.deliveries:
+            sub: list[Any] = [(f"effect {e.describe()}", []) for e in delivery.effects]
+            sub.extend(child for child in delivery.children)
+            items.append(
+                (
+                    f"handler {delivery.handler}  {delivery.duration * 1000:.3f} ms  "
+                    f"{delivery.outcome}",
+                    sub,
+                )
+            )
+        items.extend((f"effect {e.describe()}", []) for e in self.effects)
+        items.extend((child, []) for child in self.children)  # type: ignore[misc]
+        return items
+
+    def tree(self) -> str:
+        """The trace as an indented text tree, one line per event, delivery and effect."""
+        lines = [self._headline()]
+        _render_text(self._lines(), "", lines)
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        count = sum(1 for _ in self.walk()) - 1
+        return (
+            f"EventTrace({type_name(self.event.type)} {self.event.id}, "
+            f"{len(self.deliveries)} deliveries, {count} descendant events)"
+        )
+
+    def _repr_html_(self) -> str:
+        return f'<div style="font-family:monospace;font-size:12px">{_render_html(self)}</div>'
+
+
+def _render_text(items: list[tuple[Any, list[Any]]], prefix: str, out: list[str]) -> None:
+    for index, item in enumerate(items):
+        last = index == len(items) - 1
+        branch, extension = ("└─ ", "   ") if last else ("├─ ", "│  ")
+        label, sub = (item, []) if isinstance(item, EventTrace) else item
+        if isinstance(label, EventTrace):
+            out.append(f"{prefix}{branch}child {label._headline()}")
+            _render_text(label._lines(), prefix + extension, out)
+        else:
+            out.append(f"{prefix}{branch}{label}")
+            _render_text(sub, prefix + extension, out)
+
+
+def _render_html(trace: EventTrace) -> str:
+    def items_html(items: list[tuple[Any, list[Any]]]) -> str:
+        if not items:
+            return ""
+        parts = ["<ul>"]
+        for item in items:
+            label, sub = (item, []) if isinstance(item, EventTrace) else item
+            if isinstance(label, EventTrace):
+                parts.append(f"<li>child {_render_html(label)}</li>")
+            else:
+                parts.append(f"<li>{html.escape(label)}{items_html(sub)}</li>")
+        parts.append("</ul>")
+        return "".join(parts)
+
+    return f"<b>{html.escape(trace._headline())}</b>{items_html(trace._lines())}"
+
+
+def build_trace(
+    record: Record, lookup: Callable[[str], Record | None], depth: int = 0
+) -> EventTrace:
+    """The immutable trace of ``record``; children no longer in history are left out."""
+    event, log = record
+    deliveries: list[Delivery] = []
+    effects: list[EffectOutcome] = []
+    children: list[EventTrace] = []
+    for entry in list(log):  # a copy: the bus may still be appending
+        tag = entry[0]
+        if tag == "d":
+            deliveries.append(
+                Delivery(entry[1], entry[2], entry[3], tuple(effects), tuple(children))
+            )
+            effects, children = [], []
+        elif tag == "e":
+            effects.append(entry[1])
+        elif depth < 256:
+            child = lookup(entry[1])
+            if child is not None:
+                children.append(build_trace(child, lookup, depth + 1))
+    return EventTrace(event, tuple(deliveries), tuple(effects), tuple(children))

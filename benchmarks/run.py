@@ -1,0 +1,100 @@
+"""Run the benchmarks and print one table: figure, measured, target, PASS/FAIL.
+
+    python -m benchmarks.run            # the full run (make bench)
+    python -m benchmarks.run --quick    # smaller data sets, for development
+    python -m benchmarks.run --only store --markdown out.md
+
+The run is a report: it exits 0 even when a figure misses its target (FAIL is printed
+plainly); it exits 1 only when a section could not measure at all (ERROR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from . import time_travel, timeline_memory
+from ._harness import Config, Row, Section, format_markdown, format_table, machine_description
+
+
+def bus_sections() -> list[Section]:
+    """The slot for bus benchmarks: return their sections here.
+
+    Reserved for the EventBus figures (issue 3: trace overhead when nobody reads traces;
+    issue 5: publish with 1 and 10 subscribers vs raw blinker, pyee, PyPubSub and
+    zope.event, history bound, middleware). Each module exposes ``SECTION`` like
+    ``benchmarks.time_travel``; add it to the list below. Nothing is registered yet.
+    """
+    return []
+
+
+def all_sections() -> list[Section]:
+    """Every registered section, in the order they run and print."""
+    # The memory section runs first: its child process is spawned while this process
+    # is still small (what exec carries over is then negligible either way).
+    return [timeline_memory.SECTION, time_travel.SECTION, *bus_sections()]
+
+
+def run_section(section: Section, config: Config) -> list[Row]:
+    gc.collect()
+    try:
+        return section.run(config)
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        return [Row.failed(section.title, f"{type(exc).__name__}: {exc}")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    sections = all_sections()
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=__doc__.split("\n", 1)[0]
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small data sets (10k events for the store, 100k for the timeline)",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=[s.name for s in sections],
+        help="run only this section (repeatable)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "atlas_eda_bench",
+        help="where expensive data files are cached between runs (default: %(default)s)",
+    )
+    parser.add_argument("--markdown", type=Path, help="also write the report as Markdown")
+    args = parser.parse_args(argv)
+
+    config = Config(quick=args.quick, cache_dir=args.cache_dir)
+    chosen = [s for s in sections if not args.only or s.name in args.only]
+    machine = machine_description()
+    machine["run"] = "quick (--quick): small data sets" if args.quick else "full"
+    started = time.perf_counter()
+    results: list[tuple[Section, list[Row]]] = []
+    for section in chosen:
+        print(f"running {section.title} …", file=sys.stderr, flush=True)
+        begin = time.perf_counter()
+        results.append((section, run_section(section, config)))
+        print(f"  done in {time.perf_counter() - begin:.0f} s", file=sys.stderr, flush=True)
+    if not bus_sections() and not args.only:
+        print("(no bus benchmarks are registered yet: see benchmarks.run.bus_sections)\n")
+    elapsed = time.perf_counter() - started
+    print(format_table(results, machine, elapsed))
+    if args.markdown:
+        args.markdown.write_text(format_markdown(results, machine, elapsed), encoding="utf-8")
+        print(f"\nwritten to {args.markdown}")
+    errors = any(row.status == "ERROR" for _, rows in results for row in rows)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,387 @@
+"""Issue 3's store and time-travel figures, on a SQLite file in a temporary directory.
+
+The data set: ``docs`` documents with ``EVENTS_PER_DOC`` events each (100,000 events over
+1,000 documents; ``--quick``: 10,000 over 100). It is written through the store's own
+eventsourcing objects, in the shape a live store would have: every document is created,
+then each round updates every document once in a random order and saves the round in one
+``store.save(*documents)`` (so the global log interleaves documents); every tenth version
+also renames the document; one document in a hundred is deleted as its last event.
+Snapshots are taken with ``store.take_snapshot(id, version=v)`` at every multiple of
+``store.snapshot_interval``, exactly as ``TemporalStore`` does after each commit.
+
+Everything read back is checked against the values written before anything is timed.
+
+Figures (targets from issue 3, absolute, printed as such) and their same-run references:
+
+- ``get_document(id, version=v)`` for random documents and versions, with snapshots
+  (≤ 2 ms) and from the same file without snapshots, each beside eventsourcing's raw
+  ``repository.get(uuid, version=v)`` on the same pairs, interleaved;
+- ``timeline.state_at(p)`` for random p (≤ 250 ms): the first call, which builds the
+  checkpoint index over the whole log, reported alone; the reference decodes the same
+  events since the last checkpoint with eventsourcing's recorder and mapper;
+- one 200-row page ``timeline[i:i+200]`` (≤ 20 ms) beside eventsourcing's
+  ``select_notifications`` + ``mapper.to_domain_event`` of the same 200 events.
+"""
+
+from __future__ import annotations
+
+import gc
+import inspect
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from atlas_eda import Document, DocumentState, TemporalStore, Timeline
+
+from ._harness import (
+    Config,
+    Row,
+    Section,
+    Target,
+    in_unit,
+    median,
+    ratio_row,
+    sample_interleaved,
+    stats_note,
+)
+
+__all__ = ["EVENTS_PER_DOC", "SECTION", "DataSet", "build", "content_at", "title_at"]
+
+EVENTS_PER_DOC = 100
+CHECKPOINT_EVERY: int = inspect.signature(Timeline).parameters["checkpoint_every"].default
+"""``Timeline``'s default ``checkpoint_every``: how far back the state index's last
+checkpoint can be, hence how many events ``state_at`` decodes at most (less one)."""
+
+PAGE = 200
+
+_FILLER = (
+    "The quick brown fox jumps over the lazy dog while the event log keeps every version "
+    "of this paragraph readable, so that time travel has something real to read."
+)
+
+
+def title_at(i: int, version: int) -> str:
+    """Document ``i``'s title at ``version``: renamed at every tenth version."""
+    return f"Document {i}" if version < 10 else f"Document {i} (rev {version // 10 * 10})"
+
+
+def content_at(i: int, version: int) -> str:
+    """Document ``i``'s content at ``version``."""
+    return f"{i}.{version} {_FILLER}"
+
+
+def is_deleted_doc(i: int) -> bool:
+    """One document in a hundred is deleted as its last event."""
+    return i % 100 == 99
+
+
+@dataclass
+class DataSet:
+    """What was written: the documents' ids in creation order and how long it took."""
+
+    url: str
+    ids: list[str]
+    per_doc: int
+    write_seconds: float
+    snapshot_seconds: float
+
+    @property
+    def events(self) -> int:
+        return len(self.ids) * self.per_doc
+
+    def expected(self, i: int, version: int) -> tuple[str, str, bool]:
+        """(title, content, is_deleted) of document ``i`` at ``version``."""
+        deleted = is_deleted_doc(i) and version == self.per_doc
+        fields_at = version - 1 if deleted else version
+        return title_at(i, fields_at), content_at(i, fields_at), deleted
+
+
+def build(url: str, docs: int, per_doc: int = EVENTS_PER_DOC, seed: int = 0) -> DataSet:
+    """Write ``docs x per_doc`` events into the (empty) store at ``url`` in rounds of one
+    event per document, one transaction per round; snapshots as ``TemporalStore`` takes
+    them. Returns the :class:`DataSet` describing what was written."""
+    rng = random.Random(seed)
+    store = TemporalStore(url=url)
+    try:
+        interval = store.snapshot_interval
+        snapshot_seconds = 0.0
+        start = time.perf_counter()
+        documents = [
+            Document(title=title_at(i, 1), content=content_at(i, 1), author=f"author-{i % 7}")
+            for i in range(docs)
+        ]
+        index = {document.id: i for i, document in enumerate(documents)}
+        store.save(*documents)
+        for version in range(2, per_doc + 1):
+            order = documents[:]
+            rng.shuffle(order)
+            for document in order:
+                i = index[document.id]
+                if version == per_doc and is_deleted_doc(i):
+                    document.delete(reason="benchmark: deleted as its last event")
+                else:
+                    document.update(
+                        title=title_at(i, version) if version % 10 == 0 else None,
+                        content=content_at(i, version),
+                        editor=f"editor-{version % 5}",
+                    )
+            store.save(*order)
+            if interval and version % interval == 0:
+                begin = time.perf_counter()
+                for document in order:
+                    store.take_snapshot(document.id, version=version)
+                snapshot_seconds += time.perf_counter() - begin
+        write_seconds = time.perf_counter() - start - snapshot_seconds
+        return DataSet(
+            url=url,
+            ids=[document.document_id for document in documents],
+            per_doc=per_doc,
+            write_seconds=write_seconds,
+            snapshot_seconds=snapshot_seconds,
+        )
+    finally:
+        store.close()
+
+
+# -- verification --------------------------------------------------------------------------
+
+
+class VerificationError(AssertionError):
+    """What was read back is not what was written: no figure would mean anything."""
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise VerificationError(message)
+
+
+def verify(
+    data: DataSet, store: TemporalStore, plain: TemporalStore, timeline: Timeline, rng: Any
+) -> None:
+    """Read back a sample of versions (with and without snapshots), the whole store's final
+    state, a few past states and a page, and compare them with what was written."""
+    _check(len(timeline) == data.events, f"timeline has {len(timeline)} events, not {data.events}")
+    interval = store.snapshot_interval
+    if interval and data.per_doc >= interval:
+        for i in rng.sample(range(len(data.ids)), 5):
+            found = (
+                store.snapshots.get(UUID(data.ids[i]), desc=True, limit=1)
+                if store.snapshots
+                else []
+            )
+            versions = [s.originator_version for s in found]
+            want = data.per_doc // interval * interval
+            _check(versions == [want], f"document {i}: snapshot at {versions}, expected {want}")
+    for _ in range(100):
+        i = rng.randrange(len(data.ids))
+        version = rng.randint(1, data.per_doc)
+        title, content, deleted = data.expected(i, version)
+        for source in (store, plain):
+            document = source.get_document(data.ids[i], version=version)
+            _check(
+                document is not None
+                and document.version == version
+                and (document.title, document.content, document.is_deleted)
+                == (title, content, deleted),
+                f"document {i} v{version} read back as {document!r} from {source!r}",
+            )
+    _check(
+        store.get_document(data.ids[0], version=data.per_doc + 1) is None,
+        "a version past the end was found",
+    )
+    final = timeline.state_at(len(timeline))
+    _check(list(final) == data.ids, "state_at(end) does not list every document in order")
+    for i, document_id in enumerate(data.ids):
+        live = store.get_document(document_id)
+        _check(
+            live is not None and DocumentState.of(live) == final[document_id],
+            f"state_at(end) differs from get_document for document {i}",
+        )
+    for _ in range(5):
+        position = rng.randint(1, len(timeline))
+        state = timeline.state_at(position)
+        _check(
+            len(state) == min(position, len(data.ids)),
+            f"state_at({position}) holds {len(state)} documents",
+        )
+        for document_id in rng.sample(list(state), min(5, len(state))):
+            then = store.get_document(document_id, version=state[document_id].version)
+            _check(
+                then is not None and DocumentState.of(then) == state[document_id],
+                f"state_at({position}) differs from get_document for {document_id}",
+            )
+    start = rng.randrange(len(timeline) - PAGE)
+    page = timeline[start : start + PAGE]
+    _check(
+        [event.position for event in page] == list(range(start + 1, start + PAGE + 1)),
+        f"page at {start} is not {PAGE} contiguous events",
+    )
+
+
+# -- the figures ---------------------------------------------------------------------------
+
+
+def _ms(samples: list[float]) -> float:
+    return in_unit(median(samples), "ms")
+
+
+def run(config: Config) -> list[Row]:
+    docs = 100 if config.quick else 1000
+    n_reads, n_states, n_pages = (60, 7, 30) if config.quick else (300, 20, 100)
+    rng = random.Random(config.seed)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="atlas-bench-store-") as tmp:
+        url = f"sqlite:///{Path(tmp).absolute() / 'store.db'}"
+        data = build(url, docs, seed=config.seed)
+        label = f"{data.events:,} events / {docs:,} docs"
+        rows.append(
+            Row(
+                f"build {label} (save in rounds of {docs:,})",
+                data.write_seconds,
+                "s",
+                note=(
+                    f"{data.events / data.write_seconds:,.0f} events/s written; snapshots "
+                    f"took {data.snapshot_seconds:.1f} s more"
+                ),
+            )
+        )
+        # Reopened, as an application would: nothing is cached from the build.
+        store = TemporalStore(url=url)
+        plain = TemporalStore(url=url, snapshot_interval=0)
+        try:
+            timeline = store.timeline()
+            verify(data, store, plain, plain.timeline(), rng)
+            gc.collect()
+            rows += _version_reads(data, store, plain, rng, n_reads)
+            gc.collect()
+            rows += _states(timeline, rng, n_states)
+            gc.collect()
+            rows += _pages(timeline, rng, n_pages)
+        finally:
+            store.close()
+            plain.close()
+    return rows
+
+
+def _version_reads(
+    data: DataSet, store: TemporalStore, plain: TemporalStore, rng: Any, n: int
+) -> list[Row]:
+    pairs = [(rng.randrange(len(data.ids)), rng.randint(1, data.per_doc)) for _ in range(n)]
+    inputs = [(data.ids[i], UUID(data.ids[i]), v) for i, v in pairs]
+    fns: dict[str, Callable[[tuple[str, UUID, int]], object]] = {
+        "ours": lambda x: store.get_document(x[0], version=x[2]),
+        "raw": lambda x: store.repository.get(x[1], version=x[2]),
+        "ours_plain": lambda x: plain.get_document(x[0], version=x[2]),
+        "raw_plain": lambda x: plain.repository.get(x[1], version=x[2]),
+    }
+    for fn in fns.values():  # warm up: statements prepared, pages cached
+        for x in inputs[:5]:
+            fn(x)
+    s = sample_interleaved(fns, inputs)
+    ms = {name: _ms(samples) for name, samples in s.items()}
+    where = f"{n} random (document, version) pairs, v uniform in 1..{data.per_doc}"
+    # The worst version: the most events to fold past the last snapshot at or below it.
+    interval = store.snapshot_interval or data.per_doc
+    worst_v = max(v for v in range(1, data.per_doc + 1) if v % interval != 0)
+    worst_inputs = [(data.ids[i], UUID(data.ids[i]), worst_v) for i, _ in pairs[: n // 3]]
+    w = sample_interleaved({"ours": fns["ours"], "raw": fns["raw"]}, worst_inputs)
+    return [
+        Row(
+            "get_document(id, version=v), random v, snapshots",
+            ms["ours"],
+            "ms",
+            Target("<=", 2, "ms"),
+            note=stats_note(s["ours"], extra=where),
+        ),
+        Row("  ref: eventsourcing repository.get(uuid, version=v)", ms["raw"], "ms"),
+        ratio_row("  ratio get_document / repository.get", ms["ours"], ms["raw"]),
+        Row("get_document(id, version=v), random v, no snapshots", ms["ours_plain"], "ms"),
+        Row("  ref: repository.get(uuid, version=v), no snapshots", ms["raw_plain"], "ms"),
+        ratio_row(
+            "  ratio get_document / repository.get (no snapshots)",
+            ms["ours_plain"],
+            ms["raw_plain"],
+        ),
+        ratio_row("no snapshots / snapshots (get_document)", ms["ours_plain"], ms["ours"]),
+        Row(
+            f"get_document(id, version={worst_v}), worst v, snapshots",
+            _ms(w["ours"]),
+            "ms",
+            note=f"folds {worst_v % interval} events on top of the last snapshot at or "
+            f"before v={worst_v} (or from creation); snapshots every {interval} versions",
+        ),
+        Row(f"  ref: repository.get(uuid, version={worst_v})", _ms(w["raw"]), "ms"),
+    ]
+
+
+def _states(timeline: Timeline, rng: Any, n: int) -> list[Row]:
+    store = timeline.store
+    length = len(timeline)
+    # store.timeline() is one object per store, and verify() may have built its index:
+    # a new Timeline over the same store starts from scratch, as the first call does.
+    fresh = Timeline(store)
+    start = time.perf_counter()
+    fresh.state_at(length)
+    first = time.perf_counter() - start
+
+    def raw_fold(position: int) -> object:
+        # The same events state_at folds on top of its checkpoint, decoded by eventsourcing.
+        base = position // CHECKPOINT_EVERY * CHECKPOINT_EVERY
+        if position == base:
+            return []
+        notifications = store.recorder.select_notifications(start=base + 1, limit=position - base)
+        return [store.mapper.to_domain_event(n) for n in notifications]
+
+    positions = [rng.randint(1, length) for _ in range(n)]
+    s = sample_interleaved({"ours": fresh.state_at, "raw": raw_fold}, positions)
+    ours, raw = _ms(s["ours"]), _ms(s["raw"])
+    return [
+        Row(
+            f"timeline.state_at(p), first call (builds index over {length:,})",
+            in_unit(first, "ms"),
+            "ms",
+            note="one-off per store (store.timeline() keeps its Timeline): folds the whole "
+            f"log once, keeping a checkpoint every {CHECKPOINT_EVERY:,} positions",
+        ),
+        Row(
+            "timeline.state_at(p), random p, after the first",
+            ours,
+            "ms",
+            Target("<=", 250, "ms"),
+            note=stats_note(s["ours"]),
+        ),
+        Row(f"  ref: decode the ≤{CHECKPOINT_EVERY - 1} events since checkpoint", raw, "ms"),
+        ratio_row("  ratio state_at / raw decode", ours, raw),
+    ]
+
+
+def _pages(timeline: Timeline, rng: Any, n: int) -> list[Row]:
+    store = timeline.store
+    length = len(timeline)
+
+    def raw_page(i: int) -> object:
+        notifications = store.recorder.select_notifications(start=i + 1, limit=PAGE)
+        return [store.mapper.to_domain_event(n) for n in notifications]
+
+    starts = [rng.randrange(length - PAGE) for _ in range(n)]
+    s = sample_interleaved({"ours": lambda i: timeline[i : i + PAGE], "raw": raw_page}, starts)
+    ours, raw = _ms(s["ours"]), _ms(s["raw"])
+    return [
+        Row(
+            f"timeline[i:i+{PAGE}], random i",
+            ours,
+            "ms",
+            Target("<=", 20, "ms"),
+            note=stats_note(s["ours"]),
+        ),
+        Row(f"  ref: select_notifications + to_domain_event x {PAGE}", raw, "ms"),
+        ratio_row("  ratio page / raw", ours, raw),
+    ]
+
+
+SECTION = Section("store", "store & time travel (issue 3), SQLite file", run)
