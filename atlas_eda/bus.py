@@ -26,7 +26,7 @@ from .errors import (
     UnknownEventError,
 )
 from .events import EMPTY_METADATA, Event, EventType, new_event_id, type_name
-from .trace import EffectOutcome, EventTrace, Record, build_trace
+from .trace import EffectOutcome, EventTrace, Record, build_trace, handler_name
 
 __all__ = ["EventBus", "Handler", "Middleware"]
 
@@ -137,6 +137,9 @@ class EventBus:
         self._middleware: tuple[Middleware, ...] = ()
         self._lock = threading.Lock()  # subscriptions, middleware and signal creation
         self._local = threading.local()
+        # Told of the effects performed while this bus delivers (see _dispatch); it holds
+        # the thread-local stacks, not the bus, so a context it stays set in pins no bus.
+        self._observer = _EffectRecorder(self._local)
 
     @property
     def history_limit(self) -> int:
@@ -316,31 +319,40 @@ class EventBus:
         record: Record = (event, [])
         with self._history_lock:
             self._history.append(record)
-        if stack:
-            if self._traces:
+        restore = None
+        if self._traces:
+            if stack:
                 stack[-1][1].append(("c", event.id))
-            observing = None
-        else:
-            # Effects performed while this event is handled are told to the bus, which
-            # files them under the delivery running at the time (see EventBus.trace).
-            observing = effect_observer.set(self._observe_effect) if self._traces else None
+            # Effects performed while this event is handled are told to this bus's
+            # observer, which files them under the delivery running at the time on this
+            # thread (see EventBus.trace). Once set in a context it stays set (setting and
+            # resetting a context variable on every publish would be most of what traces
+            # cost): with no delivery running it ignores what it is told. An observer
+            # still in use — another bus delivering on this thread, this publish nested in
+            # its handler, or anybody else's — is put back afterwards, so that its
+            # attribution resumes; an idle bus's is simply replaced.
+            current = effect_observer.get()
+            if current is not self._observer:
+                token = effect_observer.set(self._observer)
+                if current is not None and not (
+                    isinstance(current, _EffectRecorder) and current.idle()
+                ):
+                    restore = token
         stack.append(record)
         try:
             failures, propagating = self._deliver(record)
             if failures:
                 self._report(event, failures)
+                # A traced exception's traceback keeps _deliver's frame, and with it this
+                # list: emptied, it keeps no handler alive.
+                failures.clear()
         finally:
             stack.pop()
-            if observing is not None:
-                effect_observer.reset(observing)
+            if restore is not None:
+                effect_observer.reset(restore)
         if propagating is not None:
             raise propagating
         return event.id
-
-    def _observe_effect(self, effect: object, result: Any, error: BaseException | None) -> None:
-        stack = self._stack()
-        if stack:
-            stack[-1][1].append(("e", EffectOutcome(effect, result, error)))
 
     @staticmethod
     def _apply(middleware: Middleware, event: Event) -> Event | None:
@@ -377,25 +389,33 @@ class EventBus:
         tracing = self._traces
         clock = perf_counter
         append = log.append
-        started = clock() if tracing else 0.0
+        if tracing:
+            append(clock())  # when the first delivery starts; each logs when it ended
+        receiver: Callable[..., Any] | None = None
         for receiver in self._receivers(event.type):
-            error: Exception | None = None
             try:
                 result = receiver(event)
                 if isinstance(result, EffectMonad):
                     self._run_effects(receiver, event, result)
             except _PROPAGATING as exc:
-                error = exc
+                if tracing:
+                    append(("x", exc))
                 if propagating is None:
                     propagating = exc
             except Exception as exc:
-                error = exc
+                if tracing:
+                    append(("x", exc))
                 failures.append((receiver, exc))
             if tracing:
                 # The name, not the receiver: the log must not keep weak handlers alive.
-                finished = clock()
-                append(("d", getattr(receiver, "__qualname__", None), finished - started, error))
-                started = finished
+                # Two plain appends, no tuple: the cheapest record of a delivery.
+                try:
+                    append(receiver.__qualname__)
+                except Exception:  # a callable object, a functools.partial, …
+                    append(handler_name(receiver))
+                append(clock())
+        # A traced exception's traceback keeps this frame and its locals: pin no handler.
+        receiver = result = None
         return failures, propagating
 
     def _run_effects(
@@ -463,26 +483,55 @@ class EventBus:
         the history; :class:`UnknownEventError` otherwise."""
         if not self._traces:
             raise UnknownEventError(
-                "This bus records no traces: it was created with EventBus(traces=False)."
+                f"No trace of event {event_id!r}: this bus records no traces (it was created "
+                f"with EventBus(traces=False)). Create the bus with traces=True (the default) "
+                f"to trace its events."
             )
         with self._history_lock:
             snapshot = self._history.copy()
-        # Built when asked for, so publishing maintains no index (the newest entry wins
-        # should an event be published twice).
-        by_id = {r[0].id: r for r in snapshot}
-        record = by_id.get(event_id)
-        if record is None:
-            raise UnknownEventError(
-                f"Event {event_id!r} is not in this bus's history (it keeps the newest "
-                f"{self.history_limit} events); traces exist only for events still there."
-            )
-        return build_trace(record, by_id.get)
+        # Looked up when asked for, so publishing maintains no index. Descendants are
+        # recorded after their ancestor, so only the newer records are indexed (the
+        # newest entry wins should an event be published twice).
+        newer: list[Record] = []
+        for record in reversed(snapshot):
+            if record[0].id == event_id:
+                by_id = {r[0].id: r for r in reversed(newer)}
+                return build_trace(record, by_id.get)
+            newer.append(record)
+        limit = self.history_limit
+        kept = f"the newest {limit} events" if limit else "no events: history_limit=0"
+        raise UnknownEventError(
+            f"Event {event_id!r} is not in this bus's history (it keeps {kept}); traces "
+            f"exist only for events still there. Read the trace sooner, or create the bus "
+            f"with a larger history_limit."
+        )
 
     def __repr__(self) -> str:
         return (
             f"EventBus(history={len(self._history)}/{self.history_limit}, "
             f"types={len(self._signals)}, middleware={len(self._middleware)})"
         )
+
+
+class _EffectRecorder:
+    """The effect observer of a tracing bus: files each effect performed on this thread
+    under the event on top of the bus's stack there, that is, under the delivery running
+    at the time; with no delivery running, it ignores the effect. It holds the bus's
+    thread-local stacks, not the bus."""
+
+    __slots__ = ("_local",)
+
+    def __init__(self, local: threading.local) -> None:
+        self._local = local
+
+    def __call__(self, effect: object, result: Any, error: BaseException | None) -> None:
+        stack: list[Record] | None = getattr(self._local, "stack", None)
+        if stack:
+            stack[-1][1].append(("e", EffectOutcome(effect, result, error)))
+
+    def idle(self) -> bool:
+        """Whether the bus is delivering nothing on this thread."""
+        return not getattr(self._local, "stack", None)
 
 
 class _StrongRef:

@@ -5,6 +5,7 @@ caused, recursively. The bus records into the mutable ``_*Record`` slots while i
 
 from __future__ import annotations
 
+import functools
 import html
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,15 +14,18 @@ from typing import Any
 from .events import Event, type_name
 from .views import short, when
 
-__all__ = ["Delivery", "EffectOutcome", "EventTrace"]
+__all__ = ["Delivery", "EffectOutcome", "EventTrace", "handler_name"]
 
 
-Log = list[tuple[Any, ...]]
-"""What the bus writes while it handles one event, in order (internal): ``("d", handler,
-seconds, error)`` after each delivery, ``("e", EffectOutcome)`` for each effect performed and
-``("c", event_id)`` for each child event published. Effects and children logged while a
-handler runs come just before that handler's ``"d"`` entry: that is how they are attributed
-to it, at no cost while publishing."""
+Log = list[Any]
+"""What the bus writes while it handles one event, in order (internal): the
+``perf_counter()`` reading (a float) when its deliveries start; then for each delivery
+the entries logged while its handler ran — ``("e", EffectOutcome)`` for each effect
+performed, ``("c", event_id)`` for each child event published, ``("x", exception)`` if
+the handler raised — followed by the handler's name (a str) and the ``perf_counter()``
+reading when it ended (a delivery lasted from the previous reading to its own). Entries
+after the last delivery (the bus's ``ERROR`` reports) belong to the event. Entries are
+attributed by position, so publishing pays for no bookkeeping beyond the appends."""
 
 Record = tuple[Event, Log]
 """One history entry: the event and its trace log (internal)."""
@@ -168,6 +172,28 @@ def _render_html(trace: EventTrace) -> str:
     return f"<b>{html.escape(trace._headline())}</b>{items_html(trace._lines())}"
 
 
+def handler_name(handler: object) -> str:
+    """A handler's ``__qualname__``; for callables without one, a name made from their
+    type: ``Class.__call__`` for an instance of a class with ``__call__``,
+    ``partial(function)`` for a ``functools.partial``. Never raises."""
+    try:
+        name = getattr(handler, "__qualname__", None)
+        if isinstance(name, str):
+            return name
+        if isinstance(handler, functools.partial):
+            return f"partial({handler_name(handler.func)})"
+        return f"{type(handler).__qualname__}.__call__"
+    except Exception:
+        return type(handler).__qualname__
+
+
+def _text(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:
+        return type(value).__qualname__
+
+
 def build_trace(
     record: Record, lookup: Callable[[str], Record | None], depth: int = 0
 ) -> EventTrace:
@@ -176,17 +202,26 @@ def build_trace(
     deliveries: list[Delivery] = []
     effects: list[EffectOutcome] = []
     children: list[EventTrace] = []
+    previous = 0.0
+    name: str | None = None
+    error: BaseException | None = None
     for entry in list(log):  # a copy: the bus may still be appending
-        tag = entry[0]
-        if tag == "d":
-            deliveries.append(
-                Delivery(entry[1], entry[2], entry[3], tuple(effects), tuple(children))
-            )
-            effects, children = [], []
-        elif tag == "e":
-            effects.append(entry[1])
-        elif depth < 256:
-            child = lookup(entry[1])
-            if child is not None:
-                children.append(build_trace(child, lookup, depth + 1))
+        if type(entry) is float:
+            if name is not None:  # a delivery ended
+                duration = max(entry - previous, 0.0)
+                deliveries.append(Delivery(name, duration, error, tuple(effects), tuple(children)))
+                name, error, effects, children = None, None, [], []
+            previous = entry
+        elif type(entry) is tuple and len(entry) == 2 and entry[0] in ("e", "c", "x"):
+            tag, value = entry
+            if tag == "e":
+                effects.append(value)
+            elif tag == "x":
+                error = value
+            elif depth < 256:
+                child = lookup(value)
+                if child is not None:
+                    children.append(build_trace(child, lookup, depth + 1))
+        else:  # a name: a str, unless a handler's __qualname__ is something else
+            name = entry if isinstance(entry, str) else _text(entry)
     return EventTrace(event, tuple(deliveries), tuple(effects), tuple(children))

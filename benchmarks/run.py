@@ -18,7 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import time_travel, timeline_memory
+from . import bus, time_travel, timeline_memory
 from ._harness import Config, Row, Section, format_markdown, format_table, machine_description
 
 
@@ -28,9 +28,9 @@ def bus_sections() -> list[Section]:
     Reserved for the EventBus figures (issue 3: trace overhead when nobody reads traces;
     issue 5: publish with 1 and 10 subscribers vs raw blinker, pyee, PyPubSub and
     zope.event, history bound, middleware). Each module exposes ``SECTION`` like
-    ``benchmarks.time_travel``; add it to the list below. Nothing is registered yet.
+    ``benchmarks.time_travel``; add it to the list below.
     """
-    return []
+    return [bus.SECTION]
 
 
 def all_sections() -> list[Section]:
