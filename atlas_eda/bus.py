@@ -9,12 +9,13 @@ import sys
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableSet
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, MutableSet
 from enum import Enum
 from time import perf_counter
 from typing import Any
 
 from blinker import ANY, Signal
+from blinker.base import ANY_ID
 
 from .effects import EffectHandler, EffectMonad, effect_observer
 from .errors import (
@@ -78,9 +79,60 @@ class _OrderedSet(MutableSet[Any]):
 
 
 class _OrderedSignal(Signal):
-    """A blinker ``Signal`` whose receivers are called in the order they connected."""
+    """A blinker ``Signal`` whose receivers are called in the order they connected, and
+    which keeps a ready-made delivery list: blinker stays the registry of receivers (weak
+    references, ``connected_to``, ``muted``), while a publish reuses the list instead of
+    copying receiver sets and resolving ids on every send. Any connect or disconnect,
+    including blinker's own clean-up of a collected weak receiver, drops the list."""
 
     set_class = _OrderedSet  # type: ignore[assignment]
+
+    def __init__(self, doc: str | None = None) -> None:
+        super().__init__(doc)
+        self._deliveries: tuple[tuple[Any, Any, bool, str], ...] | None = None
+        self._version = 0
+
+    def connect(self, receiver: Any, sender: Any = ANY, weak: bool = True) -> Any:
+        try:
+            return super().connect(receiver, sender, weak)
+        finally:
+            self._invalidate()
+
+    def disconnect(self, receiver: Callable[..., Any], sender: Any = ANY) -> None:
+        try:
+            super().disconnect(receiver, sender)
+        finally:
+            self._invalidate()
+
+    def _disconnect(self, receiver_id: Hashable, sender_id: Hashable) -> None:
+        # blinker's weakref clean-up calls this directly, with no receiver_disconnected.
+        super()._disconnect(receiver_id, sender_id)
+        self._invalidate()
+
+    def _invalidate(self) -> None:
+        self._version += 1
+        self._deliveries = None
+
+    def deliveries(self) -> tuple[tuple[Any, Any, bool, str], ...]:
+        """``(receiver id, receiver or weak reference, is weak, name)`` for each receiver
+        connected for any sender, in connection order."""
+        cached = self._deliveries
+        if cached is None:
+            version = self._version
+            items = []
+            receivers = self.receivers
+            for receiver_id in self._by_sender[ANY_ID].copy():
+                entry = receivers.get(receiver_id)
+                if entry is None:
+                    continue
+                weak = isinstance(entry, weakref.ref)
+                target = entry() if weak else entry
+                if target is not None:
+                    items.append((receiver_id, entry, weak, handler_name(target)))
+            cached = tuple(items)
+            if version == self._version:  # nothing connected meanwhile: safe to keep
+                self._deliveries = cached
+        return cached
 
 
 def _callable_name(fn: object) -> str:
@@ -372,14 +424,6 @@ class EventBus:
             )
         return result
 
-    def _receivers(self, event_type: Enum) -> Iterator[Callable[..., Any]]:
-        signal = self._signals.get(event_type)
-        if signal is not None and signal.receivers and not signal.is_muted:
-            yield from signal.receivers_for(ANY)
-        everything = self._all
-        if everything.receivers and not everything.is_muted:
-            yield from everything.receivers_for(ANY)
-
     def _deliver(
         self, record: Record
     ) -> tuple[list[tuple[Callable[..., Any], Exception]], AtlasEdaError | None]:
@@ -392,28 +436,33 @@ class EventBus:
         if tracing:
             append(clock())  # when the first delivery starts; each logs when it ended
         receiver: Callable[..., Any] | None = None
-        for receiver in self._receivers(event.type):
-            try:
-                result = receiver(event)
-                if isinstance(result, EffectMonad):
-                    self._run_effects(receiver, event, result)
-            except _PROPAGATING as exc:
-                if tracing:
-                    append(("x", exc))
-                if propagating is None:
-                    propagating = exc
-            except Exception as exc:
-                if tracing:
-                    append(("x", exc))
-                failures.append((receiver, exc))
-            if tracing:
-                # The name, not the receiver: the log must not keep weak handlers alive.
-                # Two plain appends, no tuple: the cheapest record of a delivery.
+        for signal in (self._signals.get(event.type), self._all):
+            if signal is None or not signal.receivers or signal.is_muted:
+                continue
+            connected = signal.receivers
+            for receiver_id, entry, weak, name in signal.deliveries():
+                if receiver_id not in connected:
+                    continue  # unsubscribed since the list was made, perhaps by a handler
+                receiver = entry() if weak else entry
+                if receiver is None:
+                    continue  # a weak receiver collected since
                 try:
-                    append(receiver.__qualname__)
-                except Exception:  # a callable object, a functools.partial, …
-                    append(handler_name(receiver))
-                append(clock())
+                    result = receiver(event)
+                    if isinstance(result, EffectMonad):
+                        self._run_effects(receiver, event, result)
+                except _PROPAGATING as exc:
+                    if tracing:
+                        append(("x", exc))
+                    if propagating is None:
+                        propagating = exc
+                except Exception as exc:
+                    if tracing:
+                        append(("x", exc))
+                    failures.append((receiver, exc))
+                if tracing:
+                    # The name, not the receiver: the log must not keep weak handlers alive.
+                    append(name)
+                    append(clock())
         # A traced exception's traceback keeps this frame and its locals: pin no handler.
         receiver = result = None
         return failures, propagating
