@@ -187,6 +187,7 @@ class EventBus:
         self._signals: dict[Enum, _OrderedSignal] = {}
         self._all = _OrderedSignal("every event, whatever its type")
         self._middleware: tuple[Middleware, ...] = ()
+        self._watchers: tuple[Callable[[EventTrace], Any], ...] = ()
         self._lock = threading.Lock()  # subscriptions, middleware and signal creation
         self._local = threading.local()
         # Told of the effects performed while this bus delivers (see _dispatch); it holds
@@ -402,9 +403,42 @@ class EventBus:
             stack.pop()
             if restore is not None:
                 effect_observer.reset(restore)
+            if not stack and self._watchers:
+                self._tell_watchers(event.id)
         if propagating is not None:
             raise propagating
         return event.id
+
+    def watch(self, callback: Callable[[EventTrace], Any]) -> Callable[[], None]:
+        """Call ``callback(trace)`` each time a root event (one published outside any
+        handler) and everything it caused have been handled, with the root's
+        :class:`EventTrace`; returns the function that stops it. A callback that raises is
+        logged and does not affect the publisher. Needs ``traces=True``."""
+        if not self._traces:
+            raise ValueError(
+                "watch needs traces: this bus was created with EventBus(traces=False)."
+            )
+        if not callable(callback):
+            raise TypeError(f"watch needs a callable callback(trace), got {callback!r}.")
+        with self._lock:
+            self._watchers = (*self._watchers, callback)
+
+        def stop() -> None:
+            with self._lock:
+                self._watchers = tuple(w for w in self._watchers if w is not callback)
+
+        return stop
+
+    def _tell_watchers(self, event_id: str) -> None:
+        try:
+            trace = self.trace(event_id)
+        except UnknownEventError:
+            return  # history_limit=0 keeps nothing to trace
+        for watcher in self._watchers:
+            try:
+                watcher(trace)
+            except Exception:
+                logger.exception("bus watcher %s failed on %s", _callable_name(watcher), event_id)
 
     @staticmethod
     def _apply(middleware: Middleware, event: Event) -> Event | None:

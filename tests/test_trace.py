@@ -873,3 +873,47 @@ def test_a_trace_is_an_immutable_snapshot(bus: EventBus) -> None:
     bus.subscribe(Ping.PING, second)
     bus.publish(Ping.PING)
     assert bus.trace(event_id) == trace
+
+
+def test_watch_is_told_each_root_trace_once_everything_is_handled() -> None:
+    import enum as _enum
+
+    class Flow(_enum.Enum):
+        START = "start"
+        NEXT = "next"
+
+    bus = EventBus()
+    seen: list[EventTrace] = []
+    bus.subscribe(Flow.START, lambda e: bus.publish(Flow.NEXT, e.data))
+    stop = bus.watch(seen.append)
+
+    root = bus.publish(Flow.START, 1)
+    bus.publish(Flow.NEXT, 2)
+
+    assert seen[0].event.id == root
+    assert len(seen) == 2  # one per root: the nested NEXT is inside the first trace
+    assert seen[0].deliveries[0].children[0].event.type is Flow.NEXT
+    stop()
+    bus.publish(Flow.START, 3)
+    assert len(seen) == 2
+
+
+def test_a_failing_watcher_is_logged_and_the_publish_stands(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import enum as _enum
+
+    class One(_enum.Enum):
+        A = "a"
+
+    bus = EventBus()
+
+    def broken(trace: EventTrace) -> None:
+        raise RuntimeError("disk full")
+
+    bus.watch(broken)
+    event_id = bus.publish(One.A)
+    assert bus.get_history()[0].id == event_id
+    assert any("watcher" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValueError, match="traces=False"):
+        EventBus(traces=False).watch(broken)
