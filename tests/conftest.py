@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import enum
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +38,21 @@ def store(bus: EventBus) -> Iterator[TemporalStore]:
     temporal_store = TemporalStore(bus, url="memory://")
     yield temporal_store
     temporal_store.close()
+
+
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``atlas-eda ARGS`` as a user would: a real process, in ``cwd``, without the
+    developer's own ``ATLAS_EDA_STORE_URL`` unless ``env`` sets it."""
+    environment = {k: v for k, v in os.environ.items() if k != "ATLAS_EDA_STORE_URL"}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "atlas_eda.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env=environment,
+        check=False,
+    )

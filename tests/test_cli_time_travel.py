@@ -4,11 +4,9 @@ where that is handier)."""
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_cli
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from atlas_eda import Document, RecordedEvent, TemporalStore
@@ -58,22 +57,6 @@ def filled(tmp_path: Path) -> Filled:
         store.close()
     assert [e.position for e in events] == list(range(1, 8))
     return Filled(path, url, alpha, beta, gamma, events)
-
-
-def run_cli(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k != "ATLAS_EDA_STORE_URL"}
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "atlas_eda.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env=environment,
-        check=False,
-    )
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
