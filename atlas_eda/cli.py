@@ -23,9 +23,10 @@ from .aspects import AspectWeaver, LoggingAspect, MetricsAspect
 from .bus import EventBus
 from .effects import Effect, EffectHandler, EffectType
 from .errors import AtlasEdaError, DocumentDeletedError
-from .events import Event
+from .events import Event, type_name
 from .service import DocumentService
 from .store import ENV_VAR, TemporalStore, persistence_settings
+from .testing import Cassette
 from .timeline import DocumentState, RecordedEvent
 
 __all__ = ["format_table", "main"]
@@ -544,6 +545,47 @@ def run_diff(url: str | None, a: str, b: str) -> None:
         )
 
 
+def run_cassette(path: str) -> None:
+    """Print the cassette at ``path`` as a table: one row per recorded event, with the
+    line of the event that caused it and how many effects it performed."""
+    cassette = Cassette.load(path)
+    line_of = {entry.event.id: entry.line for entry in cassette}
+    rows = [
+        [
+            entry.line,
+            _iso(entry.event.timestamp),
+            type_name(entry.event.type),
+            _id_tail(entry.event.id),
+            line_of.get(entry.event.causation_id or "", ""),
+            _data_summary(entry.event.data),
+            len(entry.effects),
+        ]
+        for entry in cassette
+    ]
+    roots = len(cassette.roots())
+    print(
+        format_table(
+            f"Cassette {path}: {len(cassette)} events, {roots} root events",
+            ["line", "time (UTC)", "type", "id", "caused by", "data", "effects"],
+            rows,
+            max_width=_SUMMARY_WIDTH,
+        )
+    )
+
+
+def _id_tail(event_id: str) -> str:
+    """The last 8 characters of an id: the ids one process makes share their beginning."""
+    return f"…{event_id[-8:]}" if len(event_id) > 8 else event_id
+
+
+def _data_summary(data: Any) -> str:
+    if data is None:
+        return ""
+    if isinstance(data, dict):
+        return ", ".join(f"{k}={v!r}" for k, v in data.items())
+    return repr(data)
+
+
 # -- the command line -------------------------------------------------------------------
 
 _STORE_HELP = (
@@ -609,6 +651,14 @@ def _parser() -> argparse.ArgumentParser:
     diff.add_argument("--store", metavar="URL", help=_STORE_HELP)
     diff.add_argument("a", metavar="A", help="the earlier position (0 = before any event)")
     diff.add_argument("b", metavar="B", help="the later position")
+
+    cassette = sub.add_parser(
+        "cassette",
+        help="the events recorded in a cassette, one row each",
+        description="Print a cassette recorded with atlas_eda.testing.record: line, time "
+        "(UTC), type, id, the line of the event that caused it, data and effect count.",
+    )
+    cassette.add_argument("cassette", metavar="CASSETTE", help="the cassette file (.jsonl)")
     return parser
 
 
@@ -629,6 +679,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_show(args.document, args.store, version=args.version, at=args.at)
         elif args.command == "diff":
             run_diff(args.store, args.a, args.b)
+        elif args.command == "cassette":
+            run_cassette(args.cassette)
     except AtlasEdaError as exc:
         print(f"atlas-eda: error: {exc}", file=sys.stderr)
         return 2

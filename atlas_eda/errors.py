@@ -83,3 +83,29 @@ class UnknownEventError(AtlasEdaError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr the message
         return str(self.args[0]) if self.args else ""
+
+
+class TypeRegistrationError(AtlasEdaError, ValueError):
+    """``atlas_eda.testing.register_types`` was given something that is not an ``Enum``
+    class, or a different ``Enum`` class with the same name as one already registered
+    (cassettes name types ``EnumClass.MEMBER``, so the class name must be unambiguous)."""
+
+
+class RecordingError(AtlasEdaError):
+    """An event could not be written to a cassette: its data, metadata or an effect's
+    payload or result cannot be stored as JSON. Nothing of that root event was written;
+    ``Recorder.close()`` raises it again so that a test notices."""
+
+
+class CassetteError(AtlasEdaError):
+    """A cassette file cannot be read: missing, malformed JSON, a truncated last line, a
+    line that is not a CloudEvent, an unknown type or an unparsable time. ``line`` is the
+    1-based line number (``None`` when the file as a whole is at fault)."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class CassetteWarning(UserWarning):
+    """A bad cassette line skipped by ``Cassette.load(path, strict=False)``."""

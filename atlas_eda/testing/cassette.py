@@ -1,0 +1,506 @@
+"""Cassettes: a bus session recorded as JSON lines, one CloudEvents 1.0 structured-mode
+event per line, and loaded back as :class:`atlas_eda.Event`s with the effects each caused.
+
+Each line carries the event (``id``, ``source``, ``type`` as ``EnumClass.MEMBER``, ``time``,
+``data``), the extensions ``correlationid`` and ``causationid``, ``atlasmetadata`` (the
+event's metadata as a JSON string) and ``atlaseffects`` (a JSON string: the effects
+performed while the event was handled, each with its result or error). Types resolve only
+through :func:`atlas_eda.testing.register_types`: a cassette never imports anything."""
+
+from __future__ import annotations
+
+import calendar
+import contextlib
+import json
+import math
+import os
+import re
+import threading
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from enum import Enum
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from cloudevents.core.exceptions import CloudEventValidationError
+from cloudevents.core.v1.event import CloudEvent
+
+from ..bus import EventBus
+from ..effects import Effect
+from ..errors import CassetteError, CassetteWarning, RecordingError
+from ..events import Event, type_name
+from ..trace import EffectOutcome, EventTrace
+from .types import resolve_type
+
+__all__ = [
+    "DEFAULT_SOURCE",
+    "Cassette",
+    "CassetteEntry",
+    "RecordedEffect",
+    "RecordedError",
+    "Recorder",
+    "format_time",
+    "parse_time",
+    "record",
+]
+
+DEFAULT_SOURCE = "atlas_eda"
+"""The CloudEvents ``source`` written for events without one (read back as ``None``)."""
+
+_REQUIRED = ("specversion", "id", "source", "type")
+
+
+# -- time --------------------------------------------------------------------------------
+
+
+def format_time(timestamp: float) -> str:
+    """``timestamp`` (seconds since the epoch) as RFC 3339 UTC, ``...THH:MM:SS.ffffffZ``:
+    at least microsecond precision, and as many more digits as it takes for
+    :func:`parse_time` to give back exactly the same float."""
+    exact = Decimal(repr(float(timestamp)))
+    seconds = int(exact.to_integral_value(rounding=ROUND_FLOOR))
+    fraction = format(exact - seconds, "f").partition(".")[2].rstrip("0").ljust(6, "0")
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{fraction}Z"
+
+
+_TIME = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:\d\d)\Z"
+)
+
+
+def parse_time(text: str) -> float:
+    """An RFC 3339 time as seconds since the epoch (every fractional digit kept, so
+    :func:`format_time`'s output parses back to the very same float); ``ValueError``
+    when ``text`` is not an RFC 3339 time."""
+    match = _TIME.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"{text!r} is not an RFC 3339 time like 2026-01-31T12:00:00.000000Z")
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    offset = match.group(8)
+    if offset in ("Z", "z"):
+        zone = UTC
+    else:
+        sign = -1 if offset[0] == "-" else 1
+        zone = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6])))
+    moment = datetime(year, month, day, hour, minute, second, tzinfo=zone)
+    seconds = calendar.timegm(moment.utctimetuple())
+    return float(Decimal(seconds) + Decimal(f"0.{match.group(7) or '0'}"))
+
+
+# -- what a cassette holds ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedError:
+    """An effect's failure as recorded: the exception's class name and message."""
+
+    type: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEffect:
+    """One effect performed while an event was handled. ``type`` is the effect's Enum
+    member for an :class:`atlas_eda.Effect`, or the intent's class name (a ``str``, such
+    as ``"Func"``) for the ``effect`` library's own intents; ``result`` is what the
+    performer returned, ``error`` its failure (``None`` when it succeeded)."""
+
+    type: Enum | str
+    payload: Any = None
+    description: str = ""
+    result: Any = None
+    error: RecordedError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the effect was performed without raising."""
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class CassetteEntry:
+    """One line of a cassette: its 1-based line number, the event and its effects."""
+
+    line: int
+    event: Event
+    effects: tuple[RecordedEffect, ...] = ()
+
+
+# -- recording ---------------------------------------------------------------------------
+
+
+def _json_path_problem(value: Any, path: str, depth: int = 0) -> str | None:
+    """Where under ``value`` something cannot be stored as JSON and read back as it was,
+    or ``None`` when everything can."""
+    if value is None or isinstance(value, str | bool | int):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{path} is {value!r} (JSON has no NaN/inf)"
+    if depth > 200:
+        return f"{path} is nested too deeply"
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            problem = _json_path_problem(item, f"{path}[{index}]", depth + 1)
+            if problem:
+                return problem
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                kind = type(key).__name__
+                return f"{path} has the key {key!r} of type {kind} (JSON keys are str)"
+            problem = _json_path_problem(item, f"{path}[{key!r}]", depth + 1)
+            if problem:
+                return problem
+        return None
+    return f"{path} is a {type(value).__name__} ({_short(value)})"
+
+
+def _short(value: object) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = type(value).__qualname__
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def _checked(value: Any, field: str, event: Event) -> Any:
+    problem = _json_path_problem(value, field)
+    if problem is not None:
+        raise RecordingError(
+            f"Cannot record {event!r}: {problem}, which cannot be stored as JSON. Use only "
+            f"str, int, float, bool, None, lists and dicts with str keys in event data, "
+            f"metadata and effect payloads and results. Nothing of this root event was written."
+        )
+    return value
+
+
+def _effect_record(outcome: EffectOutcome, index: int, event: Event) -> dict[str, Any]:
+    intent = outcome.effect
+    field = f"effects[{index}]"
+    if isinstance(intent, Effect):
+        item: dict[str, Any] = {
+            "type": type_name(intent.type),
+            "payload": _checked(intent.payload, f"{field}.payload", event),
+            "description": intent.description,
+        }
+    else:
+        item = {"type": type(intent).__name__, "payload": None, "description": _short(intent)}
+    if outcome.error is None:
+        item["result"] = _checked(outcome.result, f"{field}.result", event)
+    else:
+        item["error"] = {"type": type(outcome.error).__name__, "message": str(outcome.error)}
+    return item
+
+
+def _effects_of(trace: EventTrace) -> tuple[EffectOutcome, ...]:
+    """The effects performed while this event (not its children) was handled."""
+    return tuple(e for d in trace.deliveries for e in d.effects) + trace.effects
+
+
+def encode_event(event: Event, effects: tuple[EffectOutcome, ...] = ()) -> str:
+    """``event`` as one CloudEvents 1.0 structured-mode JSON line (without the newline);
+    :class:`RecordingError` if something in it cannot be stored as JSON."""
+    try:
+        moment = datetime.fromtimestamp(event.timestamp, UTC)
+        time_text = format_time(event.timestamp)
+    except (TypeError, ValueError, OverflowError, OSError, ArithmeticError):
+        raise RecordingError(
+            f"Cannot record {event!r}: its timestamp {event.timestamp!r} is not a time "
+            f"(seconds since the epoch, as time.time() gives). Nothing of this root event "
+            f"was written."
+        ) from None
+    attributes: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": event.id,
+        "source": event.source or DEFAULT_SOURCE,
+        "type": type_name(event.type),
+        "time": moment,
+        "datacontenttype": "application/json",
+    }
+    if event.correlation_id is not None:
+        attributes["correlationid"] = event.correlation_id
+    if event.causation_id is not None:
+        attributes["causationid"] = event.causation_id
+    if event.metadata:
+        metadata = _checked(dict(event.metadata), "metadata", event)
+        attributes["atlasmetadata"] = json.dumps(metadata, separators=(",", ":"))
+    if effects:
+        items = [_effect_record(outcome, i, event) for i, outcome in enumerate(effects)]
+        attributes["atlaseffects"] = json.dumps(items, separators=(",", ":"))
+    data = _checked(event.data, "data", event)
+    # The SDK validates the attributes (required ones, extension names); the time is then
+    # written with full precision, which the SDK's datetime would cut to microseconds.
+    try:
+        cloud_event = CloudEvent(attributes, data)
+    except CloudEventValidationError as exc:
+        raise RecordingError(
+            f"Cannot record {event!r} as a CloudEvent: {' '.join(str(exc).split())}. Give "
+            f"events a non-empty id and source. Nothing of this root event was written."
+        ) from None
+    line = dict(cloud_event.get_attributes())
+    line["time"] = time_text
+    if data is not None:
+        line["data"] = data
+    return json.dumps(line, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class Recorder:
+    """Writes every root event published on ``bus`` and everything it caused to the
+    cassette at ``path`` (created or truncated): one CloudEvents JSON line per event, in
+    publish order, flushed as soon as the root event has been handled. Use it as a
+    context manager, or call :meth:`close`.
+
+    An event that cannot be recorded (data that is not JSON) raises
+    :class:`RecordingError` in the bus's watcher (the bus logs it); nothing of that root
+    event is written, recording stops, and :meth:`close` raises the error again."""
+
+    def __init__(self, bus: EventBus, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
+        if bus.history_limit == 0:
+            raise ValueError(
+                "Recorder needs the bus's history to build traces: this bus has "
+                "history_limit=0. Create it with a history_limit of at least 1."
+            )
+        self.path = Path(path)
+        self.error: RecordingError | None = None
+        self._fsync = fsync
+        self._lock = threading.Lock()
+        self._file: IO[str] | None = self.path.open("w", encoding="utf-8", newline="\n")
+        self._lines = 0
+        try:
+            self._stop = bus.watch(self._on_trace)
+        except BaseException:
+            self._file.close()
+            raise
+
+    @property
+    def lines(self) -> int:
+        """How many lines have been written."""
+        return self._lines
+
+    def _on_trace(self, trace: EventTrace) -> None:
+        with self._lock:
+            if self._file is None or self.error is not None:
+                return
+            try:
+                text = "".join(
+                    encode_event(node.event, _effects_of(node)) + "\n" for node in trace.walk()
+                )
+            except RecordingError as exc:
+                self.error = exc
+                raise
+            except Exception as exc:  # a bug, but the test must still notice
+                self.error = RecordingError(
+                    f"Cannot record {trace.event!r}: {type(exc).__name__}: {exc}. Nothing of "
+                    f"this root event was written."
+                )
+                raise self.error from exc
+            self._file.write(text)
+            self._file.flush()
+            if self._fsync:
+                os.fsync(self._file.fileno())
+            self._lines += text.count("\n")
+
+    def close(self) -> None:
+        """Stop recording and close the file; raises the :class:`RecordingError` of an
+        event that could not be recorded, if any."""
+        with self._lock:
+            if self._file is not None:
+                self._stop()
+                self._file.close()
+                self._file = None
+            error = self.error
+        if error is not None:
+            raise error
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.close()
+            return
+        with contextlib.suppress(RecordingError):  # the body's own exception matters more
+            self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._file is None else "recording"
+        return f"Recorder({str(self.path)!r}, {self._lines} lines, {state})"
+
+
+def record(bus: EventBus, path: str | os.PathLike[str], *, fsync: bool = False) -> Recorder:
+    """``with record(bus, "session.jsonl") as recorder:`` records the session to a
+    cassette (see :class:`Recorder`)."""
+    return Recorder(bus, path, fsync=fsync)
+
+
+# -- loading -----------------------------------------------------------------------------
+
+
+class _BadLine(Exception):
+    pass
+
+
+def _extension_json(attributes: Mapping[str, Any], name: str, expected: type) -> Any:
+    raw = attributes.get(name)
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise _BadLine(f"the {name} extension must be a JSON string, got {type(raw).__name__}")
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise _BadLine(f"the {name} extension is not valid JSON ({exc})") from None
+    if not isinstance(value, expected):
+        raise _BadLine(f"the {name} extension must hold a JSON {expected.__name__}")
+    return value
+
+
+def _recorded_effect(item: Any, index: int) -> RecordedEffect:
+    if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+        raise _BadLine(f"atlaseffects[{index}] is not an object with a string 'type'")
+    name: str = item["type"]
+    try:
+        effect_type: Enum | str = resolve_type(name) if "." in name else name
+    except KeyError as exc:
+        raise _BadLine(f"atlaseffects[{index}]: {exc.args[0]}") from None
+    error = item.get("error")
+    recorded_error = None
+    if error is not None:
+        if not (
+            isinstance(error, dict)
+            and isinstance(error.get("type"), str)
+            and isinstance(error.get("message"), str)
+        ):
+            raise _BadLine(f"atlaseffects[{index}].error must be {{'type': str, 'message': str}}")
+        recorded_error = RecordedError(error["type"], error["message"])
+    description = item.get("description", "")
+    if not isinstance(description, str):
+        raise _BadLine(f"atlaseffects[{index}].description must be a string")
+    return RecordedEffect(
+        effect_type, item.get("payload"), description, item.get("result"), recorded_error
+    )
+
+
+def _optional_str(attributes: Mapping[str, Any], name: str) -> str | None:
+    value = attributes.get(name)
+    if value is not None and not isinstance(value, str):
+        raise _BadLine(f"the {name} extension must be a string")
+    return value
+
+
+def _entry(number: int, text: str) -> CassetteEntry:
+    try:
+        attributes = json.loads(text)
+    except ValueError as exc:
+        raise _BadLine(f"malformed JSON ({exc})") from None
+    if not isinstance(attributes, dict):
+        raise _BadLine(f"not a CloudEvent: a JSON {type(attributes).__name__}, not an object")
+    missing = [name for name in _REQUIRED if name not in attributes]
+    if missing:
+        raise _BadLine(f"not a CloudEvent 1.0: no {', '.join(missing)} attribute")
+    time_text = attributes.get("time")
+    if time_text is None:
+        raise _BadLine("the event has no 'time'")
+    try:
+        timestamp = parse_time(time_text)
+        moment = datetime.fromtimestamp(timestamp, UTC)
+    except (ValueError, OverflowError, OSError, InvalidOperation) as exc:
+        raise _BadLine(f"unparsable time: {exc}") from None
+    data = attributes.pop("data", None)
+    if "data_base64" in attributes:
+        raise _BadLine("binary data (data_base64) cannot be replayed; data must be JSON")
+    try:
+        CloudEvent({**attributes, "time": moment}, data)
+    except Exception as exc:
+        raise _BadLine(f"not a CloudEvent 1.0: {' '.join(str(exc).split())}") from None
+    try:
+        event_type = resolve_type(attributes["type"])
+    except KeyError as exc:
+        raise _BadLine(str(exc.args[0])) from None
+    metadata = _extension_json(attributes, "atlasmetadata", dict) or {}
+    items = _extension_json(attributes, "atlaseffects", list) or []
+    effects = tuple(_recorded_effect(item, i) for i, item in enumerate(items))
+    source = attributes["source"]
+    event = Event(
+        type=event_type,
+        data=data,
+        id=attributes["id"],
+        timestamp=timestamp,
+        source=None if source == DEFAULT_SOURCE else source,
+        metadata=metadata,
+        correlation_id=_optional_str(attributes, "correlationid"),
+        causation_id=_optional_str(attributes, "causationid"),
+    )
+    return CassetteEntry(number, event, effects)
+
+
+class Cassette:
+    """The events of a recorded session, in the order they were published."""
+
+    def __init__(self, entries: list[CassetteEntry], path: Path | None = None) -> None:
+        self.entries = entries
+        self.path = path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, strict: bool = True) -> Cassette:
+        """Read the cassette at ``path``. A bad line (malformed JSON, a truncated last
+        line, not a CloudEvent, an unknown type, an unparsable time) raises
+        :class:`CassetteError` naming its line; with ``strict=False`` it is skipped with a
+        :class:`CassetteWarning` instead. Types resolve only through ``register_types``."""
+        file = Path(path)
+        try:
+            raw = file.read_bytes()
+        except FileNotFoundError:
+            raise CassetteError(
+                f"cassette {str(file)!r} not found; record one with atlas_eda.testing.record."
+            ) from None
+        except OSError as exc:
+            raise CassetteError(f"cannot read cassette {str(file)!r}: {exc.strerror}.") from None
+        lines = raw.split(b"\n")
+        complete = raw.endswith(b"\n")
+        if complete:
+            lines.pop()
+        entries: list[CassetteEntry] = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                try:
+                    text = line.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise _BadLine("not UTF-8 text") from None
+                entries.append(_entry(number, text))
+            except _BadLine as exc:
+                reason = str(exc)
+                if number == len(lines) and not complete and reason.startswith("malformed"):
+                    reason = f"truncated last line (the recording was cut off): {reason}"
+                message = f"{file}, line {number}: {reason}"
+                if strict:
+                    raise CassetteError(message, number) from None
+                warnings.warn(f"{message}; line skipped", CassetteWarning, stacklevel=2)
+        return cls(entries, file)
+
+    def roots(self) -> list[CassetteEntry]:
+        """The entries of root events (no causation id): what replay publishes."""
+        return [e for e in self.entries if e.event.causation_id is None]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[CassetteEntry]:
+        return iter(self.entries)
+
+    def __repr__(self) -> str:
+        where = f"{str(self.path)!r}, " if self.path else ""
+        return f"Cassette({where}{len(self.entries)} events, {len(self.roots())} roots)"
