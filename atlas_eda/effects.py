@@ -23,6 +23,7 @@ __all__ = [
     "EffectType",
     "Performer",
     "effect_observer",
+    "effect_stub",
 ]
 
 T = TypeVar("T")
@@ -72,7 +73,39 @@ effect_observer: ContextVar[EffectObserver | None] = ContextVar(
 """Who is told of the effects performed in this context: the bus sets it while it delivers
 an event, so an event's trace holds the effects its handlers caused."""
 
+effect_stub: ContextVar[Callable[[object], Any] | None] = ContextVar(
+    "atlas_eda_effect_stub", default=None
+)
+"""An ``effect`` dispatcher every ``EffectHandler`` consults first in this context (replay
+sets it): a performer it returns is used instead of the registered one, and what that
+performer returns or raises is still told to :data:`effect_observer`. Checking for
+performers (``EffectHandler.unhandled``) never consults it."""
+
 _LIBRARY_DISPATCHERS = (fx.ComposedDispatcher, fx.TypeDispatcher)
+
+
+def _observed(intent: object, perform: Callable[[], Any]) -> Any:
+    """``perform()``, with its result or exception told to the context's effect observer."""
+    observer = effect_observer.get()
+    if observer is None:
+        return perform()
+    try:
+        result = perform()
+    except Exception as exc:
+        observer(intent, None, exc)
+        raise
+    observer(intent, result, None)
+    return result
+
+
+def _stubbed(performer: Any) -> Any:
+    """A performer running the stub's ``performer`` with the effect observer told."""
+
+    @fx.sync_performer  # type: ignore[untyped-decorator]
+    def perform(dispatcher: Any, intent: object) -> Any:
+        return _observed(intent, lambda: fx.sync_perform(lambda _: performer, fx.Effect(intent)))
+
+    return perform
 
 
 def _unhandled(missing: list[object]) -> UnhandledEffectError:
@@ -122,16 +155,7 @@ class EffectHandler:
 
         @fx.sync_performer  # type: ignore[untyped-decorator]
         def perform(dispatcher: Any, intent: Effect) -> Any:
-            observer = effect_observer.get()
-            if observer is None:
-                return handler(intent)
-            try:
-                result = handler(intent)
-            except Exception as exc:
-                observer(intent, None, exc)
-                raise
-            observer(intent, result, None)
-            return result
+            return _observed(intent, lambda: handler(intent))
 
         with self._lock:
             self._functions[effect_type] = handler
@@ -142,7 +166,16 @@ class EffectHandler:
         return list(self._functions)
 
     def __call__(self, intent: object) -> Any:
-        """The ``effect`` dispatcher protocol: a performer for ``intent``, or ``None``."""
+        """The ``effect`` dispatcher protocol: a performer for ``intent``, or ``None``.
+        A stub dispatcher set in :data:`effect_stub` is asked first."""
+        stub = effect_stub.get()
+        if stub is not None:
+            performer = stub(intent)
+            if performer is not None:
+                return _stubbed(performer)
+        return self._lookup(intent)
+
+    def _lookup(self, intent: object) -> Any:
         if isinstance(intent, Effect):
             return self._performers.get(intent.type)
         return None
@@ -150,8 +183,8 @@ class EffectHandler:
     def unhandled(self, intents: Iterable[object]) -> list[object]:
         """The intents among ``intents`` that nothing here (nor ``effect``'s base
         dispatcher, for library intents) can perform."""
-        dispatcher = self.dispatcher
-        return [intent for intent in intents if dispatcher(intent) is None]
+        lookup, base = self._lookup, fx.base_dispatcher
+        return [intent for intent in intents if lookup(intent) is None and base(intent) is None]
 
     def ensure_handled(self, intents: Iterable[object]) -> None:
         """Raise :class:`UnhandledEffectError` naming every intent without a performer."""

@@ -109,3 +109,26 @@ class CassetteError(AtlasEdaError):
 
 class CassetteWarning(UserWarning):
     """A bad cassette line skipped by ``Cassette.load(path, strict=False)``."""
+
+
+class ReplayError(AtlasEdaError):
+    """A cassette cannot be replayed into this bus at all (for instance its history is too
+    small to hold the trace of a root event); a behaviour divergence is never an error but
+    a :class:`atlas_eda.testing.Divergence` in the report."""
+
+
+class ReplayedEffectError(AtlasEdaError):
+    """The recorded failure of an effect, raised again when replay stubs the effect. Each
+    recorded error type gets a subclass of this class with the recorded class name, so the
+    bus reports it as the original was; ``recorded_type`` and ``recorded_message`` hold
+    what the cassette says."""
+
+    def __init__(self, recorded_type: str, recorded_message: str) -> None:
+        super().__init__(recorded_message)
+        self.recorded_type = recorded_type
+        self.recorded_message = recorded_message
+
+
+class UnexpectedEffectError(AtlasEdaError):
+    """Replay in stub or check mode was asked to perform an effect the cassette does not
+    record for that root event; it was not performed."""

@@ -1,7 +1,16 @@
-"""The replay test harness: record a bus session to a cassette (CloudEvents JSON lines)
-and load it back. Event and effect types resolve only through :func:`register_types`."""
+"""The replay test harness: record a bus session to a cassette (CloudEvents JSON lines),
+load it back, and replay it into a fresh system to find where behaviour diverged. Event
+and effect types resolve only through :func:`register_types`."""
 
-from ..errors import CassetteError, CassetteWarning, RecordingError, TypeRegistrationError
+from ..errors import (
+    CassetteError,
+    CassetteWarning,
+    RecordingError,
+    ReplayedEffectError,
+    ReplayError,
+    TypeRegistrationError,
+    UnexpectedEffectError,
+)
 from .cassette import (
     Cassette,
     CassetteEntry,
@@ -10,19 +19,27 @@ from .cassette import (
     Recorder,
     record,
 )
+from .replay import MODES, Divergence, ReplayReport, replay
 from .types import register_types, registered_types
 
 __all__ = [
+    "MODES",
     "Cassette",
     "CassetteEntry",
     "CassetteError",
     "CassetteWarning",
+    "Divergence",
     "RecordedEffect",
     "RecordedError",
     "Recorder",
     "RecordingError",
+    "ReplayError",
+    "ReplayReport",
+    "ReplayedEffectError",
     "TypeRegistrationError",
+    "UnexpectedEffectError",
     "record",
     "register_types",
     "registered_types",
+    "replay",
 ]

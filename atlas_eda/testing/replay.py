@@ -1,0 +1,530 @@
+"""Replay: publish a cassette's root events into a fresh system and compare what the system
+does with what was recorded.
+
+Only root events (no causation id) are re-published, with their original ids and
+timestamps; their children must be caused again by the handlers subscribed on the bus.
+In ``"stub"`` and ``"check"`` modes effects performed through an ``EffectHandler`` are not
+performed: an ``effect.testing.SequenceDispatcher`` built from the recorded effects of the
+root's tree returns the recorded results (or raises the recorded errors)."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Literal
+
+from effect import sync_performer
+from effect.testing import SequenceDispatcher
+
+from ..bus import EventBus
+from ..effects import Effect, effect_stub
+from ..errors import ReplayedEffectError, ReplayError, UnexpectedEffectError, UnknownEventError
+from ..events import Event, type_name
+from ..trace import EffectOutcome, EventTrace
+from .cassette import Cassette, CassetteEntry, RecordedEffect, _effects_of
+
+__all__ = ["MODES", "Divergence", "Mode", "ReplayReport", "replay"]
+
+Mode = Literal["stub", "perform", "check"]
+MODES: tuple[str, ...] = ("stub", "perform", "check")
+
+
+# -- the report --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Divergence:
+    """Where the replayed system first did something other than the recording:
+    ``position`` is the cassette line of the expected entry (one past the last line for
+    an extra event at the end), ``expected`` and ``actual`` describe both sides (``None``
+    when there is nothing on that side), ``diff`` is a unified diff of the data (or payload,
+    or result) as pretty-printed JSON, ``reason`` one line saying what differs."""
+
+    position: int
+    expected: str | None
+    actual: str | None
+    diff: str
+    reason: str
+
+    def __str__(self) -> str:
+        lines = [f"line {self.position}: {self.reason}"]
+        lines.append(f"  expected: {self.expected if self.expected is not None else '(nothing)'}")
+        lines.append(f"  actual:   {self.actual if self.actual is not None else '(nothing)'}")
+        if self.diff:
+            lines.append(self.diff)
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayReport:
+    """What :func:`replay` found: the mode, how many recorded events the system matched,
+    and the first divergence (``None`` when it behaved as recorded)."""
+
+    mode: str
+    events_matched: int
+    divergence: Divergence | None = None
+    cassette: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the system behaved as recorded."""
+        return self.divergence is None
+
+    def assert_no_divergence(self) -> None:
+        """Raise ``AssertionError`` describing the first divergence, if any."""
+        if self.divergence is not None:
+            where = f" of {self.cassette}" if self.cassette else ""
+            raise AssertionError(
+                f"replay{where} ({self.mode} mode) diverged after {self.events_matched} "
+                f"matching events:\n{self.divergence}"
+            )
+
+    def __str__(self) -> str:
+        where = f"{self.cassette}: " if self.cassette else ""
+        if self.divergence is None:
+            return f"{where}replay ({self.mode}) ok: {self.events_matched} events matched"
+        return (
+            f"{where}replay ({self.mode}) diverged at line {self.divergence.position} after "
+            f"{self.events_matched} events matched: {self.divergence.reason}"
+        )
+
+    def __repr__(self) -> str:
+        state = "ok" if self.divergence is None else f"diverged at line {self.divergence.position}"
+        return f"ReplayReport(mode={self.mode!r}, events_matched={self.events_matched}, {state})"
+
+
+# -- rendering ---------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists), so that live values
+    compare equal to recorded ones; what JSON cannot hold is compared by its repr."""
+    try:
+        return json.loads(json.dumps(value, default=repr))
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _json(value: Any, indent: int | None = None) -> str:
+    return json.dumps(value, indent=indent, sort_keys=True, default=repr, ensure_ascii=False)
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = _json(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _diff(expected: Any, actual: Any, what: str) -> str:
+    lines = difflib.unified_diff(
+        _json(expected, 2).splitlines(),
+        _json(actual, 2).splitlines(),
+        f"expected {what}",
+        f"actual {what}",
+        lineterm="",
+    )
+    return "\n".join(lines)
+
+
+def _type_text(kind: Enum | str) -> str:
+    return type_name(kind) if isinstance(kind, Enum) else kind
+
+
+def _event_text(event: Event, data: Any) -> str:
+    source = f" from {event.source}" if event.source else ""
+    return f"{type_name(event.type)}{source} data {_short(data)}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """An effect as performed during replay, in the cassette's terms."""
+
+    type: Enum | str
+    payload: Any
+    description: str
+    result: Any
+    error: tuple[str, str] | None
+
+    @classmethod
+    def of(cls, outcome: EffectOutcome) -> _Seen:
+        intent = outcome.effect
+        error = outcome.error
+        failure = None if error is None else (type(error).__name__, str(error))
+        result = None if error is not None else _plain(outcome.result)
+        if isinstance(intent, Effect):
+            return cls(intent.type, _plain(intent.payload), intent.description, result, failure)
+        return cls(type(intent).__name__, None, "", result, failure)
+
+
+def _effect_text(kind: Enum | str, payload: Any, outcome: str = "") -> str:
+    return f"effect {_type_text(kind)} payload {_short(payload)}{outcome}"
+
+
+def _outcome_text(result: Any, error: tuple[str, str] | None) -> str:
+    if error is not None:
+        return f" ✗ {error[0]}: {error[1]}"
+    return f" → {_short(result, 60)}"
+
+
+# -- stubbing ----------------------------------------------------------------------------
+
+
+_error_classes: dict[str, type[ReplayedEffectError]] = {}
+
+
+def _error_class(name: str) -> type[ReplayedEffectError]:
+    """A subclass of :class:`ReplayedEffectError` named like the recorded exception, so the
+    bus reports the replayed failure (``ERROR`` event data) exactly as it was recorded."""
+    cls = _error_classes.get(name)
+    if cls is None:
+        safe = name if name.isidentifier() else "RecordedError"
+        cls = type(safe, (ReplayedEffectError,), {"__module__": __name__})
+        _error_classes[name] = cls
+    return cls
+
+
+class _Expected:
+    """A recorded effect standing in for the intent it was made from: equal to a live
+    intent of the same type, payload and description (for the ``effect`` library's own
+    intents, of the same class name)."""
+
+    __slots__ = ("recorded",)
+
+    def __init__(self, recorded: RecordedEffect) -> None:
+        self.recorded = recorded
+
+    def __eq__(self, other: object) -> bool:
+        recorded = self.recorded
+        if isinstance(other, Effect):
+            return bool(
+                other.type == recorded.type
+                and other.description == recorded.description
+                and _plain(other.payload) == recorded.payload
+            )
+        return isinstance(recorded.type, str) and type(other).__name__ == recorded.type
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return _effect_text(self.recorded.type, self.recorded.payload)
+
+    def perform(self, intent: object) -> Any:
+        error = self.recorded.error
+        if error is not None:
+            raise _error_class(error.type)(error.type, error.message)
+        return self.recorded.result
+
+
+def _execution_order(block: list[CassetteEntry]) -> list[RecordedEffect]:
+    """The block's recorded effects in the order a live system performs them: a handler
+    publishes its child events before the effects of the ``EffectMonad`` it returns run,
+    so each event's descendants' effects come before its own."""
+    children: dict[str, list[CassetteEntry]] = {}
+    for entry in block[1:]:
+        children.setdefault(entry.event.causation_id or "", []).append(entry)
+    ordered: list[RecordedEffect] = []
+
+    def visit(entry: CassetteEntry, depth: int) -> None:
+        if depth < 256:
+            for child in children.get(entry.event.id, ()):
+                visit(child, depth + 1)
+        ordered.extend(entry.effects)
+
+    visit(block[0], 0)
+    seen = {id(e) for e in ordered}
+    for entry in block:  # entries whose cause is not in the block: still stub their effects
+        ordered.extend(e for e in entry.effects if id(e) not in seen)
+    return ordered
+
+
+class _Stub:
+    """The stub dispatcher of one root event's tree: ``SequenceDispatcher`` over the
+    recorded effects in execution order; an effect out of that order is taken from the
+    rest of the sequence; an effect not recorded at all raises
+    :class:`UnexpectedEffectError` (it is not performed)."""
+
+    def __init__(self, block: list[CassetteEntry]) -> None:
+        expected = [_Expected(e) for e in _execution_order(block)]
+        self.sequence = SequenceDispatcher([(e, e.perform) for e in expected])
+
+    def __call__(self, intent: object) -> Any:
+        performer = self.sequence(intent)
+        if performer is not None:
+            return performer
+        remaining = list(self.sequence.sequence)
+        for index, (expected, perform) in enumerate(remaining):
+            if expected == intent:
+                self.sequence.sequence = remaining[:index] + remaining[index + 1 :]
+                return sync_performer(lambda _d, i, perform=perform: perform(i))
+        return sync_performer(_unexpected)
+
+
+def _unexpected(_dispatcher: Any, intent: object) -> Any:
+    raise UnexpectedEffectError(
+        f"replay: {intent!r} is not recorded for this root event in the cassette, so it "
+        f"was not performed (stubbed replay performs only recorded effects)."
+    )
+
+
+# -- comparing ---------------------------------------------------------------------------
+
+
+def _parents(ids: list[str], causes: list[str | None]) -> list[int | None]:
+    index = {event_id: n for n, event_id in enumerate(ids)}
+    return [index.get(cause) if cause is not None else None for cause in causes]
+
+
+def _cause(index: int | None) -> str:
+    return "nothing in its tree" if index is None else f"event {index + 1} of its tree"
+
+
+def _translate(value: Any, ids: dict[str, str]) -> Any:
+    """``value`` with every string that is the id of a replayed event replaced by the id
+    of the recorded event it matched (children get new ids when they are caused again)."""
+    if isinstance(value, str):
+        return ids.get(value, value)
+    if isinstance(value, list):
+        return [_translate(item, ids) for item in value]
+    if isinstance(value, dict):
+        return {key: _translate(item, ids) for key, item in value.items()}
+    return value
+
+
+def _compare_event(entry: CassetteEntry, event: Event, ids: dict[str, str]) -> Divergence | None:
+    recorded = entry.event
+    data = _translate(_plain(event.data), ids)
+    expected = _event_text(recorded, recorded.data)
+    actual = _event_text(event, data)
+    if event.type != recorded.type:
+        reason = f"expected {type_name(recorded.type)}, got {type_name(event.type)}"
+    elif event.source != recorded.source:
+        reason = (
+            f"{type_name(recorded.type)}: expected source {recorded.source!r}, got {event.source!r}"
+        )
+    elif data != recorded.data:
+        reason = (
+            f"expected {type_name(recorded.type)} data {_short(recorded.data, 60)}, "
+            f"got {_short(data, 60)}"
+        )
+    else:
+        return None
+    return Divergence(entry.line, expected, actual, _diff(recorded.data, data, "data"), reason)
+
+
+def _compare_effects(
+    entry: CassetteEntry, outcomes: tuple[EffectOutcome, ...], with_results: bool
+) -> Divergence | None:
+    name = type_name(entry.event.type)
+    seen = [_Seen.of(o) for o in outcomes]
+    for n, (rec, got) in enumerate(zip(entry.effects, seen, strict=False), 1):
+        rec_error = None if rec.error is None else (rec.error.type, rec.error.message)
+        expected = _effect_text(rec.type, rec.payload, _outcome_text(rec.result, rec_error))
+        actual = _effect_text(got.type, got.payload, _outcome_text(got.result, got.error))
+        if got.type != rec.type:
+            reason = (
+                f"{name} effect {n}: expected {_type_text(rec.type)}, got {_type_text(got.type)}"
+            )
+            return Divergence(entry.line, expected, actual, "", reason)
+        if got.payload != rec.payload:
+            reason = f"{name} effect {n} ({_type_text(rec.type)}): payload differs"
+            diff = _diff(rec.payload, got.payload, "payload")
+            return Divergence(entry.line, expected, actual, diff, reason)
+        if got.description != rec.description:
+            reason = (
+                f"{name} effect {n} ({_type_text(rec.type)}): expected description "
+                f"{rec.description!r}, got {got.description!r}"
+            )
+            return Divergence(entry.line, expected, actual, "", reason)
+        if with_results and got.error != rec_error:
+            reason = f"{name} effect {n} ({_type_text(rec.type)}): outcome differs"
+            return Divergence(entry.line, expected, actual, "", reason)
+        if with_results and rec_error is None and got.result != rec.result:
+            reason = f"{name} effect {n} ({_type_text(rec.type)}): result differs"
+            diff = _diff(rec.result, got.result, "result")
+            return Divergence(entry.line, expected, actual, diff, reason)
+    if len(seen) < len(entry.effects):
+        rec = entry.effects[len(seen)]
+        reason = (
+            f"{name}: effect {len(seen) + 1} ({_type_text(rec.type)}) was recorded but not "
+            f"performed ({len(entry.effects)} recorded, {len(seen)} performed)"
+        )
+        return Divergence(entry.line, _effect_text(rec.type, rec.payload), None, "", reason)
+    if len(seen) > len(entry.effects):
+        got = seen[len(entry.effects)]
+        reason = (
+            f"{name}: effect {len(entry.effects) + 1} ({_type_text(got.type)}) was performed "
+            f"but not recorded ({len(entry.effects)} recorded, {len(seen)} performed)"
+        )
+        return Divergence(entry.line, None, _effect_text(got.type, got.payload), "", reason)
+    return None
+
+
+def _compare_tree(
+    block: list[CassetteEntry],
+    nodes: list[EventTrace],
+    next_entry: CassetteEntry | None,
+    end: int,
+    mode: str,
+) -> tuple[int, Divergence | None]:
+    """How many entries of ``block`` matched, and the first divergence."""
+    expected_parents = _parents([e.event.id for e in block], [e.event.causation_id for e in block])
+    actual_parents = _parents([n.event.id for n in nodes], [n.event.causation_id for n in nodes])
+    ids: dict[str, str] = {}
+    for k, node in enumerate(nodes):
+        if k >= len(block):
+            event = node.event
+            position = next_entry.line if next_entry is not None else end
+            expected = _event_text(next_entry.event, next_entry.event.data) if next_entry else None
+            reason = f"the system published an extra {type_name(event.type)}, not recorded"
+            actual = _event_text(event, _plain(event.data))
+            return k, Divergence(
+                position, expected, actual, _diff(None, event.data, "data"), reason
+            )
+        entry = block[k]
+        ids[node.event.id] = entry.event.id
+        divergence = _compare_event(entry, node.event, ids)
+        if divergence is None and k and expected_parents[k] != actual_parents[k]:
+            divergence = Divergence(
+                entry.line,
+                _event_text(entry.event, entry.event.data),
+                _event_text(node.event, _plain(node.event.data)),
+                "",
+                f"{type_name(entry.event.type)}: recorded as caused by "
+                f"{_cause(expected_parents[k])}, replayed as caused by "
+                f"{_cause(actual_parents[k])}",
+            )
+        if divergence is None and mode != "stub":
+            divergence = _compare_effects(entry, _effects_of(node), mode == "perform")
+        if divergence is not None:
+            return k, divergence
+    if len(nodes) < len(block):
+        entry = block[len(nodes)]
+        reason = (
+            f"expected {type_name(entry.event.type)}, but the system published nothing more "
+            f"for the root event of line {block[0].line}"
+        )
+        expected = _event_text(entry.event, entry.event.data)
+        return len(nodes), Divergence(entry.line, expected, None, "", reason)
+    return len(block), None
+
+
+# -- replay ------------------------------------------------------------------------------
+
+
+def _first_out_of_order(entries: list[CassetteEntry]) -> int | None:
+    """The index of the first entry recorded later than an entry after it, or ``None``."""
+    later = float("inf")
+    first = None
+    for index in range(len(entries) - 1, -1, -1):
+        timestamp = entries[index].event.timestamp
+        if timestamp > later:
+            first = index
+        later = min(later, timestamp)
+    return first
+
+
+def _disorder(entries: list[CassetteEntry], index: int) -> Divergence:
+    entry = entries[index]
+    after = next(e for e in entries[index + 1 :] if e.event.timestamp < entry.event.timestamp)
+    reason = (
+        f"{type_name(entry.event.type)} was published after the event of line {after.line} "
+        f"({type_name(after.event.type)}) but comes before it: lines are out of order"
+    )
+    return Divergence(
+        entry.line,
+        _event_text(after.event, after.event.data),
+        _event_text(entry.event, entry.event.data),
+        "",
+        reason,
+    )
+
+
+def replay(
+    cassette: Cassette, bus: EventBus, mode: str = "check", *, strict_order: bool = True
+) -> ReplayReport:
+    """Publish the root events of ``cassette`` on ``bus`` (ids and timestamps kept) and
+    compare every event the system causes with the recording, root tree by root tree;
+    stop at the first divergence. ``mode``: ``"stub"`` (effects not performed, recorded
+    results returned; events compared), ``"check"`` (stubbed, events and effects
+    compared) or ``"perform"`` (effects really performed; events, effects and their
+    results compared). With ``strict_order`` (the default) an entry whose timestamp is
+    later than that of an entry after it is a divergence too (lines moved); pass
+    ``strict_order=False`` for a cassette recorded from several threads at once, whose
+    root events may be written out of time order."""
+    if mode not in MODES:
+        raise ValueError(f"replay mode must be one of 'stub', 'perform' or 'check', got {mode!r}.")
+    if bus.history_limit == 0:
+        raise ReplayError(
+            "replay reads what the system did from the bus's history: this bus has "
+            "history_limit=0. Create it with a history_limit of at least 1."
+        )
+    if not bus.traces:
+        raise ReplayError(
+            "replay reads what the system did from the bus's traces: this bus was created "
+            "with EventBus(traces=False). Create it with traces=True (the default)."
+        )
+    entries = cassette.entries
+    where = str(cassette.path) if cassette.path is not None else None
+    end = entries[-1].line + 1 if entries else 1
+    starts = [n for n, e in enumerate(entries) if e.event.causation_id is None]
+    matched = 0
+    disorder = _first_out_of_order(entries) if strict_order else None
+
+    def report(divergence: Divergence | None) -> ReplayReport:
+        return ReplayReport(mode, matched, divergence, where)
+
+    if entries and (not starts or starts[0] > 0):
+        orphan = entries[0]
+        reason = (
+            f"{type_name(orphan.event.type)} is recorded as caused by event "
+            f"{orphan.event.causation_id}, which comes before it in no root event's tree: "
+            f"lines are missing or out of order"
+        )
+        return report(
+            Divergence(orphan.line, _event_text(orphan.event, orphan.event.data), None, "", reason)
+        )
+    for number, start in enumerate(starts):
+        stop = starts[number + 1] if number + 1 < len(starts) else len(entries)
+        block = entries[start:stop]
+        next_entry = entries[stop] if stop < len(entries) else None
+        root = block[0].event
+        try:
+            nodes = _publish(bus, root, None if mode == "perform" else _Stub(block))
+        except ReplayError:
+            raise
+        except Exception as exc:
+            reason = f"publishing {type_name(root.type)} raised {type(exc).__name__}: {exc}"
+            text = _event_text(root, root.data)
+            return report(Divergence(block[0].line, text, None, "", reason))
+        count, divergence = _compare_tree(block, nodes, next_entry, end, mode)
+        if (
+            disorder is not None
+            and disorder < stop
+            and (divergence is None or divergence.position > entries[disorder].line)
+        ):
+            matched += disorder - start
+            return report(_disorder(entries, disorder))
+        matched += count
+        if divergence is not None:
+            return report(divergence)
+    return report(None)
+
+
+def _publish(bus: EventBus, root: Event, stub: Callable[[object], Any] | None) -> list[EventTrace]:
+    token = effect_stub.set(stub)
+    try:
+        bus.publish_event(root)
+    finally:
+        effect_stub.reset(token)
+    try:
+        return list(bus.trace(root.id).walk())
+    except UnknownEventError:
+        if len(bus.get_history(limit=None)) < bus.history_limit:
+            return []  # a middleware dropped it: the comparison reports what is missing
+        raise ReplayError(
+            f"the trace of root event {root.id} ({type_name(root.type)}) no longer fits in "
+            f"the bus's history (history_limit={bus.history_limit}); create the bus with a "
+            f"history_limit larger than the number of events one root event causes."
+        ) from None

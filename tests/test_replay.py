@@ -1,0 +1,590 @@
+"""Replaying cassettes into a fresh system (atlas_eda.testing.replay)."""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from atlas_eda import Effect, EffectHandler, EffectMonad, Event, EventBus, EventType
+from atlas_eda.effects import effect_observer, effect_stub
+from atlas_eda.testing import (
+    MODES,
+    Cassette,
+    Divergence,
+    ReplayedEffectError,
+    ReplayError,
+    ReplayReport,
+    UnexpectedEffectError,
+    record,
+    register_types,
+    replay,
+)
+
+
+class Checkout(enum.Enum):
+    """The order workflow's events."""
+
+    PLACED = "order.placed"
+    PAID = "order.paid"
+    REJECTED = "order.rejected"
+    SHIPPED = "order.shipped"
+
+
+class Payments(enum.Enum):
+    """The order workflow's effects."""
+
+    CHARGE = "payment.charge"
+    MAIL = "mail.send"
+
+
+register_types(Checkout, Payments)
+
+
+class PaymentDeclined(Exception):
+    """What the payment provider raises for amounts it refuses outright."""
+
+
+@dataclass
+class Shop:
+    """A system under test: the payment's result decides PAID or REJECTED."""
+
+    bus: EventBus
+    handler: EffectHandler
+    charges: list[Any] = field(default_factory=list)
+    mails: list[Any] = field(default_factory=list)
+
+
+def make_shop(approve_limit: int = 100) -> Shop:
+    handler = EffectHandler()
+    bus = EventBus(effect_handler=handler)
+    shop = Shop(bus, handler)
+
+    def charge(effect: Effect) -> dict[str, Any]:
+        shop.charges.append(effect.payload)
+        if effect.payload["amount"] > 1000:
+            raise PaymentDeclined(f"amount {effect.payload['amount']} refused")
+        return {"approved": effect.payload["amount"] <= approve_limit}
+
+    def mail(effect: Effect) -> dict[str, Any]:
+        shop.mails.append(effect.payload)
+        return {"queued": True}
+
+    handler.register_handler(Payments.CHARGE, charge)
+    handler.register_handler(Payments.MAIL, mail)
+
+    def on_placed(event: Event) -> None:
+        order, amount = event.data["order"], event.data["amount"]
+        outcome = handler.handle(
+            Effect(Payments.CHARGE, {"order": order, "amount": amount}, "card")
+        )
+        if outcome["approved"]:
+            bus.publish(Checkout.PAID, {"order": order}, source="payments")
+        else:
+            bus.publish(Checkout.REJECTED, {"order": order, "reason": "limit"}, source="payments")
+
+    def on_paid(event: Event) -> EffectMonad[None]:
+        bus.publish(Checkout.SHIPPED, {"order": event.data["order"]})
+        mail = Effect(Payments.MAIL, {"order": event.data["order"]}, "shipping notice")
+        return EffectMonad.pure(None).with_effect(mail)
+
+    bus.subscribe(Checkout.PLACED, on_placed)
+    bus.subscribe(Checkout.PAID, on_paid)
+    return shop
+
+
+def record_session(path: Path) -> Path:
+    """Record the session: paid and shipped (lines 1-3), rejected (4-5), declined (6-7)."""
+    shop = make_shop()
+    with record(shop.bus, path):
+        shop.bus.publish(Checkout.PLACED, {"order": 1, "amount": 50}, source="web")
+        shop.bus.publish(Checkout.PLACED, {"order": 2, "amount": 500}, source="web")
+        shop.bus.publish(Checkout.PLACED, {"order": 3, "amount": 5000}, source="web")
+    return path
+
+
+@pytest.fixture
+def cassette_path(tmp_path: Path) -> Path:
+    return record_session(tmp_path / "orders.jsonl")
+
+
+def tamper(path: Path, change: Callable[[list[str]], list[str]]) -> Cassette:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("".join(line + "\n" for line in change(lines)), encoding="utf-8")
+    return Cassette.load(path)
+
+
+def edit_line(number: int, change: Callable[[dict[str, Any]], None]) -> Callable[..., list[str]]:
+    def edit(lines: list[str]) -> list[str]:
+        item = json.loads(lines[number - 1])
+        change(item)
+        lines[number - 1] = json.dumps(item)
+        return lines
+
+    return edit
+
+
+def test_the_recording_is_what_the_tests_expect(cassette_path: Path) -> None:
+    types = [entry.event.type for entry in Cassette.load(cassette_path)]
+    assert types == [
+        Checkout.PLACED,
+        Checkout.PAID,
+        Checkout.SHIPPED,
+        Checkout.PLACED,
+        Checkout.REJECTED,
+        Checkout.PLACED,
+        EventType.ERROR,
+    ]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_untampered_cassette_replays_without_divergence(cassette_path: Path, mode: str) -> None:
+    cassette = Cassette.load(cassette_path)
+    shop = make_shop()
+    report = replay(cassette, shop.bus, mode=mode)
+    assert report.ok, str(report.divergence)
+    report.assert_no_divergence()
+    assert report.events_matched == 7
+    assert report.mode == mode
+    published = list(reversed(shop.bus.get_history(limit=None)))
+    roots = [e for e in published if e.causation_id is None]
+    assert [(e.id, e.timestamp) for e in roots] == [
+        (e.event.id, e.event.timestamp) for e in cassette.roots()
+    ]
+    assert len(published) == 7
+    if mode == "perform":
+        assert [c["order"] for c in shop.charges] == [1, 2, 3]
+        assert shop.mails == [{"order": 1}]
+    else:
+        assert shop.charges == []
+        assert shop.mails == []
+
+
+def test_the_replayed_session_re_records_to_the_same_events(tmp_path: Path) -> None:
+    cassette = Cassette.load(record_session(tmp_path / "first.jsonl"))
+    shop = make_shop()
+    with record(shop.bus, tmp_path / "second.jsonl"):
+        assert replay(cassette, shop.bus, mode="check").ok
+    again = Cassette.load(tmp_path / "second.jsonl")
+    assert [(e.event.type, e.event.data, e.effects) for e in again] == [
+        (e.event.type, e.event.data, e.effects) for e in cassette
+    ]
+
+
+def test_stub_mode_returns_recorded_results_instead_of_performing(cassette_path: Path) -> None:
+    # This system would refuse every charge; the recorded results decide instead.
+    strict = make_shop(approve_limit=0)
+    assert replay(Cassette.load(cassette_path), strict.bus, mode="check").ok
+    assert strict.charges == []
+    # Performed for real, its refusal shows at the payment effect's line.
+    strict = make_shop(approve_limit=0)
+    report = replay(Cassette.load(cassette_path), strict.bus, mode="perform")
+    assert report.divergence is not None
+    assert report.divergence.position == 1
+    assert "result differs" in report.divergence.reason
+    assert '-  "approved": true' in report.divergence.diff
+    assert '+  "approved": false' in report.divergence.diff
+
+
+def test_a_recorded_error_is_raised_again_with_its_type_name_and_message(
+    cassette_path: Path,
+) -> None:
+    shop = make_shop()
+    assert replay(Cassette.load(cassette_path), shop.bus, mode="stub").ok
+    error = shop.bus.get_history(EventType.ERROR, limit=1)[0]
+    assert error.data["error_type"] == "PaymentDeclined"
+    assert error.data["error_message"] == "amount 5000 refused"
+    placed = shop.bus.get_history(Checkout.PLACED, limit=1)[0]
+    (outcome,) = shop.bus.trace(placed.id).all_effects()
+    assert isinstance(outcome.error, ReplayedEffectError)
+    assert not isinstance(outcome.error, PaymentDeclined)
+    assert outcome.error.recorded_type == "PaymentDeclined"
+    assert outcome.error.recorded_message == "amount 5000 refused"
+
+
+# -- tampered cassettes ------------------------------------------------------------------
+
+
+def check(cassette: Cassette, mode: str = "check") -> Divergence:
+    report = replay(cassette, make_shop().bus, mode=mode)
+    assert not report.ok, "a tampered cassette must never pass"
+    assert report.divergence is not None
+    return report.divergence
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_reordered_children_diverge_at_the_first_moved_line(cassette_path: Path, mode: str) -> None:
+    cassette = tamper(cassette_path, lambda lines: [lines[0], lines[2], lines[1], *lines[3:]])
+    divergence = check(cassette, mode)
+    assert divergence.position == 2
+    assert divergence.reason == "expected Checkout.SHIPPED, got Checkout.PAID"
+
+
+def test_a_child_moved_before_its_root_diverges_at_line_1(cassette_path: Path) -> None:
+    cassette = tamper(cassette_path, lambda lines: [lines[1], lines[0], *lines[2:]])
+    divergence = check(cassette)
+    assert divergence.position == 1
+    assert "out of order" in divergence.reason
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_root_blocks_swapped_diverge_at_the_first_moved_line(
+    cassette_path: Path, mode: str
+) -> None:
+    # The second and third orders' lines (4-5 and 6-7) swapped, each tree intact: this
+    # system would behave the same in either order, but the recording says otherwise.
+    cassette = tamper(cassette_path, lambda lines: [*lines[:3], *lines[5:], *lines[3:5]])
+    divergence = check(cassette, mode)
+    assert divergence.position == 4
+    assert "out of order" in divergence.reason
+    assert replay(cassette, make_shop().bus, mode=mode).events_matched == 3
+    assert replay(cassette, make_shop().bus, mode=mode, strict_order=False).ok
+
+
+def test_two_root_lines_swapped_diverge(tmp_path: Path) -> None:
+    bus = EventBus()
+    start = time.time()
+    with record(bus, tmp_path / "roots.jsonl"):
+        for order in range(3):
+            bus.publish_event(
+                Event(type=Checkout.SHIPPED, data={"order": order}, timestamp=start + order)
+            )
+    cassette = tamper(tmp_path / "roots.jsonl", lambda lines: [lines[0], lines[2], lines[1]])
+    divergence = replay(cassette, EventBus()).divergence
+    assert divergence is not None
+    assert divergence.position == 2
+
+
+def test_a_missing_child_line_diverges_where_it_was(cassette_path: Path) -> None:
+    cassette = tamper(cassette_path, lambda lines: lines[:2] + lines[3:])
+    divergence = check(cassette)
+    assert divergence.position == 3
+    assert "extra Checkout.SHIPPED" in divergence.reason
+    assert divergence.actual is not None
+    assert divergence.actual.startswith("Checkout.SHIPPED")
+    assert divergence.expected is not None
+    assert divergence.expected.startswith("Checkout.PLACED")
+
+
+def test_a_missing_root_line_diverges_at_its_orphaned_child(cassette_path: Path) -> None:
+    cassette = tamper(cassette_path, lambda lines: lines[:3] + lines[4:])
+    divergence = check(cassette)
+    assert divergence.position == 4
+    assert "Checkout.REJECTED" in divergence.reason
+
+
+def test_a_missing_last_line_is_an_extra_event_one_past_the_end(cassette_path: Path) -> None:
+    cassette = tamper(cassette_path, lambda lines: lines[:-1])
+    divergence = check(cassette)
+    assert divergence.position == 7
+    assert divergence.expected is None
+    assert "extra EventType.ERROR" in divergence.reason
+
+
+def test_a_missing_first_line_diverges_at_line_1(cassette_path: Path) -> None:
+    divergence = check(tamper(cassette_path, lambda lines: lines[1:]))
+    assert divergence.position == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_altered_child_data_diverges_at_its_line_with_a_diff(
+    cassette_path: Path, mode: str
+) -> None:
+    cassette = tamper(cassette_path, edit_line(5, lambda item: item["data"].update(order=99)))
+    divergence = check(cassette, mode)
+    assert divergence.position == 5
+    assert divergence.reason.startswith("expected Checkout.REJECTED data ")
+    assert '-  "order": 99' in divergence.diff
+    assert '+  "order": 2' in divergence.diff
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("line", [2, 3, 5, 7])
+def test_any_child_line_with_altered_data_diverges_at_that_line(
+    cassette_path: Path, mode: str, line: int
+) -> None:
+    cassette = tamper(cassette_path, edit_line(line, lambda item: item["data"].update(x=1)))
+    divergence = check(cassette, mode)
+    assert divergence.position == line
+    assert '-  "x": 1' in divergence.diff
+
+
+@pytest.mark.parametrize("line", [1, 4, 6])
+def test_any_root_line_with_altered_amount_diverges_at_that_line(
+    cassette_path: Path, line: int
+) -> None:
+    cassette = tamper(cassette_path, edit_line(line, lambda item: item["data"].update(amount=77)))
+    divergence = check(cassette)
+    assert divergence.position == line
+    assert "payload differs" in divergence.reason
+
+
+def test_an_altered_source_diverges(cassette_path: Path) -> None:
+    cassette = tamper(cassette_path, edit_line(2, lambda item: item.update(source="bank")))
+    divergence = check(cassette)
+    assert divergence.position == 2
+    assert "source" in divergence.reason
+
+
+def test_altered_root_data_diverges_at_the_effect_it_changes(cassette_path: Path) -> None:
+    cassette = tamper(cassette_path, edit_line(4, lambda item: item["data"].update(amount=7)))
+    divergence = check(cassette)
+    assert divergence.position == 4
+    assert "payload differs" in divergence.reason
+    assert '+  "amount": 7' in divergence.diff
+
+
+def _set_result(result: Any) -> Callable[[dict[str, Any]], None]:
+    def change(item: dict[str, Any]) -> None:
+        effects = json.loads(item["atlaseffects"])
+        effects[0]["result"] = result
+        item["atlaseffects"] = json.dumps(effects)
+
+    return change
+
+
+@pytest.mark.parametrize("mode", ["check", "stub"])
+def test_a_changed_effect_result_diverges_where_the_system_reacts(
+    cassette_path: Path, mode: str
+) -> None:
+    cassette = tamper(cassette_path, edit_line(1, _set_result({"approved": False})))
+    divergence = check(cassette, mode)
+    assert divergence.position == 2
+    assert divergence.reason == "expected Checkout.PAID, got Checkout.REJECTED"
+
+
+def test_a_changed_effect_result_diverges_at_the_effect_when_performed(
+    cassette_path: Path,
+) -> None:
+    cassette = tamper(cassette_path, edit_line(4, _set_result({"approved": True})))
+    divergence = check(cassette, "perform")
+    assert divergence.position == 4
+    assert "result differs" in divergence.reason
+
+
+def test_an_effect_result_of_the_wrong_shape_is_a_divergence_not_a_crash(
+    cassette_path: Path,
+) -> None:
+    cassette = tamper(cassette_path, edit_line(1, _set_result("yes")))
+    divergence = check(cassette)
+    # The handler fails on the result; the bus reports it as an ERROR where PAID was.
+    assert divergence.position == 2
+    assert divergence.reason == "expected Checkout.PAID, got EventType.ERROR"
+
+
+def test_a_removed_effect_makes_the_system_perform_an_unrecorded_one(
+    cassette_path: Path,
+) -> None:
+    def drop_effects(item: dict[str, Any]) -> None:
+        del item["atlaseffects"]
+
+    divergence = check(tamper(cassette_path, edit_line(2, drop_effects)))
+    assert divergence.position == 2
+    assert "performed but not recorded" in divergence.reason
+
+
+# -- the report --------------------------------------------------------------------------
+
+
+def test_the_report_reads_well(cassette_path: Path) -> None:
+    cassette = tamper(cassette_path, edit_line(5, lambda item: item["data"].update(order=99)))
+    report = replay(cassette, make_shop().bus)
+    assert isinstance(report, ReplayReport)
+    assert report.events_matched == 4
+    assert "\n" not in repr(report)
+    assert "\n" not in str(report)
+    assert repr(report) == "ReplayReport(mode='check', events_matched=4, diverged at line 5)"
+    assert "diverged at line 5" in str(report)
+    assert str(cassette_path) in str(report)
+    with pytest.raises(AssertionError) as caught:
+        report.assert_no_divergence()
+    message = str(caught.value)
+    assert message.splitlines()[0].endswith("diverged after 4 matching events:")
+    assert 'line 5: expected Checkout.REJECTED data {"order": 99, "reason": "limit"}' in message
+    assert "expected: Checkout.REJECTED from payments data" in message
+    assert '+  "order": 2' in message
+
+    ok = replay(Cassette.load(record_session(cassette_path.parent / "b.jsonl")), make_shop().bus)
+    assert repr(ok) == "ReplayReport(mode='check', events_matched=7, ok)"
+    assert str(ok).endswith("replay (check) ok: 7 events matched")
+
+
+def test_an_unknown_mode_is_a_value_error_naming_the_three(cassette_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"'stub', 'perform' or 'check'.*'fast'"):
+        replay(Cassette.load(cassette_path), make_shop().bus, mode="fast")
+
+
+def test_a_bus_without_history_cannot_replay(cassette_path: Path) -> None:
+    with pytest.raises(ReplayError, match="history_limit"):
+        replay(Cassette.load(cassette_path), EventBus(history_limit=0))
+    with pytest.raises(ReplayError, match="traces"):
+        replay(Cassette.load(cassette_path), EventBus(traces=False))
+
+
+def test_a_history_too_small_for_a_tree_is_a_replay_error(cassette_path: Path) -> None:
+    shop = make_shop()
+    small = EventBus(history_limit=1, effect_handler=shop.handler)
+    small.subscribe(Checkout.PLACED, lambda e: small.publish(Checkout.PAID, {"order": 1}))
+    small.subscribe(Checkout.PAID, lambda e: small.publish(Checkout.SHIPPED, {"order": 1}))
+    with pytest.raises(ReplayError, match="history_limit=1"):
+        replay(Cassette.load(cassette_path), small)
+
+
+def test_a_raising_publish_is_reported_not_raised(cassette_path: Path) -> None:
+    shop = make_shop()
+
+    def broken(event: Event) -> Event:
+        raise RuntimeError("middleware down")
+
+    shop.bus.add_middleware(broken)
+    divergence = replay(Cassette.load(cassette_path), shop.bus).divergence
+    assert divergence is not None
+    assert divergence.position == 1
+    assert "MiddlewareError" in divergence.reason
+
+
+def test_an_empty_cassette_replays_trivially(tmp_path: Path) -> None:
+    (tmp_path / "empty.jsonl").write_text("", encoding="utf-8")
+    report = replay(Cassette.load(tmp_path / "empty.jsonl"), make_shop().bus)
+    assert report.ok
+    assert report.events_matched == 0
+
+
+# -- the effect stub hook ----------------------------------------------------------------
+
+
+def test_a_stub_dispatcher_replaces_performers_and_is_still_observed() -> None:
+    from effect import sync_performer
+
+    performed: list[object] = []
+    handler = EffectHandler()
+    handler.register_handler(Payments.MAIL, performed.append)
+    seen: list[tuple[object, Any, BaseException | None]] = []
+    asked: list[object] = []
+
+    def stub(intent: object) -> Any:
+        asked.append(intent)
+        return sync_performer(lambda _d, i: "stubbed")
+
+    observer_token = effect_observer.set(lambda *args: seen.append(args))
+    stub_token = effect_stub.set(stub)
+    try:
+        mail = Effect(Payments.MAIL, {"to": "ann"})
+        assert EffectMonad.pure(1).with_effect(mail).run(handler) == 1
+        assert handler.handle(mail) == "stubbed"
+    finally:
+        effect_stub.reset(stub_token)
+        effect_observer.reset(observer_token)
+    assert performed == []
+    assert seen == [(mail, "stubbed", None), (mail, "stubbed", None)]
+    assert asked == [mail, mail]  # checking for performers never asks the stub
+
+
+def test_an_unrecorded_effect_is_not_performed_in_check_mode(cassette_path: Path) -> None:
+    shop = make_shop()
+    shop.bus.subscribe(
+        Checkout.SHIPPED,
+        lambda e: EffectMonad.pure(None).with_effect(Effect(Payments.MAIL, {"extra": 1})),
+    )
+    report = replay(Cassette.load(cassette_path), shop.bus)
+    assert report.divergence is not None
+    assert report.divergence.position == 3
+    assert "performed but not recorded" in report.divergence.reason
+    assert shop.mails == []
+    shipped = shop.bus.get_history(Checkout.SHIPPED, limit=1)[0]
+    (outcome,) = shop.bus.trace(shipped.id).all_effects()
+    assert isinstance(outcome.error, UnexpectedEffectError)
+
+
+@pytest.mark.parametrize("effect_first", [False, True])
+def test_nested_effects_replay_whichever_order_they_were_performed_in(
+    tmp_path: Path, effect_first: bool
+) -> None:
+    def make() -> tuple[EventBus, list[Any]]:
+        performed: list[Any] = []
+        handler = EffectHandler()
+        handler.register_handler(Payments.MAIL, lambda e: performed.append(e.payload) or "sent")
+        bus = EventBus(effect_handler=handler)
+
+        def on_placed(event: Event) -> EffectMonad[None]:
+            mail = Effect(Payments.MAIL, {"to": "placed"})
+            if effect_first:  # performed before the child is published
+                handler.handle(Effect(Payments.MAIL, {"to": "early"}))
+            bus.publish(Checkout.PAID, {"order": event.data["order"]})
+            return EffectMonad.pure(None).with_effect(mail)
+
+        def on_paid(event: Event) -> EffectMonad[None]:
+            bus.publish(Checkout.SHIPPED, event.data)
+            return EffectMonad.pure(None).with_effect(Effect(Payments.MAIL, {"to": "paid"}))
+
+        bus.subscribe(Checkout.PLACED, on_placed)
+        bus.subscribe(Checkout.PAID, on_paid)
+        bus.subscribe(Checkout.SHIPPED, lambda e: handler.handle(Effect(Payments.MAIL, {"to": 3})))
+        return bus, performed
+
+    bus, live = make()
+    with record(bus, tmp_path / "nested.jsonl"):
+        bus.publish(Checkout.PLACED, {"order": 1})
+        bus.publish(Checkout.PLACED, {"order": 2})
+    assert len(live) == (8 if effect_first else 6)
+    cassette = Cassette.load(tmp_path / "nested.jsonl")
+    for mode in MODES:
+        fresh, performed = make()
+        report = replay(cassette, fresh, mode=mode)
+        assert report.ok, str(report.divergence)
+        assert report.events_matched == 6
+        assert performed == (live if mode == "perform" else [])
+
+
+def test_an_error_report_naming_a_child_by_id_matches_its_new_id(tmp_path: Path) -> None:
+    def make() -> EventBus:
+        bus = make_shop().bus
+
+        def fail(event: Event) -> None:
+            raise RuntimeError(f"cannot ship order {event.data['order']}")
+
+        bus.subscribe(Checkout.SHIPPED, fail)
+        return bus
+
+    bus = make()
+    with record(bus, tmp_path / "failing.jsonl"):
+        bus.publish(Checkout.PLACED, {"order": 1, "amount": 5}, source="web")
+    cassette = Cassette.load(tmp_path / "failing.jsonl")
+    error = cassette.entries[-1].event
+    assert error.type is EventType.ERROR
+    assert error.data["event_id"] == cassette.entries[2].event.id
+    for mode in MODES:
+        report = replay(cassette, make(), mode=mode)
+        assert report.ok, str(report.divergence)
+    tampered = tamper(
+        tmp_path / "failing.jsonl",
+        edit_line(len(cassette), lambda item: item["data"].update(event_id=error.id)),
+    )
+    divergence = replay(tampered, make()).divergence
+    assert divergence is not None
+    assert divergence.position == len(cassette)
+    assert '"event_id"' in divergence.diff
+
+
+def test_a_recorded_failure_changed_to_a_success_diverges(cassette_path: Path) -> None:
+    def succeed(item: dict[str, Any]) -> None:
+        effects = json.loads(item["atlaseffects"])
+        del effects[0]["error"]
+        effects[0]["result"] = {"approved": True}
+        item["atlaseffects"] = json.dumps(effects)
+
+    cassette = tamper(cassette_path, edit_line(6, succeed))
+    performed = check(cassette, "perform")
+    assert performed.position == 6
+    assert "outcome differs" in performed.reason
+    assert performed.actual is not None
+    assert "✗ PaymentDeclined: amount 5000 refused" in performed.actual
+    stubbed = check(cassette, "check")
+    assert stubbed.position == 7
+    assert stubbed.reason == "expected EventType.ERROR, got Checkout.PAID"
