@@ -125,6 +125,40 @@ def _perform_all(dispatcher: Any, intents: Iterable[object]) -> None:
         fx.sync_perform(dispatcher, fx.Effect(intent))
 
 
+class _ObservedBox:
+    """Passes a library performer's outcome on, telling the effect observer first."""
+
+    __slots__ = ("_box", "_intent", "_observer")
+
+    def __init__(self, box: Any, intent: object, observer: EffectObserver) -> None:
+        self._box, self._intent, self._observer = box, intent, observer
+
+    def succeed(self, result: Any) -> None:
+        self._observer(self._intent, result, None)
+        self._box.succeed(result)
+
+    def fail(self, error: BaseException) -> None:
+        self._observer(self._intent, None, error)
+        self._box.fail(error)
+
+
+def _observed_base_dispatcher(intent: object) -> Any:
+    """``effect.base_dispatcher`` (``Func``, ``Constant``, ``Error``, …), its performers
+    reporting to the effect observer as an ``EffectHandler``'s own do, so library intents
+    show in traces and recordings too."""
+    performer = fx.base_dispatcher(intent)
+    if performer is None:
+        return None
+
+    def perform(dispatcher: Any, intent: object, box: Any) -> Any:
+        observer = effect_observer.get()
+        if observer is not None:
+            box = _ObservedBox(box, intent, observer)
+        return performer(dispatcher, intent, box)
+
+    return perform
+
+
 class EffectHandler:
     """Performs effects by type. It is an ``effect`` dispatcher: called with an intent it
     returns a performer (or ``None``), so it composes with ``effect.ComposedDispatcher``,
@@ -138,7 +172,7 @@ class EffectHandler:
         self._performers: dict[Enum, Any] = {}
         self._lock = threading.Lock()
         # Library intents (Func, Constant, Error) are performed by effect's own dispatcher.
-        self.dispatcher: Any = fx.ComposedDispatcher([self, fx.base_dispatcher])
+        self.dispatcher: Any = fx.ComposedDispatcher([self, _observed_base_dispatcher])
 
     def register_handler(self, effect_type: Enum, handler: Performer) -> None:
         """Perform every effect of ``effect_type`` with ``handler(effect)``; its return

@@ -917,3 +917,23 @@ def test_a_failing_watcher_is_logged_and_the_publish_stands(
     assert any("watcher" in r.getMessage() for r in caplog.records)
     with pytest.raises(ValueError, match="traces=False"):
         EventBus(traces=False).watch(broken)
+
+
+def test_effect_library_intents_are_traced_with_their_results(tmp_path: Any) -> None:
+    import effect as fx
+
+    from atlas_eda.testing import Cassette, record
+
+    handler = EffectHandler()
+    bus = EventBus(effect_handler=handler)
+    bus.subscribe(Ping.PING, lambda e: EffectMonad.pure(None).with_effect(fx.Func(lambda: 7)))
+    path = tmp_path / "library.jsonl"
+    with record(bus, path):
+        event_id = bus.publish(Ping.PING)
+
+    [outcome] = bus.trace(event_id).deliveries[0].effects
+    assert isinstance(outcome.effect, fx.Func)
+    assert outcome.result == 7
+    [entry] = Cassette.load(path).entries
+    [recorded] = entry.effects
+    assert (recorded.type, recorded.result) == ("Func", 7)
