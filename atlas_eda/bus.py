@@ -404,7 +404,7 @@ class EventBus:
             if restore is not None:
                 effect_observer.reset(restore)
             if not stack and self._watchers:
-                self._tell_watchers(event.id)
+                self._tell_watchers(record)
         if propagating is not None:
             raise propagating
         return event.id
@@ -429,11 +429,13 @@ class EventBus:
 
         return stop
 
-    def _tell_watchers(self, event_id: str) -> None:
-        try:
-            trace = self.trace(event_id)
-        except UnknownEventError:
-            return  # history_limit=0 keeps nothing to trace
+    def _tell_watchers(self, record: Record) -> None:
+        # Built from the root's own record: it may already have left a small history,
+        # and descendants that did are counted in the trace's ``missing``.
+        with self._history_lock:
+            snapshot = self._history.copy()
+        trace = build_trace(record, {r[0].id: r for r in snapshot}.get)
+        event_id = record[0].id
         for watcher in self._watchers:
             try:
                 watcher(trace)

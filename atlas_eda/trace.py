@@ -77,12 +77,20 @@ class Delivery:
 class EventTrace:
     """What happened because of ``event``: its deliveries in order, the effects performed
     outside any delivery, and the child events published outside any delivery (such as the
-    bus's own ``ERROR`` reports). Every child is itself an ``EventTrace``."""
+    bus's own ``ERROR`` reports). Every child is itself an ``EventTrace``. ``missing``
+    counts the child events (at any depth) that had already left the bus's history when
+    the trace was built, and so are not in it."""
 
     event: Event
     deliveries: tuple[Delivery, ...]
     effects: tuple[EffectOutcome, ...]
     children: tuple[EventTrace, ...]
+    missing: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """Whether every event this one caused, at any depth, is in the trace."""
+        return self.missing == 0
 
     def all_children(self) -> tuple[EventTrace, ...]:
         """Every direct child, whichever delivery (if any) published it."""
@@ -197,8 +205,10 @@ def _text(value: object) -> str:
 def build_trace(
     record: Record, lookup: Callable[[str], Record | None], depth: int = 0
 ) -> EventTrace:
-    """The immutable trace of ``record``; children no longer in history are left out."""
+    """The immutable trace of ``record``; children no longer in history are left out and
+    counted in ``missing``."""
     event, log = record
+    missing = 0
     deliveries: list[Delivery] = []
     effects: list[EffectOutcome] = []
     children: list[EventTrace] = []
@@ -220,8 +230,12 @@ def build_trace(
                 error = value
             elif depth < 256:
                 child = lookup(value)
-                if child is not None:
-                    children.append(build_trace(child, lookup, depth + 1))
+                if child is None:
+                    missing += 1
+                else:
+                    built = build_trace(child, lookup, depth + 1)
+                    missing += built.missing
+                    children.append(built)
         else:  # a name: a str, unless a handler's __qualname__ is something else
             name = entry if isinstance(entry, str) else _text(entry)
-    return EventTrace(event, tuple(deliveries), tuple(effects), tuple(children))
+    return EventTrace(event, tuple(deliveries), tuple(effects), tuple(children), missing)

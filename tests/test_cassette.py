@@ -608,3 +608,23 @@ def test_threads_recording_at_once_keep_each_root_with_its_children(tmp_path: Pa
     for worker in range(4):
         mine = [e.event.data["n"] for e in entries[::2] if e.event.data["worker"] == worker]
         assert mine == list(range(200))
+
+
+def test_a_root_whose_events_left_the_history_is_refused_not_half_recorded(
+    tmp_path: Path,
+) -> None:
+    bus = EventBus(history_limit=3)
+
+    def fan_out(event: Event) -> None:
+        for n in range(5):  # more children than the history keeps
+            bus.publish(Ping.PONG, n)
+
+    bus.subscribe(Ping.PING, fan_out)
+    path = tmp_path / "partial.jsonl"
+    recorder = record(bus, path)
+    event_id = bus.publish(Ping.PING)
+
+    assert event_id not in {e.id for e in bus.get_history(limit=None)}  # the root left too
+    with pytest.raises(RecordingError, match="history_limit=3"):
+        recorder.close()
+    assert path.read_text(encoding="utf-8") == ""

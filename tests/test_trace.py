@@ -937,3 +937,17 @@ def test_effect_library_intents_are_traced_with_their_results(tmp_path: Any) -> 
     [entry] = Cassette.load(path).entries
     [recorded] = entry.effects
     assert (recorded.type, recorded.result) == ("Func", 7)
+
+
+def test_a_watched_trace_counts_the_events_that_left_the_history() -> None:
+    bus = EventBus(history_limit=3)
+    bus.subscribe(Ping.PING, lambda e: [bus.publish(Ping.PONG, n) for n in range(5)])
+    seen: list[EventTrace] = []
+    bus.watch(seen.append)
+
+    bus.publish(Ping.PING)
+
+    [trace] = seen
+    assert trace.event.type is Ping.PING  # the root itself had left the history
+    assert (trace.missing, trace.complete) == (2, False)  # PONG 0 and 1 were evicted
+    assert [c.event.data for c in trace.all_children()] == [2, 3, 4]

@@ -272,6 +272,7 @@ class Recorder:
         self._lock = threading.Lock()
         self._file: IO[str] | None = self.path.open("w", encoding="utf-8", newline="\n")
         self._lines = 0
+        self._history_limit = bus.history_limit
         try:
             self._stop = bus.watch(self._on_trace)
         except BaseException:
@@ -287,6 +288,14 @@ class Recorder:
         with self._lock:
             if self._file is None or self.error is not None:
                 return
+            if not trace.complete:
+                self.error = RecordingError(
+                    f"Cannot record {trace.event!r} whole: {trace.missing} of the events it "
+                    f"caused had already left the bus's history (history_limit="
+                    f"{self._history_limit}) when it finished. Nothing of this root event was "
+                    f"written; give the bus a larger history_limit while recording."
+                )
+                raise self.error
             try:
                 text = "".join(
                     encode_event(node.event, _effects_of(node)) + "\n" for node in trace.walk()
