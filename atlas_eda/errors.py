@@ -132,3 +132,10 @@ class ReplayedEffectError(AtlasEdaError):
 class UnexpectedEffectError(AtlasEdaError):
     """Replay in stub or check mode was asked to perform an effect the cassette does not
     record for that root event; it was not performed."""
+
+
+class ScenarioError(AtlasEdaError):
+    """A given/when/then :class:`atlas_eda.testing.Scenario` is built or used wrongly (a
+    ``when`` missing or given twice, a ``make_system`` that returns no bus, ``then_state``
+    on a system without a store, an unknown document field); a behaviour that differs from
+    the expectation is never this error but an ``AssertionError``."""

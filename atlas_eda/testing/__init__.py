@@ -8,6 +8,7 @@ from ..errors import (
     RecordingError,
     ReplayedEffectError,
     ReplayError,
+    ScenarioError,
     TypeRegistrationError,
     UnexpectedEffectError,
 )
@@ -20,9 +21,11 @@ from .cassette import (
     record,
 )
 from .replay import MODES, Divergence, ReplayReport, replay
+from .scenario import ANY, Scenario, ScenarioResult
 from .types import register_types, registered_types
 
 __all__ = [
+    "ANY",
     "MODES",
     "Cassette",
     "CassetteEntry",
@@ -36,6 +39,9 @@ __all__ = [
     "ReplayError",
     "ReplayReport",
     "ReplayedEffectError",
+    "Scenario",
+    "ScenarioError",
+    "ScenarioResult",
     "TypeRegistrationError",
     "UnexpectedEffectError",
     "record",
