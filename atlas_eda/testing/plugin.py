@@ -1,0 +1,118 @@
+"""The pytest plugin of ``atlas_eda`` (entry point ``pytest11``, loaded automatically once
+the package is installed).
+
+Fixtures: ``atlas_bus`` (a fresh :class:`~atlas_eda.EventBus` with an
+:class:`~atlas_eda.EffectHandler`), ``atlas_store`` (a fresh in-memory
+:class:`~atlas_eda.TemporalStore` on ``atlas_bus``, closed afterwards) and
+``atlas_recorder`` (a :class:`~atlas_eda.testing.Recorder` on ``atlas_bus`` writing to a
+file in ``tmp_path``; closed at teardown, where a :class:`RecordingError` is raised again).
+
+Marker: ``@pytest.mark.atlas_cassette("path")`` (relative to the test file's directory).
+Once the test body has set up its system on ``atlas_bus`` and returned, the cassette is
+replayed in ``"check"`` mode against ``atlas_bus``; a divergence fails the test with the
+report's message."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from ..bus import EventBus
+from ..effects import EffectHandler
+from ..errors import CassetteError, ReplayError
+from ..store import TemporalStore
+from .cassette import Cassette, Recorder
+from .replay import replay
+
+__all__ = ["atlas_bus", "atlas_recorder", "atlas_store"]
+
+MARKER = "atlas_cassette"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(path): after the test body has set up its system on the atlas_bus "
+        "fixture, replay the cassette at path (relative to the test file's directory) in "
+        "check mode against atlas_bus; fail the test on divergence.",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A test with the marker replays against atlas_bus, whether or not it asks for it.
+    for item in items:
+        if (
+            isinstance(item, pytest.Function)
+            and item.get_closest_marker(MARKER) is not None
+            and "atlas_bus" not in item.fixturenames
+        ):
+            item.fixturenames.append("atlas_bus")
+
+
+def _cassette_path(item: pytest.Item, marker: pytest.Mark) -> Path:
+    if len(marker.args) != 1 or marker.kwargs or not isinstance(marker.args[0], str | Path):
+        pytest.fail(
+            f"@pytest.mark.{MARKER} takes one argument, the cassette's path (relative to "
+            f"the test file's directory); got args={marker.args!r} kwargs={marker.kwargs!r}.",
+            pytrace=False,
+        )
+    return item.path.parent / marker.args[0]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    result = yield  # the test body: it raises on its own failure, and then we do not replay
+    marker = item.get_closest_marker(MARKER)
+    if marker is None or not isinstance(item, pytest.Function):
+        return result
+    path = _cassette_path(item, marker)
+    bus = item.funcargs.get("atlas_bus")
+    if not isinstance(bus, EventBus):  # pragma: no cover - the fixture is always added
+        pytest.fail(f"@pytest.mark.{MARKER}: the test has no atlas_bus fixture.", pytrace=False)
+    problem: str | None = None
+    try:
+        report = replay(Cassette.load(path), bus, mode="check")
+    except (CassetteError, ReplayError) as exc:
+        problem = f"@pytest.mark.{MARKER}({str(path)!r}): {exc}"
+    else:
+        if not report.ok:
+            try:
+                report.assert_no_divergence()
+            except AssertionError as exc:
+                problem = str(exc)
+    if problem is not None:  # failed outside the except blocks: no chained traceback
+        pytest.fail(problem, pytrace=False)
+    return result
+
+
+@pytest.fixture
+def atlas_bus() -> EventBus:
+    """A fresh :class:`EventBus` whose ``effect_handler`` is a fresh :class:`EffectHandler`
+    (register your effect performers on ``atlas_bus.effect_handler``)."""
+    handler = EffectHandler()
+    bus = EventBus(effect_handler=handler)
+    handler.event_bus = bus
+    return bus
+
+
+@pytest.fixture
+def atlas_store(atlas_bus: EventBus) -> Iterator[TemporalStore]:
+    """A fresh in-memory :class:`TemporalStore` publishing on ``atlas_bus``; closed after
+    the test."""
+    store = TemporalStore(atlas_bus, url="memory://")
+    handler = atlas_bus.effect_handler
+    if handler is not None and handler.temporal_store is None:
+        handler.temporal_store = store
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def atlas_recorder(atlas_bus: EventBus, tmp_path: Path) -> Iterator[Recorder]:
+    """A :class:`Recorder` on ``atlas_bus`` writing to ``tmp_path / "atlas_cassette.jsonl"``
+    (its ``.path``); closed at teardown, which raises any :class:`RecordingError` again."""
+    recorder = Recorder(atlas_bus, tmp_path / "atlas_cassette.jsonl")
+    yield recorder
+    recorder.close()
