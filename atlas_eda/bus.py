@@ -11,7 +11,8 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, MutableSet
 from enum import Enum
-from time import perf_counter
+from time import perf_counter, time
+from types import MappingProxyType
 from typing import Any
 
 from blinker import ANY, Signal
@@ -26,8 +27,8 @@ from .errors import (
     NoEffectHandlerError,
     UnknownEventError,
 )
-from .events import EMPTY_METADATA, Event, EventType, new_event_id, type_name
-from .trace import EffectOutcome, EventTrace, Record, build_trace, handler_name
+from .events import EMPTY_METADATA, Event, EventType, build_event, new_event_id, type_name
+from .trace import EffectOutcome, EventTrace, Log, Record, build_trace, handler_name
 
 __all__ = ["EventBus", "Handler", "Middleware"]
 
@@ -44,6 +45,18 @@ Middleware = Callable[[Event], "Event | None"]
 _PROPAGATING = (EventCycleError, NoEffectHandlerError)
 
 _FRAMES_PER_LEVEL = 8
+
+Deliveries = tuple[tuple[Any, Any, bool, str], ...]
+"""A signal's ready-made delivery list: (receiver id, receiver or weak reference, is weak,
+name) in connection order (internal)."""
+
+Plan = tuple[tuple[tuple[Any, Any, bool, dict[Any, Any]], ...], tuple[str, tuple[str, ...]]]
+"""What one event type is delivered to: (receiver id, receiver or weak reference, is weak,
+the registry it must still be in) for each receiver, and the ``("n", names)`` entry that
+trace logs carry (internal)."""
+
+# Logged in place of a delivery that did not happen (its receiver went away meanwhile).
+_SKIPPED = ("s", None)
 
 
 class _OrderedSet(MutableSet[Any]):
@@ -78,19 +91,56 @@ class _OrderedSet(MutableSet[Any]):
         return new
 
 
+class _PlanCache:
+    """A bus's delivery plans, one per event type: the receivers of the type's signal and
+    of the every-type signal, ready to call. Any change to either signal (connect,
+    disconnect, blinker's clean-up of a collected weak receiver, mute) drops them all."""
+
+    __slots__ = ("keep", "lock", "plans", "version")
+
+    def __init__(self) -> None:
+        self.plans: dict[int, Plan] = {}
+        # The event types whose ids key ``plans``: alive, so that no id is reused.
+        self.keep: dict[int, Enum] = {}
+        self.version = 0
+        # Re-entrant: dropping a plan may free a handler whose finaliser triggers
+        # blinker's weak-reference clean-up, which invalidates again on this thread.
+        self.lock = threading.RLock()
+
+    def invalidate(self) -> None:
+        with self.lock:
+            self.version += 1
+            self.plans.clear()
+            self.keep.clear()
+
+
 class _OrderedSignal(Signal):
     """A blinker ``Signal`` whose receivers are called in the order they connected, and
     which keeps a ready-made delivery list: blinker stays the registry of receivers (weak
     references, ``connected_to``, ``muted``), while a publish reuses the list instead of
     copying receiver sets and resolving ids on every send. Any connect or disconnect,
-    including blinker's own clean-up of a collected weak receiver, drops the list."""
+    including blinker's own clean-up of a collected weak receiver, and muting, drops the
+    list and the plans of the bus that owns the signal."""
 
     set_class = _OrderedSet  # type: ignore[assignment]
 
-    def __init__(self, doc: str | None = None) -> None:
-        super().__init__(doc)
-        self._deliveries: tuple[tuple[Any, Any, bool, str], ...] | None = None
+    def __init__(self, plans: _PlanCache, doc: str | None = None) -> None:
+        # Set before blinker's __init__, which assigns is_muted (see the property).
+        self._plans = plans
+        self._deliveries: Deliveries | None = None
         self._version = 0
+        self._muted = False
+        super().__init__(doc)
+
+    @property
+    def is_muted(self) -> bool:
+        """Whether blinker's ``muted()`` is in effect: nothing is delivered."""
+        return self._muted
+
+    @is_muted.setter
+    def is_muted(self, value: bool) -> None:
+        self._muted = value
+        self._invalidate()
 
     def connect(self, receiver: Any, sender: Any = ANY, weak: bool = True) -> Any:
         try:
@@ -112,8 +162,9 @@ class _OrderedSignal(Signal):
     def _invalidate(self) -> None:
         self._version += 1
         self._deliveries = None
+        self._plans.invalidate()
 
-    def deliveries(self) -> tuple[tuple[Any, Any, bool, str], ...]:
+    def deliveries(self) -> Deliveries:
         """``(receiver id, receiver or weak reference, is weak, name)`` for each receiver
         connected for any sender, in connection order."""
         cached = self._deliveries
@@ -183,9 +234,12 @@ class EventBus:
         self._max_depth = max_depth
         self._traces = traces
         self._history: deque[Record] = deque(maxlen=history_limit)
-        self._history_lock = threading.Lock()
         self._signals: dict[Enum, _OrderedSignal] = {}
-        self._all = _OrderedSignal("every event, whatever its type")
+        # Plans are keyed by id(event type): an int hashes far faster than an Enum member
+        # (whose __hash__ is Python code).
+        self._plan_cache = _PlanCache()
+        self._plans = self._plan_cache.plans
+        self._all = _OrderedSignal(self._plan_cache, "every event, whatever its type")
         self._middleware: tuple[Middleware, ...] = ()
         self._watchers: tuple[Callable[[EventTrace], Any], ...] = ()
         self._lock = threading.Lock()  # subscriptions, middleware and signal creation
@@ -220,8 +274,11 @@ class EventBus:
             with self._lock:
                 signal = self._signals.get(event_type)
                 if signal is None:
-                    signal = _OrderedSignal(f"atlas_eda events of type {type_name(event_type)}")
+                    signal = _OrderedSignal(
+                        self._plan_cache, f"atlas_eda events of type {type_name(event_type)}"
+                    )
                     self._signals[event_type] = signal
+                    self._plan_cache.invalidate()
         return signal
 
     def subscribe(
@@ -302,36 +359,37 @@ class EventBus:
     ) -> str:
         """Build an event and publish it; returns its id. Inside a handler, the new
         event is a child of the event being handled (causation and correlation ids)."""
-        _check_type(event_type)
+        # This is the hot path: the event is built from fields checked here rather than
+        # through Event()'s checks (see events.build_event; tests hold the two equal).
+        if not isinstance(event_type, Enum):
+            _check_type(event_type)  # type: ignore[unreachable]
         if metadata is None:
             meta: Mapping[str, Any] = EMPTY_METADATA
         elif isinstance(metadata, Mapping):
-            meta = metadata  # Event copies it into a read-only mapping
+            meta = MappingProxyType(dict(metadata)) if metadata else EMPTY_METADATA
         else:
             raise InvalidEventError(
                 f"metadata must be a mapping (for example a dict), got {type(metadata).__name__}."
             )
-        stack = self._stack()
+        try:
+            stack: list[Record] = self._local.stack
+        except AttributeError:
+            stack = self._local.stack = []
+        event_id = new_event_id.next_id()
         if stack:
             parent = stack[-1][0]
-            event = Event(
-                type=event_type,
-                data=data,
-                source=source,
-                metadata=meta,
-                correlation_id=parent.correlation_id or parent.id,
-                causation_id=parent.id,
+            event = build_event(
+                event_type,
+                data,
+                event_id,
+                time(),
+                source,
+                meta,
+                parent.correlation_id or parent.id,
+                parent.id,
             )
         else:
-            event_id = new_event_id()
-            event = Event(
-                type=event_type,
-                data=data,
-                id=event_id,
-                source=source,
-                metadata=meta,
-                correlation_id=event_id,
-            )
+            event = build_event(event_type, data, event_id, time(), source, meta, event_id, None)
         return self._dispatch(event, stack)
 
     def publish_event(self, event: Event) -> str:
@@ -362,18 +420,22 @@ class EventBus:
                 f"the nesting is intended.",
                 chain,
             )
-        received_id = event.id
-        for middleware in self._middleware:
-            transformed = self._apply(middleware, event)
-            if transformed is None:
-                logger.debug("event %s dropped by middleware %s", received_id, middleware)
-                return received_id
-            event = transformed
-        record: Record = (event, [])
-        with self._history_lock:
-            self._history.append(record)
+        if self._middleware:
+            received_id = event.id
+            for middleware in self._middleware:
+                transformed = self._apply(middleware, event)
+                if transformed is None:
+                    logger.debug("event %s dropped by middleware %s", received_id, middleware)
+                    return received_id
+                event = transformed
+        log: Log = []
+        record: Record = (event, log)
+        # deque.append is atomic (one C call under the GIL, or the deque's own lock on
+        # free-threaded builds): publishers need no lock, readers copy (see _snapshot).
+        self._history.append(record)
         restore = None
-        if self._traces:
+        tracing = self._traces
+        if tracing:
             if stack:
                 stack[-1][1].append(("c", event.id))
             # Effects performed while this event is handled are told to this bus's
@@ -391,13 +453,43 @@ class EventBus:
                     isinstance(current, _EffectRecorder) and current.idle()
                 ):
                     restore = token
+            log.append(perf_counter())  # deliveries start; each logs when it ended
+        failures: list[tuple[Callable[..., Any], Exception]] | None = None
+        propagating: AtlasEdaError | None = None
         stack.append(record)
         try:
-            failures, propagating = self._deliver(record)
+            entries, names = self._plans.get(id(event.type)) or self._plan(event.type)
+            if tracing:
+                log.append(names)
+            for receiver_id, entry, weak, connected in entries:
+                receiver = entry() if weak else entry
+                if receiver is None or receiver_id not in connected:
+                    # Collected, or unsubscribed (perhaps by a handler) since the plan
+                    # was made.
+                    if tracing:
+                        log.append(_SKIPPED)
+                    continue
+                try:
+                    result = receiver(event)
+                    if result is not None and isinstance(result, EffectMonad):
+                        self._run_effects(receiver, event, result)
+                except _PROPAGATING as exc:
+                    if tracing:
+                        log.append(("x", exc))
+                    if propagating is None:
+                        propagating = exc
+                except Exception as exc:
+                    if tracing:
+                        log.append(("x", exc))
+                    if failures is None:
+                        failures = []
+                    failures.append((receiver, exc))
+                if tracing:
+                    log.append(perf_counter())
+            # A traced exception's traceback keeps this frame and its locals: pin no handler.
+            receiver = result = None
             if failures:
                 self._report(event, failures)
-                # A traced exception's traceback keeps _deliver's frame, and with it this
-                # list: emptied, it keeps no handler alive.
                 failures.clear()
         finally:
             stack.pop()
@@ -432,8 +524,7 @@ class EventBus:
     def _tell_watchers(self, record: Record) -> None:
         # Built from the root's own record: it may already have left a small history,
         # and descendants that did are counted in the trace's ``missing``.
-        with self._history_lock:
-            snapshot = self._history.copy()
+        snapshot = self._snapshot()
         trace = build_trace(record, {r[0].id: r for r in snapshot}.get)
         event_id = record[0].id
         for watcher in self._watchers:
@@ -460,48 +551,27 @@ class EventBus:
             )
         return result
 
-    def _deliver(
-        self, record: Record
-    ) -> tuple[list[tuple[Callable[..., Any], Exception]], AtlasEdaError | None]:
-        event, log = record
-        failures: list[tuple[Callable[..., Any], Exception]] = []
-        propagating: AtlasEdaError | None = None
-        tracing = self._traces
-        clock = perf_counter
-        append = log.append
-        if tracing:
-            append(clock())  # when the first delivery starts; each logs when it ended
-        receiver: Callable[..., Any] | None = None
-        for signal in (self._signals.get(event.type), self._all):
-            if signal is None or not signal.receivers or signal.is_muted:
+    def _plan(self, event_type: Enum) -> Plan:
+        """Who receives events of ``event_type``: the type's own subscribers, then the
+        every-type subscribers, leaving out a muted signal's. Kept until a signal changes."""
+        cache = self._plan_cache
+        with cache.lock:
+            version = cache.version
+        entries: list[tuple[Any, Any, bool, dict[Any, Any]]] = []
+        names: list[str] = []
+        for signal in (self._signals.get(event_type), self._all):
+            if signal is None or signal.is_muted:
                 continue
             connected = signal.receivers
             for receiver_id, entry, weak, name in signal.deliveries():
-                if receiver_id not in connected:
-                    continue  # unsubscribed since the list was made, perhaps by a handler
-                receiver = entry() if weak else entry
-                if receiver is None:
-                    continue  # a weak receiver collected since
-                try:
-                    result = receiver(event)
-                    if isinstance(result, EffectMonad):
-                        self._run_effects(receiver, event, result)
-                except _PROPAGATING as exc:
-                    if tracing:
-                        append(("x", exc))
-                    if propagating is None:
-                        propagating = exc
-                except Exception as exc:
-                    if tracing:
-                        append(("x", exc))
-                    failures.append((receiver, exc))
-                if tracing:
-                    # The name, not the receiver: the log must not keep weak handlers alive.
-                    append(name)
-                    append(clock())
-        # A traced exception's traceback keeps this frame and its locals: pin no handler.
-        receiver = result = None
-        return failures, propagating
+                entries.append((receiver_id, entry, weak, connected))
+                names.append(name)
+        plan: Plan = (tuple(entries), ("n", tuple(names)))
+        with cache.lock:
+            if cache.version == version:  # nothing changed meanwhile: safe to keep
+                cache.plans[id(event_type)] = plan
+                cache.keep[id(event_type)] = event_type
+        return plan
 
     def _run_effects(
         self, receiver: Callable[..., Any], event: Event, monad: EffectMonad[Any]
@@ -548,8 +618,7 @@ class EventBus:
     def get_history(self, event_type: Enum | None = None, limit: int | None = 100) -> list[Event]:
         """The recorded events, newest first: at most ``limit`` (all with ``None``), only
         those of ``event_type`` when given."""
-        with self._history_lock:
-            snapshot = self._history.copy()
+        snapshot = self._snapshot()
         newest_first: Iterable[Event] = (r[0] for r in reversed(snapshot))
         if event_type is not None:
             newest_first = (e for e in newest_first if e.type == event_type)
@@ -558,8 +627,17 @@ class EventBus:
 
     def clear_history(self) -> None:
         """Forget every recorded event and its trace."""
-        with self._history_lock:
-            self._history.clear()
+        self._history.clear()
+
+    def _snapshot(self) -> deque[Record]:
+        """A consistent copy of the history, taken without stopping publishers."""
+        while True:
+            try:
+                # One C call that runs no Python code: atomic under the GIL. Should an
+                # interpreter ever interleave an append, the copy raises and is retried.
+                return self._history.copy()
+            except RuntimeError:  # pragma: no cover - "deque mutated during iteration"
+                continue
 
     def trace(self, event_id: str) -> EventTrace:
         """What happened because of the event ``event_id``: each delivery (handler,
@@ -572,8 +650,7 @@ class EventBus:
                 f"with EventBus(traces=False)). Create the bus with traces=True (the default) "
                 f"to trace its events."
             )
-        with self._history_lock:
-            snapshot = self._history.copy()
+        snapshot = self._snapshot()
         # Looked up when asked for, so publishing maintains no index. Descendants are
         # recorded after their ancestor, so only the newer records are indexed (the
         # newest entry wins should an event be published twice).

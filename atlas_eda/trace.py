@@ -19,13 +19,15 @@ __all__ = ["Delivery", "EffectOutcome", "EventTrace", "handler_name"]
 
 Log = list[Any]
 """What the bus writes while it handles one event, in order (internal): the
-``perf_counter()`` reading (a float) when its deliveries start; then for each delivery
-the entries logged while its handler ran — ``("e", EffectOutcome)`` for each effect
+``perf_counter()`` reading (a float) when its deliveries start; then, for each signal
+it delivers, ``("n", names)`` with the names of that signal's receivers, and for each of
+them the entries logged while its handler ran — ``("e", EffectOutcome)`` for each effect
 performed, ``("c", event_id)`` for each child event published, ``("x", exception)`` if
-the handler raised — followed by the handler's name (a str) and the ``perf_counter()``
-reading when it ended (a delivery lasted from the previous reading to its own). Entries
-after the last delivery (the bus's ``ERROR`` reports) belong to the event. Entries are
-attributed by position, so publishing pays for no bookkeeping beyond the appends."""
+the handler raised — followed by the ``perf_counter()`` reading when it ended (a delivery
+lasted from the previous reading to its own), or ``("s", None)`` for a receiver that went
+away before its turn. Entries after the last delivery (the bus's ``ERROR`` reports)
+belong to the event. Entries are attributed by position, so publishing pays for no
+bookkeeping beyond one append per delivery."""
 
 Record = tuple[Event, Log]
 """One history entry: the event and its trace log (internal)."""
@@ -196,6 +198,8 @@ def handler_name(handler: object) -> str:
 
 
 def _text(value: object) -> str:
+    if type(value) is str:
+        return value
     try:
         return str(value)
     except Exception:
@@ -213,22 +217,31 @@ def build_trace(
     effects: list[EffectOutcome] = []
     children: list[EventTrace] = []
     previous = 0.0
-    name: str | None = None
+    names: tuple[Any, ...] | None = None
+    index = 0
     error: BaseException | None = None
     for entry in list(log):  # a copy: the bus may still be appending
         if type(entry) is float:
-            if name is not None:  # a delivery ended
+            if names is not None:  # a delivery ended
+                name = names[index] if index < len(names) else "?"
+                index += 1
                 duration = max(entry - previous, 0.0)
-                deliveries.append(Delivery(name, duration, error, tuple(effects), tuple(children)))
-                name, error, effects, children = None, None, [], []
+                deliveries.append(
+                    Delivery(_text(name), duration, error, tuple(effects), tuple(children))
+                )
+                error, effects, children = None, [], []
             previous = entry
-        elif type(entry) is tuple and len(entry) == 2 and entry[0] in ("e", "c", "x"):
+        elif type(entry) is tuple and len(entry) == 2:
             tag, value = entry
-            if tag == "e":
+            if tag == "n":
+                names, index = value, 0
+            elif tag == "s":
+                index += 1
+            elif tag == "e":
                 effects.append(value)
             elif tag == "x":
                 error = value
-            elif depth < 256:
+            elif tag == "c" and depth < 256:
                 child = lookup(value)
                 if child is None:
                     missing += 1
@@ -236,6 +249,4 @@ def build_trace(
                     built = build_trace(child, lookup, depth + 1)
                     missing += built.missing
                     children.append(built)
-        else:  # a name: a str, unless a handler's __qualname__ is something else
-            name = entry if isinstance(entry, str) else _text(entry)
     return EventTrace(event, tuple(deliveries), tuple(effects), tuple(children), missing)

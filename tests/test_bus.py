@@ -4,6 +4,7 @@ causation ids, thread safety, effects, bad input, middleware, history and blinke
 from __future__ import annotations
 
 import dataclasses
+import enum
 import gc
 import logging
 import signal
@@ -1289,3 +1290,54 @@ def test_repr_is_one_line(bus: EventBus) -> None:
     bus.publish(Ping.PING)
     assert "\n" not in repr(bus)
     assert "EventBus" in repr(bus)
+
+
+# -- delivery plans follow every change to the signals -------------------------------------
+
+
+def test_muting_after_events_were_delivered_still_mutes(bus: EventBus) -> None:
+    pings = Recorder()
+    bus.subscribe(Ping.PING, pings)
+    everything = Recorder()
+    bus.subscribe_all(everything)
+    bus.publish(Ping.PING, "before")  # the plan for PING exists now
+    with bus.get_signal(Ping.PING).muted():
+        bus.publish(Ping.PING, "muted type")
+    with bus._all.muted():
+        bus.publish(Ping.PING, "muted all")
+    bus.publish(Ping.PING, "after")
+    assert pings.data == ["before", "muted all", "after"]
+    assert everything.data == ["before", "muted type", "after"]
+
+
+def test_subscribers_added_after_a_publish_receive_the_next_one(bus: EventBus) -> None:
+    first, every, direct = Recorder(), Recorder(), Recorder()
+    bus.subscribe(Ping.PING, first)
+    bus.publish(Ping.PING, 1)
+    bus.subscribe_all(every)
+    bus.publish(Ping.PING, 2)
+    bus.get_signal(Ping.PING).connect(direct, weak=False)  # straight through blinker
+    bus.publish(Ping.PING, 3)
+    bus.get_signal(Ping.PING).disconnect(first)
+    bus.publish(Ping.PING, 4)
+    assert first.data == [1, 2, 3]
+    assert every.data == [2, 3, 4]
+    assert direct.data == [3, 4]
+    assert [d.handler for d in bus.trace(bus.get_history(limit=1)[0].id).deliveries] == [
+        "Recorder.__call__",
+        "Recorder.__call__",
+    ]
+
+
+def test_a_type_first_seen_by_subscribe_all_only_is_delivered(bus: EventBus) -> None:
+    class Fresh(enum.Enum):
+        NEW = "new"
+
+    every = Recorder()
+    bus.subscribe_all(every)
+    bus.publish(Fresh.NEW, 1)  # a plan for a type that has no signal of its own
+    late = Recorder()
+    bus.subscribe(Fresh.NEW, late)
+    bus.publish(Fresh.NEW, 2)
+    assert every.data == [1, 2]
+    assert late.data == [2]

@@ -283,3 +283,47 @@ def test_events_pickle_and_copy(duplicate: object) -> None:
     with pytest.raises(TypeError):
         again.metadata["tenant"] = "other"
     assert pickle.loads(pickle.dumps(Event(type=Ping.PONG))).metadata == {}
+
+
+# -- the bus's fast path builds the same events ---------------------------------------------
+
+
+def test_build_event_gives_exactly_what_event_gives() -> None:
+    from atlas_eda.events import build_event
+
+    meta = MappingProxyType({"k": 1})
+    fast = build_event(Ping.PING, {"a": 1}, "id-1", 12.5, "src", meta, "root", "parent")
+    slow = Event(
+        type=Ping.PING,
+        data={"a": 1},
+        id="id-1",
+        timestamp=12.5,
+        source="src",
+        metadata={"k": 1},
+        correlation_id="root",
+        causation_id="parent",
+    )
+    assert type(fast) is Event
+    assert fast == slow
+    assert slow == fast
+    assert repr(fast) == repr(slow)
+    for f in dataclasses.fields(Event):
+        assert getattr(fast, f.name) == getattr(slow, f.name)
+    assert pickle.loads(pickle.dumps(fast)) == slow
+    assert copy.deepcopy(fast) == slow
+    assert dataclasses.replace(fast, data=2) == dataclasses.replace(slow, data=2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.data = 3  # type: ignore[misc]
+    for event in (fast, slow):  # (a TypeError on 3.11: CPython's frozen-slots quirk)
+        with pytest.raises((AttributeError, TypeError)):
+            event.extra = 3  # type: ignore[attr-defined]
+
+
+def test_next_id_is_the_same_source_as_new_event_id() -> None:
+    ids = [new_event_id.next_id() for _ in range(5000)] + [new_event_id() for _ in range(5000)]
+    assert len(set(ids)) == len(ids)
+    for event_id in ids[::499]:
+        assert_uuid4(event_id)
+    # Blocks of 4,096 suffixes follow each other with no gap and no repeat.
+    counters = [int(event_id[24:], 16) for event_id in ids]
+    assert counters == list(range(counters[0], counters[0] + len(ids)))

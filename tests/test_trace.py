@@ -922,8 +922,9 @@ def test_a_failing_watcher_is_logged_and_the_publish_stands(
 def test_effect_library_intents_are_traced_with_their_results(tmp_path: Any) -> None:
     import effect as fx
 
-    from atlas_eda.testing import Cassette, record
+    from atlas_eda.testing import Cassette, record, register_types
 
+    register_types(Ping)
     handler = EffectHandler()
     bus = EventBus(effect_handler=handler)
     bus.subscribe(Ping.PING, lambda e: EffectMonad.pure(None).with_effect(fx.Func(lambda: 7)))
