@@ -137,47 +137,53 @@ class Event:
 _FIELDS = tuple(f.name for f in fields(Event))
 
 
-class _EventBuilder:
-    """The bus's fast way to build an :class:`Event` whose fields it has already checked.
+class EventDraft:
+    """A mutable twin of :class:`Event` with the same slots, for building events fast
+    (internal: the bus's hot path and :func:`build_event`).
 
     A frozen dataclass assigns each field through ``object.__setattr__``, which costs
-    more than a whole blinker send; this twin has the same slots and plain assignments,
-    and turns the finished object into an ``Event`` (same layout, so Python allows the
-    class change). The result is indistinguishable from ``Event(...)``: same class,
-    fields, equality, hash, repr, pickling and immutability.
+    more than a whole blinker send; a draft takes plain slot assignments and, once every
+    field is set, becomes an ``Event`` by ``draft.__class__ = Event`` (same layout, so
+    Python allows it). The result is indistinguishable from ``Event(...)``: same class,
+    fields, equality, repr, pickling and immutability.
     """
 
     __slots__ = _FIELDS
 
-    def __init__(  # noqa: PLR0917 - one positional per field keeps the hot path short
-        self,
-        type: Enum,
-        data: Any,
-        id: EventId,
-        timestamp: float,
-        source: str | None,
-        metadata: Mapping[str, Any],
-        correlation_id: str | None,
-        causation_id: str | None,
-    ) -> None:
-        self.type = type
-        self.data = data
-        self.id = id
-        self.timestamp = timestamp
-        self.source = source
-        self.metadata = metadata
-        self.correlation_id = correlation_id
-        self.causation_id = causation_id
-        self.__class__ = Event  # type: ignore[assignment]
+    type: Enum
+    data: Any
+    id: EventId
+    timestamp: float
+    source: str | None
+    metadata: Mapping[str, Any]
+    correlation_id: str | None
+    causation_id: str | None
 
 
-build_event: Callable[
-    [Enum, Any, EventId, float, str | None, Mapping[str, Any], str | None, str | None], Event
-] = _EventBuilder  # type: ignore[assignment]
-"""``build_event(type, data, id, timestamp, source, metadata, correlation_id,
-causation_id)``: an :class:`Event` from already-validated fields, without ``Event()``'s
-checks: the type must be an ``Enum`` member and the metadata ``EMPTY_METADATA`` or a
-read-only mapping nobody else holds (internal: the bus's hot path)."""
+def build_event(  # noqa: PLR0917 - one positional per field, like the bus's own
+    event_type: Enum,
+    data: Any,
+    event_id: EventId,
+    timestamp: float,
+    source: str | None,
+    metadata: Mapping[str, Any],
+    correlation_id: str | None,
+    causation_id: str | None,
+) -> Event:
+    """An :class:`Event` from already-validated fields, without ``Event()``'s checks:
+    the type must be an ``Enum`` member and the metadata ``EMPTY_METADATA`` or a read-only
+    mapping nobody else holds (internal)."""
+    draft = object.__new__(EventDraft)
+    draft.type = event_type
+    draft.data = data
+    draft.id = event_id
+    draft.timestamp = timestamp
+    draft.source = source
+    draft.metadata = metadata
+    draft.correlation_id = correlation_id
+    draft.causation_id = causation_id
+    draft.__class__ = Event  # type: ignore[assignment]
+    return draft  # type: ignore[return-value]
 
 
 def _event_from_fields(values: dict[str, Any]) -> Event:

@@ -374,3 +374,32 @@ def stats_note(samples: Sequence[float], unit: str = "ms", extra: str = "") -> s
     """A row note describing the spread of its samples, plus anything ``extra``."""
     text = describe_samples(samples, unit)
     return f"{text}; {extra}" if extra else text
+
+
+def _gc_on_loop(fn: Callable[[], object], number: int) -> float:
+    clock = time.perf_counter
+    start = clock()
+    for _ in range(number):
+        fn()
+    return clock() - start
+
+
+def interleaved_per_call(
+    fns: Mapping[str, Callable[[], object]], *, repeats: int, min_time: float
+) -> dict[str, list[float]]:
+    """Seconds per call of each function: ``repeats`` samples each, every sample the mean
+    over a loop of the same ``number`` of calls, the functions alternating which goes first.
+    ``number`` is calibrated so that the slowest function's loop lasts ``min_time``. The
+    garbage collector stays on, as in an application."""
+    if repeats < MIN_REPEATS:
+        raise ValueError(f"repeats must be at least {MIN_REPEATS}")
+    names = list(fns)
+    number = 1
+    while max(_gc_on_loop(fns[name], number) for name in names) < min_time and number < 10_000_000:
+        number *= 2
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for turn in range(repeats):
+        order = names if turn % 2 == 0 else names[::-1]
+        for name in order:
+            samples[name].append(_gc_on_loop(fns[name], number) / number)
+    return samples

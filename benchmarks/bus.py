@@ -27,11 +27,13 @@ from __future__ import annotations
 import enum
 import functools
 import gc
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import blinker
+import pyee
+import zope.event
+from pubsub import pub
 
 from atlas_eda import Event, EventBus
 
@@ -42,13 +44,14 @@ from ._harness import (
     Section,
     Target,
     in_unit,
+    interleaved_per_call,
     median,
     per_call,
     ratio_row,
     stats_note,
 )
 
-__all__ = ["SECTION", "interleaved_per_call", "run"]
+__all__ = ["SECTION", "run"]
 
 HISTORY = 1000
 """The buses' ``history_limit`` (the default), filled before anything is timed."""
@@ -70,34 +73,6 @@ def _noop_handlers(count: int) -> list[Callable[[Any], None]]:
         return noop
 
     return [make() for _ in range(count)]
-
-
-def _loop(fn: Callable[[], object], number: int) -> float:
-    clock = time.perf_counter
-    start = clock()
-    for _ in range(number):
-        fn()
-    return clock() - start
-
-
-def interleaved_per_call(
-    fns: Mapping[str, Callable[[], object]], *, repeats: int, min_time: float
-) -> dict[str, list[float]]:
-    """Seconds per call of each function: ``repeats`` samples each, every sample the mean
-    over a loop of the same ``number`` of calls, the functions alternating which goes first.
-    ``number`` is calibrated so that the slowest function's loop lasts ``min_time``."""
-    if repeats < MIN_REPEATS:
-        raise ValueError(f"repeats must be at least {MIN_REPEATS}")
-    names = list(fns)
-    number = 1
-    while max(_loop(fns[name], number) for name in names) < min_time and number < 10_000_000:
-        number *= 2
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for turn in range(repeats):
-        order = names if turn % 2 == 0 else names[::-1]
-        for name in order:
-            samples[name].append(_loop(fns[name], number) / number)
-    return samples
 
 
 def _bus(subscribers: int, *, traces: bool) -> tuple[EventBus, list[Callable[[Any], None]]]:
@@ -129,6 +104,69 @@ def _check_deliveries(bus: EventBus, subscribers: int) -> None:
         assert len(bus.trace(event_id).deliveries) == subscribers + 1
 
 
+def _peers(count: int) -> tuple[dict[str, Callable[[], object]], list[Any]]:
+    """The peers' publish calls with ``count`` no-op listeners each: pyee's ``emit``,
+    PyPubSub's ``sendMessage`` and ``zope.event.notify``, each passing one event object."""
+    payload = object()
+    emitter = pyee.EventEmitter()
+    h_pyee = _noop_handlers(count)
+    for handler in h_pyee:
+        emitter.on("tick", handler)
+    topic = f"atlas_eda_bench_{count}"
+    h_pubsub = _noop_handlers(count)  # PyPubSub holds listeners weakly: kept in keep
+    for handler in h_pubsub:
+        pub.subscribe(handler, topic)
+    h_zope = _noop_handlers(count)
+    zope_subscribers = list(h_zope)
+
+    def zope_notify() -> None:
+        # zope.event's registry is one global list: ours is swapped in for each call
+        # so that the figure holds exactly ``count`` subscribers.
+        saved = zope.event.subscribers
+        zope.event.subscribers = zope_subscribers
+        try:
+            zope.event.notify(payload)
+        finally:
+            zope.event.subscribers = saved
+
+    fns: dict[str, Callable[[], object]] = {
+        "pyee": functools.partial(emitter.emit, "tick", payload),
+        "pubsub": functools.partial(pub.sendMessage, topic, event=payload),
+        "zope": zope_notify,
+    }
+    return fns, [emitter, h_pyee, h_pubsub, h_zope]
+
+
+def _peer_rows(count: int, m: Mapping[str, float], s: Mapping[str, list[float]]) -> list[Row]:
+    plural = "subscriber" if count == 1 else "subscribers"
+    rows = [
+        ratio_row(
+            f"publish, {count} {plural} / pyee emit, {count} listener{'s' if count > 1 else ''}",
+            m["traced"],
+            m["pyee"],
+            Target("<=", 1.0, "x") if count == 10 else None,
+        ),
+        ratio_row(
+            f"publish, {count} {plural} / PyPubSub sendMessage", m["traced"], m["pubsub"], None
+        ),
+        ratio_row(f"publish, {count} {plural} / zope.event notify", m["traced"], m["zope"], None),
+    ]
+    for name, label in (
+        ("pyee", "pyee emit"),
+        ("pubsub", "PyPubSub sendMessage"),
+        ("zope", "zope.event notify"),
+    ):
+        rows.append(
+            Row(
+                f"  ref: {label}, {count} listener{'s' if count > 1 else ''}",
+                in_unit(m[name], "µs"),
+                "µs",
+                note=stats_note(s[name], "µs"),
+            )
+        )
+    return rows
+
+
 def run(config: Config) -> list[Row]:
     repeats = 7 if config.quick else 21
     min_time = 0.01 if config.quick else 0.03
@@ -139,25 +177,29 @@ def run(config: Config) -> list[Row]:
         traced, h1 = _bus(count, traces=True)
         untraced, h2 = _bus(count, traces=False)
         signal, h3 = _signal(count)
-        keep += [h1, h2, h3]
+        peers, h4 = _peers(count)
+        keep += [h1, h2, h3, h4]
         _check_deliveries(traced, count)
         _check_deliveries(untraced, count)
         fns: dict[str, Callable[[], object]] = {
             "traced": functools.partial(traced.publish, Bench.TICK),
             "untraced": functools.partial(untraced.publish, Bench.TICK),
             "blinker": signal.send,
+            **peers,
         }
         gc.collect()
         s = interleaved_per_call(fns, repeats=repeats, min_time=min_time)
         m = {name: median(values) for name, values in s.items()}
         paired = sorted(a / b for a, b in zip(s["traced"], s["untraced"], strict=True))
+        per_delivery = (m["traced"] - m["untraced"]) / (count + 1)
         rows += [
             ratio_row(
-                f"publish, traces on / traces=False, {count} no-op {plural}",
+                f"publish (traces, history) / blinker send, {count} {plural}",
                 m["traced"],
-                m["untraced"],
-                Target("<=", 1.05, "x"),
+                m["blinker"],
+                Target("<=", 1.0 if count == 1 else 0.6, "x"),
             ),
+            *_peer_rows(count, m, s),
             Row(
                 f"  publish, traces on, {count} {plural}",
                 in_unit(m["traced"], "µs"),
@@ -181,12 +223,21 @@ def run(config: Config) -> list[Row]:
                 note=stats_note(s["blinker"], "µs"),
             ),
             ratio_row(
-                f"publish (traces, history) / blinker send, {count} {plural}",
+                f"  publish, traces on / traces=False, {count} no-op {plural}",
                 m["traced"],
-                m["blinker"],
-                Target("<=", 1.0 if count == 1 else 0.6, "x"),
+                m["untraced"],
+                None,
+            ),
+            Row(
+                f"  what traces add per delivery (one clock read), {count} {plural}",
+                in_unit(per_delivery, "µs"),
+                "µs",
+                note="(traced - untraced) / (deliveries + 1): the clock read and append that "
+                "time each delivery; see the end-to-end section for what that is in a workload",
             ),
         ]
+    rows += _history_rows(config, repeats, min_time)
+    rows += _middleware_rows(repeats, min_time)
     # Reading a trace: built on demand from the history (copied under its lock).
     reader, h4 = _bus(1, traces=True)
     keep.append(h4)
@@ -204,4 +255,70 @@ def run(config: Config) -> list[Row]:
     return rows
 
 
-SECTION = Section("bus", "EventBus: trace overhead (issue 3), publish vs blinker (issue 5)", run)
+def _history_rows(config: Config, repeats: int, min_time: float) -> list[Row]:
+    """Publishing with the history full at 1,000 events vs at 1,000,000 (100,000 with
+    --quick): the bound is a deque, so the size of the history must not matter."""
+    big = 100_000 if config.quick else 1_000_000
+    small_bus, h1 = _bus(1, traces=True)
+    big_bus = EventBus(big)
+    h2 = _noop_handlers(1)
+    big_bus.subscribe(Bench.TICK, h2[0])
+    publish = big_bus.publish
+    for _ in range(big + 10):
+        publish(Bench.TICK)
+    assert len(big_bus.get_history(limit=None)) == big
+    gc.collect()
+    s = interleaved_per_call(
+        {
+            "big": functools.partial(big_bus.publish, Bench.TICK),
+            "small": functools.partial(small_bus.publish, Bench.TICK),
+        },
+        repeats=repeats,
+        min_time=min_time,
+    )
+    del h1, h2
+    return [
+        ratio_row(
+            f"publish, history full at {big:,} / full at {HISTORY:,}",
+            median(s["big"]),
+            median(s["small"]),
+            Target("<=", 1.1, "x"),
+        )
+    ]
+
+
+def _pass(event: Event) -> Event:
+    return event
+
+
+def _middleware_rows(repeats: int, min_time: float) -> list[Row]:
+    """What each middleware adds to a publish (1 no-op subscriber, traces on)."""
+    buses: dict[str, Callable[[], object]] = {}
+    keep = []
+    for n in (0, 1, 5):
+        bus, handlers = _bus(1, traces=True)
+        for _ in range(n):
+            bus.add_middleware(_pass)
+        keep.append(handlers)
+        buses[str(n)] = functools.partial(bus.publish, Bench.TICK)
+    gc.collect()
+    s = interleaved_per_call(buses, repeats=repeats, min_time=min_time)
+    m = {name: median(values) for name, values in s.items()}
+    per_middleware = (m["5"] - m["0"]) / 5
+    del keep
+    return [
+        Row(
+            "middleware: what each pass-through middleware adds to a publish",
+            in_unit(per_middleware, "µs"),
+            "µs",
+            note=stats_note(
+                s["5"], "µs", f"with 5: median; with 0: {in_unit(m['0'], 'µs'):.2f} µs"
+            ),
+        ),
+        ratio_row("  publish with 1 middleware / with none", m["1"], m["0"], None),
+    ]
+
+
+SECTION = Section(
+    "bus", "EventBus: publish vs blinker, pyee, PyPubSub, zope.event; history; middleware", run
+)

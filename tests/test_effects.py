@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -696,3 +697,95 @@ def test_run_with_an_effect_library_dispatcher_performs_through_it() -> None:
     with pytest.raises(UnhandledEffectError, match=r"EffectType\.NOTIFICATION"):
         monad.with_effect(Effect(EffectType.NOTIFICATION)).run(composed)
     assert len(performed) == 1  # checked before performing any
+
+
+# -- the direct path performs exactly as effect's trampoline does -------------------------
+
+
+def _outcome(perform: Callable[[], Any]) -> tuple[str, Any]:
+    try:
+        return ("ok", perform())
+    except Exception as exc:
+        return ("error", (type(exc), str(exc)))
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(list(EffectType)), st.integers(), st.booleans()),
+        max_size=8,
+    )
+)
+def test_direct_path_gives_what_sync_perform_through_the_dispatcher_gives(
+    steps: list[tuple[EffectType, int, bool]],
+) -> None:
+    from atlas_eda.effects import effect_observer
+
+    def make() -> EffectHandler:
+        handler = EffectHandler()
+        for effect_type in EffectType:
+
+            def perform(effect: Effect) -> Any:
+                if effect.payload[1]:
+                    raise ValueError(f"refused {effect.payload[0]}")
+                return (effect.type.name, effect.payload[0] * 2)
+
+            handler.register_handler(effect_type, perform)
+        return handler
+
+    direct, slow = make(), make()
+    seen: dict[str, list[Any]] = {"direct": [], "slow": []}
+    for name, handler in (("direct", direct), ("slow", slow)):
+        token = effect_observer.set(
+            lambda e, r, x, log=seen[name]: log.append((e, r, None if x is None else str(x)))
+        )
+        try:
+            results = []
+            for effect_type, number, fails in steps:
+                effect = Effect(effect_type, (number, fails))
+                if handler is direct:
+                    results.append(_outcome(functools.partial(handler.handle, effect)))
+                else:
+                    results.append(
+                        _outcome(
+                            functools.partial(
+                                fx.sync_perform, handler.dispatcher, fx.Effect(effect)
+                            )
+                        )
+                    )
+            seen[name].append(results)
+        finally:
+            effect_observer.reset(token)
+    assert seen["direct"] == seen["slow"]
+
+
+def test_a_subclass_that_changes_lookup_keeps_the_librarys_path() -> None:
+    class Renamed(EffectHandler):
+        def __call__(self, intent: object) -> Any:
+            performer = super().__call__(intent)
+            if isinstance(intent, Effect) and intent.type is EffectType.LOGGING:
+                return fx.sync_performer(lambda dispatcher, i: "from the subclass")
+            return performer
+
+    handler = Renamed()
+    handler.register_handler(EffectType.LOGGING, lambda effect: "registered")
+    assert handler.handle(Effect(EffectType.LOGGING)) == "from the subclass"
+    assert EffectMonad.pure(1).with_effect(Effect(EffectType.LOGGING)).run(handler) == 1
+
+
+def test_a_stub_in_force_is_used_by_the_direct_path_too() -> None:
+    from atlas_eda.effects import effect_stub
+
+    handler = EffectHandler()
+    handler.register_handler(EffectType.LOGGING, lambda effect: "real")
+    token = effect_stub.set(
+        lambda intent: (
+            fx.sync_performer(lambda dispatcher, effect: "stubbed")
+            if isinstance(intent, Effect)
+            else None
+        )
+    )
+    try:
+        assert handler.handle(Effect(EffectType.LOGGING)) == "stubbed"
+    finally:
+        effect_stub.reset(token)
+    assert handler.handle(Effect(EffectType.LOGGING)) == "real"
