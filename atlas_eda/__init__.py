@@ -2,7 +2,7 @@
 version can be inspected, rewound, diffed and replayed."""
 
 from .aspects import AspectWeaver, LoggingAspect, MetricsAspect
-from .bus import EventBus
+from .bus import DeadLetter, EventBus
 from .document import Document
 from .effects import Effect, EffectHandler, EffectMonad, EffectType
 from .errors import (
@@ -10,6 +10,7 @@ from .errors import (
     DocumentDeletedError,
     DocumentNotFoundError,
     EventCycleError,
+    HandlerFailures,
     InvalidDocumentError,
     InvalidEffectError,
     InvalidEventError,
@@ -39,6 +40,7 @@ __all__ = [
     "AspectWeaver",
     "AtlasEdaError",
     "Cursor",
+    "DeadLetter",
     "Delivery",
     "Document",
     "DocumentDeletedError",
@@ -57,6 +59,7 @@ __all__ = [
     "EventTrace",
     "EventType",
     "FieldChange",
+    "HandlerFailures",
     "InvalidDocumentError",
     "InvalidEffectError",
     "InvalidEventError",

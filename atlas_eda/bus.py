@@ -3,6 +3,7 @@ middleware, bounded history, causation tracking, failure isolation and a depth g
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import sys
@@ -10,10 +11,11 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, MutableSet
+from dataclasses import dataclass
 from enum import Enum
 from time import perf_counter, time
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from blinker import ANY, Signal
 from blinker.base import ANY_ID
@@ -22,6 +24,7 @@ from .effects import EffectHandler, EffectMonad, effect_observer
 from .errors import (
     AtlasEdaError,
     EventCycleError,
+    HandlerFailures,
     InvalidEventError,
     MiddlewareError,
     NoEffectHandlerError,
@@ -30,7 +33,7 @@ from .errors import (
 from .events import EMPTY_METADATA, Event, EventDraft, EventType, new_event_id, type_name
 from .trace import EffectOutcome, EventTrace, Log, Record, build_trace, handler_name
 
-__all__ = ["EventBus", "Handler", "Middleware"]
+__all__ = ["DeadLetter", "EventBus", "FailurePolicy", "Handler", "Middleware"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +50,27 @@ _PROPAGATING = (EventCycleError, NoEffectHandlerError)
 _FRAMES_PER_LEVEL = 8
 
 _new_draft = object.__new__
+
+FailurePolicy = Literal["isolate", "raise", "dead_letter"]
+"""What a failing handler does to a publish (see :class:`EventBus`)."""
+
+_POLICIES: tuple[FailurePolicy, ...] = ("isolate", "raise", "dead_letter")
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One failed delivery kept for inspection and retry: the event, the handler that
+    raised (held strongly until the letter is retried away or cleared), its name, the
+    exception, when it failed (``time.time()``) and how many times it has been tried.
+    ``handler_name`` is the handler's ``__qualname__``, as in traces."""
+
+    event: Event
+    handler: Callable[[Event], Any]
+    handler_name: str
+    error: Exception
+    failed_at: float
+    attempts: int = 1
+
 
 Deliveries = tuple[tuple[Any, Any, bool, str], ...]
 """A signal's ready-made delivery list: (receiver id, receiver or weak reference, is weak,
@@ -201,10 +225,16 @@ class EventBus:
 
     Handlers run in subscription order on the publishing thread, with no lock held; one
     handler's failure is logged and published once as an ``EventType.ERROR`` event while
-    the others still run. Events published from inside a handler carry the parent's id as
-    ``causation_id`` and the root's ``correlation_id``; nesting deeper than ``max_depth``
-    raises :class:`EventCycleError`. The newest ``history_limit`` events are kept, each
-    with its trace (see :meth:`trace`) unless ``traces=False``.
+    the others still run. Then ``failure_policy`` decides: ``"isolate"`` (the default)
+    returns normally; ``"raise"`` raises :class:`HandlerFailures`, an ``ExceptionGroup``
+    of every failure, once all handlers have run; ``"dead_letter"`` returns normally and
+    keeps each failed delivery in :attr:`dead_letters` (the newest
+    ``dead_letter_limit``) for inspection and :meth:`retry_dead_letters`.
+
+    Events published from inside a handler carry the parent's id as ``causation_id``
+    and the root's ``correlation_id``; nesting deeper than ``max_depth`` raises
+    :class:`EventCycleError`. The newest ``history_limit`` events are kept, each with its
+    trace (see :meth:`trace`) unless ``traces=False``.
     """
 
     def __init__(
@@ -214,6 +244,8 @@ class EventBus:
         effect_handler: EffectHandler | None = None,
         max_depth: int = 64,
         traces: bool = True,
+        failure_policy: FailurePolicy = "isolate",
+        dead_letter_limit: int = 1000,
     ) -> None:
         if isinstance(history_limit, bool) or not isinstance(history_limit, int):
             raise TypeError(f"history_limit must be an int, got {history_limit!r}.")
@@ -232,8 +264,19 @@ class EventBus:
                 f"({sys.getrecursionlimit()}) allows; use at most {ceiling}, or raise the limit "
                 f"with sys.setrecursionlimit first."
             )
+        if failure_policy not in _POLICIES:
+            raise ValueError(
+                f"failure_policy must be one of {', '.join(map(repr, _POLICIES))}, got "
+                f"{failure_policy!r}."
+            )
+        if isinstance(dead_letter_limit, bool) or not isinstance(dead_letter_limit, int):
+            raise TypeError(f"dead_letter_limit must be an int, got {dead_letter_limit!r}.")
+        if dead_letter_limit < 1:
+            raise ValueError(f"dead_letter_limit must be at least 1, got {dead_letter_limit}.")
         self.effect_handler = effect_handler
         self._max_depth = max_depth
+        self._policy: FailurePolicy = failure_policy
+        self._dead_letters: deque[DeadLetter] = deque(maxlen=dead_letter_limit)
         self._traces = traces
         self._history: deque[Record] = deque(maxlen=history_limit)
         self._signals: dict[Enum, _OrderedSignal] = {}
@@ -259,6 +302,84 @@ class EventBus:
     def traces(self) -> bool:
         """Whether deliveries and effects are recorded for :meth:`trace`."""
         return self._traces
+
+    @property
+    def failure_policy(self) -> FailurePolicy:
+        """What a failing handler does to a publish: ``"isolate"``, ``"raise"`` or
+        ``"dead_letter"`` (see the class docstring)."""
+        return self._policy
+
+    @property
+    def dead_letters(self) -> list[DeadLetter]:
+        """The failed deliveries kept by ``failure_policy="dead_letter"``, oldest first
+        (at most ``dead_letter_limit``: the oldest are dropped first)."""
+        return list(self._dead_letters)
+
+    def clear_dead_letters(self) -> None:
+        """Forget every dead letter."""
+        self._dead_letters.clear()
+
+    def retry_dead_letters(self) -> int:
+        """Deliver each dead letter's event again to the handler that failed on it, as the
+        bus delivers (events it publishes are children of that event, effects it returns
+        are performed); returns how many succeeded. A letter that succeeds leaves the
+        list; one that fails again stays, with its new error and one more attempt."""
+        letters = list(self._dead_letters)
+        done = 0
+        for letter in letters:
+            stack = self._stack()
+            if len(stack) >= self._max_depth:
+                raise EventCycleError(
+                    f"Retrying a dead letter {len(stack)} events deep exceeds max_depth="
+                    f"{self._max_depth}; retry dead letters outside handlers.",
+                    tuple(type_name(r[0].type) for r in stack),
+                )
+            stack.append((letter.event, []))
+            try:
+                result = letter.handler(letter.event)
+                if result is not None and isinstance(result, EffectMonad):
+                    self._run_effects(letter.handler, letter.event, result)
+            except _PROPAGATING:
+                raise
+            except Exception as exc:
+                logger.warning("dead letter retry: %s failed again: %s", letter.handler_name, exc)
+                replaced = dataclasses.replace(letter, error=exc, attempts=letter.attempts + 1)
+                self._replace_letter(letter, replaced)
+                continue
+            finally:
+                stack.pop()
+            self._replace_letter(letter, None)
+            done += 1
+        return done
+
+    def _replace_letter(self, letter: DeadLetter, replacement: DeadLetter | None) -> None:
+        letters = self._dead_letters
+        for index, candidate in enumerate(letters):
+            if candidate is letter:
+                if replacement is None:
+                    del letters[index]
+                else:
+                    letters[index] = replacement
+                return
+
+    def _apply_policy(
+        self, event: Event, failures: list[tuple[Callable[..., Any], Exception]]
+    ) -> HandlerFailures | None:
+        if self._policy == "dead_letter":
+            for receiver, exc in failures:
+                self._dead_letters.append(
+                    DeadLetter(event, receiver, handler_name(receiver), exc, time())
+                )
+            return None
+        if self._policy == "raise":
+            names = ", ".join(_callable_name(receiver) for receiver, _ in failures)
+            return HandlerFailures(
+                f"{len(failures)} handler(s) failed on {event!r}: {names}. Every other "
+                f"handler ran; the failures were also published as ERROR events.",
+                [exc for _, exc in failures],
+                event.id,
+            )
+        return None
 
     @property
     def max_depth(self) -> int:
@@ -458,7 +579,7 @@ class EventBus:
                     restore = token
             log.append(perf_counter())  # deliveries start; each logs when it ended
         failures: list[tuple[Callable[..., Any], Exception]] | None = None
-        propagating: AtlasEdaError | None = None
+        propagating: Exception | None = None
         stack.append(record)
         try:
             entries, names = self._plans.get(id(event.type)) or self._plan(event.type)
@@ -493,7 +614,10 @@ class EventBus:
             receiver = result = None
             if failures:
                 self._report(event, failures)
+                group = self._apply_policy(event, failures)
                 failures.clear()
+                if group is not None and propagating is None:
+                    propagating = group
         finally:
             stack.pop()
             if restore is not None:

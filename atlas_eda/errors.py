@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class AtlasEdaError(Exception):
     """Base class of every error atlas_eda raises on purpose."""
@@ -139,3 +141,24 @@ class ScenarioError(AtlasEdaError):
     ``when`` missing or given twice, a ``make_system`` that returns no bus, ``then_state``
     on a system without a store, an unknown document field); a behaviour that differs from
     the expectation is never this error but an ``AssertionError``."""
+
+
+class HandlerFailures(AtlasEdaError, ExceptionGroup):
+    """Raised by a bus created with ``failure_policy="raise"`` once every handler of an
+    event has run: one sub-exception per failed handler, in delivery order (catch it with
+    ``except*``). ``event_id`` is the event's id."""
+
+    event_id: str
+
+    def __new__(
+        cls, message: str, exceptions: Sequence[Exception], event_id: str = ""
+    ) -> HandlerFailures:
+        group = super().__new__(cls, message, exceptions)
+        group.event_id = event_id
+        return group
+
+    def __init__(self, message: str, exceptions: Sequence[Exception], event_id: str = "") -> None:
+        super().__init__(message, exceptions)
+
+    def derive(self, excs: Sequence[Exception]) -> HandlerFailures:  # type: ignore[override]
+        return HandlerFailures(self.message, excs, self.event_id)

@@ -32,6 +32,7 @@ from atlas_eda import (
     EventBus,
     EventCycleError,
     EventType,
+    HandlerFailures,
     InvalidEventError,
     MiddlewareError,
     NoEffectHandlerError,
@@ -1341,3 +1342,110 @@ def test_a_type_first_seen_by_subscribe_all_only_is_delivered(bus: EventBus) -> 
     bus.publish(Fresh.NEW, 2)
     assert every.data == [1, 2]
     assert late.data == [2]
+
+
+# -- handler failure policies --------------------------------------------------------------
+
+
+def _failing(message: str) -> Callable[[Event], None]:
+    def fail(event: Event) -> None:
+        raise ValueError(f"{message} {event.data}")
+
+    return fail
+
+
+def test_isolate_is_the_default_policy(bus: EventBus) -> None:
+    assert bus.failure_policy == "isolate"
+    after = Recorder()
+    bus.subscribe(Ping.PING, _failing("one"))
+    bus.subscribe(Ping.PING, after)
+    bus.publish(Ping.PING, 1)
+    assert after.data == [1]
+    assert bus.dead_letters == []
+
+
+def test_raise_policy_raises_every_failure_after_all_handlers_ran() -> None:
+    bus = EventBus(failure_policy="raise")
+    after, errors = Recorder(), Recorder()
+    bus.subscribe(EventType.ERROR, errors)
+    bus.subscribe(Ping.PING, _failing("first"))
+    bus.subscribe(Ping.PING, after)
+    bus.subscribe(Ping.PING, _failing("second"))
+    with pytest.raises(HandlerFailures) as caught:
+        bus.publish(Ping.PING, 7)
+    group = caught.value
+    assert isinstance(group, ExceptionGroup)
+    assert [str(e) for e in group.exceptions] == ["first 7", "second 7"]
+    assert after.data == [7]  # every handler ran before the group was raised
+    assert group.event_id == bus.get_history(Ping.PING, limit=1)[0].id
+    assert "2 handler(s) failed" in str(group)
+    assert len(errors.events) == 2  # still reported as ERROR events
+    matched: list[BaseExceptionGroup[ValueError]] = []
+    try:
+        bus.publish(Ping.PING, 8)
+    except* ValueError as group_of_values:  # except* works, and keeps the class
+        matched.append(group_of_values)
+    [values] = matched
+    assert isinstance(values, HandlerFailures)
+    assert len(values.exceptions) == 2
+
+
+def test_raise_policy_returns_normally_when_nothing_fails() -> None:
+    bus = EventBus(failure_policy="raise")
+    bus.subscribe(Ping.PING, lambda event: None)
+    assert isinstance(bus.publish(Ping.PING), str)
+
+
+def test_dead_letters_keep_failed_deliveries_and_retry_them() -> None:
+    bus = EventBus(failure_policy="dead_letter")
+    broken = {"yes": True}
+    seen: list[Any] = []
+
+    def flaky(event: Event) -> None:
+        if broken["yes"]:
+            raise ConnectionError("down")
+        seen.append(event.data)
+        bus.publish(Ping.PONG, "child")
+
+    bus.subscribe(Ping.PING, flaky)
+    first = bus.publish(Ping.PING, 1)
+    bus.publish(Ping.PING, 2)
+    letters = bus.dead_letters
+    assert [letter.event.data for letter in letters] == [1, 2]
+    assert letters[0].event.id == first
+    assert letters[0].handler_name.endswith(".flaky")
+    assert isinstance(letters[0].error, ConnectionError)
+    assert letters[0].attempts == 1
+
+    assert bus.retry_dead_letters() == 0  # still broken: kept, one more attempt each
+    assert [letter.attempts for letter in bus.dead_letters] == [2, 2]
+
+    broken["yes"] = False
+    assert bus.retry_dead_letters() == 2
+    assert bus.dead_letters == []
+    assert seen == [1, 2]
+    children = bus.get_history(Ping.PONG, limit=None)
+    assert {c.causation_id for c in children} == {letters[0].event.id, letters[1].event.id}
+
+
+def test_dead_letters_are_bounded_and_clearable() -> None:
+    bus = EventBus(failure_policy="dead_letter", dead_letter_limit=3)
+    bus.subscribe(Ping.PING, _failing("x"))
+    for n in range(5):
+        bus.publish(Ping.PING, n)
+    assert [letter.event.data for letter in bus.dead_letters] == [2, 3, 4]
+    bus.clear_dead_letters()
+    assert bus.dead_letters == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"failure_policy": "ignore"}, ValueError),
+        ({"dead_letter_limit": 0}, ValueError),
+        ({"dead_letter_limit": "10"}, TypeError),
+    ],
+)
+def test_bad_failure_settings_are_refused(kwargs: dict[str, Any], error: type[Exception]) -> None:
+    with pytest.raises(error, match=r"failure_policy|dead_letter_limit"):
+        EventBus(**kwargs)
