@@ -21,6 +21,18 @@ from pathlib import Path
 from . import bus, components, end_to_end, time_travel, timeline_memory
 from ._harness import Config, Row, Section, format_markdown, format_table, machine_description
 
+MARKDOWN_PREAMBLE = """# Performance
+
+Written by `make bench` (`python -m benchmarks.run --markdown docs/performance.md`) on the
+machine described below; run it again to measure yours. Every figure is a ratio of two
+medians measured side by side in the same run (each of at least 5 repeats; callables timed
+interleaved, alternating which goes first), because absolute times on shared machines are
+not comparable from one run to the next. The rows marked `info` give the absolute times
+behind the ratios. How each figure is measured is in the docstring of its module in
+`benchmarks/`.
+
+"""
+
 
 def bus_sections() -> list[Section]:
     """The slot for bus benchmarks: return their sections here.
@@ -96,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     print(format_table(results, machine, elapsed))
     if args.markdown:
-        args.markdown.write_text(format_markdown(results, machine, elapsed), encoding="utf-8")
+        args.markdown.write_text(
+            MARKDOWN_PREAMBLE + format_markdown(results, machine, elapsed), encoding="utf-8"
+        )
         print(f"\nwritten to {args.markdown}")
     errors = any(row.status == "ERROR" for _, rows in results for row in rows)
     return 1 if errors else 0
