@@ -505,7 +505,12 @@ def replay(
     results compared). With ``strict_order`` (the default) an entry whose timestamp is
     later than that of an entry after it is a divergence too (lines moved); pass
     ``strict_order=False`` for a cassette recorded from several threads at once, whose
-    root events may be written out of time order."""
+    root events may be written out of time order.
+
+    The bus needs history and traces (``ReplayError`` otherwise). In ``"stub"`` mode the
+    replayed events are collected by a middleware added for the replay's duration (after
+    the system's own, so it sees what the history records); the other modes read each
+    root event's trace, so the history must hold one root event's whole tree."""
     if mode not in MODES:
         raise ValueError(f"replay mode must be one of 'stub', 'perform' or 'check', got {mode!r}.")
     if bus.history_limit == 0:
