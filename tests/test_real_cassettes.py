@@ -315,3 +315,26 @@ def test_the_committed_cassettes_are_untouched_by_the_tests(tmp_path: Path) -> N
     shutil.copy(ORDERS, tmp_path / "copy.jsonl")
     report = replay(Cassette.load(tmp_path / "copy.jsonl"), order_app.make_system().bus)
     report.assert_no_divergence()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", ORDER_TAMPERING)
+def test_no_tampering_passes_or_crashes_in_any_mode(case: str, mode: str, tmp_path: Path) -> None:
+    change = ORDER_TAMPERING[case][0]
+    divergence = _replay_orders(_tampered(tmp_path, ORDERS, change), mode)
+    assert 1 <= divergence.position <= 18
+    assert divergence.reason
+
+
+def test_stub_mode_sees_what_the_history_records(tmp_path: Path) -> None:
+    # A middleware of the system's own drops the SHIPPED events: stub mode (which collects
+    # events as they are published) and check mode (which reads traces) agree.
+    positions = []
+    for mode in ("stub", "check"):
+        app = order_app.make_system()
+        app.bus.add_middleware(lambda e: None if e.type is order_app.OrderEvent.SHIPPED else e)
+        report = replay(Cassette.load(ORDERS), app.bus, mode)
+        assert report.divergence is not None
+        positions.append((report.divergence.position, report.divergence.reason))
+    assert positions[0] == positions[1]
+    assert positions[0][0] == 4

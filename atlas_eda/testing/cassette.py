@@ -403,14 +403,16 @@ def _extension_json(attributes: Mapping[str, Any], name: str, expected: type) ->
     return value
 
 
-def _recorded_effect(item: Any, index: int) -> RecordedEffect:
+def _recorded_effect(item: Any, index: int, types: dict[str, Enum]) -> RecordedEffect:
     if not isinstance(item, dict) or not isinstance(item.get("type"), str):
         raise _BadLine(f"atlaseffects[{index}] is not an object with a string 'type'")
     name: str = item["type"]
-    try:
-        effect_type: Enum | str = resolve_type(name) if "." in name else name
-    except KeyError as exc:
-        raise _BadLine(f"atlaseffects[{index}]: {exc.args[0]}") from None
+    effect_type: Enum | str | None = types.get(name) if "." in name else name
+    if effect_type is None:
+        try:
+            effect_type = types[name] = resolve_type(name)
+        except KeyError as exc:
+            raise _BadLine(f"atlaseffects[{index}]: {exc.args[0]}") from None
     error = item.get("error")
     recorded_error = None
     if error is not None:
@@ -505,7 +507,7 @@ def _entry(number: int, text: str, types: dict[str, Enum]) -> CassetteEntry:
             raise _BadLine(str(exc.args[0])) from None
     metadata = _extension_json(attributes, "atlasmetadata", dict) or EMPTY_METADATA
     items = _extension_json(attributes, "atlaseffects", list) or []
-    effects = tuple(_recorded_effect(item, i) for i, item in enumerate(items))
+    effects = tuple(_recorded_effect(item, i, types) for i, item in enumerate(items))
     source = attributes["source"]
     event = Event(
         type=event_type,
