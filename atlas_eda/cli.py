@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import itertools
 import logging
 import os
+import re
 import sqlite3
 import sys
 import textwrap
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar, NoReturn
 from urllib.parse import parse_qs, urlsplit
 from uuid import UUID
@@ -22,11 +28,13 @@ from eventsourcing.domain import EventSourcingError
 from .aspects import AspectWeaver, LoggingAspect, MetricsAspect
 from .bus import EventBus
 from .effects import Effect, EffectHandler, EffectType
-from .errors import AtlasEdaError, DocumentDeletedError
+from .errors import AtlasEdaError, CassetteWarning, DocumentDeletedError, ScenarioError
 from .events import Event, type_name
 from .service import DocumentService
 from .store import ENV_VAR, TemporalStore, persistence_settings
-from .testing import Cassette
+from .testing import Cassette, register_types, replay
+from .testing.replay import MODES
+from .testing.scenario import _parts
 from .timeline import DocumentState, RecordedEvent
 
 __all__ = ["format_table", "main"]
@@ -96,17 +104,33 @@ def _history_rows(events: Sequence[Event]) -> list[list[Any]]:
 def run_demo(url: str, *, out: Any = None) -> None:
     """The source document's scenario against the store at ``url``, then three tables:
     the bus history, every version of every stored document, and the service's metrics."""
-    out = out or sys.stdout
-    bus = EventBus()
-    store = TemporalStore(bus, url=url)
+    system = demo_system(url)
     try:
-        _demo(bus, store, out)
+        demo_session(system, out=out or sys.stdout)
     finally:
-        store.close()
+        system.store.close()
 
 
-def _demo(bus: EventBus, store: TemporalStore, out: Any) -> None:
-    earlier = store.list_document_ids()
+@dataclass
+class DemoSystem:
+    """The demo's system: a bus, a store on it, an effect handler whose performers only
+    collect the effects (``performed``), and a ``DocumentService`` whose methods are woven
+    with a logging and a metrics aspect (``metrics``)."""
+
+    bus: EventBus
+    store: TemporalStore
+    handler: EffectHandler
+    service: DocumentService
+    metrics: MetricsAspect
+    performed: list[Effect] = field(default_factory=list)
+
+
+def demo_system(url: str = "memory://", *, bus: EventBus | None = None) -> DemoSystem:
+    """Build the demo's system on a store at ``url`` (in memory by default) and on ``bus``
+    (a new ``EventBus`` when not given). Also the factory of the demo cassette:
+    ``atlas-eda replay tests/cassettes/demo.jsonl --app atlas_eda.cli:demo_system``."""
+    bus = bus if bus is not None else EventBus()
+    store = TemporalStore(bus, url=url)
     handler = EffectHandler(temporal_store=store, event_bus=bus)
     performed: list[Effect] = []
     for effect_type in EffectType:
@@ -121,7 +145,16 @@ def _demo(bus: EventBus, store: TemporalStore, out: Any) -> None:
     for method in ("create_document", "update_document", "delete_document", "get_document"):
         woven = weaver.apply_aspect("logging", getattr(service, method))
         setattr(service, method, weaver.apply_aspect("metrics", woven))
+    return DemoSystem(bus, store, handler, service, metrics_aspect, performed)
 
+
+def demo_session(system: DemoSystem, *, out: Any = None) -> None:
+    """Run the source document's scenario on ``system`` and print (to ``out``, standard
+    output by default) the bus history, every document version and the metrics."""
+    out = out or sys.stdout
+    bus, store, service = system.bus, system.store, system.service
+    metrics_aspect, performed = system.metrics, system.performed
+    earlier = store.list_document_ids()
     print(f"Store {store.url}: {len(earlier)} document(s) from earlier runs.\n", file=out)
     design = service.create_document(
         "Event-Driven Architecture with NERV",
@@ -545,9 +578,14 @@ def run_diff(url: str | None, a: str, b: str) -> None:
         )
 
 
-def run_cassette(path: str) -> None:
+def run_cassette(path: str, *, types: Sequence[str] = (), app: str | None = None) -> None:
     """Print the cassette at ``path`` as a table: one row per recorded event, with the
-    line of the event that caused it and how many effects it performed."""
+    line of the event that caused it and how many effects it performed. ``types``
+    (``module:EnumName`` each) and ``app``'s module (``module:factory``; imported, the
+    factory is not called) register the cassette's own event and effect types first."""
+    register_type_specs(types)
+    if app is not None:
+        import_app_module(app)
     cassette = Cassette.load(path)
     line_of = {entry.event.id: entry.line for entry in cassette}
     rows = [
@@ -571,6 +609,150 @@ def run_cassette(path: str) -> None:
             max_width=_SUMMARY_WIDTH,
         )
     )
+
+
+# -- replay ------------------------------------------------------------------------------
+
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+
+
+def _split_spec(spec: str, option: str, example: str) -> tuple[str, str]:
+    """``module:attribute`` split in two; a :class:`CommandError` if it is not that."""
+    module, colon, attribute = spec.partition(":")
+    if not colon or not _DOTTED.match(module) or not _DOTTED.match(attribute):
+        raise CommandError(
+            f"{option} {spec!r} is not module:name; give a module path and a name in it, "
+            f"for example {option} {example}."
+        )
+    return module, attribute
+
+
+def _import(module: str, option: str) -> ModuleType:
+    """Import ``module`` (the user named it on the command line), with the current
+    directory on ``sys.path`` as ``python -m`` would have it."""
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module == exc.name or module.startswith(f"{exc.name}.")):
+            raise CommandError(
+                f"{option}: no module named {module!r} (looked in {here!r} and on sys.path); "
+                f"run from the directory that holds it or add that directory to PYTHONPATH."
+            ) from None
+        raise CommandError(
+            f"{option}: importing {module!r} failed: ModuleNotFoundError: {exc}."
+        ) from None
+    except Exception as exc:
+        raise CommandError(
+            f"{option}: importing {module!r} raised {type(exc).__name__}: {exc}."
+        ) from None
+
+
+def _attribute(module: ModuleType, path: str, option: str, spec: str) -> Any:
+    value: Any = module
+    for part in path.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            raise CommandError(
+                f"{option} {spec!r}: module {module.__name__!r} has no {path!r}."
+            ) from None
+    return value
+
+
+def register_type_specs(specs: Sequence[str]) -> None:
+    """Register with the replay harness the Enum classes named ``module:EnumName``
+    (``--types``); a :class:`CommandError` for a name that is not an Enum class."""
+    for spec in specs:
+        module_name, name = _split_spec(spec, "--types", "myapp.events:OrderEvent")
+        found = _attribute(_import(module_name, "--types"), name, "--types", spec)
+        if not (isinstance(found, type) and issubclass(found, Enum)):
+            raise CommandError(
+                f"--types {spec!r} is a {type(found).__name__}, not an Enum class; name the "
+                f"Enum class of your event or effect types."
+            )
+        register_types(found)
+
+
+def import_app_module(spec: str) -> tuple[ModuleType, str]:
+    """Import the module of ``--app module:factory`` (which may register its types) and
+    return it with the factory's name within it."""
+    module_name, name = _split_spec(spec, "--app", "myapp.testing:make_system")
+    return _import(module_name, "--app"), name
+
+
+def load_app(spec: str) -> Any:
+    """The system under test of ``--app module:factory``: the module is imported and the
+    factory called without arguments. It must return what a scenario's ``make_system``
+    returns: an ``EventBus``, a ``(bus, store)`` tuple, or an object with a ``.bus`` (or
+    ``.event_bus``). Anything else, or a factory that raises, is a :class:`CommandError`."""
+    module, name = import_app_module(spec)
+    factory = _attribute(module, name, "--app", spec)
+    if not callable(factory):
+        raise CommandError(
+            f"--app {spec!r} is a {type(factory).__name__}, not a callable; name a function "
+            f"that takes no arguments and returns a fresh system under test."
+        )
+    try:
+        return factory()
+    except Exception as exc:
+        raise CommandError(
+            f"--app {spec!r}: calling {name}() raised {type(exc).__name__}: {exc}."
+        ) from None
+
+
+def run_replay(
+    path: str,
+    app: str,
+    *,
+    mode: str = "check",
+    strict: bool = True,
+    strict_order: bool = True,
+    types: Sequence[str] = (),
+    verbose: bool = False,
+) -> int:
+    """Replay the cassette at ``path`` into the system ``app``'s factory builds and print
+    the report; returns 0 when the system behaved as recorded, 1 when it diverged. The
+    bus's log of handler failures is silenced during the replay unless ``verbose``."""
+    register_type_specs(types)
+    import_app_module(app)  # its types must be registered before the cassette loads
+    with warnings.catch_warnings(record=True) as skipped:
+        warnings.simplefilter("always", CassetteWarning)
+        cassette = Cassette.load(path, strict=strict)
+    for warning in skipped:
+        print(f"atlas-eda: warning: {warning.message}", file=sys.stderr)
+    system = load_app(app)
+    try:
+        bus, store = _parts(system, f"--app {app!r}: the factory")
+    except ScenarioError as exc:
+        raise CommandError(str(exc)) from None
+    # A replay re-raises recorded failures on purpose, and the report shows the ERROR
+    # events they cause: the bus's log of each (with a traceback) is noise unless -v.
+    bus_logger = logging.getLogger("atlas_eda.bus")
+    level = bus_logger.level
+    if not verbose:
+        bus_logger.setLevel(logging.CRITICAL)
+    try:
+        report = replay(cassette, bus, mode, strict_order=strict_order)
+    finally:
+        bus_logger.setLevel(level)
+        if store is not None:
+            store.close()
+    total, roots = len(cassette), len(cassette.roots())
+    print(
+        f"Replay of {path} into {app} ({mode} mode): {total} recorded events, {roots} root events."
+    )
+    if report.divergence is None:
+        print(f"OK: the system behaved as recorded ({report.events_matched} events matched).")
+        return 0
+    print(
+        f"DIVERGED at line {report.divergence.position}, after {report.events_matched} of "
+        f"{total} events matched:"
+    )
+    print(report.divergence)
+    return 1
 
 
 def _id_tail(event_id: str) -> str:
@@ -659,7 +841,61 @@ def _parser() -> argparse.ArgumentParser:
         "(UTC), type, id, the line of the event that caused it, data and effect count.",
     )
     cassette.add_argument("cassette", metavar="CASSETTE", help="the cassette file (.jsonl)")
+    _type_options(cassette)
+    cassette.add_argument(
+        "--app",
+        metavar="MODULE:FACTORY",
+        help="import MODULE so that it registers its types (the factory is not called)",
+    )
+
+    replay_command = sub.add_parser(
+        "replay",
+        help="replay a cassette into a fresh system and report the first divergence",
+        description="Replay the root events of a cassette into the system that "
+        "MODULE:FACTORY() builds and compare what it does with the recording. Exit status: "
+        "0 when it behaved as recorded, 1 on a divergence, 2 on bad input.",
+    )
+    replay_command.add_argument("cassette", metavar="CASSETTE", help="the cassette file (.jsonl)")
+    replay_command.add_argument(
+        "--app",
+        metavar="MODULE:FACTORY",
+        required=True,
+        help="a function (no arguments) returning a fresh system under test: an EventBus, a "
+        "(bus, store) tuple, or an object with a .bus; MODULE is imported from the current "
+        "directory or sys.path and may register its types",
+    )
+    replay_command.add_argument(
+        "--mode",
+        choices=MODES,
+        default="check",
+        help="check: effects stubbed, events and effects compared (default); stub: effects "
+        "stubbed, events compared; perform: effects really performed, results compared too",
+    )
+    replay_command.add_argument(
+        "--strict",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a bad line is an error (default); --no-strict skips it with a warning",
+    )
+    replay_command.add_argument(
+        "--strict-order",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="lines out of time order are a divergence (default); --no-strict-order for a "
+        "session recorded from several threads",
+    )
+    _type_options(replay_command)
     return parser
+
+
+def _type_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--types",
+        metavar="MODULE:ENUM",
+        action="append",
+        default=[],
+        help="register an Enum class of event or effect types the cassette names (repeatable)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -680,7 +916,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "diff":
             run_diff(args.store, args.a, args.b)
         elif args.command == "cassette":
-            run_cassette(args.cassette)
+            run_cassette(args.cassette, types=args.types, app=args.app)
+        elif args.command == "replay":
+            return run_replay(
+                args.cassette,
+                args.app,
+                mode=args.mode,
+                strict=args.strict,
+                strict_order=args.strict_order,
+                types=args.types,
+                verbose=args.verbose,
+            )
     except AtlasEdaError as exc:
         print(f"atlas-eda: error: {exc}", file=sys.stderr)
         return 2

@@ -99,11 +99,14 @@ def _observed(intent: object, perform: Callable[[], Any]) -> Any:
 
 
 def _stubbed(performer: Any) -> Any:
-    """A performer running the stub's ``performer`` with the effect observer told."""
+    """A performer running the stub's ``performer`` with the effect observer told of its
+    outcome (through the box it fills: no second ``sync_perform``, replay's hot path)."""
 
-    @fx.sync_performer  # type: ignore[untyped-decorator]
-    def perform(dispatcher: Any, intent: object) -> Any:
-        return _observed(intent, lambda: fx.sync_perform(lambda _: performer, fx.Effect(intent)))
+    def perform(dispatcher: Any, intent: object, box: Any) -> Any:
+        observer = effect_observer.get()
+        if observer is not None:
+            box = _ObservedBox(box, intent, observer)
+        return performer(dispatcher, intent, box)
 
     return perform
 

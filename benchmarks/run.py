@@ -18,7 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import bus, components, end_to_end, time_travel, timeline_memory
+from . import bus, components, end_to_end, replay, time_travel, timeline_memory
 from ._harness import Config, Row, Section, format_markdown, format_table, machine_description
 
 MARKDOWN_PREAMBLE = """# Performance
@@ -55,6 +55,7 @@ def all_sections() -> list[Section]:
         *bus_sections(),
         components.SECTION,
         end_to_end.SECTION,
+        replay.SECTION,
     ]
 
 

@@ -13,6 +13,15 @@ import pytest
 
 from atlas_eda import EventBus, TemporalStore
 
+CASSETTES = Path(__file__).resolve().parent / "cassettes"
+"""The real cassettes, their systems (``order_app``) and the script recording them."""
+
+# order_app is imported as "order_app" everywhere (here, by record.py and by
+# `atlas-eda replay --app order_app:make_system`): handler names in ERROR events include
+# the module's name, so a cassette replays only into the module it was recorded from.
+if str(CASSETTES) not in sys.path:
+    sys.path.insert(0, str(CASSETTES))
+
 
 class Ping(enum.Enum):
     """Event types of the tests' own, as a user would bring them."""

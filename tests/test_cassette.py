@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from cloudevents.core.formats.json import JSONFormat
 from conftest import Ping, run_cli
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from atlas_eda import (
     AtlasEdaError,
@@ -185,6 +187,20 @@ def test_times_round_trip_exactly(timestamp: float) -> None:
     assert text.endswith("Z")
     assert len(text.partition(".")[2]) >= 7  # at least microseconds, then "Z"
     assert parse_time(text) == timestamp
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=0, max_value=4e9, allow_nan=False, allow_infinity=False))
+def test_the_fast_path_for_utc_times_agrees_with_the_general_one(timestamp: float) -> None:
+    text = format_time(timestamp)
+    general = text[:-1] + "+00:00"  # an offset takes the general (Decimal) path
+    assert parse_time(text) == parse_time(general) == timestamp
+
+
+def test_out_of_range_utc_times_are_refused_on_the_fast_path_too() -> None:
+    for text in ("2026-01-01T24:00:00.5Z", "2026-01-01T10:60:00Z", "2026-01-01T10:00:60Z"):
+        with pytest.raises(ValueError, match="must be in"):
+            parse_time(text)
 
 
 def test_times_with_offsets_and_without_fractions_parse() -> None:

@@ -263,7 +263,7 @@ def test_the_marker_is_registered(pytester: pytest.Pytester) -> None:
     assert result.ret == 0
     assert "warning" not in result.stdout.str().lower()
     markers = _run(pytester, "--markers")
-    markers.stdout.fnmatch_lines(["@pytest.mark.atlas_cassette(path):*"])
+    markers.stdout.fnmatch_lines(["@pytest.mark.atlas_cassette(path, mode='check'):*"])
 
 
 def test_the_marker_brings_atlas_bus_even_when_the_test_does_not_ask(
@@ -282,3 +282,120 @@ def test_the_marker_brings_atlas_bus_even_when_the_test_does_not_ask(
     )
     result = _run(pytester)
     result.assert_outcomes(passed=1)
+
+
+MODES_SHOP = """
+import enum
+
+from atlas_eda import Effect, EffectMonad
+
+
+class ModeEvents(enum.Enum):
+    PLACED = "placed"
+
+
+class ModeEffects(enum.Enum):
+    MAIL = "mail"
+    AUDIT = "audit"
+
+
+def install(bus, *, queued=True, swapped=False):
+    bus.effect_handler.register_handler(ModeEffects.MAIL, lambda effect: {"queued": queued})
+    bus.effect_handler.register_handler(ModeEffects.AUDIT, lambda effect: "logged")
+
+    def on_placed(event):
+        effects = [Effect(ModeEffects.MAIL, {"to": "ann"}), Effect(ModeEffects.AUDIT, "placed")]
+        if swapped:
+            effects.reverse()
+        monad = EffectMonad.pure(None)
+        for effect in effects:
+            monad = monad.with_effect(effect)
+        return monad
+
+    bus.subscribe(ModeEvents.PLACED, on_placed)
+"""
+
+MODES_TEST = """
+import pytest
+
+from atlas_eda.testing import register_types
+from modes_shop import ModeEffects, ModeEvents, install
+
+register_types(ModeEvents, ModeEffects)
+
+
+@pytest.mark.atlas_cassette("session.jsonl", mode="perform")
+def test_perform_as_recorded(atlas_bus):
+    install(atlas_bus)
+
+
+@pytest.mark.atlas_cassette("session.jsonl", mode="perform")
+def test_perform_another_result(atlas_bus):
+    install(atlas_bus, queued=False)
+
+
+@pytest.mark.atlas_cassette("session.jsonl")
+def test_check_another_result(atlas_bus):
+    install(atlas_bus, queued=False)
+
+
+@pytest.mark.atlas_cassette("session.jsonl", mode="check")
+def test_check_effects_swapped(atlas_bus):
+    install(atlas_bus, swapped=True)
+
+
+@pytest.mark.atlas_cassette("session.jsonl", mode="stub")
+def test_stub_effects_swapped(atlas_bus):
+    install(atlas_bus, swapped=True)
+
+
+@pytest.mark.atlas_cassette("session.jsonl", mode="fast")
+def test_unknown_mode(atlas_bus):
+    install(atlas_bus)
+
+
+@pytest.mark.atlas_cassette("session.jsonl", speed="fast")
+def test_unknown_keyword(atlas_bus):
+    install(atlas_bus)
+"""
+
+
+def test_marker_modes_stub_check_and_perform(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(modes_shop=MODES_SHOP, test_modes=MODES_TEST)
+    shop: dict[str, Any] = {"__name__": "modes_shop"}
+    exec(MODES_SHOP, shop)
+    bus = EventBus(effect_handler=EffectHandler())
+    shop["install"](bus)
+    with record(bus, pytester.path / "session.jsonl") as recorder:
+        bus.publish(shop["ModeEvents"].PLACED, {"order": 1})
+    assert recorder.lines == 1
+
+    result = _run(pytester, "-rA")
+    outcomes = {
+        line.split("::")[1].split()[0]: line.split()[0]
+        for line in result.stdout.lines
+        if line.startswith(("PASSED", "FAILED")) and "::" in line
+    }
+    assert outcomes == {
+        "test_perform_as_recorded": "PASSED",
+        # perform mode compares each effect's result: the performer's differs
+        "test_perform_another_result": "FAILED",
+        # check mode (the default) stubs effects with the recorded results
+        "test_check_another_result": "PASSED",
+        # check mode compares effects in order; stub mode compares events only
+        "test_check_effects_swapped": "FAILED",
+        "test_stub_effects_swapped": "PASSED",
+        "test_unknown_mode": "FAILED",
+        "test_unknown_keyword": "FAILED",
+    }
+    result.stdout.fnmatch_lines(
+        [
+            "*replay of *session.jsonl (perform mode) diverged after 0 matching events:",
+            "*line 1: ModeEvents.PLACED effect 1 (ModeEffects.MAIL): result differs",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        ["*line 1: ModeEvents.PLACED effect 1: expected ModeEffects.MAIL, got ModeEffects.AUDIT"]
+    )
+    result.stdout.fnmatch_lines(["*mode='fast'): mode must be one of 'stub', 'perform', 'check'*"])
+    result.stdout.fnmatch_lines(["*optionally mode='check', 'stub' or 'perform'; got*speed*"])

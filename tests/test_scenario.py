@@ -7,7 +7,17 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from atlas_eda import Effect, EffectHandler, EffectMonad, Event, EventBus, EventType, TemporalStore
+from atlas_eda import (
+    DocumentService,
+    Effect,
+    EffectHandler,
+    EffectMonad,
+    EffectType,
+    Event,
+    EventBus,
+    EventType,
+    TemporalStore,
+)
 from atlas_eda.testing import ANY, Scenario, ScenarioError, ScenarioResult
 
 
@@ -277,6 +287,30 @@ def test_state_mismatch_and_missing_document() -> None:
     assert '+  "content": "a"' in message
     with pytest.raises(AssertionError, match="is not in the store"):
         scenario.then_state("00000000-0000-0000-0000-000000000000", title="Plan")
+
+
+def test_a_system_with_event_bus_and_temporal_store_attributes_works() -> None:
+    # Such as a DocumentService: its bus is .event_bus and its store .temporal_store.
+    def make_service() -> DocumentService:
+        bus = EventBus()
+        store = TemporalStore(bus, url="memory://")
+        handler = EffectHandler(temporal_store=store, event_bus=bus)
+        for effect_type in EffectType:
+            handler.register_handler(effect_type, lambda effect: None)
+        return DocumentService(bus, store, handler)
+
+    result = (
+        Scenario(make_service)
+        .when(lambda service: service.create_document("Plan", "draft", "ann"))
+        .then_events((EventType.DOCUMENT_CREATED, ANY))
+        .then_state(
+            lambda service: service.temporal_store.get_all_documents()[0].document_id,
+            title="Plan",
+        )
+        .run()
+    )
+    assert result.store is result.system.temporal_store
+    result.store.close()
 
 
 # -- misuse --------------------------------------------------------------------------------

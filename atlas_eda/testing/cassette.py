@@ -32,7 +32,7 @@ from cloudevents.core.v1.event import CloudEvent
 from ..bus import EventBus
 from ..effects import Effect
 from ..errors import CassetteError, CassetteWarning, RecordingError
-from ..events import Event, type_name
+from ..events import EMPTY_METADATA, Event, type_name
 from ..trace import EffectOutcome, EventTrace
 from .types import resolve_type
 
@@ -52,6 +52,7 @@ DEFAULT_SOURCE = "atlas_eda"
 """The CloudEvents ``source`` written for events without one (read back as ``None``)."""
 
 _REQUIRED = ("specversion", "id", "source", "type")
+_REQUIRED_SET = frozenset(_REQUIRED)
 
 
 # -- time --------------------------------------------------------------------------------
@@ -73,6 +74,25 @@ _TIME = re.compile(
 )
 
 
+_MINUTES: dict[str, int] = {}
+"""Seconds since the epoch of ``YYYY-MM-DDTHH:MM`` (UTC) prefixes already parsed: the
+events of a cassette share a few minutes, so most times cost a dict lookup."""
+
+
+def _utc_minute(prefix: str) -> int:
+    seconds = _MINUTES.get(prefix)
+    if seconds is None:
+        moment = datetime(
+            int(prefix[:4]), int(prefix[5:7]), int(prefix[8:10]), int(prefix[11:13]),
+            int(prefix[14:16]), tzinfo=UTC,
+        )  # fmt: skip
+        seconds = calendar.timegm(moment.utctimetuple())
+        if len(_MINUTES) >= 4096:
+            _MINUTES.clear()
+        _MINUTES[prefix] = seconds
+    return seconds
+
+
 def parse_time(text: str) -> float:
     """An RFC 3339 time as seconds since the epoch (every fractional digit kept, so
     :func:`format_time`'s output parses back to the very same float); ``ValueError``
@@ -80,6 +100,14 @@ def parse_time(text: str) -> float:
     match = _TIME.match(text) if isinstance(text, str) else None
     if match is None:
         raise ValueError(f"{text!r} is not an RFC 3339 time like 2026-01-31T12:00:00.000000Z")
+    fraction = match.group(7) or "0"
+    if match.group(8) in ("Z", "z") and len(fraction) <= 15 and match.group(6) < "60":
+        # The fast path for UTC times as format_time writes them: the whole seconds and
+        # at most 15 fractional digits (25 significant digits, exact for Decimal's 28) as
+        # one decimal string, which float() rounds correctly, as the Decimal sum below.
+        seconds = _utc_minute(text[:16]) + int(match.group(6))
+        if seconds >= 0:
+            return float(f"{seconds}.{fraction}")
     year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
     offset = match.group(8)
     if offset in ("Z", "z"):
@@ -375,14 +403,16 @@ def _extension_json(attributes: Mapping[str, Any], name: str, expected: type) ->
     return value
 
 
-def _recorded_effect(item: Any, index: int) -> RecordedEffect:
+def _recorded_effect(item: Any, index: int, types: dict[str, Enum]) -> RecordedEffect:
     if not isinstance(item, dict) or not isinstance(item.get("type"), str):
         raise _BadLine(f"atlaseffects[{index}] is not an object with a string 'type'")
     name: str = item["type"]
-    try:
-        effect_type: Enum | str = resolve_type(name) if "." in name else name
-    except KeyError as exc:
-        raise _BadLine(f"atlaseffects[{index}]: {exc.args[0]}") from None
+    effect_type: Enum | str | None = types.get(name) if "." in name else name
+    if effect_type is None:
+        try:
+            effect_type = types[name] = resolve_type(name)
+        except KeyError as exc:
+            raise _BadLine(f"atlaseffects[{index}]: {exc.args[0]}") from None
     error = item.get("error")
     recorded_error = None
     if error is not None:
@@ -408,15 +438,49 @@ def _optional_str(attributes: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
-def _entry(number: int, text: str) -> CassetteEntry:
+_KNOWN = frozenset(
+    {
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "time",
+        "datacontenttype",
+        "correlationid",
+        "causationid",
+        "atlasmetadata",
+        "atlaseffects",
+    }
+)
+"""The attributes a recorder writes (``data`` aside): valid extension names, and no
+optional attribute the SDK checks beyond what :func:`_plainly_valid` checks."""
+
+
+def _plainly_valid(attributes: dict[str, Any]) -> bool:
+    """Whether the CloudEvents SDK is sure to accept ``attributes`` (with ``time`` as an
+    aware datetime): only the attributes a recorder writes, the required ones non-empty
+    strings, ``specversion`` 1.0. When not sure, the SDK itself is asked."""
+    return (
+        attributes.keys() <= _KNOWN
+        and attributes["specversion"] == "1.0"
+        and all(
+            type(attributes[name]) is str and attributes[name] for name in ("id", "source", "type")
+        )
+        and (type(attributes.get("datacontenttype", "-")) is str)
+        and attributes.get("datacontenttype") != ""
+    )
+
+
+def _entry(number: int, text: str, types: dict[str, Enum]) -> CassetteEntry:
+    """The entry of line ``number``; ``types`` caches the types resolved so far."""
     try:
         attributes = json.loads(text)
     except ValueError as exc:
         raise _BadLine(f"malformed JSON ({exc})") from None
     if not isinstance(attributes, dict):
         raise _BadLine(f"not a CloudEvent: a JSON {type(attributes).__name__}, not an object")
-    missing = [name for name in _REQUIRED if name not in attributes]
-    if missing:
+    if not attributes.keys() >= _REQUIRED_SET:
+        missing = [name for name in _REQUIRED if name not in attributes]
         raise _BadLine(f"not a CloudEvent 1.0: no {', '.join(missing)} attribute")
     time_text = attributes.get("time")
     if time_text is None:
@@ -429,17 +493,21 @@ def _entry(number: int, text: str) -> CassetteEntry:
     data = attributes.pop("data", None)
     if "data_base64" in attributes:
         raise _BadLine("binary data (data_base64) cannot be replayed; data must be JSON")
-    try:
-        CloudEvent({**attributes, "time": moment}, data)
-    except Exception as exc:
-        raise _BadLine(f"not a CloudEvent 1.0: {' '.join(str(exc).split())}") from None
-    try:
-        event_type = resolve_type(attributes["type"])
-    except KeyError as exc:
-        raise _BadLine(str(exc.args[0])) from None
-    metadata = _extension_json(attributes, "atlasmetadata", dict) or {}
+    if not _plainly_valid(attributes):  # what the SDK would accept, checked cheaply
+        try:
+            CloudEvent({**attributes, "time": moment}, data)
+        except Exception as exc:
+            raise _BadLine(f"not a CloudEvent 1.0: {' '.join(str(exc).split())}") from None
+    type_text = attributes["type"]
+    event_type = types.get(type_text)
+    if event_type is None:
+        try:
+            event_type = types[type_text] = resolve_type(type_text)
+        except KeyError as exc:
+            raise _BadLine(str(exc.args[0])) from None
+    metadata = _extension_json(attributes, "atlasmetadata", dict) or EMPTY_METADATA
     items = _extension_json(attributes, "atlaseffects", list) or []
-    effects = tuple(_recorded_effect(item, i) for i, item in enumerate(items))
+    effects = tuple(_recorded_effect(item, i, types) for i, item in enumerate(items))
     source = attributes["source"]
     event = Event(
         type=event_type,
@@ -481,6 +549,7 @@ class Cassette:
         if complete:
             lines.pop()
         entries: list[CassetteEntry] = []
+        types: dict[str, Enum] = {}
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -489,7 +558,7 @@ class Cassette:
                     text = line.decode("utf-8")
                 except UnicodeDecodeError:
                     raise _BadLine("not UTF-8 text") from None
-                entries.append(_entry(number, text))
+                entries.append(_entry(number, text, types))
             except _BadLine as exc:
                 reason = str(exc)
                 if number == len(lines) and not complete and reason.startswith("malformed"):

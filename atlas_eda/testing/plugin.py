@@ -7,10 +7,11 @@ Fixtures: ``atlas_bus`` (a fresh :class:`~atlas_eda.EventBus` with an
 ``atlas_recorder`` (a :class:`~atlas_eda.testing.Recorder` on ``atlas_bus`` writing to a
 file in ``tmp_path``; closed at teardown, where a :class:`RecordingError` is raised again).
 
-Marker: ``@pytest.mark.atlas_cassette("path")`` (relative to the test file's directory).
-Once the test body has set up its system on ``atlas_bus`` and returned, the cassette is
-replayed in ``"check"`` mode against ``atlas_bus``; a divergence fails the test with the
-report's message."""
+Marker: ``@pytest.mark.atlas_cassette("path", mode="check")`` (the path relative to the
+test file's directory; ``mode`` one of ``"check"``, ``"stub"``, ``"perform"``, as for
+:func:`~atlas_eda.testing.replay`). Once the test body has set up its system on
+``atlas_bus`` and returned, the cassette is replayed in that mode against ``atlas_bus``; a
+divergence fails the test with the report's message."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from ..effects import EffectHandler
 from ..errors import CassetteError, ReplayError
 from ..store import TemporalStore
 from .cassette import Cassette, Recorder
-from .replay import replay
+from .replay import MODES, replay
 
 __all__ = ["atlas_bus", "atlas_recorder", "atlas_store"]
 
@@ -34,9 +35,10 @@ MARKER = "atlas_cassette"
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"{MARKER}(path): after the test body has set up its system on the atlas_bus "
-        "fixture, replay the cassette at path (relative to the test file's directory) in "
-        "check mode against atlas_bus; fail the test on divergence.",
+        f"{MARKER}(path, mode='check'): after the test body has set up its system on the "
+        "atlas_bus fixture, replay the cassette at path (relative to the test file's "
+        "directory) against atlas_bus in mode 'check', 'stub' or 'perform'; fail the test "
+        "on divergence.",
     )
 
 
@@ -51,14 +53,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.fixturenames.append("atlas_bus")
 
 
-def _cassette_path(item: pytest.Item, marker: pytest.Mark) -> Path:
-    if len(marker.args) != 1 or marker.kwargs or not isinstance(marker.args[0], str | Path):
+def _cassette_args(item: pytest.Item, marker: pytest.Mark) -> tuple[Path, str]:
+    """The marker's cassette path (relative to the test file's directory) and mode."""
+    path = marker.args[0] if len(marker.args) == 1 else None
+    unknown = sorted(set(marker.kwargs) - {"mode"})
+    if not isinstance(path, str | Path) or unknown:
         pytest.fail(
             f"@pytest.mark.{MARKER} takes one argument, the cassette's path (relative to "
-            f"the test file's directory); got args={marker.args!r} kwargs={marker.kwargs!r}.",
+            f"the test file's directory), and optionally mode='check', 'stub' or 'perform'; "
+            f"got args={marker.args!r} kwargs={marker.kwargs!r}.",
             pytrace=False,
         )
-    return item.path.parent / marker.args[0]
+    mode = marker.kwargs.get("mode", "check")
+    if mode not in MODES:
+        pytest.fail(
+            f"@pytest.mark.{MARKER}({str(path)!r}, mode={mode!r}): mode must be one of "
+            f"{', '.join(repr(m) for m in MODES)}.",
+            pytrace=False,
+        )
+    return item.path.parent / path, mode
 
 
 @pytest.hookimpl(wrapper=True)
@@ -67,13 +80,13 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     marker = item.get_closest_marker(MARKER)
     if marker is None or not isinstance(item, pytest.Function):
         return result
-    path = _cassette_path(item, marker)
+    path, mode = _cassette_args(item, marker)
     bus = item.funcargs.get("atlas_bus")
     if not isinstance(bus, EventBus):  # pragma: no cover - the fixture is always added
         pytest.fail(f"@pytest.mark.{MARKER}: the test has no atlas_bus fixture.", pytrace=False)
     problem: str | None = None
     try:
-        report = replay(Cassette.load(path), bus, mode="check")
+        report = replay(Cassette.load(path), bus, mode=mode)
     except (CassetteError, ReplayError) as exc:
         problem = f"@pytest.mark.{MARKER}({str(path)!r}): {exc}"
     else:

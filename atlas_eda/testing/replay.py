@@ -99,9 +99,29 @@ class ReplayReport:
 # -- rendering ---------------------------------------------------------------------------
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _is_json(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is made only of what JSON reads back as itself: ``str``, ``int``,
+    ``float``, ``bool``, ``None``, lists and dicts with ``str`` keys (exact types)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if depth > 64:
+        return False
+    if kind is dict:
+        return all(type(k) is str and _is_json(v, depth + 1) for k, v in value.items())
+    if kind is list:
+        return all(_is_json(v, depth + 1) for v in value)
+    return False
+
+
 def _plain(value: Any) -> Any:
     """``value`` as it reads back from JSON (tuples become lists), so that live values
     compare equal to recorded ones; what JSON cannot hold is compared by its repr."""
+    if _is_json(value):
+        return value  # already what a JSON round trip would give back (or equal to it)
     try:
         return json.loads(json.dumps(value, default=repr))
     except (TypeError, ValueError):
@@ -188,12 +208,26 @@ def _error_class(name: str) -> type[ReplayedEffectError]:
 class _Expected:
     """A recorded effect standing in for the intent it was made from: equal to a live
     intent of the same type, payload and description (for the ``effect`` library's own
-    intents, of the same class name)."""
+    intents, of the same class name). ``performer`` is an ``effect`` performer giving the
+    recorded result, or raising the recorded error."""
 
-    __slots__ = ("recorded",)
+    __slots__ = ("performer", "recorded")
 
     def __init__(self, recorded: RecordedEffect) -> None:
         self.recorded = recorded
+        error = recorded.error
+        if error is None:
+            result = recorded.result
+
+            def performer(_dispatcher: Any, _intent: object, box: Any) -> None:
+                box.succeed(result)
+
+        else:
+
+            def performer(_dispatcher: Any, _intent: object, box: Any) -> None:
+                box.fail(_error_class(error.type)(error.type, error.message))
+
+        self.performer = performer
 
     def __eq__(self, other: object) -> bool:
         recorded = self.recorded
@@ -201,7 +235,7 @@ class _Expected:
             return bool(
                 other.type == recorded.type
                 and other.description == recorded.description
-                and _plain(other.payload) == recorded.payload
+                and (other.payload == recorded.payload or _plain(other.payload) == recorded.payload)
             )
         return isinstance(recorded.type, str) and type(other).__name__ == recorded.type
 
@@ -210,11 +244,20 @@ class _Expected:
     def __repr__(self) -> str:
         return _effect_text(self.recorded.type, self.recorded.payload)
 
-    def perform(self, intent: object) -> Any:
-        error = self.recorded.error
-        if error is not None:
-            raise _error_class(error.type)(error.type, error.message)
-        return self.recorded.result
+
+class _Sequence(SequenceDispatcher):  # type: ignore[misc]
+    """``effect.testing.SequenceDispatcher`` over ``(expected, performer)`` pairs, giving
+    the pair's performer itself (made once per recorded effect) where the original wraps
+    a function in a new ``sync_performer`` at each call: replay's hot path."""
+
+    sequence: list[tuple[Any, Any]]
+
+    def __call__(self, intent: object) -> Any:
+        sequence = self.sequence
+        if sequence and intent == sequence[0][0]:
+            self.sequence = sequence[1:]
+            return sequence[0][1]
+        return None
 
 
 def _execution_order(block: list[CassetteEntry]) -> list[RecordedEffect]:
@@ -240,24 +283,24 @@ def _execution_order(block: list[CassetteEntry]) -> list[RecordedEffect]:
 
 
 class _Stub:
-    """The stub dispatcher of one root event's tree: ``SequenceDispatcher`` over the
+    """The stub dispatcher of one root event's tree: a ``SequenceDispatcher`` over the
     recorded effects in execution order; an effect out of that order is taken from the
     rest of the sequence; an effect not recorded at all raises
     :class:`UnexpectedEffectError` (it is not performed)."""
 
     def __init__(self, block: list[CassetteEntry]) -> None:
         expected = [_Expected(e) for e in _execution_order(block)]
-        self.sequence = SequenceDispatcher([(e, e.perform) for e in expected])
+        self.sequence = _Sequence([(e, e.performer) for e in expected])
 
     def __call__(self, intent: object) -> Any:
         performer = self.sequence(intent)
         if performer is not None:
             return performer
-        remaining = list(self.sequence.sequence)
-        for index, (expected, perform) in enumerate(remaining):
+        remaining: list[tuple[_Expected, Any]] = self.sequence.sequence
+        for index, (expected, found) in enumerate(remaining):
             if expected == intent:
                 self.sequence.sequence = remaining[:index] + remaining[index + 1 :]
-                return sync_performer(lambda _d, i, perform=perform: perform(i))
+                return found
         return sync_performer(_unexpected)
 
 
@@ -294,7 +337,14 @@ def _translate(value: Any, ids: dict[str, str]) -> Any:
 
 def _compare_event(entry: CassetteEntry, event: Event, ids: dict[str, str]) -> Divergence | None:
     recorded = entry.event
-    data = _translate(_plain(event.data), ids)
+    if event.type == recorded.type and event.source == recorded.source:
+        if event.data == recorded.data:  # the common case, without building anything
+            return None
+        data = _translate(_plain(event.data), ids)
+        if data == recorded.data:
+            return None
+    else:
+        data = _translate(_plain(event.data), ids)
     expected = _event_text(recorded, recorded.data)
     actual = _event_text(event, data)
     if event.type != recorded.type:
@@ -363,18 +413,21 @@ def _compare_effects(
 
 def _compare_tree(
     block: list[CassetteEntry],
-    nodes: list[EventTrace],
+    events: list[Event],
+    nodes: list[EventTrace] | None,
     next_entry: CassetteEntry | None,
+    *,
     end: int,
     mode: str,
 ) -> tuple[int, Divergence | None]:
-    """How many entries of ``block`` matched, and the first divergence."""
+    """How many entries of ``block`` matched, and the first divergence. ``events`` are
+    the replayed events in publish order; ``nodes`` their traces (``None`` in stub mode,
+    where effects are not compared)."""
     expected_parents = _parents([e.event.id for e in block], [e.event.causation_id for e in block])
-    actual_parents = _parents([n.event.id for n in nodes], [n.event.causation_id for n in nodes])
+    actual_parents = _parents([e.id for e in events], [e.causation_id for e in events])
     ids: dict[str, str] = {}
-    for k, node in enumerate(nodes):
+    for k, event in enumerate(events):
         if k >= len(block):
-            event = node.event
             position = next_entry.line if next_entry is not None else end
             expected = _event_text(next_entry.event, next_entry.event.data) if next_entry else None
             reason = f"the system published an extra {type_name(event.type)}, not recorded"
@@ -383,30 +436,30 @@ def _compare_tree(
                 position, expected, actual, _diff(None, event.data, "data"), reason
             )
         entry = block[k]
-        ids[node.event.id] = entry.event.id
-        divergence = _compare_event(entry, node.event, ids)
+        ids[event.id] = entry.event.id
+        divergence = _compare_event(entry, event, ids)
         if divergence is None and k and expected_parents[k] != actual_parents[k]:
             divergence = Divergence(
                 entry.line,
                 _event_text(entry.event, entry.event.data),
-                _event_text(node.event, _plain(node.event.data)),
+                _event_text(event, _plain(event.data)),
                 "",
                 f"{type_name(entry.event.type)}: recorded as caused by "
                 f"{_cause(expected_parents[k])}, replayed as caused by "
                 f"{_cause(actual_parents[k])}",
             )
-        if divergence is None and mode != "stub":
-            divergence = _compare_effects(entry, _effects_of(node), mode == "perform")
+        if divergence is None and nodes is not None and mode != "stub":
+            divergence = _compare_effects(entry, _effects_of(nodes[k]), mode == "perform")
         if divergence is not None:
             return k, divergence
-    if len(nodes) < len(block):
-        entry = block[len(nodes)]
+    if len(events) < len(block):
+        entry = block[len(events)]
         reason = (
             f"expected {type_name(entry.event.type)}, but the system published nothing more "
             f"for the root event of line {block[0].line}"
         )
         expected = _event_text(entry.event, entry.event.data)
-        return len(nodes), Divergence(entry.line, expected, None, "", reason)
+        return len(events), Divergence(entry.line, expected, None, "", reason)
     return len(block), None
 
 
@@ -452,7 +505,12 @@ def replay(
     results compared). With ``strict_order`` (the default) an entry whose timestamp is
     later than that of an entry after it is a divergence too (lines moved); pass
     ``strict_order=False`` for a cassette recorded from several threads at once, whose
-    root events may be written out of time order."""
+    root events may be written out of time order.
+
+    The bus needs history and traces (``ReplayError`` otherwise). In ``"stub"`` mode the
+    replayed events are collected by a middleware added for the replay's duration (after
+    the system's own, so it sees what the history records); the other modes read each
+    root event's trace, so the history must hold one root event's whole tree."""
     if mode not in MODES:
         raise ValueError(f"replay mode must be one of 'stub', 'perform' or 'check', got {mode!r}.")
     if bus.history_limit == 0:
@@ -485,31 +543,69 @@ def replay(
         return report(
             Divergence(orphan.line, _event_text(orphan.event, orphan.event.data), None, "", reason)
         )
-    for number, start in enumerate(starts):
-        stop = starts[number + 1] if number + 1 < len(starts) else len(entries)
-        block = entries[start:stop]
-        next_entry = entries[stop] if stop < len(entries) else None
-        root = block[0].event
-        try:
-            nodes = _publish(bus, root, None if mode == "perform" else _Stub(block))
-        except ReplayError:
-            raise
-        except Exception as exc:
-            reason = f"publishing {type_name(root.type)} raised {type(exc).__name__}: {exc}"
-            text = _event_text(root, root.data)
-            return report(Divergence(block[0].line, text, None, "", reason))
-        count, divergence = _compare_tree(block, nodes, next_entry, end, mode)
-        if (
-            disorder is not None
-            and disorder < stop
-            and (divergence is None or divergence.position > entries[disorder].line)
-        ):
-            matched += disorder - start
-            return report(_disorder(entries, disorder))
-        matched += count
-        if divergence is not None:
-            return report(divergence)
+    # In stub mode only events are compared: they are collected as they are published
+    # (by a middleware registered last, so it sees what the history records), in publish
+    # order, which is the order of EventTrace.walk(), without building traces.
+    published: list[Event] | None = [] if mode == "stub" else None
+    remove = bus.add_middleware(_collector(published)) if published is not None else None
+    try:
+        for number, start in enumerate(starts):
+            stop = starts[number + 1] if number + 1 < len(starts) else len(entries)
+            block = entries[start:stop]
+            next_entry = entries[stop] if stop < len(entries) else None
+            root = block[0].event
+            try:
+                stub = None if mode == "perform" else _Stub(block)
+                if published is None:
+                    nodes: list[EventTrace] | None = _publish(bus, root, stub)
+                    events = [node.event for node in nodes or ()]
+                else:
+                    nodes = None
+                    events = _publish_collected(bus, root, stub, published)
+            except ReplayError:
+                raise
+            except Exception as exc:
+                reason = f"publishing {type_name(root.type)} raised {type(exc).__name__}: {exc}"
+                text = _event_text(root, root.data)
+                return report(Divergence(block[0].line, text, None, "", reason))
+            count, divergence = _compare_tree(block, events, nodes, next_entry, end=end, mode=mode)
+            if (
+                disorder is not None
+                and disorder < stop
+                and (divergence is None or divergence.position > entries[disorder].line)
+            ):
+                matched += disorder - start
+                return report(_disorder(entries, disorder))
+            matched += count
+            if divergence is not None:
+                return report(divergence)
+    finally:
+        if remove is not None:
+            remove()
     return report(None)
+
+
+def _collector(published: list[Event]) -> Callable[[Event], Event]:
+    def collect(event: Event) -> Event:
+        published.append(event)
+        return event
+
+    return collect
+
+
+def _publish_collected(
+    bus: EventBus, root: Event, stub: Callable[[object], Any] | None, published: list[Event]
+) -> list[Event]:
+    """Publish ``root``; the events of its tree, in publish order."""
+    published.clear()
+    token = effect_stub.set(stub)
+    try:
+        bus.publish_event(root)
+    finally:
+        effect_stub.reset(token)
+    tree = root.correlation_id or root.id
+    # Only this root's tree: a handler's thread publishing its own roots is not in it.
+    return [e for e in published if e.correlation_id == tree or e.id == root.id]
 
 
 def _publish(bus: EventBus, root: Event, stub: Callable[[object], Any] | None) -> list[EventTrace]:

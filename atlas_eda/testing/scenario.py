@@ -132,25 +132,32 @@ def _table(title: str, expected: list[str], actual: list[str], same: list[bool])
 # -- the system under test ----------------------------------------------------------------
 
 
-def _parts(system: object) -> tuple[EventBus, TemporalStore | None]:
+def _parts(system: object, who: str = "make_system()") -> tuple[EventBus, TemporalStore | None]:
+    """The bus and store of a system under test: an ``EventBus``, a ``(bus, store)`` tuple,
+    or an object with a ``.bus`` (or ``.event_bus``) and optionally a ``.store`` (or
+    ``.temporal_store``). ``who`` names what returned ``system`` in the error."""
     if isinstance(system, EventBus):
         return system, None
     if isinstance(system, tuple) and len(system) == 2 and isinstance(system[0], EventBus):
         store = system[1]
         if store is not None and not isinstance(store, TemporalStore):
             raise ScenarioError(
-                f"make_system returned a (bus, store) tuple whose store is a "
+                f"{who} returned a (bus, store) tuple whose store is a "
                 f"{type(store).__name__}; the second item must be a TemporalStore or None."
             )
         return system[0], store
     bus = getattr(system, "bus", None)
+    if not isinstance(bus, EventBus):
+        bus = getattr(system, "event_bus", None)
     if isinstance(bus, EventBus):
         store = getattr(system, "store", None)
+        if not isinstance(store, TemporalStore):
+            store = getattr(system, "temporal_store", None)
         return bus, store if isinstance(store, TemporalStore) else None
     raise ScenarioError(
-        f"make_system() returned {type(system).__name__}; it must return an EventBus, a "
-        f"(bus, store) tuple, or an object with a .bus attribute (an EventBus) and "
-        f"optionally a .store (a TemporalStore)."
+        f"{who} returned {type(system).__name__}; it must return an EventBus, a "
+        f"(bus, store) tuple, or an object with a .bus (or .event_bus) attribute that is an "
+        f"EventBus and optionally a .store (or .temporal_store), a TemporalStore."
     )
 
 

@@ -1,0 +1,251 @@
+"""Replay harness figures (issue 4): replaying a recorded workload in ``"stub"`` mode
+beside publishing the same workload live, measured in the same run.
+
+The workload is an order workflow: each root ``PLACED`` event causes ``STOCK_RESERVED``
+and ``PAID`` (whose handler publishes ``SHIPPED``, whose handler publishes ``NOTIFIED``):
+five events per root, three levels deep. Handlers perform effects both ways the library
+offers: ``EffectHandler.handle`` inside the handler (reserve stock, charge the card) and
+an ``EffectMonad`` returned to the bus (mail). Every 25th card is declined: the charge
+raises, the handler publishes ``PAYMENT_FAILED`` instead (with an effect releasing the
+stock), so recorded failures are replayed too.
+
+One recorded run of the workload (not timed) makes the cassette. Then, interleaved and
+alternating which goes first, each sample times:
+
+- **live**: a fresh system publishes the workload's root events (``EventBus.publish``),
+  its handlers and effect performers running as they do in an application;
+- **stub replay**: ``Cassette.load`` of the cassette, then :func:`atlas_eda.testing.replay`
+  in ``"stub"`` mode into a fresh system: the root events are re-published, every child is
+  caused again by the handlers, effects return their recorded results instead of being
+  performed, and every replayed event is compared with its recorded line. The report
+  must be ``ok`` (a replay that diverged is an error, not a figure).
+
+Both buses keep traces and the default history (1,000 events). Rates are recorded events
+per second. The target (issue 4: ≥ 0.5) compares the rate of ``replay`` (the cassette
+loaded) with the live publish rate; the rate with ``Cassette.load`` included, and the
+rate of loading alone, are printed beside it for information.
+"""
+
+from __future__ import annotations
+
+import enum
+import gc
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from atlas_eda import Effect, EffectHandler, EffectMonad, Event, EventBus
+from atlas_eda.testing import Cassette, record, register_types, replay
+
+from ._harness import MIN_REPEATS, Config, Row, Section, Target, median, ratio_row, stats_note
+
+__all__ = ["SECTION", "make_system", "run"]
+
+EVENTS_PER_ROOT = 5
+DECLINE_EVERY = 25
+
+
+class BenchOrder(enum.Enum):
+    """The workload's events."""
+
+    PLACED = "placed"
+    STOCK_RESERVED = "stock_reserved"
+    PAID = "paid"
+    PAYMENT_FAILED = "payment_failed"
+    SHIPPED = "shipped"
+    NOTIFIED = "notified"
+
+
+class BenchEffect(enum.Enum):
+    """The workload's effects."""
+
+    RESERVE = "reserve"
+    RELEASE = "release"
+    CHARGE = "charge"
+    MAIL = "mail"
+
+
+register_types(BenchOrder, BenchEffect)
+
+
+class Declined(Exception):
+    """The card was refused."""
+
+
+def make_system() -> EventBus:
+    """A fresh system running the workload's handlers and effect performers."""
+    handler = EffectHandler()
+    bus = EventBus(effect_handler=handler)
+    handler.event_bus = bus
+    stock = {"sku": 10**9}
+
+    def reserve(effect: Effect) -> dict[str, Any]:
+        stock["sku"] -= effect.payload["count"]
+        return {"reserved": True}
+
+    def release(effect: Effect) -> dict[str, Any]:
+        stock["sku"] += effect.payload["count"]
+        return {"released": True}
+
+    def charge(effect: Effect) -> dict[str, Any]:
+        if effect.payload["order"] % DECLINE_EVERY == 0:
+            raise Declined(f"card refused for order {effect.payload['order']}")
+        return {"transaction": f"tx-{effect.payload['order']}"}
+
+    def mail(effect: Effect) -> dict[str, Any]:
+        return {"queued": True}
+
+    handler.register_handler(BenchEffect.RESERVE, reserve)
+    handler.register_handler(BenchEffect.RELEASE, release)
+    handler.register_handler(BenchEffect.CHARGE, charge)
+    handler.register_handler(BenchEffect.MAIL, mail)
+
+    def on_placed(event: Event) -> None:
+        order, count = event.data["order"], event.data["count"]
+        handler.handle(Effect(BenchEffect.RESERVE, {"order": order, "count": count}))
+        bus.publish(BenchOrder.STOCK_RESERVED, {"order": order})
+        try:
+            payment = handler.handle(Effect(BenchEffect.CHARGE, {"order": order, "amount": 10}))
+        except Exception as exc:
+            bus.publish(
+                BenchOrder.PAYMENT_FAILED, {"order": order, "count": count, "error": str(exc)}
+            )
+            return
+        bus.publish(BenchOrder.PAID, {"order": order, "transaction": payment["transaction"]})
+
+    def on_failed(event: Event) -> EffectMonad[None]:
+        release_stock = Effect(BenchEffect.RELEASE, {"count": event.data["count"]})
+        return EffectMonad.pure(None).with_effect(release_stock)
+
+    def on_paid(event: Event) -> None:
+        bus.publish(BenchOrder.SHIPPED, {"order": event.data["order"]})
+
+    def on_shipped(event: Event) -> EffectMonad[None]:
+        bus.publish(BenchOrder.NOTIFIED, {"order": event.data["order"]})
+        notice = Effect(BenchEffect.MAIL, {"order": event.data["order"]}, "shipping notice")
+        return EffectMonad.pure(None).with_effect(notice)
+
+    bus.subscribe(BenchOrder.PLACED, on_placed)
+    bus.subscribe(BenchOrder.PAYMENT_FAILED, on_failed)
+    bus.subscribe(BenchOrder.PAID, on_paid)
+    bus.subscribe(BenchOrder.SHIPPED, on_shipped)
+    return bus
+
+
+def _events_of(order: int) -> int:
+    """How many events the root event of ``order`` causes, itself included."""
+    return 3 if order % DECLINE_EVERY == 0 else EVENTS_PER_ROOT
+
+
+def _roots(events: int) -> list[dict[str, Any]]:
+    """The fewest root events whose trees hold at least ``events`` events."""
+    roots: list[dict[str, Any]] = []
+    total = 0
+    while total < events:
+        order = len(roots) + 1
+        roots.append({"order": order, "count": 1 + order % 3})
+        total += _events_of(order)
+    return roots
+
+
+def _publish_all(bus: EventBus, roots: list[dict[str, Any]]) -> None:
+    publish, placed = bus.publish, BenchOrder.PLACED
+    for data in roots:
+        publish(placed, data, "web")
+
+
+def _record(path: Path, roots: list[dict[str, Any]]) -> int:
+    bus = make_system()
+    with record(bus, path) as recorder:
+        _publish_all(bus, roots)
+    return recorder.lines
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    gc.collect()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def run(config: Config) -> list[Row]:
+    events = 20_000 if config.quick else 100_000
+    roots = _roots(events)
+    config.cache_dir.mkdir(parents=True, exist_ok=True)
+    path = config.cache_dir / f"replay-workload-{events}.jsonl"
+    lines = _record(path, roots)
+    expected = sum(_events_of(r["order"]) for r in roots)
+    if lines != expected:
+        raise AssertionError(f"recorded {lines} events, expected {expected}")
+
+    loads: list[float] = []
+    replays: list[float] = []
+
+    def live() -> None:
+        bus = make_system()
+        _publish_all(bus, roots)
+
+    def stub_replay() -> None:
+        start = time.perf_counter()
+        cassette = Cassette.load(path)
+        loaded = time.perf_counter()
+        report = replay(cassette, make_system(), "stub")
+        loads.append(loaded - start)
+        replays.append(time.perf_counter() - loaded)
+        if not report.ok or report.events_matched != lines:
+            raise AssertionError(f"the benchmark's replay diverged: {report}")
+
+    samples: dict[str, list[float]] = {"live": [], "stub": []}
+    for turn in range(MIN_REPEATS):
+        order = ["live", "stub"] if turn % 2 == 0 else ["stub", "live"]
+        for name in order:
+            samples[name].append(_timed(live if name == "live" else stub_replay))
+    live_rate = lines / median(samples["live"])
+    replay_rate = lines / median(replays)
+    load_rate = lines / median(loads)
+    both_rate = lines / median(samples["stub"])
+    # stub_replay appends to loads/replays in the same turns as samples["stub"]
+    paired = sorted(
+        (lines / r) / (lines / s) for r, s in zip(replays, samples["live"], strict=True)
+    )
+    size = f"{lines:,} events"
+    return [
+        ratio_row(
+            f"stub replay rate / live publish rate, {size}",
+            replay_rate,
+            live_rate,
+            Target(">=", 0.5, "x"),
+        ),
+        ratio_row(
+            f"  (Cassette.load + stub replay) rate / live publish rate, {size}",
+            both_rate,
+            live_rate,
+        ),
+        Row(
+            f"  live publish, {size}",
+            live_rate,
+            "events/s",
+            note=stats_note(samples["live"], "s", f"{len(roots):,} root events, 3 levels deep"),
+        ),
+        Row(
+            f"  replay(cassette, bus, 'stub'), {size}",
+            replay_rate,
+            "events/s",
+            note=stats_note(
+                replays,
+                "s",
+                f"the cassette already loaded; paired replay/live rate ratios "
+                f"{paired[0]:.3f} to {paired[-1]:.3f}",
+            ),
+        ),
+        Row(
+            f"  Cassette.load, {size}",
+            load_rate,
+            "events/s",
+            note=stats_note(loads, "s", "JSON parsing and checking each line"),
+        ),
+    ]
+
+
+SECTION = Section("replay", "Replay harness: stub replay vs live publish (issue 4)", run)
