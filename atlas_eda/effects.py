@@ -128,6 +128,21 @@ def _perform_all(dispatcher: Any, intents: Iterable[object]) -> None:
         fx.sync_perform(dispatcher, fx.Effect(intent))
 
 
+class _SyncBox:
+    """The box a performer fills when performed without the trampoline."""
+
+    __slots__ = ("outcome",)
+
+    def __init__(self) -> None:
+        self.outcome: tuple[bool, Any] | None = None
+
+    def succeed(self, result: Any) -> None:
+        self.outcome = (False, result)
+
+    def fail(self, error: BaseException) -> None:
+        self.outcome = (True, error)
+
+
 class _ObservedBox:
     """Passes a library performer's outcome on, telling the effect observer first."""
 
@@ -248,14 +263,40 @@ class EffectHandler:
             self._perform(intent)
 
     def _perform(self, intent: object) -> Any:
-        # An Effect with a registered function and no stub in force is performed by
-        # calling the function: what effect's trampoline would do for a sync performer,
-        # at a hundredth of its cost. Anything else goes through the library.
-        if type(intent) is Effect and self._direct and effect_stub.get() is None:
-            function = self._functions.get(intent.type)
-            if function is not None:
-                return _observed(intent, lambda: function(intent))
+        # An Effect is performed here without effect's trampoline, exactly as the
+        # trampoline would perform it through this dispatcher (at a fraction of the
+        # cost): with no stub in force, a registered function is simply called; with a
+        # stub, the performer it (or, failing it, this handler) gives fills a box.
+        # Anything else, or a subclass that finds performers its own way, goes through
+        # the library.
+        if type(intent) is Effect and self._direct:
+            stub = effect_stub.get()
+            if stub is None:
+                function = self._functions.get(intent.type)
+                if function is not None:
+                    return _observed(intent, lambda: function(intent))
+            else:
+                performer = stub(intent)  # once: a stub may consume what it hands out
+                if performer is not None:
+                    return self._fill(_stubbed(performer), intent)
+                performer = self._lookup(intent)
+                if performer is None:
+                    raise fx.NoPerformerFoundError(intent)
+                return self._fill(performer, intent)
         return fx.sync_perform(self.dispatcher, fx.Effect(intent))
+
+    def _fill(self, performer: Any, intent: object) -> Any:
+        """What ``effect.sync_perform`` returns or raises for a performer's outcome."""
+        box = _SyncBox()
+        performer(self.dispatcher, intent, box)
+        if box.outcome is None:
+            raise fx.NotSynchronousError(f"Performing {intent!r} was not synchronous!")
+        failed, value = box.outcome
+        if failed:
+            raise value
+        if type(value) is fx.Effect:  # a performer may hand on another effect
+            return fx.sync_perform(self.dispatcher, value)
+        return value
 
     def __repr__(self) -> str:
         types = ", ".join(type_name(t) for t in self._functions)

@@ -789,3 +789,47 @@ def test_a_stub_in_force_is_used_by_the_direct_path_too() -> None:
     finally:
         effect_stub.reset(token)
     assert handler.handle(Effect(EffectType.LOGGING)) == "real"
+
+
+def test_under_a_stub_the_direct_path_matches_the_trampoline() -> None:
+    from atlas_eda.effects import effect_observer, effect_stub
+
+    handler = EffectHandler()
+    handler.register_handler(EffectType.LOGGING, lambda effect: "registered")
+    stubbed = Effect(EffectType.DATABASE_READ, 1)
+    failing = Effect(EffectType.DATABASE_WRITE, 2)
+    chained = Effect(EffectType.NOTIFICATION, 3)
+
+    def make_stub() -> Callable[[object], Any]:
+        table = {
+            stubbed: fx.sync_performer(lambda d, i: {"read": i.payload}),
+            failing: fx.sync_performer(lambda d, i: (_ for _ in ()).throw(OSError("disk"))),
+            # a performer may hand on another effect, performed with the same dispatcher
+            chained: fx.sync_performer(lambda d, i: fx.Effect(Effect(EffectType.LOGGING))),
+        }
+        return lambda intent: table.get(intent) if isinstance(intent, Effect) else None
+
+    unknown = Effect(EffectType.FILE_OPERATION)
+    intents = [stubbed, failing, chained, Effect(EffectType.LOGGING), unknown]
+    runs: list[list[Any]] = []
+    # The direct path (what handle() and EffectMonad.run use after their checks) and the
+    # trampoline through the handler's dispatcher.
+    for perform in (
+        handler._perform,
+        lambda i: fx.sync_perform(handler.dispatcher, fx.Effect(i)),
+    ):
+        told: list[Any] = []
+        stub_token = effect_stub.set(make_stub())
+        observer_token = effect_observer.set(lambda e, r, x, t=told: t.append((e, r, repr(x))))
+        try:
+            outcomes = [_outcome(functools.partial(perform, intent)) for intent in intents]
+        finally:
+            effect_observer.reset(observer_token)
+            effect_stub.reset(stub_token)
+        runs.append([outcomes, told])
+    assert runs[0] == runs[1]
+    outcomes = runs[0][0]
+    assert outcomes[0] == ("ok", {"read": 1})
+    assert outcomes[1] == ("error", (OSError, "disk"))
+    assert outcomes[2] == ("ok", "registered")
+    assert outcomes[4][0] == "error"
