@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation, localcontext
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
@@ -64,7 +64,11 @@ def format_time(timestamp: float) -> str:
     :func:`parse_time` to give back exactly the same float."""
     exact = Decimal(repr(float(timestamp)))
     seconds = int(exact.to_integral_value(rounding=ROUND_FLOOR))
-    fraction = format(exact - seconds, "f").partition(".")[2].rstrip("0").ljust(6, "0")
+    with localcontext() as exactly:
+        # A float's fraction can need ~330 digits (-1e-300 is 0.999…9 past -1 s): the
+        # default 28 would round it to a whole second.
+        exactly.prec = 400
+        fraction = format(exact - seconds, "f").partition(".")[2].rstrip("0").ljust(6, "0")
     moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{fraction}Z"
 
@@ -117,7 +121,9 @@ def parse_time(text: str) -> float:
         zone = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6])))
     moment = datetime(year, month, day, hour, minute, second, tzinfo=zone)
     seconds = calendar.timegm(moment.utctimetuple())
-    return float(Decimal(seconds) + Decimal(f"0.{match.group(7) or '0'}"))
+    with localcontext() as exactly:
+        exactly.prec = 400
+        return float(Decimal(seconds) + Decimal(f"0.{match.group(7) or '0'}"))
 
 
 # -- what a cassette holds ---------------------------------------------------------------
