@@ -93,9 +93,11 @@ class DocumentService:
             ),
         )
 
-    def delete_document(self, document_id: str, reason: str | None = None) -> bool:
+    def delete_document(
+        self, document_id: str, reason: str | None = None, *, retries: int = 0
+    ) -> bool:
         """Delete a document (its versions stay readable); performs DATABASE_WRITE and
-        NOTIFICATION."""
+        NOTIFICATION. ``retries`` is passed to :meth:`TemporalStore.delete_document`."""
         document = self._existing(document_id)
         plan = self._change_plan(
             {"id": document_id, "reason": reason},
@@ -104,7 +106,8 @@ class DocumentService:
             f"Document '{document.title}' was deleted",
         )
         return self._perform(
-            plan, lambda _: self.temporal_store.delete_document(document_id, reason)
+            plan,
+            lambda _: self.temporal_store.delete_document(document_id, reason, retries=retries),
         )
 
     def get_document(self, document_id: str) -> Document | None:

@@ -137,6 +137,14 @@ class TemporalStore(Application[UUID]):
     ``DOCUMENT_DELETED`` on ``event_bus`` (when given). A snapshot is taken every
     ``snapshot_interval`` versions so old versions of long documents load quickly
     (``None`` or ``0`` turns snapshots off).
+
+    ``cipher_key`` (default: ``ATLAS_EDA_CIPHER_KEY`` from the environment, else none)
+    encrypts every stored event with eventsourcing's AES-GCM cipher; make one with
+    :func:`create_cipher_key` (needs the ``crypto`` extra). A store written with a key
+    opens only with that key (:class:`StoreOpenError` otherwise). A SQLite file that is
+    not a store, truncated, or read-only is refused unmodified (:func:`check_sqlite_file`).
+    Writes that lose a race with another writer raise :class:`ConcurrencyError`, nothing
+    saved; the ``retries`` argument of each command retries them.
     """
 
     name = "TemporalStore"

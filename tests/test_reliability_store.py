@@ -360,6 +360,11 @@ def test_the_service_passes_retries_through(
 
     assert service.update_document(doc_id, content="from the service", retries=2)
     assert a.get_document(doc_id).version == 3  # type: ignore[union-attr]
+    _Interleaved(a, b, monkeypatch)
+    assert service.delete_document(doc_id, reason="done", retries=1)
+    latest = a.get_document(doc_id)
+    assert latest is not None
+    assert (latest.version, latest.is_deleted, latest.content) == (5, True, "from b")
 
 
 def test_a_database_locked_past_the_timeout_is_a_concurrency_error(
