@@ -525,3 +525,28 @@ def _json_exact(value: Any) -> bool:
         return json.loads(json.dumps(value, allow_nan=False)) == value
     except ValueError:
         return False
+
+
+# -- the logging aspect ------------------------------------------------------------------
+
+
+@FUZZ
+@given(args=st.lists(values, max_size=3), secret=values, extra=values)
+def test_logging_any_arguments_never_fails_the_call_nor_shows_the_secret(
+    args: list[Any], secret: Any, extra: Any
+) -> None:
+    from atlas_eda import LoggingAspect
+
+    args, secret, extra = real(args), real(secret), real(extra)
+    lines: list[str] = []
+
+    def call(*positional: Any, token: Any = None, **others: Any) -> Any:
+        return positional
+
+    logged = LoggingAspect(lines.append, max_repr=50)(call)
+
+    assert logged(*args, token="s3cr3t-value", other=extra, api_key=secret) == tuple(args)
+    assert "s3cr3t-value" not in lines[0]
+    assert "token=***" in lines[0]
+    assert "api_key=***" in lines[0]
+    assert len(lines[0]) < 60 * (len(args) + 6)

@@ -387,3 +387,23 @@ def test_loading_a_cassette_never_imports_a_module(
     assert imported == []
     assert set(sys.modules) - before == set()
     assert "evil_module_for_atlas_tests" not in sys.modules
+
+
+def test_the_command_line_reads_an_encrypted_store_with_the_key_from_the_environment(
+    tmp_path: Path,
+) -> None:
+    from conftest import run_cli
+
+    key = create_cipher_key()
+    url = sqlite_url(tmp_path / "secret.db")
+    write_secret_document(url, key)
+
+    shown = run_cli("log", "--store", url, cwd=tmp_path, env={CIPHER_ENV_VAR: key})
+    refused = run_cli("log", "--store", url, cwd=tmp_path)
+
+    assert shown.returncode == 0, shown.stderr
+    assert SECRET_TITLE in shown.stdout
+    assert refused.returncode == 2
+    assert CIPHER_ENV_VAR in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert SECRET_CONTENT not in refused.stdout + refused.stderr
