@@ -546,3 +546,55 @@ def test_a_store_left_with_its_wal_file_after_a_crash_opens(tmp_path: Path) -> N
     assert (tmp_path / "wal.db-wal").exists()
     with closing(TemporalStore(url=sqlite_url(path))) as store:
         assert store.get_document(result.stdout.strip()).content == "c"  # type: ignore[union-attr]
+
+
+def test_a_checkpoint_cut_short_by_a_crash_is_not_mistaken_for_truncation(
+    tmp_path: Path,
+) -> None:
+    """SQLite copies the write-ahead log into the file page by page, page 1 (whose header
+    gives the new size) first: a crash in between leaves the file shorter than its header
+    says, with every missing page still in the log. That store must open, whole."""
+    path = tmp_path / "store.db"
+    make_store_file(path, documents=5)
+    script = (
+        "import os, sys\n"
+        "from atlas_eda import TemporalStore\n"
+        "store = TemporalStore(url=sys.argv[1])\n"
+        "for i in range(60):\n"
+        "    print(store.create_document(f'doc {i}', 'x' * 3000, 'a'), flush=True)\n"
+        "os._exit(0)\n"  # no close, no checkpoint: the new pages stay in the -wal file
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, sqlite_url(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+        check=True,
+    )
+    ids = result.stdout.split()
+    wal = (tmp_path / "store.db-wal").read_bytes()
+    page_size = int.from_bytes(wal[8:12], "big")
+    frames = [
+        (int.from_bytes(wal[o : o + 4], "big"), wal[o + 24 : o + 24 + page_size])
+        for o in range(32, len(wal) - 24 - page_size + 1, 24 + page_size)
+    ]
+    # The crash, as it would have happened mid-checkpoint: page 1 copied, the rest not.
+    first_page = [page for number, page in frames if number == 1][-1]
+    with path.open("r+b") as file:
+        file.write(first_page)
+    header = path.read_bytes()[:100]
+    pages = int.from_bytes(header[28:32], "big")
+    assert header[92:96] == header[24:28]
+    assert path.stat().st_size < pages * page_size  # shorter than its header says
+
+    with closing(TemporalStore(url=sqlite_url(path))) as store:
+        assert all(store.get_document(i).content == "x" * 3000 for i in ids)  # type: ignore[union-attr]
+        assert len(store.list_document_ids()) == 65
+
+    # Without its log the same file is truncated, and refused untouched.
+    with closing(sqlite3.connect(path)) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert_refused_untouched(path, "truncated")

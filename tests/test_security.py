@@ -52,6 +52,12 @@ def test_the_package_never_imports_pickle_marshal_or_shelve() -> None:
     assert found == []
 
 
+# The one allowed import by name: the command line imports the module its user names in
+# an option (``atlas-eda replay --system module:factory``), as ``python -m`` would; nothing
+# read from a file (a cassette, a store) ever decides what is imported.
+ALLOWED_CALLS = {("cli.py", "import_module")}
+
+
 def test_the_package_never_evaluates_code_or_imports_by_name() -> None:
     found = []
     for path in package_sources():
@@ -62,7 +68,8 @@ def test_the_package_never_evaluates_code_or_imports_by_name() -> None:
                 if isinstance(func, ast.Name) and func.id in FORBIDDEN_CALLS:
                     found.append(f"{path.name}:{node.lineno} calls {func.id}")
                 name = getattr(func, "attr", None)
-                if name in FORBIDDEN_CALLS - {"compile"} or name == "import_module":
+                by_name = name in FORBIDDEN_CALLS - {"compile"} or name == "import_module"
+                if by_name and (path.name, name) not in ALLOWED_CALLS:
                     found.append(f"{path.name}:{node.lineno} calls {name}")
                 if name == "load" and "yaml" in ast.unparse(func):
                     found.append(f"{path.name}:{node.lineno} calls yaml.load")
