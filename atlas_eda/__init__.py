@@ -7,6 +7,7 @@ from .document import Document
 from .effects import Effect, EffectHandler, EffectMonad, EffectType
 from .errors import (
     AtlasEdaError,
+    ConcurrencyError,
     DocumentDeletedError,
     DocumentNotFoundError,
     EventCycleError,
@@ -39,6 +40,7 @@ from .trace import Delivery, EffectOutcome, EventTrace
 __all__ = [
     "AspectWeaver",
     "AtlasEdaError",
+    "ConcurrencyError",
     "Cursor",
     "DeadLetter",
     "Delivery",

@@ -8,6 +8,7 @@ Both aspects are aspectlib ``Aspect``s (generator advice, bound to the cut-point
 
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import logging
@@ -16,7 +17,7 @@ import reprlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,6 +27,8 @@ from .errors import UnknownAspectError
 from .events import EventType
 
 __all__ = [
+    "DEFAULT_SECRET_NAMES",
+    "REDACTED",
     "AspectWeaver",
     "LoggingAspect",
     "MetricsAspect",
@@ -37,10 +40,83 @@ logger = logging.getLogger(__name__)
 
 _NAME_ATTR = "__atlas_eda_name__"
 
-_repr = reprlib.Repr()
-_repr.maxstring = 80
-_repr.maxother = 80
-_repr.maxlevel = 3
+DEFAULT_SECRET_NAMES: tuple[str, ...] = (
+    "password",
+    "passwd",
+    "token",
+    "secret",
+    "api_key",
+    "authorization",
+    "credential",
+    "private_key",
+)
+"""Parts of argument (and dict key) names whose values :class:`LoggingAspect` never logs.
+Matched case-insensitively, ignoring ``_`` and ``-``: ``api_key`` also covers ``apiKey``,
+``X-Api-Key`` and ``api_keys``."""
+
+REDACTED = "***"
+"""What :class:`LoggingAspect` logs instead of a secret value."""
+
+
+def _normal(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "")
+
+
+class _SafeRepr(reprlib.Repr):
+    """reprlib's bounded repr, which also hides the values of mappings' secret keys (at
+    any depth it shows) and cuts every result to ``limit`` characters."""
+
+    def __init__(self, limit: int, secret: Callable[[object], bool]) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = limit
+        self.maxlevel = 3
+        self.limit = limit
+        self.secret = secret
+
+    def repr1(self, x: Any, level: int) -> str:
+        if isinstance(x, Mapping):
+            return self._mapping(x, level)
+        return super().repr1(x, level)
+
+    def _mapping(self, x: Mapping[Any, Any], level: int) -> str:
+        try:
+            items = list(itertools.islice(x.items(), self.maxdict + 1))
+        except Exception:  # a hostile mapping: say what it is, not what it holds
+            return f"<{type(x).__name__}>"
+        if not items:
+            return "{}"
+        if level <= 0:
+            return "{" + self.fillvalue + "}"
+        pieces = [
+            f"{self.repr1(k, level - 1)}: "
+            + (REDACTED if self.secret(k) else self.repr1(v, level - 1))
+            for k, v in items[: self.maxdict]
+        ]
+        if len(items) > self.maxdict:
+            pieces.append(self.fillvalue)
+        return "{" + ", ".join(pieces) + "}"
+
+    def shown(self, value: object) -> str:
+        return _clip(self.repr(value), self.limit)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+@functools.lru_cache(maxsize=512)
+def _parameter_names(fn: Callable[..., Any]) -> tuple[str, ...]:
+    """The names of ``fn``'s positional parameters, in order (up to any ``*args``)."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    names = []
+    for parameter in parameters:
+        if parameter.kind not in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            break
+        names.append(parameter.name)
+    return tuple(names)
 
 
 def qualified_name(fn: Any) -> str:
@@ -101,17 +177,17 @@ def _takes_receiver(fn: Callable[..., Any]) -> bool:
     return bool(code is not None and code.co_argcount and code.co_varnames[0] in ("self", "cls"))
 
 
-def _format_call(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    parts = [_repr.repr(a) for a in args]
-    parts.extend(f"{k}={_repr.repr(v)}" for k, v in kwargs.items())
-    return ", ".join(parts)
-
-
 class LoggingAspect(_NamedAspect):
     """Logs each call's entry, exit and duration (at ``level``, default INFO) and each
     failure (at ERROR), with a per-call request id. ``logger`` is a ``logging.Logger`` or
     any callable taking one string; with ``event_bus``, failures are also published as
-    ``EventType.ERROR`` events."""
+    ``EventType.ERROR`` events.
+
+    Secrets stay out of the logs: an argument whose parameter name contains one of
+    ``secret_names`` (default :data:`DEFAULT_SECRET_NAMES`: password, token, secret,
+    api_key, authorization, ...; compared case-insensitively, ignoring ``_`` and ``-``) is
+    logged as ``***``, and so is the value of such a key in a mapping argument. Every
+    argument's repr, and the failure's message, is cut to ``max_repr`` characters."""
 
     def __init__(
         self,
@@ -119,12 +195,62 @@ class LoggingAspect(_NamedAspect):
         event_bus: Any = None,
         *,
         level: int = logging.INFO,
+        secret_names: Iterable[str] = DEFAULT_SECRET_NAMES,
+        max_repr: int = 80,
     ) -> None:
         super().__init__()
+        if isinstance(secret_names, str):
+            raise TypeError(
+                f"secret_names must be a collection of names, not one str: use "
+                f"({secret_names!r},) for a single name."
+            )
+        names = tuple(secret_names)
+        if not all(isinstance(n, str) and _normal(n) for n in names):
+            raise TypeError(f"secret_names must hold non-empty strs, got {names!r}.")
+        if isinstance(max_repr, bool) or not isinstance(max_repr, int) or max_repr < 8:
+            raise ValueError(f"max_repr must be an int of at least 8, got {max_repr!r}.")
         self.logger = logger if logger is not None else logging.getLogger(__name__)
         self.event_bus = event_bus
         self.level = level
+        self.secret_names = names
+        self.max_repr = max_repr
+        self._secret_parts = tuple(_normal(n) for n in names)
+        self._repr = _SafeRepr(max_repr, self.is_secret)
         self._ids = itertools.count(1)
+
+    def is_secret(self, name: object) -> bool:
+        """Whether an argument or key called ``name`` holds a secret (never logged)."""
+        if not isinstance(name, str):
+            return False
+        normal = _normal(name)
+        return any(part in normal for part in self._secret_parts)
+
+    def _format_call(
+        self,
+        cutpoint: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        skip: int,
+    ) -> str:
+        names: tuple[str, ...] = ()
+        if self._secret_parts:
+            # A bound method's names come from its function (cached per function, so no
+            # instance is kept alive), less the receiver it is bound to.
+            if inspect.ismethod(cutpoint):
+                names = _parameter_names(cutpoint.__func__)[1:]
+            else:
+                names = _parameter_names(cutpoint)
+        parts = []
+        for index, value in enumerate(args):
+            if index < skip:
+                continue
+            name = names[index] if index < len(names) else None
+            parts.append(REDACTED if self.is_secret(name) else self._repr.shown(value))
+        parts.extend(
+            f"{k}={REDACTED if self.is_secret(k) else self._repr.shown(v)}"
+            for k, v in kwargs.items()
+        )
+        return ", ".join(parts)
 
     def _emit(self, level: int, message: str) -> None:
         target = self.logger
@@ -163,8 +289,9 @@ class LoggingAspect(_NamedAspect):
         verbose = self._enabled(self.level)
         if verbose:
             # Instance methods receive self first: it says nothing a log reader needs.
-            shown = args[1:] if args and _takes_receiver(cutpoint) else args
-            self._emit(self.level, f"[{request_id}] ENTER {name}({_format_call(shown, kwargs)})")
+            skip = 1 if args and _takes_receiver(cutpoint) else 0
+            call = self._format_call(cutpoint, args, kwargs, skip)
+            self._emit(self.level, f"[{request_id}] ENTER {name}({call})")
         start = time.perf_counter()
         try:
             result = yield
@@ -172,7 +299,8 @@ class LoggingAspect(_NamedAspect):
             elapsed = time.perf_counter() - start
             self._emit(
                 logging.ERROR,
-                f"[{request_id}] ERROR {name} after {elapsed:.4f}s: {type(exc).__name__}: {exc}",
+                f"[{request_id}] ERROR {name} after {elapsed:.4f}s: {type(exc).__name__}: "
+                f"{_clip(_message(exc), self.max_repr)}",
             )
             if self.event_bus is not None:
                 self._publish_error(request_id, name, exc, elapsed)
@@ -181,6 +309,13 @@ class LoggingAspect(_NamedAspect):
             elapsed = time.perf_counter() - start
             self._emit(self.level, f"[{request_id}] EXIT {name} in {elapsed:.4f}s")
         return result
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # a hostile __str__ must not hide the real failure
+        return f"<{type(exc).__name__} whose message cannot be shown>"
 
 
 class MetricsCollector(Protocol):

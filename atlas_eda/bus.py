@@ -14,7 +14,6 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Mut
 from dataclasses import dataclass
 from enum import Enum
 from time import perf_counter, time
-from types import MappingProxyType
 from typing import Any, Literal
 
 from blinker import ANY, Signal
@@ -30,7 +29,16 @@ from .errors import (
     NoEffectHandlerError,
     UnknownEventError,
 )
-from .events import EMPTY_METADATA, Event, EventDraft, EventType, new_event_id, type_name
+from .events import (
+    EMPTY_METADATA,
+    Event,
+    EventDraft,
+    EventType,
+    _short,
+    frozen_metadata,
+    new_event_id,
+    type_name,
+)
 from .trace import EffectOutcome, EventTrace, Log, Record, build_trace, handler_name
 
 __all__ = ["DeadLetter", "EventBus", "FailurePolicy", "Handler", "Middleware"]
@@ -489,7 +497,7 @@ class EventBus:
         if metadata is None:
             meta: Mapping[str, Any] = EMPTY_METADATA
         elif isinstance(metadata, Mapping):
-            meta = MappingProxyType(dict(metadata)) if metadata else EMPTY_METADATA
+            meta = frozen_metadata(metadata)
         else:
             raise InvalidEventError(
                 f"metadata must be a mapping (for example a dict), got {type(metadata).__name__}."
@@ -839,7 +847,7 @@ def _check_type(event_type: object) -> None:
     if not isinstance(event_type, Enum):
         raise InvalidEventError(
             f"An event type must be an enum.Enum member (for example EventType.DOCUMENT_CREATED "
-            f"or a member of your own Enum), got {event_type!r} of type "
+            f"or a member of your own Enum), got {_short(event_type)} of type "
             f"{type(event_type).__name__}."
         )
 

@@ -30,7 +30,7 @@ def check_text(field: str, value: object, *, optional: bool = False) -> None:
             field,
         )
     try:
-        value.encode("utf-8")
+        str.encode(value, "utf-8")  # not value.encode: a str subclass may override it
     except UnicodeEncodeError as exc:
         raise InvalidDocumentError(
             f"Document field {field!r} is not valid Unicode text ({exc.reason} at index "

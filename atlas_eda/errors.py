@@ -69,7 +69,22 @@ class StoreURLError(AtlasEdaError, ValueError):
 
 
 class StoreOpenError(AtlasEdaError):
-    """The store's database could not be opened or created; nothing was written."""
+    """The store's database could not be opened or created; nothing was written. Raised
+    too, before anything touches the file, for a file that is not an atlas_eda store
+    (another application's database, a text file, a truncated file), a read-only file or
+    directory, and an encrypted store opened without its key (or with another one)."""
+
+
+class ConcurrencyError(AtlasEdaError):
+    """A write lost a race: another writer (thread or process) saved a new version of the
+    same document first, or the database stayed locked by other writers longer than the
+    lock timeout. Nothing of this write was saved, so it is safe to retry: read the
+    document again and reapply the change, or pass ``retries=N`` to ``update_document``.
+    ``document_id`` names the document (``None`` for a new one)."""
+
+    def __init__(self, message: str, document_id: str | None = None) -> None:
+        super().__init__(message)
+        self.document_id = document_id
 
 
 class UnknownAspectError(AtlasEdaError, ValueError):

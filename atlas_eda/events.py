@@ -108,7 +108,7 @@ class Event:
             raise InvalidEventError(
                 f"An event type must be an enum.Enum member (for example "
                 f"EventType.DOCUMENT_CREATED or a member of your own Enum), got "
-                f"{self.type!r} of type {type(self.type).__name__}."
+                f"{_short(self.type)} of type {type(self.type).__name__}."
             )
         metadata = self.metadata
         if metadata is not EMPTY_METADATA:
@@ -117,8 +117,7 @@ class Event:
                     f"Event metadata must be a mapping (for example a dict), got "
                     f"{type(metadata).__name__}."
                 )
-            frozen = MappingProxyType(dict(metadata)) if metadata else EMPTY_METADATA
-            object.__setattr__(self, "metadata", frozen)
+            object.__setattr__(self, "metadata", frozen_metadata(metadata))
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The read-only metadata view cannot be pickled; travel as plain fields.
@@ -193,6 +192,18 @@ def _event_from_fields(values: dict[str, Any]) -> Event:
 
 _REPR = reprlib.Repr()
 _REPR.maxstring = _REPR.maxother = 80  # big containers are elided before they are built
+
+
+def frozen_metadata(metadata: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``metadata`` copied into a read-only mapping (the shared empty one when empty);
+    :class:`InvalidEventError` when the mapping cannot be read."""
+    try:
+        return MappingProxyType(dict(metadata)) if metadata else EMPTY_METADATA
+    except Exception as exc:  # a mapping whose len, keys or items raise
+        raise InvalidEventError(
+            f"Event metadata could not be read as a mapping ({type(exc).__name__}: "
+            f"{_short(exc)}); pass a plain dict."
+        ) from exc
 
 
 def _short(value: object, limit: int = 60) -> str:

@@ -72,8 +72,13 @@ class DocumentService:
         title: str | None = None,
         content: str | None = None,
         editor: str | None = None,
+        *,
+        retries: int = 0,
     ) -> bool:
-        """Record a new version of a document; performs DATABASE_WRITE and NOTIFICATION."""
+        """Record a new version of a document; performs DATABASE_WRITE and NOTIFICATION.
+        ``retries`` is passed to :meth:`TemporalStore.update_document`: how many times a
+        change that lost a race with another writer is reapplied before
+        :class:`ConcurrencyError` is raised."""
         document = self._existing(document_id)
         plan = self._change_plan(
             {"id": document_id, "title": title, "content": content, "editor": editor},
@@ -83,12 +88,16 @@ class DocumentService:
         )
         return self._perform(
             plan,
-            lambda _: self.temporal_store.update_document(document_id, title, content, editor),
+            lambda _: self.temporal_store.update_document(
+                document_id, title, content, editor, retries=retries
+            ),
         )
 
-    def delete_document(self, document_id: str, reason: str | None = None) -> bool:
+    def delete_document(
+        self, document_id: str, reason: str | None = None, *, retries: int = 0
+    ) -> bool:
         """Delete a document (its versions stay readable); performs DATABASE_WRITE and
-        NOTIFICATION."""
+        NOTIFICATION. ``retries`` is passed to :meth:`TemporalStore.delete_document`."""
         document = self._existing(document_id)
         plan = self._change_plan(
             {"id": document_id, "reason": reason},
@@ -97,7 +106,8 @@ class DocumentService:
             f"Document '{document.title}' was deleted",
         )
         return self._perform(
-            plan, lambda _: self.temporal_store.delete_document(document_id, reason)
+            plan,
+            lambda _: self.temporal_store.delete_document(document_id, reason, retries=retries),
         )
 
     def get_document(self, document_id: str) -> Document | None:

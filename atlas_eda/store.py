@@ -4,32 +4,61 @@
 is a durable file (eventsourcing's SQLite recorders; three slashes and a relative path,
 four slashes for an absolute one, as in SQLAlchemy). ``ATLAS_EDA_STORE_URL`` supplies the
 URL when none is given.
+
+Reliability (see docs/reliability.md): a SQLite file is inspected before eventsourcing
+touches it (:func:`check_sqlite_file`), so a foreign, truncated or read-only file is
+refused unmodified; a write that loses a race raises :class:`ConcurrencyError` with
+nothing saved (``retries=N`` re-reads and retries); ``cipher_key`` (or
+``ATLAS_EDA_CIPHER_KEY``) encrypts every stored event with eventsourcing's AES cipher.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import bisect
+import importlib.util
 import logging
 import os
+import random
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import PersistenceError
+from eventsourcing.persistence import (
+    ConnectionUnavailableError,
+    IntegrityError,
+    MapperDeserialisationError,
+    OperationalError,
+    PersistenceError,
+    StoredEvent,
+)
+from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import get_topic
 
 from .bus import EventBus
 from .document import Document, check_text
-from .errors import StoreOpenError, StoreURLError
+from .errors import ConcurrencyError, StoreOpenError, StoreURLError
 from .events import EventType
 from .timeline import Timeline
 
-__all__ = ["DEFAULT_URL", "ENV_VAR", "TemporalStore", "persistence_settings"]
+__all__ = [
+    "CIPHER_ENV_VAR",
+    "DEFAULT_URL",
+    "ENV_VAR",
+    "TemporalStore",
+    "check_sqlite_file",
+    "create_cipher_key",
+    "persistence_settings",
+]
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +67,9 @@ ENV_VAR = "ATLAS_EDA_STORE_URL"
 
 DEFAULT_URL = "memory://"
 """The store used when neither a URL nor ``ATLAS_EDA_STORE_URL`` is given."""
+
+CIPHER_ENV_VAR = "ATLAS_EDA_CIPHER_KEY"
+"""The environment variable that supplies the cipher key when none is passed."""
 
 _SQLITE_PREFIX = "sqlite:///"
 
@@ -105,6 +137,14 @@ class TemporalStore(Application[UUID]):
     ``DOCUMENT_DELETED`` on ``event_bus`` (when given). A snapshot is taken every
     ``snapshot_interval`` versions so old versions of long documents load quickly
     (``None`` or ``0`` turns snapshots off).
+
+    ``cipher_key`` (default: ``ATLAS_EDA_CIPHER_KEY`` from the environment, else none)
+    encrypts every stored event with eventsourcing's AES-GCM cipher; make one with
+    :func:`create_cipher_key` (needs the ``crypto`` extra). A store written with a key
+    opens only with that key (:class:`StoreOpenError` otherwise). A SQLite file that is
+    not a store, truncated, or read-only is refused unmodified (:func:`check_sqlite_file`).
+    Writes that lose a race with another writer raise :class:`ConcurrencyError`, nothing
+    saved; the ``retries`` argument of each command retries them.
     """
 
     name = "TemporalStore"
@@ -121,6 +161,7 @@ class TemporalStore(Application[UUID]):
         *,
         url: str | None = None,
         snapshot_interval: int | None = 100,
+        cipher_key: str | None = None,
     ) -> None:
         if url is None:
             url = os.environ.get(ENV_VAR) or DEFAULT_URL
@@ -134,6 +175,9 @@ class TemporalStore(Application[UUID]):
                 f"got {snapshot_interval!r}."
             )
         settings = persistence_settings(url)
+        settings.update(_cipher_settings(url, cipher_key))
+        if "SQLITE_DBNAME" in settings:
+            check_sqlite_file(settings["SQLITE_DBNAME"], url)
         self.url = url
         self.event_bus = event_bus
         self.snapshot_interval = snapshot_interval or 0
@@ -154,18 +198,27 @@ class TemporalStore(Application[UUID]):
                 f"Could not open the store at {url!r}: {exc}. Check that the file is an "
                 f"atlas_eda SQLite store and that its directory is writable."
             ) from exc
+        self._check_readable(cipher_key or os.environ.get(CIPHER_ENV_VAR) or None)
         logger.debug("opened store %s", url)
 
     # -- commands ----------------------------------------------------------------------
 
-    def create_document(self, title: str, content: str, author: str) -> str:
+    def create_document(self, title: str, content: str, author: str, *, retries: int = 0) -> str:
         """Create and persist a document (version 1); returns its id. Fields that cannot
-        be stored are refused with :class:`InvalidDocumentError` before anything is saved."""
+        be stored are refused with :class:`InvalidDocumentError` before anything is saved.
+        A database locked by other writers past its timeout raises
+        :class:`ConcurrencyError` (nothing saved) after ``retries`` further attempts."""
+        _check_retries(retries)
         check_text("title", title)
         check_text("content", content)
         check_text("author", author)
-        document = Document(title=title, content=content, author=author)
-        self._commit(document)
+
+        def attempt() -> Document:
+            document = Document(title=title, content=content, author=author)
+            self._commit(document)
+            return document
+
+        document = self._retrying(None, "create", retries, attempt)
         self._notify_bus(
             EventType.DOCUMENT_CREATED,
             {"id": document.document_id, "title": title, "author": author, "version": 1},
@@ -178,14 +231,33 @@ class TemporalStore(Application[UUID]):
         title: str | None = None,
         content: str | None = None,
         editor: str | None = None,
+        *,
+        retries: int = 0,
     ) -> bool:
         """Persist a new version; ``None`` leaves a field unchanged. Returns ``False`` for
-        an unknown id; raises :class:`DocumentDeletedError` for a deleted document."""
-        document = self._load(document_id)
+        an unknown id; raises :class:`DocumentDeletedError` for a deleted document.
+
+        Concurrent writers are detected by eventsourcing's optimistic concurrency: when
+        another writer saved a version first (or the database stays locked past its
+        timeout) this raises :class:`ConcurrencyError` and saves nothing. With
+        ``retries=N`` the document is read again and the change reapplied on top of the
+        other writer's version, up to ``N`` more times, with a short random back-off."""
+        _check_retries(retries)
+        check_text("title", title, optional=True)
+        check_text("content", content, optional=True)
+        check_text("editor", editor, optional=True)
+
+        def attempt() -> Document | None:
+            document = self._load(document_id)
+            if document is None:
+                return None
+            document.update(title=title, content=content, editor=editor)
+            self._commit(document)
+            return document
+
+        document = self._retrying(document_id, "update", retries, attempt)
         if document is None:
             return False
-        document.update(title=title, content=content, editor=editor)
-        self._commit(document)
         self._notify_bus(
             EventType.DOCUMENT_UPDATED,
             {
@@ -197,14 +269,26 @@ class TemporalStore(Application[UUID]):
         )
         return True
 
-    def delete_document(self, document_id: str, reason: str | None = None) -> bool:
+    def delete_document(
+        self, document_id: str, reason: str | None = None, *, retries: int = 0
+    ) -> bool:
         """Mark a document deleted (its versions stay readable). Returns ``False`` for an
-        unknown id; raises :class:`DocumentDeletedError` if it is already deleted."""
-        document = self._load(document_id)
+        unknown id; raises :class:`DocumentDeletedError` if it is already deleted, and
+        :class:`ConcurrencyError` (nothing saved) as :meth:`update_document` does."""
+        _check_retries(retries)
+        check_text("reason", reason, optional=True)
+
+        def attempt() -> Document | None:
+            document = self._load(document_id)
+            if document is None:
+                return None
+            document.delete(reason=reason)
+            self._commit(document)
+            return document
+
+        document = self._retrying(document_id, "delete", retries, attempt)
         if document is None:
             return False
-        document.delete(reason=reason)
-        self._commit(document)
         self._notify_bus(
             EventType.DOCUMENT_DELETED,
             {"id": document.document_id, "reason": reason, "version": document.version},
@@ -283,9 +367,93 @@ class TemporalStore(Application[UUID]):
         return document if isinstance(document, Document) else None
 
     def _commit(self, document: Document) -> None:
-        self.save(document)
+        try:
+            self.save(document)
+        except IntegrityError as exc:
+            raise ConcurrencyError(
+                f"Document {document.document_id} was changed by another writer while this "
+                f"change was being made: version {document.version} already exists. Nothing "
+                f"was saved; read the document again and retry (or pass retries=N).",
+                document.document_id,
+            ) from exc
         if self.snapshot_interval and document.version % self.snapshot_interval == 0:
-            self.take_snapshot(document.id, version=document.version, projector_func=_project)
+            try:
+                self.take_snapshot(document.id, version=document.version, projector_func=_project)
+            except (PersistenceError, sqlite3.Error) as exc:
+                # The version is committed: a missing snapshot only makes reads of this
+                # document slower, so the write must not be reported as failed.
+                logger.warning(
+                    "could not take the snapshot of %s at version %d: %s",
+                    document.document_id,
+                    document.version,
+                    exc,
+                )
+
+    def _retrying(
+        self, document_id: str | None, action: str, retries: int, attempt: Callable[[], T]
+    ) -> T:
+        """Run ``attempt`` (read, change, commit), retrying it up to ``retries`` times
+        when it loses a race; a database locked past its timeout counts as a lost race."""
+        tries = 0
+        while True:
+            try:
+                try:
+                    return attempt()
+                except (OperationalError, sqlite3.OperationalError) as exc:
+                    if not _is_lock_error(exc):
+                        raise
+                    raise ConcurrencyError(
+                        f"The database of {self.url!r} stayed locked by other writers past its "
+                        f"lock timeout ({exc}). Nothing was saved; retry (or pass retries=N).",
+                        document_id,
+                    ) from exc
+            except ConcurrencyError as exc:
+                if tries >= retries:
+                    if retries:
+                        raise ConcurrencyError(
+                            f"Could not {action} document {document_id or '(new)'} after "
+                            f"{tries + 1} attempts: {exc}",
+                            document_id,
+                        ) from exc
+                    raise
+                logger.debug("retrying %s of %s after: %s", action, document_id, exc)
+                time.sleep(random.uniform(0, min(0.05, 0.002 * 2**tries)))
+                tries += 1
+
+    def _check_readable(self, cipher_key: str | None) -> None:
+        """Decode the store's first event, so that a wrong or missing cipher key is
+        refused now rather than at the first read."""
+        recorder = self.recorder
+        if not isinstance(recorder, SQLiteApplicationRecorder):
+            return  # a memory store starts empty
+        try:
+            with recorder.datastore.transaction(commit=False) as cursor:
+                cursor.execute(f"SELECT * FROM {recorder.events_table_name} ORDER BY rowid LIMIT 1")
+                row = cursor.fetchone()
+            if row is not None:
+                self.mapper.to_domain_event(
+                    StoredEvent(
+                        originator_id=recorder.convert_originator_id(row["originator_id"]),
+                        originator_version=row["originator_version"],
+                        topic=row["topic"],
+                        state=row["state"],
+                    )
+                )
+        except MapperDeserialisationError as exc:
+            self.close()
+            given = "no cipher key was given" if cipher_key is None else "a cipher key was given"
+            raise StoreOpenError(
+                f"Could not read the store at {self.url!r}: {given}, and its events cannot "
+                f"be decoded with it ({exc}). The store was written with a different key, or "
+                f"with encryption when none is given now (or the reverse): pass the "
+                f"cipher_key it was written with (or set {CIPHER_ENV_VAR})."
+            ) from None
+        except (PersistenceError, sqlite3.Error) as exc:
+            self.close()
+            raise StoreOpenError(
+                f"Could not read the store at {self.url!r}: {exc}. Check that the file is "
+                f"an intact atlas_eda store."
+            ) from exc
 
     def _notify_bus(self, event_type: EventType, data: Mapping[str, Any]) -> None:
         if self.event_bus is not None:
@@ -312,6 +480,173 @@ class TemporalStore(Application[UUID]):
 
     def __repr__(self) -> str:
         return f"TemporalStore(url={self.url!r})"
+
+
+def create_cipher_key() -> str:
+    """A new random AES-256 key, base64-encoded, for ``TemporalStore(cipher_key=...)`` or
+    ``ATLAS_EDA_CIPHER_KEY``. Keep it safe: a store cannot be read without it. Needs the
+    ``crypto`` extra (``pip install atlas_eda[crypto]``)."""
+    _require_crypto()
+    from eventsourcing.cipher import AESCipher  # noqa: PLC0415  (optional dependency)
+
+    return AESCipher.create_key(32)
+
+
+def _require_crypto() -> None:
+    if importlib.util.find_spec("Crypto") is None:
+        raise StoreOpenError(
+            "Encryption at rest needs pycryptodome: install atlas_eda with its crypto extra "
+            "(pip install 'atlas_eda[crypto]')."
+        )
+
+
+def _cipher_settings(url: str, cipher_key: str | None) -> dict[str, str]:
+    """eventsourcing's cipher settings for ``cipher_key`` (or ``ATLAS_EDA_CIPHER_KEY``).
+    Without a key they are set empty, so eventsourcing's own ``CIPHER_KEY`` or
+    ``CIPHER_TOPIC`` in the environment cannot turn a cipher on behind the store's back."""
+    if cipher_key is None:
+        cipher_key = os.environ.get(CIPHER_ENV_VAR) or None
+    if cipher_key is None:
+        return {"CIPHER_TOPIC": "", "CIPHER_KEY": "", "COMPRESSOR_TOPIC": ""}
+    if not isinstance(cipher_key, str):
+        raise StoreOpenError(
+            f"cipher_key must be a str (base64, as create_cipher_key() returns), got "
+            f"{type(cipher_key).__name__}; nothing was opened."
+        )
+    try:
+        size = len(base64.b64decode(cipher_key.encode("ascii"), validate=True))
+    except (binascii.Error, UnicodeEncodeError):
+        size = -1
+    if size not in (16, 24, 32):
+        raise StoreOpenError(
+            f"The cipher key for {url!r} is not a base64-encoded 16, 24 or 32-byte AES key; "
+            f"nothing was opened. Create one with atlas_eda.store.create_cipher_key()."
+        )
+    _require_crypto()
+    return {
+        "CIPHER_TOPIC": "eventsourcing.cipher:AESCipher",
+        "CIPHER_KEY": cipher_key,
+        "COMPRESSOR_TOPIC": "",
+    }
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_STORE_TABLES = {"stored_events", "stored_snapshots"}
+_STORE_COLUMNS = ["originator_id", "originator_version", "topic", "state"]
+
+
+def _read_only(path: Path) -> bool:
+    """Whether ``path`` must not be written: no write permission for this process, or no
+    write bit for anybody (honoured for root too, who would otherwise write anyway)."""
+    return not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222
+
+
+def check_sqlite_file(path: str, url: str) -> None:
+    """Refuse, with :class:`StoreOpenError` and before anything is written, a SQLite path
+    that must not become a store: a file that is not a SQLite database (a text file, a
+    file cut short), a SQLite database of another application (tables that are not a
+    store's), a read-only file, or a read-only directory (SQLite writes its ``-wal`` and
+    ``-shm`` files beside the store). A missing or empty file, an empty database and an
+    atlas_eda store pass. The file is only read, through a read-only connection."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    file = Path(path)
+    directory = file.parent.absolute()
+    if directory.exists() and _read_only(directory):
+        raise StoreOpenError(
+            f"Could not open the store at {url!r}: the directory {str(directory)!r} is "
+            f"read-only, and SQLite needs to create the store's journal files (-wal, -shm) "
+            f"beside it. Nothing was written; make the directory writable or copy the store "
+            f"to a writable place."
+        )
+    if not file.exists() or file.stat().st_size == 0:
+        return
+    if _read_only(file):
+        raise StoreOpenError(
+            f"Could not open the store at {url!r}: the file is read-only. Nothing was "
+            f"written; make it writable (chmod u+w) or open a copy."
+        )
+    size = file.stat().st_size
+    with file.open("rb") as stream:
+        header = stream.read(100)
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        raise StoreOpenError(
+            f"Could not open the store at {url!r}: {str(file)!r} is not a SQLite database "
+            f"(or is cut short). It was left as it was; choose another path for the store."
+        )
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    # With a write-ahead log beside it, the file may be shorter than its header says: a
+    # checkpoint interrupted by a crash has written page 1 but not yet every page after
+    # it, which the log still holds. SQLite recovers that; only a file without a log
+    # is measured here.
+    wal = file.with_name(file.name + "-wal")
+    logged = wal.exists() and wal.stat().st_size > 0
+    if not logged and pages and header[92:96] == header[24:28] and size < pages * page_size:
+        raise StoreOpenError(
+            f"Could not open the store at {url!r}: the file is truncated ({size} bytes, its "
+            f"header says {pages * page_size}). It was left as it was; restore it from a "
+            f"backup."
+        )
+    _check_schema(file, url)
+
+
+def _check_schema(file: Path, url: str) -> None:
+    try:
+        connection = sqlite3.connect(f"{file.absolute().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreOpenError(f"Could not open the store at {url!r}: {exc}.") from exc
+    try:
+        objects = connection.execute("SELECT type, name FROM sqlite_master").fetchall()
+        tables = {name for kind, name in objects if kind == "table"}
+        others = [
+            f"{kind} {name}"
+            for kind, name in objects
+            if name not in _STORE_TABLES and not name.startswith("sqlite_autoindex_stored_")
+        ]
+        if others:
+            raise StoreOpenError(
+                f"Could not open the store at {url!r}: the file is a SQLite database of "
+                f"another application (it has {', '.join(sorted(others)[:5])}). It was left "
+                f"as it was; choose another path for the store."
+            )
+        for table in tables:
+            columns = [row[1] for row in connection.execute(f"PRAGMA table_info({table})")]
+            if columns != _STORE_COLUMNS:
+                raise StoreOpenError(
+                    f"Could not open the store at {url!r}: its table {table!r} has the columns "
+                    f"{columns}, not an atlas_eda store's. It was left as it was."
+                )
+        if "stored_events" in tables:
+            row = connection.execute(
+                "SELECT topic FROM stored_events ORDER BY rowid LIMIT 1"
+            ).fetchone()
+            if row is not None and not str(row[0]).startswith("atlas_eda."):
+                raise StoreOpenError(
+                    f"Could not open the store at {url!r}: it holds the events of another "
+                    f"eventsourcing application (topic {row[0]!r}), not atlas_eda documents. "
+                    f"It was left as it was."
+                )
+    except sqlite3.Error as exc:
+        raise StoreOpenError(
+            f"Could not open the store at {url!r}: {exc} (the file is damaged or truncated). "
+            f"It was left as it was; restore it from a backup."
+        ) from exc
+    finally:
+        connection.close()
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    if isinstance(exc, ConnectionUnavailableError):
+        return True
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _check_retries(retries: int) -> None:
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be an int of 0 or more, got {retries!r}.")
 
 
 def _project(aggregate: Any, events: Iterable[Any]) -> Any:

@@ -18,7 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import bus, components, end_to_end, replay, time_travel, timeline_memory
+from . import bus, components, end_to_end, memory, replay, time_travel, timeline_memory
 from ._harness import Config, Row, Section, format_markdown, format_table, machine_description
 
 MARKDOWN_PREAMBLE = """# Performance
@@ -51,6 +51,7 @@ def all_sections() -> list[Section]:
     # is still small (what exec carries over is then negligible either way).
     return [
         timeline_memory.SECTION,
+        memory.SECTION,
         time_travel.SECTION,
         *bus_sections(),
         components.SECTION,

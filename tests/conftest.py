@@ -33,8 +33,10 @@ class Ping(enum.Enum):
 
 @pytest.fixture(autouse=True)
 def _no_store_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A developer's own ATLAS_EDA_STORE_URL must not redirect the tests' stores.
+    # A developer's own ATLAS_EDA_STORE_URL must not redirect the tests' stores, nor an
+    # ATLAS_EDA_CIPHER_KEY encrypt them.
     monkeypatch.delenv("ATLAS_EDA_STORE_URL", raising=False)
+    monkeypatch.delenv("ATLAS_EDA_CIPHER_KEY", raising=False)
 
 
 @pytest.fixture

@@ -468,8 +468,9 @@ def test_a_sqlite_file_that_is_not_a_store_is_refused_untouched(tmp_path: Path) 
         connection.commit()
     result = run_cli("log", "--store", f"sqlite:///{other}", cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.startswith("atlas-eda: error: could not read the store")
-    assert "Is it an atlas_eda store?" in result.stderr
+    # The store inspects the file before eventsourcing touches it (docs/reliability.md).
+    assert result.stderr.startswith("atlas-eda: error: Could not open the store")
+    assert "a SQLite database of another application" in result.stderr
     assert "Traceback" not in result.stderr
     with closing(sqlite3.connect(other)) as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}

@@ -394,6 +394,26 @@ class _BadLine(Exception):
     pass
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (a recorder never writes NaN or Infinity)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:20]} is too large for a float")
+    return value
+
+
+def _loads(text: str) -> Any:
+    """Strict JSON, as a recorder writes it: no NaN/Infinity, no number that overflows to
+    an infinite float, nesting shallow enough to decode (else ``ValueError``)."""
+    try:
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:
+        raise ValueError("nested too deeply to decode") from None
+
+
 def _extension_json(attributes: Mapping[str, Any], name: str, expected: type) -> Any:
     raw = attributes.get(name)
     if raw is None:
@@ -401,7 +421,7 @@ def _extension_json(attributes: Mapping[str, Any], name: str, expected: type) ->
     if not isinstance(raw, str):
         raise _BadLine(f"the {name} extension must be a JSON string, got {type(raw).__name__}")
     try:
-        value = json.loads(raw)
+        value = _loads(raw)
     except ValueError as exc:
         raise _BadLine(f"the {name} extension is not valid JSON ({exc})") from None
     if not isinstance(value, expected):
@@ -480,7 +500,7 @@ def _plainly_valid(attributes: dict[str, Any]) -> bool:
 def _entry(number: int, text: str, types: dict[str, Enum]) -> CassetteEntry:
     """The entry of line ``number``; ``types`` caches the types resolved so far."""
     try:
-        attributes = json.loads(text)
+        attributes = _loads(text)
     except ValueError as exc:
         raise _BadLine(f"malformed JSON ({exc})") from None
     if not isinstance(attributes, dict):
