@@ -659,8 +659,7 @@ class EventBus:
     def _tell_watchers(self, record: Record) -> None:
         # Built from the root's own record: it may already have left a small history,
         # and descendants that did are counted in the trace's ``missing``.
-        snapshot = self._snapshot()
-        trace = build_trace(record, {r[0].id: r for r in snapshot}.get)
+        trace = build_trace(record, self._newer_than(record).get)
         event_id = record[0].id
         for watcher in self._watchers:
             try:
@@ -785,16 +784,10 @@ class EventBus:
                 f"with EventBus(traces=False)). Create the bus with traces=True (the default) "
                 f"to trace its events."
             )
-        snapshot = self._snapshot()
-        # Looked up when asked for, so publishing maintains no index. Descendants are
-        # recorded after their ancestor, so only the newer records are indexed (the
-        # newest entry wins should an event be published twice).
-        newer: list[Record] = []
-        for record in reversed(snapshot):
+        # Looked up when asked for, so publishing maintains no index.
+        for record in reversed(self._snapshot()):
             if record[0].id == event_id:
-                by_id = {r[0].id: r for r in reversed(newer)}
-                return build_trace(record, by_id.get)
-            newer.append(record)
+                return build_trace(record, self._newer_than(record).get)
         limit = self.history_limit
         kept = f"the newest {limit} events" if limit else "no events: history_limit=0"
         raise UnknownEventError(
@@ -802,6 +795,17 @@ class EventBus:
             f"exist only for events still there. Read the trace sooner, or create the bus "
             f"with a larger history_limit."
         )
+
+    def _newer_than(self, record: Record) -> dict[str, Record]:
+        """The records after ``record`` in the history, by event id: where its
+        descendants are, since they are recorded after it (the newest entry wins should
+        an event be published twice). All of them if ``record`` has left the history."""
+        newer: list[Record] = []
+        for candidate in reversed(self._snapshot()):
+            if candidate is record:
+                break
+            newer.append(candidate)
+        return {r[0].id: r for r in reversed(newer)}
 
     def __repr__(self) -> str:
         return (
