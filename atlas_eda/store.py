@@ -2,8 +2,13 @@
 
 ``memory://`` keeps events in memory (eventsourcing's POPO recorders); ``sqlite:///path``
 is a durable file (eventsourcing's SQLite recorders; three slashes and a relative path,
-four slashes for an absolute one, as in SQLAlchemy). ``ATLAS_EDA_STORE_URL`` supplies the
-URL when none is given.
+four slashes for an absolute one, as in SQLAlchemy);
+``postgresql://user:password@host:port/database`` is a PostgreSQL server (eventsourcing's
+PostgreSQL recorders; install the ``postgres`` extra), with optional query parameters
+``schema`` (an existing schema; default ``public``), ``pool_size`` (connections kept
+open, default 5), ``max_overflow`` (extra connections under load, default 10),
+``connect_timeout`` (seconds, default 5) and ``lock_timeout`` (seconds, 0 = none).
+``ATLAS_EDA_STORE_URL`` supplies the URL when none is given.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -29,7 +35,7 @@ from .errors import StoreOpenError, StoreURLError
 from .events import EventType
 from .timeline import Timeline
 
-__all__ = ["DEFAULT_URL", "ENV_VAR", "TemporalStore", "persistence_settings"]
+__all__ = ["DEFAULT_URL", "ENV_VAR", "TemporalStore", "persistence_settings", "redact_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +56,8 @@ def persistence_settings(url: str) -> dict[str, str]:
     scheme, sep, _ = url.partition("://")
     if not sep:
         raise StoreURLError(
-            f"{url!r} is not a store URL: expected 'memory://' or 'sqlite:///path/to/file.db'."
+            f"{redact_url(url)!r} is not a store URL: expected 'memory://', "
+            f"'sqlite:///path/to/file.db' or 'postgresql://user:password@host:port/database'."
         )
     scheme = scheme.lower()
     if scheme == "memory":
@@ -60,14 +67,105 @@ def persistence_settings(url: str) -> dict[str, str]:
     if scheme == "sqlite":
         return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": _sqlite_path(url)}
     if scheme in ("postgresql", "postgres"):
-        raise StoreURLError(
-            f"{url!r}: PostgreSQL stores are not available in this version of atlas_eda; "
-            f"use 'sqlite:///path/to/file.db' for a durable store."
-        )
+        return _postgres_settings(url)
     raise StoreURLError(
-        f"{url!r} has an unknown scheme {scheme!r}: use 'memory://' (in memory) or "
-        f"'sqlite:///path/to/file.db' (a durable SQLite file)."
+        f"{redact_url(url)!r} has an unknown scheme {scheme!r}: use 'memory://' (in memory), "
+        f"'sqlite:///path/to/file.db' (a durable SQLite file) or "
+        f"'postgresql://user:password@host:port/database' (a PostgreSQL server)."
     )
+
+
+_POSTGRES_QUERY: dict[str, tuple[str, int | None]] = {
+    # URL query key: (eventsourcing setting, smallest int allowed or None for text)
+    "pool_size": ("POSTGRES_POOL_SIZE", 1),
+    "max_overflow": ("POSTGRES_MAX_OVERFLOW", 0),
+    "connect_timeout": ("POSTGRES_CONNECT_TIMEOUT", 1),
+    "lock_timeout": ("POSTGRES_LOCK_TIMEOUT", 0),
+    "schema": ("POSTGRES_SCHEMA", None),
+}
+# Every PostgreSQL setting is given explicitly, so none comes from os.environ.
+_POSTGRES_DEFAULTS = {
+    "POSTGRES_POOL_SIZE": "5",
+    "POSTGRES_MAX_OVERFLOW": "10",
+    "POSTGRES_CONNECT_TIMEOUT": "5",
+    "POSTGRES_LOCK_TIMEOUT": "0",
+    "POSTGRES_SCHEMA": "",
+    "POSTGRES_GET_PASSWORD_TOPIC": "",
+    "POSTGRES_PRE_PING": "y",
+    "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+}
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password (if any) replaced by ``***``: safe for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, tail = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.partition(":")[0]
+    return f"{scheme}://{user}:***@{host}{slash}{tail}"
+
+
+def _postgres_settings(url: str) -> dict[str, str]:
+    shown = redact_url(url)
+    expected = "expected 'postgresql://user:password@host:port/database?schema=...&pool_size=...'"
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 5432
+    except ValueError as exc:
+        raise StoreURLError(
+            f"{shown!r} is not a valid PostgreSQL URL ({exc}): {expected}."
+        ) from None
+    if parts.fragment:
+        raise StoreURLError(f"{shown!r}: a PostgreSQL URL takes no '#fragment'; {expected}.")
+    if not parts.hostname:
+        raise StoreURLError(f"{shown!r} names no host: {expected}.")
+    if parts.username is None or not unquote(parts.username):
+        raise StoreURLError(f"{shown!r} names no user: {expected}.")
+    database = unquote(parts.path[1:]) if parts.path.startswith("/") else ""
+    if not database or "/" in database:
+        raise StoreURLError(f"{shown!r} must name exactly one database after the host: {expected}.")
+    settings = {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        **_POSTGRES_DEFAULTS,
+        "POSTGRES_HOST": parts.hostname,
+        "POSTGRES_PORT": str(port),
+        "POSTGRES_USER": unquote(parts.username),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        "POSTGRES_DBNAME": database,
+    }
+    try:
+        query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise StoreURLError(
+            f"{shown!r}: the query {parts.query!r} is not 'key=value&key=value'."
+        ) from None
+    seen: set[str] = set()
+    for key, value in query:
+        if key not in _POSTGRES_QUERY:
+            raise StoreURLError(
+                f"{shown!r}: unknown query parameter {key!r}; the ones understood are "
+                f"{', '.join(sorted(_POSTGRES_QUERY))}."
+            )
+        if key in seen:
+            raise StoreURLError(f"{shown!r}: query parameter {key!r} is given twice.")
+        seen.add(key)
+        setting, minimum = _POSTGRES_QUERY[key]
+        if minimum is None:
+            if not value or len(value.encode()) > 63 or "\x00" in value:
+                raise StoreURLError(
+                    f"{shown!r}: {key} must be a PostgreSQL identifier of 1 to 63 bytes, "
+                    f"got {value!r}."
+                )
+        elif not value.isascii() or not value.isdigit() or int(value) < minimum:
+            raise StoreURLError(
+                f"{shown!r}: {key} must be an integer of at least {minimum}, got {value!r}."
+            )
+        settings[setting] = value
+    return settings
 
 
 def _sqlite_path(url: str) -> str:
@@ -150,11 +248,11 @@ class TemporalStore(Application[UUID]):
         try:
             super().__init__(env=settings)
         except (PersistenceError, sqlite3.Error, OSError) as exc:
-            raise StoreOpenError(
-                f"Could not open the store at {url!r}: {exc}. Check that the file is an "
-                f"atlas_eda SQLite store and that its directory is writable."
-            ) from exc
-        logger.debug("opened store %s", url)
+            factory = getattr(self, "factory", None)
+            if factory is not None:
+                factory.close()  # a PostgreSQL pool would go on retrying in its threads
+            raise StoreOpenError(_open_error_message(url, settings, exc)) from None
+        logger.debug("opened store %s", redact_url(url))
 
     # -- commands ----------------------------------------------------------------------
 
@@ -311,7 +409,32 @@ class TemporalStore(Application[UUID]):
             return list(self._known_ids)
 
     def __repr__(self) -> str:
-        return f"TemporalStore(url={self.url!r})"
+        return f"TemporalStore(url={redact_url(self.url)!r})"
+
+
+def _open_error_message(url: str, settings: Mapping[str, str], exc: BaseException) -> str:
+    """Why the store could not be opened, and what to do; never the password."""
+    reason = str(exc)
+    password = next((v for k, v in settings.items() if k.endswith("POSTGRES_PASSWORD")), "")
+    if password:
+        reason = reason.replace(password, "***")
+    if not url.lower().startswith(("postgresql:", "postgres:")):
+        return (
+            f"Could not open the store at {url!r}: {reason}. Check that the file is an "
+            f"atlas_eda SQLite store and that its directory is writable."
+        )
+    timeout = next(v for k, v in settings.items() if k.endswith("POSTGRES_CONNECT_TIMEOUT"))
+    if "couldn't get a connection" in reason:
+        # The pool only says it timed out; one direct attempt says why.
+        probe = _probe_postgres(settings)
+        if probe:
+            reason = probe.replace(password, "***") if password else probe
+    return (
+        f"Could not open the PostgreSQL store at {redact_url(url)!r}: {reason}. Check that "
+        f"the server is running and reachable at that host and port (waited {timeout}s; "
+        f"'?connect_timeout=N' changes that), that the user, password and database are "
+        f"right, and that the schema, if one is given, exists (CREATE SCHEMA name)."
+    )
 
 
 def _project(aggregate: Any, events: Iterable[Any]) -> Any:
@@ -329,3 +452,22 @@ def _uuid_or_none(value: str | UUID) -> UUID | None:
         return UUID(str(value))
     except ValueError:
         return None
+
+
+def _probe_postgres(settings: Mapping[str, str]) -> str | None:
+    """The error of one direct connection attempt with these settings, or ``None``."""
+    import psycopg  # noqa: PLC0415  (the 'postgres' extra; only reached with it installed)
+
+    value = {k.rpartition("POSTGRES_")[2]: v for k, v in settings.items() if "POSTGRES_" in k}
+    try:
+        psycopg.connect(
+            host=value["HOST"],
+            port=int(value["PORT"]),
+            user=value["USER"],
+            password=value["PASSWORD"],
+            dbname=value["DBNAME"],
+            connect_timeout=int(value["CONNECT_TIMEOUT"]),
+        ).close()
+    except psycopg.Error as exc:
+        return " ".join(str(exc).split())
+    return None
