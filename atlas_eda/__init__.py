@@ -10,6 +10,7 @@ from .errors import (
     DocumentDeletedError,
     DocumentNotFoundError,
     EventCycleError,
+    FollowerError,
     InvalidDocumentError,
     InvalidEffectError,
     InvalidEventError,
@@ -23,6 +24,7 @@ from .errors import (
     UnknownEventError,
 )
 from .events import Event, EventId, EventType
+from .follower import StoreFollower
 from .service import DocumentService
 from .store import TemporalStore
 from .timeline import (
@@ -57,6 +59,7 @@ __all__ = [
     "EventTrace",
     "EventType",
     "FieldChange",
+    "FollowerError",
     "InvalidDocumentError",
     "InvalidEffectError",
     "InvalidEventError",
@@ -67,6 +70,7 @@ __all__ = [
     "PositionError",
     "RecordedEvent",
     "StateDiff",
+    "StoreFollower",
     "StoreOpenError",
     "StoreURLError",
     "TemporalStore",

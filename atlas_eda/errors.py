@@ -70,6 +70,11 @@ class StoreOpenError(AtlasEdaError):
     """The store's database could not be opened or created; nothing was written."""
 
 
+class FollowerError(AtlasEdaError):
+    """A :class:`atlas_eda.StoreFollower` cannot go on: another follower with the same name
+    recorded the same position (run one process per name)."""
+
+
 class UnknownAspectError(AtlasEdaError, ValueError):
     """``AspectWeaver.apply_aspect`` was given a name that was never registered."""
 

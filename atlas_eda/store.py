@@ -18,7 +18,8 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import PersistenceError
+from eventsourcing.persistence import OperationalError, PersistenceError
 from eventsourcing.utils import get_topic
 
 from .bus import EventBus
@@ -246,7 +247,8 @@ class TemporalStore(Application[UUID]):
         self._indexed_to = 0
         self._timeline: Timeline | None = None
         try:
-            super().__init__(env=settings)
+            with _creation_lock(url, settings):
+                super().__init__(env=settings)
         except (PersistenceError, sqlite3.Error, OSError) as exc:
             factory = getattr(self, "factory", None)
             if factory is not None:
@@ -424,11 +426,6 @@ def _open_error_message(url: str, settings: Mapping[str, str], exc: BaseExceptio
             f"atlas_eda SQLite store and that its directory is writable."
         )
     timeout = next(v for k, v in settings.items() if k.endswith("POSTGRES_CONNECT_TIMEOUT"))
-    if "couldn't get a connection" in reason:
-        # The pool only says it timed out; one direct attempt says why.
-        probe = _probe_postgres(settings)
-        if probe:
-            reason = probe.replace(password, "***") if password else probe
     return (
         f"Could not open the PostgreSQL store at {redact_url(url)!r}: {reason}. Check that "
         f"the server is running and reachable at that host and port (waited {timeout}s; "
@@ -454,20 +451,37 @@ def _uuid_or_none(value: str | UUID) -> UUID | None:
         return None
 
 
-def _probe_postgres(settings: Mapping[str, str]) -> str | None:
-    """The error of one direct connection attempt with these settings, or ``None``."""
+_CREATION_LOCK_KEY = 0x61746C61735F6564  # "atlas_ed": one advisory lock for every store
+
+
+@contextmanager
+def _creation_lock(url: str, settings: Mapping[str, str]) -> Iterator[None]:
+    """On PostgreSQL, hold an advisory lock while eventsourcing creates its tables, types
+    and function: run concurrently by several processes, those statements fail with
+    "tuple concurrently updated". The lock's own connection also gives the precise reason
+    (refused, wrong password, no such database) when the server cannot be reached; the
+    connection pool would only report a timeout. Elsewhere, nothing."""
+    if not url.lower().startswith(("postgresql:", "postgres:")):
+        yield
+        return
     import psycopg  # noqa: PLC0415  (the 'postgres' extra; only reached with it installed)
 
     value = {k.rpartition("POSTGRES_")[2]: v for k, v in settings.items() if "POSTGRES_" in k}
     try:
-        psycopg.connect(
+        connection = psycopg.connect(
             host=value["HOST"],
             port=int(value["PORT"]),
             user=value["USER"],
             password=value["PASSWORD"],
             dbname=value["DBNAME"],
             connect_timeout=int(value["CONNECT_TIMEOUT"]),
-        ).close()
+            autocommit=True,
+        )
     except psycopg.Error as exc:
-        return " ".join(str(exc).split())
-    return None
+        raise OperationalError(" ".join(str(exc).split())) from None
+    with connection:
+        connection.execute("SELECT pg_advisory_lock(%s)", (_CREATION_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            connection.execute("SELECT pg_advisory_unlock(%s)", (_CREATION_LOCK_KEY,))

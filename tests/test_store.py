@@ -1114,3 +1114,38 @@ def test_a_missing_schema_or_database_gives_store_open_error(
         TemporalStore(url=pg_cluster.url(schema="nowhere"))
     with pytest.raises(StoreOpenError, match='database "nowhere" does not exist'):
         TemporalStore(url=pg_cluster.url(database="nowhere", connect_timeout=1))
+
+
+OPENER_SCRIPT = """
+import sys, time
+from atlas_eda import TemporalStore
+
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all start at the same moment
+store = TemporalStore(url=sys.argv[1])
+sys.stdout.write(store.create_document("t", "c", "a"))
+store.close()
+"""
+
+
+def test_several_processes_can_open_a_new_store_at_once(durable_url: str, tmp_path: Path) -> None:
+    script = tmp_path / "open.py"
+    script.write_text(OPENER_SCRIPT)
+    package_root = str(Path(atlas_eda.__file__).resolve().parents[1])
+    environment = os.environ | {"PYTHONPATH": package_root}
+    start_at = str(time.time() + 3)
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(script), durable_url, start_at],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
+        )
+        for _ in range(5)
+    ]
+    outputs = [process.communicate(timeout=120) for process in processes]
+
+    assert [p.returncode for p in processes] == [0] * 5, [err for _, err in outputs]
+    store = TemporalStore(url=durable_url)
+    assert sorted(store.list_document_ids()) == sorted(out for out, _ in outputs)
+    store.close()
