@@ -18,7 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import bus, time_travel, timeline_memory
+from . import bus, scaling, time_travel, timeline_memory
 from ._harness import Config, Row, Section, format_markdown, format_table, machine_description
 
 
@@ -37,7 +37,7 @@ def all_sections() -> list[Section]:
     """Every registered section, in the order they run and print."""
     # The memory section runs first: its child process is spawned while this process
     # is still small (what exec carries over is then negligible either way).
-    return [timeline_memory.SECTION, time_travel.SECTION, *bus_sections()]
+    return [timeline_memory.SECTION, time_travel.SECTION, *bus_sections(), scaling.SECTION]
 
 
 def run_section(section: Section, config: Config) -> list[Row]:
