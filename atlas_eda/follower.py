@@ -32,6 +32,7 @@ on SQLite it polls every ``interval`` seconds.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -261,9 +262,20 @@ class StoreFollower:
             else:
                 time.sleep(seconds)
             return
-        # The stop event is checked at least every 0.1 s.
-        for _ in listener.notifies(timeout=min(seconds, 0.1), stop_after=1):
-            break
+        import psycopg  # noqa: PLC0415  (only reached on PostgreSQL)
+
+        try:
+            # The stop event is checked at least every 0.1 s.
+            for _ in listener.notifies(timeout=min(seconds, 0.1), stop_after=1):
+                break
+        except psycopg.OperationalError:
+            # The server went away or restarted: listen again on the next wait; the
+            # next poll goes through the store's pool, which reconnects (or raises).
+            logger.warning("follower %r lost its LISTEN connection; reconnecting", self.name)
+            with contextlib.suppress(psycopg.Error):
+                listener.close()
+            self._listener = None
+            time.sleep(min(seconds, 0.1))
 
     def _listen(self) -> Any:
         """A PostgreSQL connection that LISTENs on the store's channel (None on SQLite)."""

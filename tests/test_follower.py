@@ -27,6 +27,7 @@ from atlas_eda import (
     StoreURLError,
     TemporalStore,
 )
+from atlas_eda._pgcluster import PostgresCluster
 from atlas_eda.follower import FOLLOWER_SOURCE, event_id_for
 
 DOCUMENT_TYPES = (
@@ -519,3 +520,30 @@ def test_several_follower_processes_can_start_at_once_on_a_new_store(
 
     assert [p.returncode for p in processes] == [0] * 4, [err for _, err in outputs]
     assert [out for out, _ in outputs] == ["3"] * 4
+
+
+def test_a_postgresql_follower_survives_losing_its_listen_connection(
+    postgres_url: str, pg_cluster: PostgresCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = TemporalStore(url=postgres_url)
+    follower, seen = follower_for(postgres_url, "steady")
+    listener = follower._listen()
+    assert listener is not None
+    with pg_cluster.connect() as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (listener.info.backend_pid,))
+
+    def write_later() -> None:
+        time.sleep(0.5)
+        writer.create_document("after", "the", "outage")
+
+    thread = threading.Thread(target=write_later)
+    thread.start()
+    with caplog.at_level("WARNING", logger="atlas_eda.follower"):
+        delivered = follower.run(limit=1, timeout=30, interval=0.05)
+    thread.join()
+
+    assert delivered == 1
+    assert seen[0].data["title"] == "after"
+    assert "lost its LISTEN connection" in caplog.text
+    follower.close()
+    writer.close()

