@@ -4,12 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean postgres
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,notebook,bench,crypto]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,notebook,bench,crypto,postgres]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -24,8 +24,26 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict atlas_eda
 
+# PostgreSQL's server programs, for the tests' throwaway cluster (atlas_eda/_pgcluster.py
+# starts it on 127.0.0.1 in a temporary directory and stops it). Nothing is installed when
+# they are already there; otherwise Debian's package is installed when we are root. Without
+# them the PostgreSQL tests skip, except under CI (CI=true), where they fail.
+PG_FOUND = command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	|| { test -n "$$ATLAS_EDA_PG_BIN" && test -x "$$ATLAS_EDA_PG_BIN/initdb"; }
+
+postgres:
+	@if $(PG_FOUND); then \
+		echo "PostgreSQL server programs found."; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing PostgreSQL from Debian's packages..."; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; \
+	else \
+		echo "PostgreSQL's server is not installed and cannot be installed here (needs root and apt-get):"; \
+		echo "the PostgreSQL tests will skip. Install it ('sudo apt-get install postgresql') to run them."; \
+	fi
+
 # pytest exits 5 when it collects nothing; make treats that as the failure it is.
-unit: $(STAMP)
+unit: $(STAMP) postgres
 	$(BIN)/python -m pytest
 
 # Benchmarks are a report, not a test: they print every figure with its target and

@@ -11,6 +11,7 @@ from .errors import (
     DocumentDeletedError,
     DocumentNotFoundError,
     EventCycleError,
+    FollowerError,
     HandlerFailures,
     InvalidDocumentError,
     InvalidEffectError,
@@ -25,6 +26,7 @@ from .errors import (
     UnknownEventError,
 )
 from .events import Event, EventId, EventType
+from .follower import StoreFollower
 from .service import DocumentService
 from .store import TemporalStore
 from .timeline import (
@@ -61,6 +63,7 @@ __all__ = [
     "EventTrace",
     "EventType",
     "FieldChange",
+    "FollowerError",
     "HandlerFailures",
     "InvalidDocumentError",
     "InvalidEffectError",
@@ -72,6 +75,7 @@ __all__ = [
     "PositionError",
     "RecordedEvent",
     "StateDiff",
+    "StoreFollower",
     "StoreOpenError",
     "StoreURLError",
     "TemporalStore",

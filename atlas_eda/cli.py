@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import itertools
 import logging
@@ -30,6 +31,7 @@ from .bus import EventBus
 from .effects import Effect, EffectHandler, EffectType
 from .errors import AtlasEdaError, CassetteWarning, DocumentDeletedError, ScenarioError
 from .events import Event, type_name
+from .follower import StoreFollower
 from .service import DocumentService
 from .store import ENV_VAR, TemporalStore, persistence_settings
 from .testing import Cassette, register_types, replay
@@ -373,6 +375,50 @@ def _open_store(given: str | None) -> Iterator[TemporalStore]:
         ) from exc
     finally:
         store.close()
+
+
+def run_follow(
+    url: str | None,
+    *,
+    name: str | None = None,
+    from_start: bool = False,
+    limit: str | None = None,
+    timeout: str | None = None,
+) -> None:
+    """Print the store's document events as they are committed, one line each, until
+    ``limit`` events or ``timeout`` seconds (or Ctrl-C)."""
+    store_url = _store_url(url)
+    _check_existing(store_url)
+    count = None if limit is None else _integer(limit, "--limit")
+    if count is not None and count < 1:
+        raise CommandError(f"--limit must be at least 1, got {limit!r}.")
+    seconds: float | None = None
+    if timeout is not None:
+        try:
+            seconds = float(timeout)
+        except ValueError:
+            seconds = -1.0
+        if not seconds > 0:
+            raise CommandError(f"--timeout must be a positive number of seconds, got {timeout!r}.")
+    bus = EventBus()
+
+    def show(event: Event) -> None:
+        data = dict(event.data)
+        position = event.metadata.get("notification_id")
+        document_id, version = data.pop("id"), data.pop("version")
+        rest = ", ".join(f"{k}={v!r}" for k, v in data.items() if v is not None)
+        print(
+            f"{position:>6}  {_iso(event.timestamp)}  {event.type.name:<16}  "
+            f"{document_id}  v{version}  {rest}".rstrip(),
+            flush=True,
+        )
+
+    bus.subscribe_all(show)
+    with (
+        StoreFollower(store_url, bus, name, from_start=from_start) as follower,
+        contextlib.suppress(KeyboardInterrupt),  # Ctrl-C: stop quietly
+    ):
+        follower.run(timeout=seconds, limit=count)
 
 
 def _integer(text: str, what: str) -> int:
@@ -834,6 +880,24 @@ def _parser() -> argparse.ArgumentParser:
     diff.add_argument("a", metavar="A", help="the earlier position (0 = before any event)")
     diff.add_argument("b", metavar="B", help="the later position")
 
+    follow = sub.add_parser(
+        "follow",
+        help="print the store's document events as they are committed",
+        description="Tail the store's log and print each document event as it is "
+        "committed (position, time in UTC, type, document, version, what changed). With "
+        "--name the position is recorded in the store's database and the next run with "
+        "that name resumes after it; without, nothing is recorded.",
+    )
+    follow.add_argument("--store", metavar="URL", help=_STORE_HELP)
+    follow.add_argument("--name", metavar="NAME", help="a durable follower name to resume from")
+    follow.add_argument(
+        "--from-start",
+        action="store_true",
+        help="a follower with no recorded position starts at the first event, not the end",
+    )
+    follow.add_argument("--limit", metavar="N", help="stop after N events")
+    follow.add_argument("--timeout", metavar="SECONDS", help="stop after this many seconds")
+
     cassette = sub.add_parser(
         "cassette",
         help="the events recorded in a cassette, one row each",
@@ -915,6 +979,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_show(args.document, args.store, version=args.version, at=args.at)
         elif args.command == "diff":
             run_diff(args.store, args.a, args.b)
+        elif args.command == "follow":
+            run_follow(
+                args.store,
+                name=args.name,
+                from_start=args.from_start,
+                limit=args.limit,
+                timeout=args.timeout,
+            )
         elif args.command == "cassette":
             run_cassette(args.cassette, types=args.types, app=args.app)
         elif args.command == "replay":

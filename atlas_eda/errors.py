@@ -87,6 +87,11 @@ class ConcurrencyError(AtlasEdaError):
         self.document_id = document_id
 
 
+class FollowerError(AtlasEdaError):
+    """A :class:`atlas_eda.StoreFollower` cannot go on: another follower with the same name
+    recorded the same position (run one process per name)."""
+
+
 class UnknownAspectError(AtlasEdaError, ValueError):
     """``AspectWeaver.apply_aspect`` was given a name that was never registered."""
 

@@ -2,8 +2,13 @@
 
 ``memory://`` keeps events in memory (eventsourcing's POPO recorders); ``sqlite:///path``
 is a durable file (eventsourcing's SQLite recorders; three slashes and a relative path,
-four slashes for an absolute one, as in SQLAlchemy). ``ATLAS_EDA_STORE_URL`` supplies the
-URL when none is given.
+four slashes for an absolute one, as in SQLAlchemy);
+``postgresql://user:password@host:port/database`` is a PostgreSQL server (eventsourcing's
+PostgreSQL recorders; install the ``postgres`` extra), with optional query parameters
+``schema`` (an existing schema; default ``public``), ``pool_size`` (connections kept
+open, default 5), ``max_overflow`` (extra connections under load, default 10),
+``connect_timeout`` (seconds, default 5) and ``lock_timeout`` (seconds, 0 = none).
+``ATLAS_EDA_STORE_URL`` supplies the URL when none is given.
 
 Reliability (see docs/reliability.md): a SQLite file is inspected before eventsourcing
 touches it (:func:`check_sqlite_file`), so a foreign, truncated or read-only file is
@@ -24,10 +29,12 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -56,6 +63,7 @@ __all__ = [
     "check_sqlite_file",
     "create_cipher_key",
     "persistence_settings",
+    "redact_url",
 ]
 
 T = TypeVar("T")
@@ -82,7 +90,8 @@ def persistence_settings(url: str) -> dict[str, str]:
     scheme, sep, _ = url.partition("://")
     if not sep:
         raise StoreURLError(
-            f"{url!r} is not a store URL: expected 'memory://' or 'sqlite:///path/to/file.db'."
+            f"{redact_url(url)!r} is not a store URL: expected 'memory://', "
+            f"'sqlite:///path/to/file.db' or 'postgresql://user:password@host:port/database'."
         )
     scheme = scheme.lower()
     if scheme == "memory":
@@ -92,14 +101,105 @@ def persistence_settings(url: str) -> dict[str, str]:
     if scheme == "sqlite":
         return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": _sqlite_path(url)}
     if scheme in ("postgresql", "postgres"):
-        raise StoreURLError(
-            f"{url!r}: PostgreSQL stores are not available in this version of atlas_eda; "
-            f"use 'sqlite:///path/to/file.db' for a durable store."
-        )
+        return _postgres_settings(url)
     raise StoreURLError(
-        f"{url!r} has an unknown scheme {scheme!r}: use 'memory://' (in memory) or "
-        f"'sqlite:///path/to/file.db' (a durable SQLite file)."
+        f"{redact_url(url)!r} has an unknown scheme {scheme!r}: use 'memory://' (in memory), "
+        f"'sqlite:///path/to/file.db' (a durable SQLite file) or "
+        f"'postgresql://user:password@host:port/database' (a PostgreSQL server)."
     )
+
+
+_POSTGRES_QUERY: dict[str, tuple[str, int | None]] = {
+    # URL query key: (eventsourcing setting, smallest int allowed or None for text)
+    "pool_size": ("POSTGRES_POOL_SIZE", 1),
+    "max_overflow": ("POSTGRES_MAX_OVERFLOW", 0),
+    "connect_timeout": ("POSTGRES_CONNECT_TIMEOUT", 1),
+    "lock_timeout": ("POSTGRES_LOCK_TIMEOUT", 0),
+    "schema": ("POSTGRES_SCHEMA", None),
+}
+# Every PostgreSQL setting is given explicitly, so none comes from os.environ.
+_POSTGRES_DEFAULTS = {
+    "POSTGRES_POOL_SIZE": "5",
+    "POSTGRES_MAX_OVERFLOW": "10",
+    "POSTGRES_CONNECT_TIMEOUT": "5",
+    "POSTGRES_LOCK_TIMEOUT": "0",
+    "POSTGRES_SCHEMA": "",
+    "POSTGRES_GET_PASSWORD_TOPIC": "",
+    "POSTGRES_PRE_PING": "y",
+    "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+}
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password (if any) replaced by ``***``: safe for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, tail = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.partition(":")[0]
+    return f"{scheme}://{user}:***@{host}{slash}{tail}"
+
+
+def _postgres_settings(url: str) -> dict[str, str]:
+    shown = redact_url(url)
+    expected = "expected 'postgresql://user:password@host:port/database?schema=...&pool_size=...'"
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 5432
+    except ValueError as exc:
+        raise StoreURLError(
+            f"{shown!r} is not a valid PostgreSQL URL ({exc}): {expected}."
+        ) from None
+    if parts.fragment:
+        raise StoreURLError(f"{shown!r}: a PostgreSQL URL takes no '#fragment'; {expected}.")
+    if not parts.hostname:
+        raise StoreURLError(f"{shown!r} names no host: {expected}.")
+    if parts.username is None or not unquote(parts.username):
+        raise StoreURLError(f"{shown!r} names no user: {expected}.")
+    database = unquote(parts.path[1:]) if parts.path.startswith("/") else ""
+    if not database or "/" in database:
+        raise StoreURLError(f"{shown!r} must name exactly one database after the host: {expected}.")
+    settings = {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        **_POSTGRES_DEFAULTS,
+        "POSTGRES_HOST": parts.hostname,
+        "POSTGRES_PORT": str(port),
+        "POSTGRES_USER": unquote(parts.username),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        "POSTGRES_DBNAME": database,
+    }
+    try:
+        query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise StoreURLError(
+            f"{shown!r}: the query {parts.query!r} is not 'key=value&key=value'."
+        ) from None
+    seen: set[str] = set()
+    for key, value in query:
+        if key not in _POSTGRES_QUERY:
+            raise StoreURLError(
+                f"{shown!r}: unknown query parameter {key!r}; the ones understood are "
+                f"{', '.join(sorted(_POSTGRES_QUERY))}."
+            )
+        if key in seen:
+            raise StoreURLError(f"{shown!r}: query parameter {key!r} is given twice.")
+        seen.add(key)
+        setting, minimum = _POSTGRES_QUERY[key]
+        if minimum is None:
+            if not value or len(value.encode()) > 63 or "\x00" in value:
+                raise StoreURLError(
+                    f"{shown!r}: {key} must be a PostgreSQL identifier of 1 to 63 bytes, "
+                    f"got {value!r}."
+                )
+        elif not value.isascii() or not value.isdigit() or int(value) < minimum:
+            raise StoreURLError(
+                f"{shown!r}: {key} must be an integer of at least {minimum}, got {value!r}."
+            )
+        settings[setting] = value
+    return settings
 
 
 def _sqlite_path(url: str) -> str:
@@ -192,14 +292,15 @@ class TemporalStore(Application[UUID]):
         self._indexed_to = 0
         self._timeline: Timeline | None = None
         try:
-            super().__init__(env=settings)
+            with _creation_lock(url, settings):
+                super().__init__(env=settings)
         except (PersistenceError, sqlite3.Error, OSError) as exc:
-            raise StoreOpenError(
-                f"Could not open the store at {url!r}: {exc}. Check that the file is an "
-                f"atlas_eda SQLite store and that its directory is writable."
-            ) from exc
+            factory = getattr(self, "factory", None)
+            if factory is not None:
+                factory.close()  # a PostgreSQL pool would go on retrying in its threads
+            raise StoreOpenError(_open_error_message(url, settings, exc)) from None
         self._check_readable(cipher_key or os.environ.get(CIPHER_ENV_VAR) or None)
-        logger.debug("opened store %s", url)
+        logger.debug("opened store %s", redact_url(url))
 
     # -- commands ----------------------------------------------------------------------
 
@@ -403,8 +504,9 @@ class TemporalStore(Application[UUID]):
                     if not _is_lock_error(exc):
                         raise
                     raise ConcurrencyError(
-                        f"The database of {self.url!r} stayed locked by other writers past its "
-                        f"lock timeout ({exc}). Nothing was saved; retry (or pass retries=N).",
+                        f"The database of {redact_url(self.url)!r} stayed locked by other "
+                        f"writers past its lock timeout ({exc}). Nothing was saved; retry (or "
+                        f"pass retries=N).",
                         document_id,
                     ) from exc
             except ConcurrencyError as exc:
@@ -443,16 +545,16 @@ class TemporalStore(Application[UUID]):
             self.close()
             given = "no cipher key was given" if cipher_key is None else "a cipher key was given"
             raise StoreOpenError(
-                f"Could not read the store at {self.url!r}: {given}, and its events cannot "
-                f"be decoded with it ({exc}). The store was written with a different key, or "
-                f"with encryption when none is given now (or the reverse): pass the "
-                f"cipher_key it was written with (or set {CIPHER_ENV_VAR})."
+                f"Could not read the store at {redact_url(self.url)!r}: {given}, and its "
+                f"events cannot be decoded with it ({exc}). The store was written with a "
+                f"different key, or with encryption when none is given now (or the "
+                f"reverse): pass the cipher_key it was written with (or set {CIPHER_ENV_VAR})."
             ) from None
         except (PersistenceError, sqlite3.Error) as exc:
             self.close()
             raise StoreOpenError(
-                f"Could not read the store at {self.url!r}: {exc}. Check that the file is "
-                f"an intact atlas_eda store."
+                f"Could not read the store at {redact_url(self.url)!r}: {exc}. Check that the "
+                f"file is an intact atlas_eda store."
             ) from exc
 
     def _notify_bus(self, event_type: EventType, data: Mapping[str, Any]) -> None:
@@ -479,7 +581,27 @@ class TemporalStore(Application[UUID]):
             return list(self._known_ids)
 
     def __repr__(self) -> str:
-        return f"TemporalStore(url={self.url!r})"
+        return f"TemporalStore(url={redact_url(self.url)!r})"
+
+
+def _open_error_message(url: str, settings: Mapping[str, str], exc: BaseException) -> str:
+    """Why the store could not be opened, and what to do; never the password."""
+    reason = str(exc)
+    password = next((v for k, v in settings.items() if k.endswith("POSTGRES_PASSWORD")), "")
+    if password:
+        reason = reason.replace(password, "***")
+    if not url.lower().startswith(("postgresql:", "postgres:")):
+        return (
+            f"Could not open the store at {url!r}: {reason}. Check that the file is an "
+            f"atlas_eda SQLite store and that its directory is writable."
+        )
+    timeout = next(v for k, v in settings.items() if k.endswith("POSTGRES_CONNECT_TIMEOUT"))
+    return (
+        f"Could not open the PostgreSQL store at {redact_url(url)!r}: {reason}. Check that "
+        f"the server is running and reachable at that host and port (waited {timeout}s; "
+        f"'?connect_timeout=N' changes that), that the user, password and database are "
+        f"right, and that the schema, if one is given, exists (CREATE SCHEMA name)."
+    )
 
 
 def create_cipher_key() -> str:
@@ -519,8 +641,8 @@ def _cipher_settings(url: str, cipher_key: str | None) -> dict[str, str]:
         size = -1
     if size not in (16, 24, 32):
         raise StoreOpenError(
-            f"The cipher key for {url!r} is not a base64-encoded 16, 24 or 32-byte AES key; "
-            f"nothing was opened. Create one with atlas_eda.store.create_cipher_key()."
+            f"The cipher key for {redact_url(url)!r} is not a base64-encoded 16, 24 or 32-byte "
+            f"AES key; nothing was opened. Create one with atlas_eda.store.create_cipher_key()."
         )
     _require_crypto()
     return {
@@ -533,6 +655,10 @@ def _cipher_settings(url: str, cipher_key: str | None) -> dict[str, str]:
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _STORE_TABLES = {"stored_events", "stored_snapshots"}
 _STORE_COLUMNS = ["originator_id", "originator_version", "topic", "state"]
+# Followers (atlas_eda.follower) keep their positions in the store's own file, in
+# eventsourcing's tracking table.
+_TRACKING_TABLE = "tracking"
+_TRACKING_COLUMNS = ["application_name", "notification_id"]
 
 
 def _read_only(path: Path) -> bool:
@@ -603,7 +729,9 @@ def _check_schema(file: Path, url: str) -> None:
         others = [
             f"{kind} {name}"
             for kind, name in objects
-            if name not in _STORE_TABLES and not name.startswith("sqlite_autoindex_stored_")
+            if name not in _STORE_TABLES
+            and name != _TRACKING_TABLE
+            and not name.startswith("sqlite_autoindex_stored_")
         ]
         if others:
             raise StoreOpenError(
@@ -613,7 +741,8 @@ def _check_schema(file: Path, url: str) -> None:
             )
         for table in tables:
             columns = [row[1] for row in connection.execute(f"PRAGMA table_info({table})")]
-            if columns != _STORE_COLUMNS:
+            expected = _TRACKING_COLUMNS if table == _TRACKING_TABLE else _STORE_COLUMNS
+            if columns != expected:
                 raise StoreOpenError(
                     f"Could not open the store at {url!r}: its table {table!r} has the columns "
                     f"{columns}, not an atlas_eda store's. It was left as it was."
@@ -664,3 +793,39 @@ def _uuid_or_none(value: str | UUID) -> UUID | None:
         return UUID(str(value))
     except ValueError:
         return None
+
+
+_CREATION_LOCK_KEY = 0x61746C61735F6564  # "atlas_ed": one advisory lock for every store
+
+
+@contextmanager
+def _creation_lock(url: str, settings: Mapping[str, str]) -> Iterator[None]:
+    """On PostgreSQL, hold an advisory lock while eventsourcing creates its tables, types
+    and function: run concurrently by several processes, those statements fail with
+    "tuple concurrently updated". The lock's own connection also gives the precise reason
+    (refused, wrong password, no such database) when the server cannot be reached; the
+    connection pool would only report a timeout. Elsewhere, nothing."""
+    if not url.lower().startswith(("postgresql:", "postgres:")):
+        yield
+        return
+    import psycopg  # noqa: PLC0415  (the 'postgres' extra; only reached with it installed)
+
+    value = {k.rpartition("POSTGRES_")[2]: v for k, v in settings.items() if "POSTGRES_" in k}
+    try:
+        connection = psycopg.connect(
+            host=value["HOST"],
+            port=int(value["PORT"]),
+            user=value["USER"],
+            password=value["PASSWORD"],
+            dbname=value["DBNAME"],
+            connect_timeout=int(value["CONNECT_TIMEOUT"]),
+            autocommit=True,
+        )
+    except psycopg.Error as exc:
+        raise OperationalError(" ".join(str(exc).split())) from None
+    with connection:
+        connection.execute("SELECT pg_advisory_lock(%s)", (_CREATION_LOCK_KEY,))
+        try:
+            yield
+        finally:
+            connection.execute("SELECT pg_advisory_unlock(%s)", (_CREATION_LOCK_KEY,))

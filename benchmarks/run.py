@@ -18,7 +18,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import bus, components, end_to_end, memory, replay, time_travel, timeline_memory
+from . import bus, components, end_to_end, memory, replay, scaling, time_travel, timeline_memory
 from ._harness import Config, Row, Section, format_markdown, format_table, machine_description
 
 MARKDOWN_PREAMBLE = """# Performance
@@ -57,6 +57,7 @@ def all_sections() -> list[Section]:
         components.SECTION,
         end_to_end.SECTION,
         replay.SECTION,
+        scaling.SECTION,
     ]
 
 

@@ -12,6 +12,15 @@ from pathlib import Path
 import pytest
 
 from atlas_eda import EventBus, TemporalStore
+from atlas_eda._pgcluster import (
+    HOW_TO_INSTALL,
+    PostgresCluster,
+    PostgresUnavailableError,
+    find_bindir,
+    start_cluster,
+)
+
+UNDER_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 CASSETTES = Path(__file__).resolve().parent / "cassettes"
 """The real cassettes, their systems (``order_app``) and the script recording them."""
@@ -67,3 +76,48 @@ def run_cli(
         env=environment,
         check=False,
     )
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"  # tmp paths are absolute: four slashes
+
+
+def _postgres_missing(reason: str) -> None:
+    message = f"PostgreSQL tests need a PostgreSQL server: {reason}"
+    if UNDER_CI:  # CI must run them: a missing server is a failure there, not a skip
+        pytest.fail(message, pytrace=False)
+    pytest.skip(f"{message}. To run them, {HOW_TO_INSTALL}, then run 'make test'.")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL server on 127.0.0.1 for the whole test session."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _postgres_missing("psycopg is not installed (pip install -e '.[postgres]')")
+    if find_bindir() is None:
+        _postgres_missing("its server programs (initdb, pg_ctl, postgres) are not installed")
+    try:
+        cluster = start_cluster(durable=False)
+    except PostgresUnavailableError as exc:
+        _postgres_missing(f"the throwaway server did not start: {exc}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(pg_cluster: PostgresCluster) -> Iterator[str]:
+    """A store URL on a fresh schema of its own: tests never see each other's events."""
+    schema = pg_cluster.create_schema()
+    yield pg_cluster.url(schema=schema, pool_size=2, max_overflow=4)
+    pg_cluster.drop_schema(schema)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def durable_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty durable store URL: a SQLite file, then a PostgreSQL schema."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "store.db")
+    url: str = request.getfixturevalue("postgres_url")
+    return url

@@ -15,7 +15,13 @@ import atlas_eda
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
-DOCUMENTS = ["docs/quickstart.md", "docs/time-travel.md", "docs/reliability.md", "README.md"]
+DOCUMENTS = [
+    "docs/quickstart.md",
+    "docs/time-travel.md",
+    "docs/reliability.md",
+    "docs/scaling.md",
+    "README.md",
+]
 _MISSING = object()
 
 

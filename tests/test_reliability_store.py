@@ -466,6 +466,31 @@ def test_a_table_with_a_stores_name_but_other_columns_is_refused(tmp_path: Path)
     assert_refused_untouched(path, "columns")
 
 
+def test_a_tracking_table_is_a_stores_only_with_eventsourcings_columns(tmp_path: Path) -> None:
+    path = tmp_path / "odd-tracking.db"
+    with closing(sqlite3.connect(path)) as connection:
+        connection.execute("CREATE TABLE tracking (who TEXT, what INTEGER)")
+        connection.commit()
+
+    assert_refused_untouched(path, "columns")
+
+
+def test_a_store_whose_followers_keep_positions_in_it_reopens(tmp_path: Path) -> None:
+    from atlas_eda import EventBus
+    from atlas_eda.follower import StoreFollower
+
+    url = f"sqlite:///{tmp_path / 'followed.db'}"
+    store = TemporalStore(url=url)
+    doc_id = store.create_document("t", "c", "a")
+    store.close()
+    follower = StoreFollower(url, EventBus(), "reader", from_start=True)
+    assert follower.poll() == 1  # its position is now in the store's file
+    follower.close()
+    reopened = TemporalStore(url=url)
+    assert reopened.get_document(doc_id) is not None
+    reopened.close()
+
+
 @pytest.mark.parametrize(
     "content",
     [b"hello, I am a text file\n" * 300, bytes(range(256)) * 40, b"SQLite format 3\x00"],

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from conftest import sqlite_url
 from eventsourcing.popo import POPOApplicationRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -32,7 +36,8 @@ from atlas_eda import (
     StoreURLError,
     TemporalStore,
 )
-from atlas_eda.store import DEFAULT_URL, ENV_VAR
+from atlas_eda._pgcluster import PostgresCluster
+from atlas_eda.store import DEFAULT_URL, ENV_VAR, persistence_settings
 
 History = dict[str, list[dict[str, Any]]]
 """Document id -> ``as_dict()`` as seen live after each of its versions (index 0 = v1)."""
@@ -43,10 +48,6 @@ NOT_OPTIONAL_TEXT: list[Any] = [b"bytes", 1, {"a": 1}, "\ud800"]
 
 # Any valid Unicode text, with NUL, astral and line-separator characters drawn often.
 TEXT = st.text(st.characters(codec="utf-8") | st.sampled_from("\x00\U0001f600\U0010ffff\u2028"))
-
-
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path}"  # tmp paths are absolute: four slashes
 
 
 def latest(store: TemporalStore, document_id: str) -> Document:
@@ -99,11 +100,16 @@ def assert_history(store: TemporalStore, history: History) -> None:
         assert store.get_document(document_id, version=len(versions) + 1) is None
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def any_store(
     request: pytest.FixtureRequest, tmp_path: Path, bus: EventBus
 ) -> Iterator[TemporalStore]:
-    url = "memory://" if request.param == "memory" else sqlite_url(tmp_path / "store.db")
+    if request.param == "memory":
+        url = "memory://"
+    elif request.param == "sqlite":
+        url = sqlite_url(tmp_path / "store.db")
+    else:
+        url = request.getfixturevalue("postgres_url")
     store = TemporalStore(bus, url=url)
     yield store
     store.close()
@@ -140,8 +146,10 @@ sys.stdout.write(json.dumps(result))
 """
 
 
-def test_a_new_process_reads_every_version_exactly_as_the_writer_saw_it(tmp_path: Path) -> None:
-    url = sqlite_url(tmp_path / "docs.db")
+def test_a_new_process_reads_every_version_exactly_as_the_writer_saw_it(
+    tmp_path: Path, durable_url: str
+) -> None:
+    url = durable_url
     store = TemporalStore(url=url, snapshot_interval=3)
     history = populate(store)
     ids = store.list_document_ids()
@@ -172,9 +180,9 @@ def test_a_new_process_reads_every_version_exactly_as_the_writer_saw_it(tmp_path
 
 
 def test_reopening_in_the_same_process_after_close_gives_back_every_version(
-    tmp_path: Path,
+    durable_url: str,
 ) -> None:
-    url = sqlite_url(tmp_path / "docs.db")
+    url = durable_url
     store = TemporalStore(url=url, snapshot_interval=3)
     history = populate(store)
     store.close()
@@ -581,9 +589,9 @@ def test_times_come_from_the_stored_events_and_never_move(any_store: TemporalSto
 
 
 def test_snapshots_are_taken_every_interval_and_every_version_stays_readable(
-    tmp_path: Path,
+    durable_url: str,
 ) -> None:
-    url = sqlite_url(tmp_path / "snap.db")
+    url = durable_url
     store = TemporalStore(url=url, snapshot_interval=5)
     history: History = {}
     document_id = store.create_document("t", "c", "a")
@@ -611,9 +619,9 @@ def test_snapshots_are_taken_every_interval_and_every_version_stays_readable(
 
 @pytest.mark.parametrize("interval", [0, None])
 def test_snapshot_interval_zero_or_none_disables_snapshots(
-    tmp_path: Path, interval: int | None
+    durable_url: str, interval: int | None
 ) -> None:
-    store = TemporalStore(url=sqlite_url(tmp_path / "s.db"), snapshot_interval=interval)
+    store = TemporalStore(url=durable_url, snapshot_interval=interval)
     history: History = {}
     document_id = store.create_document("t", "c", "a")
     record(store, history, document_id)
@@ -668,10 +676,10 @@ def test_listing_pages_through_many_documents() -> None:
     assert [d.document_id for d in store.get_all_documents()] == ids
 
 
-def test_listing_sees_documents_written_by_another_store_on_the_same_file(
-    tmp_path: Path,
+def test_listing_sees_documents_written_by_another_store_on_the_same_database(
+    durable_url: str,
 ) -> None:
-    url = sqlite_url(tmp_path / "shared.db")
+    url = durable_url
     first = TemporalStore(url=url)
     second = TemporalStore(url=url)
     a = first.create_document("a", "c", "x")
@@ -728,8 +736,8 @@ def test_each_commit_is_published_with_its_data(
     ]
 
 
-def test_a_handler_already_sees_the_committed_version(tmp_path: Path, bus: EventBus) -> None:
-    url = sqlite_url(tmp_path / "seen.db")
+def test_a_handler_already_sees_the_committed_version(durable_url: str, bus: EventBus) -> None:
+    url = durable_url
     store = TemporalStore(bus, url=url)
     other = TemporalStore(url=url)  # another connection: sees only what is committed
     seen: list[tuple[str, int, int | None, bool | None]] = []
@@ -810,8 +818,8 @@ def test_any_text_round_trips_exactly_in_memory(fields: tuple[str, ...]) -> None
     assert_text_round_trips(store, store, fields)
 
 
-def test_any_text_round_trips_exactly_through_sqlite(tmp_path: Path) -> None:
-    url = sqlite_url(tmp_path / "text.db")
+def test_any_text_round_trips_exactly_through_a_durable_store(durable_url: str) -> None:
+    url = durable_url
     store = TemporalStore(url=url, snapshot_interval=2)
     reader = TemporalStore(url=url, snapshot_interval=2)
 
@@ -914,11 +922,237 @@ def test_random_histories_read_back_exactly_in_memory_and_after_reopening_sqlite
     assert_store_matches(memory, run_operations(memory, operations))
 
     with tempfile.TemporaryDirectory() as directory:
-        url = sqlite_url(Path(directory) / "history.db")
-        writer = TemporalStore(url=url, snapshot_interval=interval)
-        history = run_operations(writer, operations)
-        assert_store_matches(writer, history)
-        writer.close()
-        reopened = TemporalStore(url=url, snapshot_interval=interval)
-        assert_store_matches(reopened, history)
-        reopened.close()
+        check_reopening(sqlite_url(Path(directory) / "history.db"), operations, interval)
+
+
+def check_reopening(url: str, operations: list[tuple[Any, ...]], interval: int | None) -> None:
+    writer = TemporalStore(url=url, snapshot_interval=interval)
+    history = run_operations(writer, operations)
+    assert_store_matches(writer, history)
+    writer.close()
+    reopened = TemporalStore(url=url, snapshot_interval=interval)
+    assert_store_matches(reopened, history)
+    reopened.close()
+
+
+def test_random_histories_read_back_exactly_after_reopening_postgresql(
+    pg_cluster: PostgresCluster,
+) -> None:
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(operations=OPERATIONS, interval=st.sampled_from([None, 1, 2, 3, 100]))
+    def check(operations: list[tuple[Any, ...]], interval: int | None) -> None:
+        schema = pg_cluster.create_schema()
+        try:
+            check_reopening(pg_cluster.url(schema=schema, pool_size=1), operations, interval)
+        finally:
+            pg_cluster.drop_schema(schema)
+
+    check()
+
+
+# -- PostgreSQL URLs -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://u:pw@/db", "names no host"),
+        ("postgresql://@localhost/db", "names no user"),
+        ("postgresql://localhost/db", "names no user"),
+        ("postgresql://u:pw@localhost", "exactly one database"),
+        ("postgresql://u:pw@localhost/", "exactly one database"),
+        ("postgresql://u:pw@localhost/a/b", "exactly one database"),
+        ("postgresql://u:pw@localhost:notaport/db", "not a valid PostgreSQL URL"),
+        ("postgresql://u:pw@localhost:99999/db", "not a valid PostgreSQL URL"),
+        ("postgresql://u:pw@localhost/db#frag", "no '#fragment'"),
+        ("postgresql://u:pw@localhost/db?sslmode=require", "unknown query parameter 'sslmode'"),
+        (
+            "postgresql://u:pw@localhost/db?pool_size=0",
+            "pool_size must be an integer of at least 1",
+        ),
+        ("postgresql://u:pw@localhost/db?pool_size=two", "pool_size must be an integer"),
+        ("postgresql://u:pw@localhost/db?pool_size=-1", "pool_size must be an integer"),
+        ("postgresql://u:pw@localhost/db?max_overflow=1.5", "max_overflow must be an integer"),
+        ("postgresql://u:pw@localhost/db?connect_timeout=0", "at least 1"),
+        ("postgresql://u:pw@localhost/db?schema=", "schema must be a PostgreSQL identifier"),
+        ("postgresql://u:pw@localhost/db?schema=" + "s" * 64, "1 to 63 bytes"),
+        ("postgresql://u:pw@localhost/db?schema=a&schema=b", "'schema' is given twice"),
+        ("postgresql://u:pw@localhost/db?pool_size", "is not 'key=value&key=value'"),
+    ],
+)
+def test_a_malformed_postgresql_url_is_refused_without_showing_its_password(
+    url: str, expected: str
+) -> None:
+    with pytest.raises(StoreURLError) as excinfo:
+        TemporalStore(url=url)
+
+    assert expected in str(excinfo.value)
+    assert "pw" not in str(excinfo.value).replace("postgresql", "")
+    assert excinfo.value.__cause__ is None  # the URL is in no chained message either
+
+
+def test_postgresql_url_parts_and_query_become_eventsourcing_settings() -> None:
+    settings = persistence_settings(
+        "postgres://us%40er:p%3Aw%2Fd@db.example:6543/my%20db"
+        "?schema=atlas&pool_size=3&max_overflow=0&connect_timeout=2&lock_timeout=7"
+    )
+
+    assert settings["PERSISTENCE_MODULE"] == "eventsourcing.postgres"
+    assert {k: v for k, v in settings.items() if k.startswith("POSTGRES_")} == {
+        "POSTGRES_HOST": "db.example",
+        "POSTGRES_PORT": "6543",
+        "POSTGRES_USER": "us@er",
+        "POSTGRES_PASSWORD": "p:w/d",
+        "POSTGRES_DBNAME": "my db",
+        "POSTGRES_SCHEMA": "atlas",
+        "POSTGRES_POOL_SIZE": "3",
+        "POSTGRES_MAX_OVERFLOW": "0",
+        "POSTGRES_CONNECT_TIMEOUT": "2",
+        "POSTGRES_LOCK_TIMEOUT": "7",
+        "POSTGRES_GET_PASSWORD_TOPIC": "",
+        "POSTGRES_PRE_PING": "y",
+        "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+    }
+    defaults = persistence_settings("postgresql://u@[::1]/db")
+    assert (defaults["POSTGRES_HOST"], defaults["POSTGRES_PORT"]) == ("::1", "5432")
+    assert defaults["POSTGRES_PASSWORD"] == ""
+    assert (defaults["POSTGRES_POOL_SIZE"], defaults["POSTGRES_SCHEMA"]) == ("5", "")
+
+
+def test_the_pool_size_and_schema_of_the_url_are_the_ones_used(
+    pg_cluster: PostgresCluster,
+) -> None:
+    schema = pg_cluster.create_schema()
+    store = TemporalStore(url=pg_cluster.url(schema=schema, pool_size=3, max_overflow=1))
+    document_id = store.create_document("t", "c", "a")
+
+    assert isinstance(store.recorder, PostgresApplicationRecorder)
+    datastore = store.recorder.datastore
+    assert (datastore.schema, datastore.pool.min_size, datastore.pool.max_size) == (schema, 3, 4)
+    with pg_cluster.connect() as connection:
+        tables = connection.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            (schema,),
+        ).fetchall()
+        public = connection.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchone()
+    assert {"temporalstore_events", "temporalstore_snapshots"} <= {t[0] for t in tables}
+    assert public == (0,)
+    assert latest(store, document_id).title == "t"
+    store.close()
+    pg_cluster.drop_schema(schema)
+
+
+def test_a_postgresql_url_from_the_environment_is_used_and_eventsourcing_variables_are_not(
+    pg_cluster: PostgresCluster, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV_VAR, postgres_url)
+    for prefix in ("", "TEMPORALSTORE_"):
+        monkeypatch.setenv(prefix + "PERSISTENCE_MODULE", "eventsourcing.popo")
+        monkeypatch.setenv(prefix + "POSTGRES_SCHEMA", "elsewhere")
+        monkeypatch.setenv(prefix + "POSTGRES_PASSWORD", "wrong")
+        monkeypatch.setenv(prefix + "POSTGRES_POOL_SIZE", "50")
+
+    store = TemporalStore()
+    document_id = store.create_document("t", "c", "a")
+    store.close()
+
+    assert isinstance(store.recorder, PostgresApplicationRecorder)
+    assert store.recorder.datastore.pool.min_size == 2
+    reopened = TemporalStore(url=postgres_url)
+    assert latest(reopened, document_id).title == "t"
+    reopened.close()
+
+
+def test_repr_and_logs_never_show_the_password(
+    postgres_url: str, caplog: pytest.LogCaptureFixture, pg_cluster: PostgresCluster
+) -> None:
+    with caplog.at_level("DEBUG", logger="atlas_eda"):
+        store = TemporalStore(url=postgres_url)
+    store.close()
+
+    assert pg_cluster.password in postgres_url
+    assert pg_cluster.password not in repr(store)
+    assert ":***@" in repr(store)
+    assert pg_cluster.password not in caplog.text
+
+
+def test_an_unreachable_server_gives_store_open_error_quickly_without_the_password() -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql://atlas:s3cret-pw@127.0.0.1:{port}/atlas?connect_timeout=1"
+
+    started = time.monotonic()
+    with pytest.raises(StoreOpenError) as excinfo:
+        TemporalStore(url=url)
+
+    assert time.monotonic() - started < 10
+    message = str(excinfo.value)
+    assert "s3cret-pw" not in message
+    assert f"'postgresql://atlas:***@127.0.0.1:{port}/atlas?connect_timeout=1'" in message
+    assert "Connection refused" in message
+    assert "server is running" in message
+    assert excinfo.value.__cause__ is None
+
+
+def test_a_wrong_password_gives_store_open_error_saying_so(pg_cluster: PostgresCluster) -> None:
+    url = pg_cluster.url(connect_timeout=1).replace(pg_cluster.password, "not-the-pw")
+
+    with pytest.raises(StoreOpenError) as excinfo:
+        TemporalStore(url=url)
+
+    assert "password authentication failed" in str(excinfo.value)
+    assert "not-the-pw" not in str(excinfo.value)
+
+
+def test_a_missing_schema_or_database_gives_store_open_error(
+    pg_cluster: PostgresCluster,
+) -> None:
+    with pytest.raises(StoreOpenError, match='schema "nowhere" does not exist'):
+        TemporalStore(url=pg_cluster.url(schema="nowhere"))
+    with pytest.raises(StoreOpenError, match='database "nowhere" does not exist'):
+        TemporalStore(url=pg_cluster.url(database="nowhere", connect_timeout=1))
+
+
+OPENER_SCRIPT = """
+import sys, time
+from atlas_eda import TemporalStore
+
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all start at the same moment
+store = TemporalStore(url=sys.argv[1])
+sys.stdout.write(store.create_document("t", "c", "a"))
+store.close()
+"""
+
+
+def test_several_processes_can_open_a_new_postgresql_store_at_once(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # eventsourcing's CREATE OR REPLACE FUNCTION / CREATE TYPE, run by several processes
+    # at once, fail with "tuple concurrently updated" unless the store serialises them.
+    # (On SQLite, processes racing to create a new file can still meet "database is
+    # locked" while it switches to WAL: open a new SQLite store once before sharing it.)
+    durable_url = postgres_url
+    script = tmp_path / "open.py"
+    script.write_text(OPENER_SCRIPT)
+    package_root = str(Path(atlas_eda.__file__).resolve().parents[1])
+    environment = os.environ | {"PYTHONPATH": package_root}
+    start_at = str(time.time() + 3)
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(script), durable_url, start_at],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=environment,
+        )
+        for _ in range(5)
+    ]
+    outputs = [process.communicate(timeout=120) for process in processes]
+
+    assert [p.returncode for p in processes] == [0] * 5, [err for _, err in outputs]
+    store = TemporalStore(url=durable_url)
+    assert sorted(store.list_document_ids()) == sorted(out for out, _ in outputs)
+    store.close()

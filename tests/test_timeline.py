@@ -44,6 +44,7 @@ from atlas_eda import (
     TemporalStore,
     Timeline,
 )
+from atlas_eda._pgcluster import PostgresCluster
 from atlas_eda.plotting import KIND_COLOURS
 from atlas_eda.timeline import HTML_ROWS
 
@@ -543,6 +544,26 @@ def run_commands(live: Live, commands: list[Create | Update | Delete]) -> None:
             live.delete(target, command.reason)
 
 
+def check_time_travel_after_reopening(
+    url: str, commands: list[Create | Update | Delete], snapshot_interval: int
+) -> None:
+    store = TemporalStore(url=url, snapshot_interval=snapshot_interval)
+    try:
+        live = Live(store)
+        run_commands(live, commands)
+        check_against_live(store, live, checkpoint_every=1000)
+        check_against_live(store, live, checkpoint_every=3)
+        before = list(store.timeline())
+    finally:
+        store.close()
+    reopened = TemporalStore(url=url, snapshot_interval=snapshot_interval)
+    try:
+        assert list(reopened.timeline()) == before  # timestamps and all
+        check_against_live(reopened, live, checkpoint_every=2)
+    finally:
+        reopened.close()
+
+
 @settings(
     max_examples=30,
     deadline=None,
@@ -554,21 +575,23 @@ def test_time_travel_gives_back_exactly_what_was_seen_live_also_after_reopening(
 ) -> None:
     with tempfile.TemporaryDirectory() as directory:
         url = sqlite_url(Path(directory) / "store.db")
-        store = TemporalStore(url=url, snapshot_interval=snapshot_interval)
+        check_time_travel_after_reopening(url, commands, snapshot_interval)
+
+
+def test_time_travel_gives_back_exactly_what_was_seen_live_on_postgresql(
+    pg_cluster: PostgresCluster,
+) -> None:
+    @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(commands=COMMANDS, snapshot_interval=st.sampled_from([0, 2]))
+    def check(commands: list[Create | Update | Delete], snapshot_interval: int) -> None:
+        schema = pg_cluster.create_schema()
         try:
-            live = Live(store)
-            run_commands(live, commands)
-            check_against_live(store, live, checkpoint_every=1000)
-            check_against_live(store, live, checkpoint_every=3)
-            before = list(store.timeline())
+            url = pg_cluster.url(schema=schema, pool_size=1)
+            check_time_travel_after_reopening(url, commands, snapshot_interval)
         finally:
-            store.close()
-        reopened = TemporalStore(url=url, snapshot_interval=snapshot_interval)
-        try:
-            assert list(reopened.timeline()) == before  # timestamps and all
-            check_against_live(reopened, live, checkpoint_every=2)
-        finally:
-            reopened.close()
+            pg_cluster.drop_schema(schema)
+
+    check()
 
 
 # -- a document at a moment ------------------------------------------------------------
