@@ -362,6 +362,11 @@ def _summary(rows: Sequence[Row], elapsed: float) -> str:
     return f"{', '.join(parts) or 'no targets'} — run took {elapsed:.0f} s"
 
 
+def time_row(figure: str, samples: Sequence[float], unit: str, extra: str = "") -> Row:
+    """An information row: the median of ``samples`` (seconds) in ``unit``, with its spread."""
+    return Row(figure, in_unit(median(samples), unit), unit, note=stats_note(samples, unit, extra))
+
+
 def describe_samples(samples: Sequence[float], unit: str = "ms") -> str:
     """``median [min-max] over n`` for a note."""
     return (

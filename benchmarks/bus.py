@@ -49,6 +49,7 @@ from ._harness import (
     per_call,
     ratio_row,
     stats_note,
+    time_row,
 )
 
 __all__ = ["SECTION", "run"]
@@ -210,17 +211,11 @@ def run(config: Config) -> list[Row]:
                     f"paired traced/untraced ratios {paired[0]:.3f} to {paired[-1]:.3f}",
                 ),
             ),
-            Row(
-                f"  publish, traces=False, {count} {plural}",
-                in_unit(m["untraced"], "µs"),
-                "µs",
-                note=stats_note(s["untraced"], "µs"),
-            ),
-            Row(
+            time_row(f"  publish, traces=False, {count} {plural}", s["untraced"], "µs"),
+            time_row(
                 f"  ref: blinker Signal.send, {count} receiver{'s' if count > 1 else ''}",
-                in_unit(m["blinker"], "µs"),
+                s["blinker"],
                 "µs",
-                note=stats_note(s["blinker"], "µs"),
             ),
             ratio_row(
                 f"  publish, traces on / traces=False, {count} no-op {plural}",

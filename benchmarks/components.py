@@ -52,6 +52,7 @@ from ._harness import (
     per_call,
     ratio_row,
     stats_note,
+    time_row,
 )
 
 __all__ = ["SECTION", "run"]
@@ -110,18 +111,8 @@ def _effect_rows(repeats: int, min_time: float) -> list[Row]:
             Target("<=", 0.2, "x"),
         ),
         ratio_row("  EffectMonad.run (3 effects) / the 3 performers called", m["run"], m["direct"]),
-        Row(
-            "  EffectMonad.run, 3 effects",
-            in_unit(m["run"], "µs"),
-            "µs",
-            note=stats_note(s["run"], "µs"),
-        ),
-        Row(
-            "  ref: 3 x effect.sync_perform",
-            in_unit(m["sync_perform"], "µs"),
-            "µs",
-            note=stats_note(s["sync_perform"], "µs"),
-        ),
+        time_row("  EffectMonad.run, 3 effects", s["run"], "µs"),
+        time_row("  ref: 3 x effect.sync_perform", s["sync_perform"], "µs"),
     ]
 
 
@@ -174,18 +165,8 @@ def _aspect_rows(repeats: int, min_time: float) -> list[Row]:
             Target("<=", 2.5, "x"),
         ),
         ratio_row("  logging + metrics woven / plain call", m["woven"], m["plain"]),
-        Row(
-            "  woven call (logging below its level + metrics)",
-            in_unit(m["woven"], "µs"),
-            "µs",
-            note=stats_note(s["woven"], "µs"),
-        ),
-        Row(
-            "  ref: aspectlib pass-through call",
-            in_unit(m["pass"], "µs"),
-            "µs",
-            note=stats_note(s["pass"], "µs"),
-        ),
+        time_row("  woven call (logging below its level + metrics)", s["woven"], "µs"),
+        time_row("  ref: aspectlib pass-through call", s["pass"], "µs"),
     ]
 
 
@@ -235,18 +216,8 @@ def _store_rows(config: Config, repeats: int, workdir: Path) -> list[Row]:
                 m["create"],
                 target,
             ),
-            Row(
-                f"  create_document, {where}",
-                in_unit(m["create"], "µs"),
-                "µs",
-                note=stats_note(s["create"], "µs"),
-            ),
-            Row(
-                f"  ref: Application.save of a bare aggregate, {where}",
-                in_unit(m["save"], "µs"),
-                "µs",
-                note=stats_note(s["save"], "µs"),
-            ),
+            time_row(f"  create_document, {where}", s["create"], "µs"),
+            time_row(f"  ref: Application.save of a bare aggregate, {where}", s["save"], "µs"),
         ]
         store.close()
         bare.close()

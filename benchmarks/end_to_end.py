@@ -39,6 +39,7 @@ from ._harness import (
     median,
     ratio_row,
     stats_note,
+    time_row,
 )
 
 __all__ = ["SECTION", "run"]
@@ -109,12 +110,7 @@ def run(config: Config) -> list[Row]:
                 f"paired traced/untraced ratios {paired[0]:.3f} to {paired[-1]:.3f}",
             ),
         ),
-        Row(
-            "  create + update, traces=False",
-            in_unit(m["untraced"], "ms"),
-            "ms",
-            note=stats_note(s["untraced"], "ms"),
-        ),
+        time_row("  create + update, traces=False", s["untraced"], "ms"),
     ]
 
 
