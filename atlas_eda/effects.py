@@ -278,17 +278,24 @@ class EffectHandler:
             else:
                 performer = stub(intent)  # once: a stub may consume what it hands out
                 if performer is not None:
-                    return self._fill(_stubbed(performer), intent)
+                    return self._fill(performer, intent, observed=True)
                 performer = self._lookup(intent)
                 if performer is None:
                     raise fx.NoPerformerFoundError(intent)
                 return self._fill(performer, intent)
         return fx.sync_perform(self.dispatcher, fx.Effect(intent))
 
-    def _fill(self, performer: Any, intent: object) -> Any:
-        """What ``effect.sync_perform`` returns or raises for a performer's outcome."""
+    def _fill(self, performer: Any, intent: object, *, observed: bool = False) -> Any:
+        """What ``effect.sync_perform`` returns or raises for a performer's outcome; with
+        ``observed``, the outcome is also told to the effect observer (as ``_stubbed``
+        does for a stub's performer)."""
         box = _SyncBox()
-        performer(self.dispatcher, intent, box)
+        observer = effect_observer.get() if observed else None
+        performer(
+            self.dispatcher,
+            intent,
+            box if observer is None else _ObservedBox(box, intent, observer),
+        )
         if box.outcome is None:
             raise fx.NotSynchronousError(f"Performing {intent!r} was not synchronous!")
         failed, value = box.outcome

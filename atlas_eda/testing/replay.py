@@ -254,7 +254,7 @@ class _Sequence(SequenceDispatcher):  # type: ignore[misc]
 
     def __call__(self, intent: object) -> Any:
         sequence = self.sequence
-        if sequence and intent == sequence[0][0]:
+        if sequence and sequence[0][0] == intent:  # _Expected.__eq__ directly
             self.sequence = sequence[1:]
             return sequence[0][1]
         return None
