@@ -555,11 +555,17 @@ class EventBus:
         if self._middleware:
             received_id = event.id
             for middleware in self._middleware:
-                transformed = self._apply(middleware, event)
-                if transformed is None:
-                    logger.debug("event %s dropped by middleware %s", received_id, middleware)
-                    return received_id
-                event = transformed
+                try:
+                    transformed = middleware(event)
+                except Exception as exc:
+                    raise _middleware_raised(middleware, event, exc) from exc
+                if transformed is not event:  # the common pass-through needs no check
+                    if transformed is None:
+                        logger.debug("event %s dropped by middleware %s", received_id, middleware)
+                        return received_id
+                    if not isinstance(transformed, Event):
+                        raise _middleware_returned(middleware, transformed)
+                    event = transformed
         log: Log = []
         record: Record = (event, log)
         # deque.append is atomic (one C call under the GIL, or the deque's own lock on
@@ -666,24 +672,6 @@ class EventBus:
                 watcher(trace)
             except Exception:
                 logger.exception("bus watcher %s failed on %s", _callable_name(watcher), event_id)
-
-    @staticmethod
-    def _apply(middleware: Middleware, event: Event) -> Event | None:
-        try:
-            result = middleware(event)
-        except Exception as exc:
-            raise MiddlewareError(
-                f"Middleware {_callable_name(middleware)} raised {type(exc).__name__}: {exc} "
-                f"on {event!r}; the event was neither recorded nor delivered. Fix or remove "
-                f"the middleware (add_middleware returns its remover)."
-            ) from exc
-        if result is not None and not isinstance(result, Event):
-            raise MiddlewareError(
-                f"Middleware {_callable_name(middleware)} returned {type(result).__name__}; a "
-                f"middleware must return an Event (e.g. dataclasses.replace(event, ...)) or None "
-                f"to drop it. The event was neither recorded nor delivered."
-            )
-        return result
 
     def _plan(self, event_type: Enum) -> Plan:
         """Who receives events of ``event_type``: the type's own subscribers, then the
@@ -845,6 +833,22 @@ class _StrongRef:
 
     def __call__(self) -> Handler:
         return self._target
+
+
+def _middleware_raised(middleware: Middleware, event: Event, exc: Exception) -> MiddlewareError:
+    return MiddlewareError(
+        f"Middleware {_callable_name(middleware)} raised {type(exc).__name__}: {exc} "
+        f"on {event!r}; the event was neither recorded nor delivered. Fix or remove "
+        f"the middleware (add_middleware returns its remover)."
+    )
+
+
+def _middleware_returned(middleware: Middleware, result: object) -> MiddlewareError:
+    return MiddlewareError(
+        f"Middleware {_callable_name(middleware)} returned {type(result).__name__}; a "
+        f"middleware must return an Event (e.g. dataclasses.replace(event, ...)) or None "
+        f"to drop it. The event was neither recorded nor delivered."
+    )
 
 
 def _check_type(event_type: object) -> None:

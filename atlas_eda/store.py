@@ -786,11 +786,13 @@ def _project(aggregate: Any, events: Iterable[Any]) -> Any:
     return aggregate
 
 
-def _uuid_or_none(value: str | UUID) -> UUID | None:
+def _uuid_or_none(value: object) -> UUID | None:
     if isinstance(value, UUID):
         return value
+    if not isinstance(value, str):  # no document has such an id (and its str() may fail)
+        return None
     try:
-        return UUID(str(value))
+        return UUID(value)
     except ValueError:
         return None
 

@@ -537,3 +537,16 @@ def test_logging_any_arguments_never_fails_the_call_nor_shows_the_secret(
     assert "token=***" in lines[0]
     assert "api_key=***" in lines[0]
     assert len(lines[0]) < 60 * (len(args) + 6)
+
+
+# Found by the fuzzing above: a document id whose str() recurses escaped as RecursionError.
+@pytest.mark.parametrize("name", ["hostile-repr", "deep-dict-5000"])
+def test_a_document_id_that_is_not_a_str_is_an_unknown_id(name: str, tmp_path: Any) -> None:
+    store = TemporalStore(url=f"sqlite:///{tmp_path / 'ids.db'}")
+    try:
+        odd = real(Oddity(name))
+        assert store.update_document(odd, content="x") is False
+        assert store.delete_document(odd) is False
+        assert store.get_document(odd) is None
+    finally:
+        store.close()

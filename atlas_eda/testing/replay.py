@@ -264,21 +264,31 @@ def _execution_order(block: list[CassetteEntry]) -> list[RecordedEffect]:
     """The block's recorded effects in the order a live system performs them: a handler
     publishes its child events before the effects of the ``EffectMonad`` it returns run,
     so each event's descendants' effects come before its own."""
-    children: dict[str, list[CassetteEntry]] = {}
+    children: dict[str | None, list[CassetteEntry]] = {}
     for entry in block[1:]:
-        children.setdefault(entry.event.causation_id or "", []).append(entry)
+        children.setdefault(entry.event.causation_id, []).append(entry)
+    # Depth first, children pushed in order: the visit comes out as the root, then its
+    # last child's subtree, ..., then its first child's; reversed, that is every entry
+    # after its descendants and siblings in order. Iterative, so a deep tree cannot
+    # exhaust the interpreter's stack; bounded, so repeated ids cannot loop.
+    visit: list[CassetteEntry] = []
+    pending = [block[0]]
+    while pending and len(visit) <= len(block):
+        entry = pending.pop()
+        visit.append(entry)
+        kids = children.get(entry.event.id)
+        if kids:
+            pending.extend(kids)
+    if len(visit) == len(block) == len({id(entry) for entry in visit}):
+        return [effect for entry in reversed(visit) for effect in entry.effects]
+    # A tampered block (repeated ids, entries whose cause is not in it): each entry's
+    # effects once, those reached in that order, then the others in line order.
     ordered: list[RecordedEffect] = []
-
-    def visit(entry: CassetteEntry, depth: int) -> None:
-        if depth < 256:
-            for child in children.get(entry.event.id, ()):
-                visit(child, depth + 1)
-        ordered.extend(entry.effects)
-
-    visit(block[0], 0)
-    seen = {id(e) for e in ordered}
-    for entry in block:  # entries whose cause is not in the block: still stub their effects
-        ordered.extend(e for e in entry.effects if id(e) not in seen)
+    done: set[int] = set()
+    for entry in (*reversed(visit), *block):
+        if id(entry) not in done:
+            done.add(id(entry))
+            ordered.extend(entry.effects)
     return ordered
 
 
