@@ -288,21 +288,26 @@ def test_events_pickle_and_copy(duplicate: object) -> None:
 # -- the bus's fast path builds the same events ---------------------------------------------
 
 
-def test_build_event_gives_exactly_what_event_gives() -> None:
-    from atlas_eda.events import build_event
+def test_the_bus_builds_exactly_what_event_gives() -> None:
+    from atlas_eda import EventBus
 
-    meta = MappingProxyType({"k": 1})
-    fast = build_event(Ping.PING, {"a": 1}, "id-1", 12.5, "src", meta, "root", "parent")
+    bus = EventBus()
+    seen: list[Event] = []
+    bus.subscribe(Ping.PONG, seen.append)
+    bus.subscribe(Ping.PING, lambda e: bus.publish(Ping.PONG, {"a": 1}, "src", metadata={"k": 1}))
+    bus.publish(Ping.PING)
+    [fast] = seen  # a child: built with causation and correlation ids
     slow = Event(
-        type=Ping.PING,
+        type=Ping.PONG,
         data={"a": 1},
-        id="id-1",
-        timestamp=12.5,
+        id=fast.id,
+        timestamp=fast.timestamp,
         source="src",
         metadata={"k": 1},
-        correlation_id="root",
-        causation_id="parent",
+        correlation_id=fast.correlation_id,
+        causation_id=fast.causation_id,
     )
+    assert fast.causation_id is not None
     assert type(fast) is Event
     assert fast == slow
     assert slow == fast
