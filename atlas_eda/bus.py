@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, MutableSet
 from dataclasses import dataclass
 from enum import Enum
-from time import perf_counter, time
+from time import time
 from typing import Any, Literal
 
 from blinker import ANY, Signal
@@ -57,8 +57,6 @@ _PROPAGATING = (EventCycleError, NoEffectHandlerError)
 
 _FRAMES_PER_LEVEL = 8
 
-_new_draft = object.__new__
-
 FailurePolicy = Literal["isolate", "raise", "dead_letter"]
 """What a failing handler does to a publish (see :class:`EventBus`)."""
 
@@ -80,17 +78,64 @@ class DeadLetter:
     attempts: int = 1
 
 
-Deliveries = tuple[tuple[Any, Any, bool, str], ...]
-"""A signal's ready-made delivery list: (receiver id, receiver or weak reference, is weak,
-name) in connection order (internal)."""
+class _Gone(Exception):
+    """Raised in place of a delivery whose receiver went away after its plan was made."""
 
-Plan = tuple[tuple[tuple[Any, Any, bool, dict[Any, Any]], ...], tuple[str, tuple[str, ...]]]
-"""What one event type is delivered to: (receiver id, receiver or weak reference, is weak,
-the registry it must still be in) for each receiver, and the ``("n", names)`` entry that
-trace logs carry (internal)."""
+
+def _gone(event: Event) -> None:
+    raise _Gone
+
+
+class _WeakCall:
+    """Delivers to a weakly held receiver, or raises :class:`_Gone` once it is collected."""
+
+    __slots__ = ("ref",)
+
+    def __init__(self, ref: Callable[[], Handler | None]) -> None:
+        self.ref = ref
+
+    def __call__(self, event: Event) -> Any:
+        target = self.ref()
+        if target is None:
+            raise _Gone
+        return target(event)
+
+
+class _Receiver:
+    """One connected receiver as delivery plans hold it (internal). ``call`` delivers to
+    it; when blinker's registry drops the receiver (disconnect, or clean-up of a
+    collected weak one), ``call`` becomes :func:`_gone`, so that a publish already under
+    way with an older plan skips it instead of asking the registry on every delivery."""
+
+    __slots__ = ("call", "entry")
+
+    def __init__(self, entry: Any) -> None:
+        self.entry = entry  # what blinker's registry holds: the receiver or a weak ref
+        self.call: Callable[[Event], Any] = (
+            _WeakCall(entry) if isinstance(entry, weakref.ref) else entry
+        )
+
+
+def _handler_of(receiver: Callable[..., Any]) -> Callable[..., Any]:
+    """The subscribed handler behind a plan's ``call`` (for reports and dead letters)."""
+    if type(receiver) is _WeakCall:
+        return receiver.ref() or receiver
+    return receiver
+
+
+Deliveries = tuple[tuple[_Receiver, str], ...]
+"""A signal's ready-made delivery list: each receiver and its name, in connection order
+(internal)."""
+
+Plan = tuple[tuple[_Receiver, ...], tuple[str, tuple[str, ...]]]
+"""What one event type is delivered to: its receivers, and the ``("n", names)`` entry
+that trace logs carry (internal)."""
 
 # Logged in place of a delivery that did not happen (its receiver went away meanwhile).
 _SKIPPED = ("s", None)
+
+_PREBUILT: Any = object()
+"""What publish_event passes to publish as the event type, with the event as data."""
 
 
 class _OrderedSet(MutableSet[Any]):
@@ -162,6 +207,7 @@ class _OrderedSignal(Signal):
         # Set before blinker's __init__, which assigns is_muted (see the property).
         self._plans = plans
         self._deliveries: Deliveries | None = None
+        self._held: dict[Hashable, _Receiver] = {}
         self._version = 0
         self._muted = False
         super().__init__(doc)
@@ -189,9 +235,16 @@ class _OrderedSignal(Signal):
             self._invalidate()
 
     def _disconnect(self, receiver_id: Hashable, sender_id: Hashable) -> None:
-        # blinker's weakref clean-up calls this directly, with no receiver_disconnected.
-        super()._disconnect(receiver_id, sender_id)
-        self._invalidate()
+        # Every removal from blinker's registry comes through here: disconnect() and the
+        # weak-reference clean-up (which sends no receiver_disconnected).
+        try:
+            super()._disconnect(receiver_id, sender_id)
+        finally:
+            if receiver_id not in self.receivers:
+                held = self._held.pop(receiver_id, None)
+                if held is not None:
+                    held.call = _gone
+            self._invalidate()
 
     def _invalidate(self) -> None:
         self._version += 1
@@ -199,21 +252,27 @@ class _OrderedSignal(Signal):
         self._plans.invalidate()
 
     def deliveries(self) -> Deliveries:
-        """``(receiver id, receiver or weak reference, is weak, name)`` for each receiver
-        connected for any sender, in connection order."""
+        """``(receiver, name)`` for each receiver connected for any sender, in
+        connection order."""
         cached = self._deliveries
         if cached is None:
             version = self._version
             items = []
             receivers = self.receivers
+            held = self._held
             for receiver_id in self._by_sender[ANY_ID].copy():
                 entry = receivers.get(receiver_id)
                 if entry is None:
                     continue
-                weak = isinstance(entry, weakref.ref)
-                target = entry() if weak else entry
-                if target is not None:
-                    items.append((receiver_id, entry, weak, handler_name(target)))
+                target = entry() if isinstance(entry, weakref.ref) else entry
+                if target is None:
+                    continue
+                receiver = held.get(receiver_id)
+                if receiver is None or receiver.entry is not entry:
+                    # New, or connected again (blinker then holds a new weak ref; the
+                    # old one still reaches the same receiver, so it is not gone).
+                    receiver = held[receiver_id] = _Receiver(entry)
+                items.append((receiver, handler_name(target)))
             cached = tuple(items)
             if version == self._version:  # nothing connected meanwhile: safe to keep
                 self._deliveries = cached
@@ -490,68 +549,49 @@ class EventBus:
     ) -> str:
         """Build an event and publish it; returns its id. Inside a handler, the new
         event is a child of the event being handled (causation and correlation ids)."""
-        # This is the hot path: the event is built from fields checked here rather than
-        # through Event()'s checks (see events.EventDraft; tests hold the two equal).
-        if not isinstance(event_type, Enum):
-            _check_type(event_type)  # type: ignore[unreachable]
-        if metadata is None:
-            meta: Mapping[str, Any] = EMPTY_METADATA
-        elif isinstance(metadata, Mapping):
-            meta = frozen_metadata(metadata)
-        else:
-            raise InvalidEventError(
-                f"metadata must be a mapping (for example a dict), got {type(metadata).__name__}."
-            )
+        # The hot path, kept in one frame: publish_event passes _PREBUILT and its event
+        # as ``data`` rather than calling a shared helper, as a call costs a few percent of
+        # a whole publish. Events are built from fields checked here rather than through
+        # Event()'s checks (see events.EventDraft; tests hold the two equal).
         try:
             stack: list[Record] = self._local.stack
         except AttributeError:
             stack = self._local.stack = []
-        # Built in this frame: a call costs a few percent of a whole publish.
-        event = _new_draft(EventDraft)
-        event.type = event_type
-        event.data = data
-        event.id = event_id = new_event_id.next_id()
-        event.timestamp = time()
-        event.source = source
-        event.metadata = meta
-        if stack:
-            parent = stack[-1][0]
-            event.correlation_id = parent.correlation_id or parent.id
-            event.causation_id = parent.id
+        if event_type is _PREBUILT:
+            event: Event = data
+            now = time()
+            if stack and len(stack) >= self._max_depth:
+                raise self._too_deep(stack, event.type)
         else:
-            event.correlation_id = event_id
-            event.causation_id = None
-        event.__class__ = Event  # type: ignore[assignment]
-        return self._dispatch(event, stack)  # type: ignore[arg-type]
-
-    def publish_event(self, event: Event) -> str:
-        """Publish a prebuilt event as it is (id, timestamp and ids kept, as replay
-        needs); returns its id."""
-        if not isinstance(event, Event):
-            raise InvalidEventError(
-                f"publish_event needs an atlas_eda.Event, got {type(event).__name__}; "
-                f"use publish(event_type, data) to build one."
-            )
-        _check_type(event.type)
-        return self._dispatch(event, self._stack())
-
-    def _stack(self) -> list[Record]:
-        try:
-            stack: list[Record] = self._local.stack
-        except AttributeError:
-            stack = self._local.stack = []
-        return stack
-
-    def _dispatch(self, event: Event, stack: list[Record]) -> str:
-        if len(stack) >= self._max_depth:
-            chain = (*(type_name(r[0].type) for r in stack), type_name(event.type))
-            raise EventCycleError(
-                f"Publishing {type_name(event.type)} would nest {len(chain)} events deep "
-                f"(max_depth={self._max_depth}); handlers are publishing each other's events "
-                f"in a loop: {_describe_chain(chain)}. Break the loop, or raise max_depth if "
-                f"the nesting is intended.",
-                chain,
-            )
+            if id(event_type) not in self._plans:  # a type with a plan was checked for it
+                _check_type(event_type)
+            if metadata is None:
+                meta: Mapping[str, Any] = EMPTY_METADATA
+            elif isinstance(metadata, Mapping):
+                meta = frozen_metadata(metadata)
+            else:
+                raise InvalidEventError(
+                    f"metadata must be a mapping (for example a dict), got "
+                    f"{type(metadata).__name__}."
+                )
+            draft = EventDraft()
+            draft.type = event_type
+            draft.data = data
+            draft.id = new_event_id.next_id()
+            draft.timestamp = now = time()
+            draft.source = source
+            draft.metadata = meta
+            if stack:
+                if len(stack) >= self._max_depth:
+                    raise self._too_deep(stack, event_type)
+                parent = stack[-1][0]
+                draft.correlation_id = parent.correlation_id or parent.id
+                draft.causation_id = parent.id
+            else:
+                draft.correlation_id = draft.id
+                draft.causation_id = None
+            draft.__class__ = Event  # type: ignore[assignment]
+            event = draft  # type: ignore[assignment]
         if self._middleware:
             received_id = event.id
             for middleware in self._middleware:
@@ -566,14 +606,14 @@ class EventBus:
                     if not isinstance(transformed, Event):
                         raise _middleware_returned(middleware, transformed)
                     event = transformed
-        log: Log = []
-        record: Record = (event, log)
-        # deque.append is atomic (one C call under the GIL, or the deque's own lock on
-        # free-threaded builds): publishers need no lock, readers copy (see _snapshot).
-        self._history.append(record)
+            now = time()  # the first delivery's time leaves the middleware's out
+        entries, names = self._plans.get(id(event.type)) or self._plan(event.type)
         restore = None
         tracing = self._traces
         if tracing:
+            # When the deliveries started (the event's own timestamp, unless prebuilt),
+            # then who they are; each delivery logs the time it ended.
+            log: Log = [now, names]
             if stack:
                 stack[-1][1].append(("c", event.id))
             # Effects performed while this event is handled are told to this bus's
@@ -591,47 +631,40 @@ class EventBus:
                     isinstance(current, _EffectRecorder) and current.idle()
                 ):
                     restore = token
-            log.append(perf_counter())  # deliveries start; each logs when it ended
+        else:
+            log = []
+        record: Record = (event, log)
+        # deque.append is atomic (one C call under the GIL, or the deque's own lock on
+        # free-threaded builds): publishers need no lock, readers copy (see _snapshot).
+        self._history.append(record)
         failures: list[tuple[Callable[..., Any], Exception]] | None = None
         propagating: Exception | None = None
         stack.append(record)
         try:
-            entries, names = self._plans.get(id(event.type)) or self._plan(event.type)
-            if tracing:
-                log.append(names)
-            for receiver_id, entry, weak, connected in entries:
-                receiver = entry() if weak else entry
-                if receiver is None or receiver_id not in connected:
-                    # Collected, or unsubscribed (perhaps by a handler) since the plan
-                    # was made.
-                    if tracing:
-                        log.append(_SKIPPED)
-                    continue
+            for planned in entries:
+                receiver = planned.call
                 try:
                     result = receiver(event)
                     if result is not None and isinstance(result, EffectMonad):
-                        self._run_effects(receiver, event, result)
-                except _PROPAGATING as exc:
-                    if tracing:
-                        log.append(("x", exc))
-                    if propagating is None:
-                        propagating = exc
+                        self._run_effects(_handler_of(receiver), event, result)
                 except Exception as exc:
+                    if type(exc) is _Gone:
+                        # Collected, or unsubscribed (perhaps by a handler) since the
+                        # plan was made.
+                        if tracing:
+                            log.append(_SKIPPED)
+                        continue
                     if tracing:
                         log.append(("x", exc))
                     if failures is None:
                         failures = []
-                    failures.append((receiver, exc))
+                    failures.append((_handler_of(receiver), exc))
                 if tracing:
-                    log.append(perf_counter())
+                    log.append(time())
             # A traced exception's traceback keeps this frame and its locals: pin no handler.
-            receiver = result = None
+            planned = receiver = result = None  # type: ignore[assignment]
             if failures:
-                self._report(event, failures)
-                group = self._apply_policy(event, failures)
-                failures.clear()
-                if group is not None and propagating is None:
-                    propagating = group
+                propagating = self._settle(event, failures)
         finally:
             stack.pop()
             if restore is not None:
@@ -641,6 +674,34 @@ class EventBus:
         if propagating is not None:
             raise propagating
         return event.id
+
+    def publish_event(self, event: Event) -> str:
+        """Publish a prebuilt event as it is (id, timestamp and ids kept, as replay
+        needs); returns its id."""
+        if not isinstance(event, Event):
+            raise InvalidEventError(
+                f"publish_event needs an atlas_eda.Event, got {type(event).__name__}; "
+                f"use publish(event_type, data) to build one."
+            )
+        _check_type(event.type)
+        return self.publish(_PREBUILT, event)
+
+    def _stack(self) -> list[Record]:
+        try:
+            stack: list[Record] = self._local.stack
+        except AttributeError:
+            stack = self._local.stack = []
+        return stack
+
+    def _too_deep(self, stack: list[Record], event_type: Enum) -> EventCycleError:
+        chain = (*(type_name(r[0].type) for r in stack), type_name(event_type))
+        return EventCycleError(
+            f"Publishing {type_name(event_type)} would nest {len(chain)} events deep "
+            f"(max_depth={self._max_depth}); handlers are publishing each other's events "
+            f"in a loop: {_describe_chain(chain)}. Break the loop, or raise max_depth if "
+            f"the nesting is intended.",
+            chain,
+        )
 
     def watch(self, callback: Callable[[EventTrace], Any]) -> Callable[[], None]:
         """Call ``callback(trace)`` each time a root event (one published outside any
@@ -679,14 +740,13 @@ class EventBus:
         cache = self._plan_cache
         with cache.lock:
             version = cache.version
-        entries: list[tuple[Any, Any, bool, dict[Any, Any]]] = []
+        entries: list[_Receiver] = []
         names: list[str] = []
         for signal in (self._signals.get(event_type), self._all):
             if signal is None or signal.is_muted:
                 continue
-            connected = signal.receivers
-            for receiver_id, entry, weak, name in signal.deliveries():
-                entries.append((receiver_id, entry, weak, connected))
+            for receiver, name in signal.deliveries():
+                entries.append(receiver)
                 names.append(name)
         plan: Plan = (tuple(entries), ("n", tuple(names)))
         with cache.lock:
@@ -694,6 +754,22 @@ class EventBus:
                 cache.plans[id(event_type)] = plan
                 cache.keep[id(event_type)] = event_type
         return plan
+
+    def _settle(
+        self, event: Event, failures: list[tuple[Callable[..., Any], Exception]]
+    ) -> Exception | None:
+        """Deal with the handlers that raised while ``event`` was delivered; returns what
+        publish must raise: the first error that always propagates (a cycle, a missing
+        effect handler), else what the failure policy raises, else None."""
+        propagating = next((exc for _, exc in failures if isinstance(exc, _PROPAGATING)), None)
+        failed = [(handler, exc) for handler, exc in failures if not isinstance(exc, _PROPAGATING)]
+        failures.clear()  # a traced exception's traceback keeps the list: pin no handler
+        if not failed:
+            return propagating
+        self._report(event, failed)
+        group = self._apply_policy(event, failed)
+        failed.clear()
+        return propagating if propagating is not None else group
 
     def _run_effects(
         self, receiver: Callable[..., Any], event: Event, monad: EffectMonad[Any]

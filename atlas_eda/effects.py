@@ -21,6 +21,7 @@ __all__ = [
     "EffectMonad",
     "EffectObserver",
     "EffectType",
+    "KnownOutcome",
     "Performer",
     "effect_observer",
     "effect_stub",
@@ -96,6 +97,41 @@ def _observed(intent: object, perform: Callable[[], Any]) -> Any:
         raise
     observer(intent, result, None)
     return result
+
+
+class KnownOutcome:
+    """An ``effect`` performer whose outcome is settled before it runs: it succeeds with
+    ``result``, or, when ``error`` is given, fails with the exception ``error()`` makes
+    (a fresh one each time). Stubs made of these (the replay harness's are) are
+    performed by :class:`EffectHandler` without filling a box, with the same result,
+    exception and effect-observer report."""
+
+    __slots__ = ("error", "result")
+
+    def __init__(
+        self, result: Any = None, error: Callable[[], BaseException] | None = None
+    ) -> None:
+        self.result = result
+        self.error = error
+
+    def __call__(self, dispatcher: Any, intent: object, box: Any) -> None:
+        if self.error is None:
+            box.succeed(self.result)
+        else:
+            box.fail(self.error())
+
+    def settle(self, intent: object) -> Any:
+        """Return the result (or raise the error) as performing ``intent`` with this
+        performer would, telling the context's effect observer."""
+        observer = effect_observer.get()
+        if self.error is None:
+            if observer is not None:
+                observer(intent, self.result, None)
+            return self.result
+        error = self.error()
+        if observer is not None:
+            observer(intent, None, error)
+        raise error
 
 
 def _stubbed(performer: Any) -> Any:
@@ -278,6 +314,8 @@ class EffectHandler:
             else:
                 performer = stub(intent)  # once: a stub may consume what it hands out
                 if performer is not None:
+                    if type(performer).__call__ is KnownOutcome.__call__:
+                        return performer.settle(intent)
                     return self._fill(performer, intent, observed=True)
                 performer = self._lookup(intent)
                 if performer is None:

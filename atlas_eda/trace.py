@@ -19,11 +19,11 @@ __all__ = ["Delivery", "EffectOutcome", "EventTrace", "handler_name"]
 
 Log = list[Any]
 """What the bus writes while it handles one event, in order (internal): the
-``perf_counter()`` reading (a float) when its deliveries start; then, for each signal
-it delivers, ``("n", names)`` with the names of that signal's receivers, and for each of
-them the entries logged while its handler ran — ``("e", EffectOutcome)`` for each effect
+``time.time()`` reading (a float) when its deliveries start (for a published event, its
+timestamp); then ``("n", names)`` with the names of its receivers, and for each of them
+the entries logged while its handler ran — ``("e", EffectOutcome)`` for each effect
 performed, ``("c", event_id)`` for each child event published, ``("x", exception)`` if
-the handler raised — followed by the ``perf_counter()`` reading when it ended (a delivery
+the handler raised — followed by the ``time.time()`` reading when it ended (a delivery
 lasted from the previous reading to its own), or ``("s", None)`` for a receiver that went
 away before its turn. Entries after the last delivery (the bus's ``ERROR`` reports)
 belong to the event. Entries are attributed by position, so publishing pays for no

@@ -1344,6 +1344,91 @@ def test_a_type_first_seen_by_subscribe_all_only_is_delivered(bus: EventBus) -> 
     assert late.data == [2]
 
 
+def test_a_handler_unsubscribed_by_an_earlier_one_is_skipped_in_that_publish(
+    bus: EventBus,
+) -> None:
+    later, every = Recorder(), Recorder()
+    removers: dict[str, Callable[[], None]] = {}
+
+    def remove_the_others(event: Event) -> None:
+        if event.data == "remove":
+            removers["later"]()
+            removers["every"]()
+
+    bus.subscribe(Ping.PING, remove_the_others)
+    removers["later"] = bus.subscribe(Ping.PING, later)
+    removers["every"] = bus.subscribe_all(every)
+    bus.publish(Ping.PING, "keep")  # the plan for PING exists now
+    event_id = bus.publish(Ping.PING, "remove")
+    bus.publish(Ping.PING, "after")
+    assert later.data == every.data == ["keep"]
+    assert [d.handler for d in bus.trace(event_id).deliveries] == [remove_the_others.__qualname__]
+
+
+def test_a_handler_unsubscribed_and_subscribed_again_mid_publish_gets_the_next_event(
+    bus: EventBus,
+) -> None:
+    # Subscribing again is a new subscription: like any made while a publish is under
+    # way, it receives the events published after it.
+    later = Recorder()
+    removers: list[Callable[[], None]] = []
+
+    def resubscribe(event: Event) -> None:
+        if event.data == 1:
+            removers.pop()()
+            removers.append(bus.subscribe(Ping.PING, later))
+
+    bus.subscribe(Ping.PING, resubscribe)
+    removers.append(bus.subscribe(Ping.PING, later))
+    bus.publish(Ping.PING, 0)
+    bus.publish(Ping.PING, 1)
+    bus.publish(Ping.PING, 2)
+    assert later.data == [0, 2]
+
+
+def test_a_weak_handler_collected_by_an_earlier_handler_is_skipped(bus: EventBus) -> None:
+    seen: list[Any] = []
+
+    class Owner:
+        def on_ping(self, event: Event) -> None:
+            seen.append(event.data)
+
+    owners = [Owner()]
+    probe = weakref.ref(owners[0])
+    bus.subscribe(Ping.PING, lambda event: owners.clear() if event.data == 2 else None)
+    bus.subscribe(Ping.PING, owners[0].on_ping, weak=True)
+    bus.publish(Ping.PING, 1)
+    event_id = bus.publish(Ping.PING, 2)  # the first handler drops the only reference
+    bus.publish(Ping.PING, 3)
+    assert probe() is None
+    assert seen == [1]
+    assert len(bus.trace(event_id).deliveries) == 1
+
+
+def test_a_failing_weak_handler_is_reported_and_dead_lettered_as_itself(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = EventBus(failure_policy="dead_letter")
+    calls: list[Any] = []
+
+    class Owner:
+        def on_ping(self, event: Event) -> None:
+            calls.append(event.data)
+            if len(calls) == 1:
+                raise ValueError("first try fails")
+
+    owner = Owner()
+    bus.subscribe(Ping.PING, owner.on_ping, weak=True)
+    with caplog.at_level(logging.ERROR, logger="atlas_eda.bus"):
+        bus.publish(Ping.PING, 5)
+    [letter] = bus.dead_letters
+    assert letter.handler == owner.on_ping
+    assert letter.handler_name == f"{Owner.__qualname__}.on_ping"
+    assert f"handler {__name__}.{Owner.__qualname__}.on_ping failed" in caplog.text
+    assert bus.retry_dead_letters() == 1
+    assert calls == [5, 5]
+
+
 # -- handler failure policies --------------------------------------------------------------
 
 

@@ -791,6 +791,35 @@ def test_a_stub_in_force_is_used_by_the_direct_path_too() -> None:
     assert handler.handle(Effect(EffectType.LOGGING)) == "real"
 
 
+def test_known_outcomes_settle_on_the_direct_path_as_the_trampoline_performs_them() -> None:
+    from atlas_eda.effects import KnownOutcome, effect_observer, effect_stub
+
+    class Refused(Exception):
+        pass
+
+    handler = EffectHandler()
+    ok = Effect(EffectType.DATABASE_READ, 1)
+    failing = Effect(EffectType.DATABASE_WRITE, 2)
+    table = {ok: KnownOutcome({"read": 1}), failing: KnownOutcome(error=lambda: Refused("no"))}
+    runs: list[list[Any]] = []
+    for perform in (
+        handler._perform,  # settled without a box
+        lambda i: fx.sync_perform(handler.dispatcher, fx.Effect(i)),  # a box, filled
+    ):
+        told: list[Any] = []
+        stub_token = effect_stub.set(table.get)
+        observer_token = effect_observer.set(lambda e, r, x, t=told: t.append((e, r, repr(x))))
+        try:
+            outcomes = [_outcome(functools.partial(perform, i)) for i in (ok, failing, failing)]
+        finally:
+            effect_observer.reset(observer_token)
+            effect_stub.reset(stub_token)
+        runs.append([outcomes, told])
+    assert runs[0] == runs[1]
+    assert runs[0][0] == [("ok", {"read": 1}), *[("error", (Refused, "no"))] * 2]
+    assert [entry[0] for entry in runs[0][1]] == [ok, failing, failing]
+
+
 def test_under_a_stub_the_direct_path_matches_the_trampoline() -> None:
     from atlas_eda.effects import effect_observer, effect_stub
 

@@ -20,7 +20,7 @@ from effect import sync_performer
 from effect.testing import SequenceDispatcher
 
 from ..bus import EventBus
-from ..effects import Effect, effect_stub
+from ..effects import Effect, KnownOutcome, effect_stub
 from ..errors import ReplayedEffectError, ReplayError, UnexpectedEffectError, UnknownEventError
 from ..events import Event, type_name
 from ..trace import EffectOutcome, EventTrace
@@ -205,29 +205,21 @@ def _error_class(name: str) -> type[ReplayedEffectError]:
     return cls
 
 
-class _Expected:
+class _Expected(KnownOutcome):
     """A recorded effect standing in for the intent it was made from: equal to a live
     intent of the same type, payload and description (for the ``effect`` library's own
-    intents, of the same class name). ``performer`` is an ``effect`` performer giving the
-    recorded result, or raising the recorded error."""
+    intents, of the same class name). As a performer it gives the recorded result, or
+    raises the recorded error."""
 
-    __slots__ = ("performer", "recorded")
+    __slots__ = ("recorded",)
 
     def __init__(self, recorded: RecordedEffect) -> None:
-        self.recorded = recorded
         error = recorded.error
         if error is None:
-            result = recorded.result
-
-            def performer(_dispatcher: Any, _intent: object, box: Any) -> None:
-                box.succeed(result)
-
+            super().__init__(recorded.result)
         else:
-
-            def performer(_dispatcher: Any, _intent: object, box: Any) -> None:
-                box.fail(_error_class(error.type)(error.type, error.message))
-
-        self.performer = performer
+            super().__init__(error=lambda: _error_class(error.type)(error.type, error.message))
+        self.recorded = recorded
 
     def __eq__(self, other: object) -> bool:
         recorded = self.recorded
@@ -264,6 +256,26 @@ def _execution_order(block: list[CassetteEntry]) -> list[RecordedEffect]:
     """The block's recorded effects in the order a live system performs them: a handler
     publishes its child events before the effects of the ``EffectMonad`` it returns run,
     so each event's descendants' effects come before its own."""
+    # A recorder writes each tree in publish order (every event after its cause, and
+    # after its cause's earlier children's subtrees): one pass with a stack of the
+    # events whose subtrees are still open gives every entry after its descendants.
+    ordered: list[RecordedEffect] = []
+    open_entries = [block[0]]
+    for entry in block[1:]:
+        cause = entry.event.causation_id
+        while open_entries and open_entries[-1].event.id != cause:
+            ordered.extend(open_entries.pop().effects)
+        if not open_entries:
+            return _execution_order_of_lines(block)
+        open_entries.append(entry)
+    while open_entries:
+        ordered.extend(open_entries.pop().effects)
+    return ordered
+
+
+def _execution_order_of_lines(block: list[CassetteEntry]) -> list[RecordedEffect]:
+    """:func:`_execution_order` for lines not in publish order (moved lines, or roots
+    recorded from several threads): the tree is rebuilt from the causation ids."""
     children: dict[str | None, list[CassetteEntry]] = {}
     for entry in block[1:]:
         children.setdefault(entry.event.causation_id, []).append(entry)
@@ -279,10 +291,8 @@ def _execution_order(block: list[CassetteEntry]) -> list[RecordedEffect]:
         kids = children.get(entry.event.id)
         if kids:
             pending.extend(kids)
-    if len(visit) == len(block) == len({id(entry) for entry in visit}):
-        return [effect for entry in reversed(visit) for effect in entry.effects]
-    # A tampered block (repeated ids, entries whose cause is not in it): each entry's
-    # effects once, those reached in that order, then the others in line order.
+    # Each entry's effects once: those reached in that order, then the others (a
+    # tampered block: repeated ids, entries whose cause is not in it) in line order.
     ordered: list[RecordedEffect] = []
     done: set[int] = set()
     for entry in (*reversed(visit), *block):
@@ -300,7 +310,7 @@ class _Stub:
 
     def __init__(self, block: list[CassetteEntry]) -> None:
         expected = [_Expected(e) for e in _execution_order(block)]
-        self.sequence = _Sequence([(e, e.performer) for e in expected])
+        self.sequence = _Sequence([(e, e) for e in expected])  # each its own performer
 
     def __call__(self, intent: object) -> Any:
         performer = self.sequence(intent)
@@ -433,8 +443,7 @@ def _compare_tree(
     """How many entries of ``block`` matched, and the first divergence. ``events`` are
     the replayed events in publish order; ``nodes`` their traces (``None`` in stub mode,
     where effects are not compared)."""
-    expected_parents = _parents([e.event.id for e in block], [e.event.causation_id for e in block])
-    actual_parents = _parents([e.id for e in events], [e.causation_id for e in events])
+    parents: tuple[list[int | None], list[int | None]] | None = None
     ids: dict[str, str] = {}
     for k, event in enumerate(events):
         if k >= len(block):
@@ -446,18 +455,35 @@ def _compare_tree(
                 position, expected, actual, _diff(None, event.data, "data"), reason
             )
         entry = block[k]
-        ids[event.id] = entry.event.id
-        divergence = _compare_event(entry, event, ids)
-        if divergence is None and k and expected_parents[k] != actual_parents[k]:
-            divergence = Divergence(
-                entry.line,
-                _event_text(entry.event, entry.event.data),
-                _event_text(event, _plain(event.data)),
-                "",
-                f"{type_name(entry.event.type)}: recorded as caused by "
-                f"{_cause(expected_parents[k])}, replayed as caused by "
-                f"{_cause(actual_parents[k])}",
-            )
+        recorded = entry.event
+        ids[event.id] = recorded.id
+        if (
+            event.type is recorded.type
+            and event.source == recorded.source
+            and event.data == recorded.data
+        ):
+            divergence = None  # the common case, without a call
+        else:
+            divergence = _compare_event(entry, event, ids)
+        # Caused by the event that matched its recorded cause: so far, the same tree. If
+        # not (or the cause is outside the tree), the causes' positions in the two trees
+        # decide.
+        if divergence is None and k and ids.get(event.causation_id or "") != recorded.causation_id:
+            if parents is None:
+                parents = (
+                    _parents([e.event.id for e in block], [e.event.causation_id for e in block]),
+                    _parents([e.id for e in events], [e.causation_id for e in events]),
+                )
+            expected_parent, actual_parent = parents[0][k], parents[1][k]
+            if expected_parent != actual_parent:
+                divergence = Divergence(
+                    entry.line,
+                    _event_text(recorded, recorded.data),
+                    _event_text(event, _plain(event.data)),
+                    "",
+                    f"{type_name(recorded.type)}: recorded as caused by "
+                    f"{_cause(expected_parent)}, replayed as caused by {_cause(actual_parent)}",
+                )
         if divergence is None and nodes is not None and mode != "stub":
             divergence = _compare_effects(entry, _effects_of(nodes[k]), mode == "perform")
         if divergence is not None:
