@@ -559,11 +559,13 @@ class EventBus:
             stack = self._local.stack = []
         if event_type is _PREBUILT:
             event: Event = data
+            plan = None
             now = time()
             if stack and len(stack) >= self._max_depth:
                 raise self._too_deep(stack, event.type)
         else:
-            if id(event_type) not in self._plans:  # a type with a plan was checked for it
+            plan = self._plans.get(id(event_type))
+            if plan is None:  # a type with a plan was checked when it was planned
                 _check_type(event_type)
             if metadata is None:
                 meta: Mapping[str, Any] = EMPTY_METADATA
@@ -593,6 +595,7 @@ class EventBus:
             draft.__class__ = Event  # type: ignore[assignment]
             event = draft  # type: ignore[assignment]
         if self._middleware:
+            plan = None  # planned after the middleware ran (it may change the event's type)
             received_id = event.id
             for middleware in self._middleware:
                 try:
@@ -607,7 +610,9 @@ class EventBus:
                         raise _middleware_returned(middleware, transformed)
                     event = transformed
             now = time()  # the first delivery's time leaves the middleware's out
-        entries, names = self._plans.get(id(event.type)) or self._plan(event.type)
+        if plan is None:
+            plan = self._plans.get(id(event.type)) or self._plan(event.type)
+        entries, names = plan
         restore = None
         tracing = self._traces
         if tracing:
