@@ -240,10 +240,11 @@ class _OrderedSignal(Signal):
         try:
             super()._disconnect(receiver_id, sender_id)
         finally:
-            if receiver_id not in self.receivers:
-                held = self._held.pop(receiver_id, None)
-                if held is not None:
-                    held.call = _gone
+            with self._plans.lock:  # not while deliveries() is building from the registry
+                if receiver_id not in self.receivers:
+                    held = self._held.pop(receiver_id, None)
+                    if held is not None:
+                        held.call = _gone
             self._invalidate()
 
     def _invalidate(self) -> None:
@@ -260,19 +261,22 @@ class _OrderedSignal(Signal):
             items = []
             receivers = self.receivers
             held = self._held
-            for receiver_id in self._by_sender[ANY_ID].copy():
-                entry = receivers.get(receiver_id)
-                if entry is None:
-                    continue
-                target = entry() if isinstance(entry, weakref.ref) else entry
-                if target is None:
-                    continue
-                receiver = held.get(receiver_id)
-                if receiver is None or receiver.entry is not entry:
-                    # New, or connected again (blinker then holds a new weak ref; the
-                    # old one still reaches the same receiver, so it is not gone).
-                    receiver = held[receiver_id] = _Receiver(entry)
-                items.append((receiver, handler_name(target)))
+            # Under the lock _disconnect takes: a receiver it drops meanwhile is either
+            # not seen here or made gone there, never kept in a plan as live.
+            with self._plans.lock:
+                for receiver_id in self._by_sender[ANY_ID].copy():
+                    entry = receivers.get(receiver_id)
+                    if entry is None:
+                        continue
+                    target = entry() if isinstance(entry, weakref.ref) else entry
+                    if target is None:
+                        continue
+                    receiver = held.get(receiver_id)
+                    if receiver is None or receiver.entry is not entry:
+                        # New, or connected again (blinker then holds a new weak ref;
+                        # the old one still reaches the same receiver: it is not gone).
+                        receiver = held[receiver_id] = _Receiver(entry)
+                    items.append((receiver, handler_name(target)))
             cached = tuple(items)
             if version == self._version:  # nothing connected meanwhile: safe to keep
                 self._deliveries = cached
