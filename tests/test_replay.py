@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from atlas_eda import Effect, EffectHandler, EffectMonad, Event, EventBus, EventType
+from atlas_eda import Effect, EffectHandler, EffectMonad, EffectType, Event, EventBus, EventType
 from atlas_eda.effects import effect_observer, effect_stub
 from atlas_eda.testing import (
     MODES,
@@ -588,3 +590,52 @@ def test_a_recorded_failure_changed_to_a_success_diverges(cassette_path: Path) -
     stubbed = check(cassette, "check")
     assert stubbed.position == 7
     assert stubbed.reason == "expected EventType.ERROR, got Checkout.PAID"
+
+
+# -- the stub's effect order -------------------------------------------------------------
+
+
+@given(st.lists(st.integers(min_value=0, max_value=30), min_size=0, max_size=30))
+def test_effect_order_of_a_tree_in_publish_order_is_that_of_the_rebuilt_tree(
+    parents: list[int],
+) -> None:
+    """The one-pass order (lines in publish order, as recorders write them) is the order
+    the causation ids give when the tree is rebuilt from them."""
+    from atlas_eda.testing.cassette import CassetteEntry, RecordedEffect
+    from atlas_eda.testing.replay import _execution_order, _execution_order_of_lines
+
+    # Node n + 1 is a child of an earlier node; children are numbered in publish order,
+    # so the nodes listed depth first, children in order, are the lines of a recording.
+    children: dict[int, list[int]] = {0: []}
+    for n, parent in enumerate(parents, start=1):
+        children[parent % n].append(n)
+        children[n] = []
+    lines: list[int] = []
+    pending = [0]
+    while pending:
+        node = pending.pop()
+        lines.append(node)
+        pending.extend(reversed(children[node]))
+    cause = {kid: node for node, kids in children.items() for kid in kids}
+    block = [
+        CassetteEntry(
+            line,
+            Event(
+                type=EventType.COMMAND_EXECUTED,
+                id=f"e{node}",
+                correlation_id="e0",
+                causation_id=None if node == 0 else f"e{cause[node]}",
+            ),
+            tuple(RecordedEffect(EffectType.LOGGING, [node, k]) for k in range(node % 3)),
+        )
+        for line, node in enumerate(lines, start=1)
+    ]
+    assert _execution_order(block) == _execution_order_of_lines(block)
+    # Every effect once, each event's after its descendants'.
+    order = [effect.payload[0] for effect in _execution_order(block)]
+    assert sorted(order) == sorted(e.payload[0] for entry in block for e in entry.effects)
+    for position, node in enumerate(order):
+        ancestor = cause.get(node)
+        while ancestor is not None:
+            assert ancestor not in order[:position]
+            ancestor = cause.get(ancestor)
