@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -893,3 +896,277 @@ def test_aspects_work_as_plain_decorators() -> None:
 
     assert triple(2) == 6
     assert list(metrics.get_metrics()) == ["triple"]
+
+
+# -- stacked aspects share one aspectlib layer ---------------------------------------------
+
+
+def between(fn: Any) -> Any:
+    """A user's transparent decorator: woven between two of ours, it keeps them in two
+    aspectlib layers (the way stacked aspects ran before they shared one)."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return call
+
+
+class Lines:
+    """A logger callable that keeps its lines, with the timings taken out."""
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.lines: list[str] = []
+        self.fail_on = fail_on
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(re.sub(r"\d+\.\d{4}s", "<t>", line))
+        if self.fail_on is not None and self.fail_on in line:
+            raise OSError(f"cannot write {self.fail_on}")
+
+
+def woven_pair(svc: Service, method: str, *, shared: bool, logger: Any) -> MetricsAspect:
+    """Logging then metrics on ``svc.<method>`` through a weaver: in one shared layer, or
+    (shared=False) in two layers kept apart by a pass-through, as before sharing."""
+    weaver = AspectWeaver()
+    metrics = MetricsAspect()
+    weaver.register_aspect("logging", LoggingAspect(logger))
+    weaver.register_aspect("metrics", metrics)
+    weaver.register_aspect("between", between)
+    weaver.apply_aspect("logging", getattr(svc, method))
+    if not shared:
+        weaver.apply_aspect("between", getattr(svc, method))
+    weaver.apply_aspect("metrics", getattr(svc, method))
+    return metrics
+
+
+def counts(metrics: MetricsAspect) -> dict[str, tuple[int, int]]:
+    return {key: (s["count"], s["errors"]) for key, s in metrics.get_metrics().items()}
+
+
+def test_stacked_aspects_share_one_aspectlib_layer(weaver: AspectWeaver) -> None:
+    svc = Service()
+    first = weaver.apply_aspect("logging", svc.m)
+    second = weaver.apply_aspect("metrics", svc.m)
+
+    base, chain = aspects_module._LAYERS[second.__func__]
+    assert base is Service.m
+    assert chain == (weaver.aspects["metrics"], weaver.aspects["logging"])  # outermost first
+    # Unwrapping still goes through every aspect, as if each had its own layer.
+    assert second.__func__.__wrapped__ is first.__func__
+    assert first(1) == second(1) == 2
+
+
+def test_a_third_aspect_gets_a_layer_of_its_own(collector: RecordingCollector) -> None:
+    lines = Lines()
+    metrics = MetricsAspect(collector)
+    svc = Service()
+    aspectlib.weave(svc.m, [LoggingAspect(lines), metrics, MetricsAspect()])
+
+    assert svc.m(1) == 2
+
+    assert counts(metrics) == {"Service.m": (1, 0)}
+    assert [line.split(" ", 1)[1] for line in lines.lines] == [
+        "ENTER Service.m(1)",
+        "EXIT Service.m in <t>",
+    ]
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_shared_and_separate_layers_log_and_measure_alike_as_the_level_changes(
+    shared: bool,
+) -> None:
+    mine = logging.getLogger(f"tests.aspects.level.{shared}")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    mine.addHandler(handler)
+    mine.propagate = False
+    mine.setLevel(logging.WARNING)
+    svc = Service()
+    metrics = woven_pair(svc, "m", shared=shared, logger=mine)
+
+    try:
+        assert svc.m(1) == 2  # below the level: nothing logged
+        mine.setLevel(logging.INFO)  # after weaving: takes effect at once
+        assert svc.m(2, y=5) == 7
+        mine.setLevel(logging.WARNING)
+        assert svc.m(3) == 4
+        mine.setLevel(logging.DEBUG)
+        assert svc.m(4) == 5
+    finally:
+        mine.removeHandler(handler)
+
+    got = [re.sub(r"\d+\.\d{4}s", "<t>", r.getMessage()) for r in records]
+    assert got == [
+        "[2] ENTER Service.m(2, y=5)",
+        "[2] EXIT Service.m in <t>",
+        "[4] ENTER Service.m(4)",
+        "[4] EXIT Service.m in <t>",
+    ]
+    assert counts(metrics) == {"Service.m": (4, 0)}
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_shared_and_separate_layers_fail_alike(shared: bool) -> None:
+    lines = Lines()
+    svc = Service()
+    metrics = woven_pair(svc, "fail", shared=shared, logger=lines)
+    error = KeyError("gone")
+
+    with pytest.raises(KeyError) as excinfo:
+        svc.fail(error)
+
+    assert excinfo.value is error
+    assert lines.lines == [
+        "[1] ENTER Service.fail(KeyError('gone'))",
+        "[1] ERROR Service.fail after <t>: KeyError: 'gone'",
+    ]
+    assert counts(metrics) == {"Service.fail": (1, 1)}
+
+
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("fail_on", ["ENTER", "EXIT"])
+def test_a_failing_inner_aspect_is_a_failure_to_the_outer_one(shared: bool, fail_on: str) -> None:
+    lines = Lines(fail_on=fail_on)
+    svc = Service()
+    metrics = woven_pair(svc, "m", shared=shared, logger=lines)
+
+    with pytest.raises(OSError, match=f"cannot write {fail_on}"):
+        svc.m(1)
+
+    assert counts(metrics) == {"Service.m": (1, 1)}
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_shared_and_separate_layers_publish_the_same_error_event(shared: bool) -> None:
+    bus = EventBus()
+    errors: list[Any] = []
+    bus.subscribe(EventType.ERROR, errors.append)
+    weaver = AspectWeaver()
+    weaver.register_aspect("metrics", MetricsAspect())
+    weaver.register_aspect("logging", LoggingAspect(lambda line: None, event_bus=bus))
+    weaver.register_aspect("between", between)
+    svc = Service()
+    weaver.apply_aspect("metrics", svc.fail)
+    if not shared:
+        weaver.apply_aspect("between", svc.fail)
+    weaver.apply_aspect("logging", svc.fail)
+
+    with pytest.raises(TimeoutError):
+        svc.fail(TimeoutError("slow"))
+
+    assert [(e.data["method"], e.data["error_type"], e.data["request_id"]) for e in errors] == [
+        ("Service.fail", "TimeoutError", 1)
+    ]
+
+
+def test_a_generator_method_woven_with_both_aspects(
+    weaver: AspectWeaver, metrics: MetricsAspect, info_logs: pytest.LogCaptureFixture
+) -> None:
+    class Source:
+        def numbers(self, n: int) -> Iterator[int]:
+            yield from range(n)
+
+    source = Source()
+    weaver.apply_aspect("logging", source.numbers)
+    weaver.apply_aspect("metrics", source.numbers)
+
+    assert list(source.numbers(3)) == [0, 1, 2]
+
+    assert counts(metrics) == {"Source.numbers": (1, 0)}
+    lines = aspect_lines(info_logs)
+    assert any(line.endswith("ENTER Source.numbers(3)") for line in lines)
+    assert any("EXIT Source.numbers in " in line for line in lines)
+
+
+def test_a_coroutine_method_woven_with_both_aspects(
+    weaver: AspectWeaver, metrics: MetricsAspect, info_logs: pytest.LogCaptureFixture
+) -> None:
+    class Remote:
+        async def fetch(self, key: str) -> str:
+            await asyncio.sleep(0)
+            if key == "missing":
+                raise LookupError(key)
+            return key.upper()
+
+    remote = Remote()
+    weaver.apply_aspect("logging", remote.fetch)
+    weaver.apply_aspect("metrics", remote.fetch)
+
+    assert asyncio.run(remote.fetch("a")) == "A"
+    with pytest.raises(LookupError):
+        asyncio.run(remote.fetch("missing"))
+
+    assert counts(metrics) == {"Remote.fetch": (2, 1)}
+    lines = aspect_lines(info_logs)
+    assert any(line.endswith("ENTER Remote.fetch('a')") for line in lines)
+    assert any("ERROR Remote.fetch after " in line for line in lines)
+
+
+def test_a_copy_of_a_wrapper_by_functools_wraps_is_not_shared() -> None:
+    calls: list[int] = []
+    lines = Lines()
+    logged = LoggingAspect(lines)(double)
+
+    @functools.wraps(logged)
+    def audited(x: int) -> int:
+        calls.append(x)
+        return logged(x)  # type: ignore[no-any-return]
+
+    metrics = MetricsAspect()
+    measured = metrics(audited)
+
+    assert measured(3) == 6
+    assert calls == [3]  # the user's decorator still runs
+    assert len(lines.lines) == 2
+    assert counts(metrics) == {"double": (1, 0)}
+
+
+# -- metrics counted in batches ------------------------------------------------------------
+
+
+def test_metrics_counted_in_batches_equal_metrics_counted_per_call(clock: FakeClock) -> None:
+    metrics = MetricsAspect(reservoir=50)
+    timed = Timed(clock)
+    aspectlib.weave(timed.work, metrics)
+    durations = [float((i * 37) % 101 + 1) / 8 for i in range(3 * aspects_module._FOLD_AT + 7)]
+
+    for i, seconds in enumerate(durations):
+        if i % 97 == 3:
+            with pytest.raises(RuntimeError):
+                timed.work(seconds, fail=True)
+        else:
+            timed.work(seconds)
+
+    total = 0.0
+    for seconds in durations:
+        total += seconds
+    recent = sorted(durations[-50:])
+    errors = sum(1 for i in range(len(durations)) if i % 97 == 3)
+    assert metrics.get_metrics()["Timed.work"] == {
+        "count": len(durations),
+        "total_time": total,
+        "min_time": min(durations),
+        "max_time": max(durations),
+        "errors": errors,
+        "avg_time": total / len(durations),
+        "error_rate": errors / len(durations),
+        "p50": recent[24],
+        "p95": recent[47],
+        "p99": recent[49],
+    }
+
+
+def test_reset_forgets_the_calls_not_yet_counted(
+    weaver: AspectWeaver, metrics: MetricsAspect
+) -> None:
+    svc = Service()
+    weaver.apply_aspect("metrics", svc.m)
+    for i in range(5):
+        svc.m(i)
+
+    metrics.reset()
+    svc.m(1)
+
+    assert counts(metrics) == {"Service.m": (1, 0)}
