@@ -19,7 +19,7 @@ from typing import Any, Literal
 from blinker import ANY, Signal
 from blinker.base import ANY_ID
 
-from .effects import EffectHandler, EffectMonad, effect_observer
+from .effects import EffectHandler, EffectMonad
 from .errors import (
     AtlasEdaError,
     EventCycleError,
@@ -39,7 +39,7 @@ from .events import (
     new_event_id,
     type_name,
 )
-from .trace import EffectOutcome, EventTrace, Log, Record, build_trace, handler_name
+from .trace import RUNNING, EventTrace, Owner, Record, build_trace, handler_name, running
 
 __all__ = ["DeadLetter", "EventBus", "FailurePolicy", "Handler", "Middleware"]
 
@@ -104,16 +104,48 @@ class _WeakCall:
 class _Receiver:
     """One connected receiver as delivery plans hold it (internal). ``call`` delivers to
     it; when blinker's registry drops the receiver (disconnect, or clean-up of a
-    collected weak one), ``call`` becomes :func:`_gone`, so that a publish already under
-    way with an older plan skips it instead of asking the registry on every delivery."""
+    collected weak one), :meth:`gone` makes every plan that holds it, including one a
+    publish is iterating over, skip it instead of asking the registry on every delivery."""
 
-    __slots__ = ("call", "entry")
+    __slots__ = ("call", "entry", "plans")
 
     def __init__(self, entry: Any) -> None:
         self.entry = entry  # what blinker's registry holds: the receiver or a weak ref
         self.call: Callable[[Event], Any] = (
             _WeakCall(entry) if isinstance(entry, weakref.ref) else entry
         )
+        # The plans holding ``call`` (weakly: a plan lives while cached or in use).
+        self.plans: list[weakref.ref[_Calls]] = []
+
+    def planned_in(self, calls: _Calls) -> None:
+        """Note that ``calls`` holds this receiver (under the plan lock)."""
+        self.plans = [ref for ref in self.plans if ref() is not None]
+        self.plans.append(weakref.ref(calls))
+
+    def gone(self) -> None:
+        """Replace this receiver by :func:`_gone` in every plan (under the plan lock).
+        Item assignment is atomic, so a publish iterating a plan on another thread sees
+        either the receiver or its replacement."""
+        self.call = _gone
+        for ref in self.plans:
+            calls = ref()
+            if calls is not None:
+                for index, receiver in enumerate(calls.receivers):
+                    if receiver is self:
+                        calls[index] = _gone
+        self.plans = []
+
+
+class _Calls(list[Callable[[Event], Any]]):
+    """What one event type is delivered to, ready to call in order (internal), and the
+    :class:`_Receiver` behind each call. A publish iterates the list itself (a list
+    iterator reads items as it goes), so a receiver made gone meanwhile is skipped."""
+
+    __slots__ = ("__weakref__", "receivers")
+
+    def __init__(self, receivers: Iterable[_Receiver]) -> None:
+        self.receivers = tuple(receivers)
+        super().__init__(receiver.call for receiver in self.receivers)
 
 
 def _handler_of(receiver: Callable[..., Any]) -> Callable[..., Any]:
@@ -123,11 +155,23 @@ def _handler_of(receiver: Callable[..., Any]) -> Callable[..., Any]:
     return receiver
 
 
+def _failed(
+    failures: list[tuple[Callable[..., Any], Exception]] | None,
+    receiver: Callable[..., Any],
+    exc: Exception,
+) -> list[tuple[Callable[..., Any], Exception]]:
+    """``failures`` (made if ``None``) with the handler behind ``receiver`` and ``exc``."""
+    if failures is None:
+        failures = []
+    failures.append((_handler_of(receiver), exc))
+    return failures
+
+
 Deliveries = tuple[tuple[_Receiver, str], ...]
 """A signal's ready-made delivery list: each receiver and its name, in connection order
 (internal)."""
 
-Plan = tuple[tuple[_Receiver, ...], tuple[str, tuple[str, ...]]]
+Plan = tuple[_Calls, tuple[str, tuple[str, ...]]]
 """What one event type is delivered to: its receivers, and the ``("n", names)`` entry
 that trace logs carry (internal)."""
 
@@ -244,7 +288,7 @@ class _OrderedSignal(Signal):
                 if receiver_id not in self.receivers:
                     held = self._held.pop(receiver_id, None)
                     if held is not None:
-                        held.call = _gone
+                        held.gone()
             self._invalidate()
 
     def _invalidate(self) -> None:
@@ -359,10 +403,8 @@ class EventBus:
         self._middleware: tuple[Middleware, ...] = ()
         self._watchers: tuple[Callable[[EventTrace], Any], ...] = ()
         self._lock = threading.Lock()  # subscriptions, middleware and signal creation
-        self._local = threading.local()
-        # Told of the effects performed while this bus delivers (see _dispatch); it holds
-        # the thread-local stacks, not the bus, so a context it stays set in pins no bus.
-        self._observer = _EffectRecorder(self._local)
+        # Marks this bus's records among those running on a thread (see trace.RUNNING).
+        self._owner = Owner(traces)
 
     @property
     def history_limit(self) -> int:
@@ -398,14 +440,17 @@ class EventBus:
         letters = list(self._dead_letters)
         done = 0
         for letter in letters:
-            stack = self._stack()
-            if len(stack) >= self._max_depth:
+            stack = running()
+            own = self._own_records(stack)
+            if len(own) >= self._max_depth:
                 raise EventCycleError(
-                    f"Retrying a dead letter {len(stack)} events deep exceeds max_depth="
+                    f"Retrying a dead letter {len(own)} events deep exceeds max_depth="
                     f"{self._max_depth}; retry dead letters outside handlers.",
-                    tuple(type_name(r[0].type) for r in stack),
+                    tuple(type_name(r[0].type) for r in own),
                 )
-            stack.append((letter.event, []))
+            # A record of its own, not kept: the retried handler's children get the
+            # letter's event as their parent, as they would have the first time.
+            stack.append([letter.event, self._owner])
             try:
                 result = letter.handler(letter.event)
                 if result is not None and isinstance(result, EffectMonad):
@@ -558,15 +603,19 @@ class EventBus:
         # a whole publish. Events are built from fields checked here rather than through
         # Event()'s checks (see events.EventDraft; tests hold the two equal).
         try:
-            stack: list[Record] = self._local.stack
+            stack: list[Record] = RUNNING.stack
         except AttributeError:
-            stack = self._local.stack = []
+            stack = running()
+        owner = self._owner
+        parent: Record | None = None
+        if stack:  # nested: the parent is this bus's innermost record on this thread
+            parent = stack[-1]
+            if parent[1] is not owner:
+                parent = self._own_parent(stack)
         if event_type is _PREBUILT:
             event: Event = data
             plan = None
             now = time()
-            if stack and len(stack) >= self._max_depth:
-                raise self._too_deep(stack, event.type)
         else:
             plan = self._plans.get(id(event_type))
             if plan is None:  # a type with a plan was checked when it was planned
@@ -583,66 +632,40 @@ class EventBus:
             draft = EventDraft()
             draft.type = event_type
             draft.data = data
-            draft.id = new_event_id.next_id()
+            draft.id = next(new_event_id.ids)
             draft.timestamp = now = time()
             draft.source = source
             draft.metadata = meta
-            if stack:
-                if len(stack) >= self._max_depth:
-                    raise self._too_deep(stack, event_type)
-                parent = stack[-1][0]
-                draft.correlation_id = parent.correlation_id or parent.id
-                draft.causation_id = parent.id
-            else:
+            if parent is None:
                 draft.correlation_id = draft.id
                 draft.causation_id = None
+            else:
+                cause = parent[0]
+                draft.correlation_id = cause.correlation_id or cause.id
+                draft.causation_id = cause.id
             draft.__class__ = Event  # type: ignore[assignment]
             event = draft  # type: ignore[assignment]
+        if parent is not None and len(stack) >= self._max_depth:
+            self._check_depth(stack, event.type)
         if self._middleware:
-            plan = None  # planned after the middleware ran (it may change the event's type)
-            received_id = event.id
-            for middleware in self._middleware:
-                try:
-                    transformed = middleware(event)
-                except Exception as exc:
-                    raise _middleware_raised(middleware, event, exc) from exc
-                if transformed is not event:  # the common pass-through needs no check
-                    if transformed is None:
-                        logger.debug("event %s dropped by middleware %s", received_id, middleware)
-                        return received_id
-                    if not isinstance(transformed, Event):
-                        raise _middleware_returned(middleware, transformed)
-                    event = transformed
+            transformed = self._through_middleware(event)
+            if transformed is None:
+                return event.id  # dropped: the id of the event received
+            event = transformed
             now = time()  # the first delivery's time leaves the middleware's out
+            plan = None  # planned after the middleware ran (it may have changed the type)
         if plan is None:
             plan = self._plans.get(id(event.type)) or self._plan(event.type)
-        entries, names = plan
-        restore = None
-        tracing = self._traces
+        calls, names = plan
+        tracing = owner.traces
         if tracing:
             # When the deliveries started (the event's own timestamp, unless prebuilt),
             # then who they are; each delivery logs the time it ended.
-            log: Log = [now, names]
-            if stack:
-                stack[-1][1].append(("c", event.id))
-            # Effects performed while this event is handled are told to this bus's
-            # observer, which files them under the delivery running at the time on this
-            # thread (see EventBus.trace). Once set in a context it stays set (setting and
-            # resetting a context variable on every publish would be most of what traces
-            # cost): with no delivery running it ignores what it is told. An observer
-            # still in use — another bus delivering on this thread, this publish nested in
-            # its handler, or anybody else's — is put back afterwards, so that its
-            # attribution resumes; an idle bus's is simply replaced.
-            current = effect_observer.get()
-            if current is not self._observer:
-                token = effect_observer.set(self._observer)
-                if current is not None and not (
-                    isinstance(current, _EffectRecorder) and current.idle()
-                ):
-                    restore = token
+            record: Record = [event, owner, now, names]
+            if parent is not None:
+                parent.append(("c", event.id))
         else:
-            log = []
-        record: Record = (event, log)
+            record = [event, owner]
         # deque.append is atomic (one C call under the GIL, or the deque's own lock on
         # free-threaded builds): publishers need no lock, readers copy (see _snapshot).
         self._history.append(record)
@@ -650,35 +673,36 @@ class EventBus:
         propagating: Exception | None = None
         stack.append(record)
         try:
-            for planned in entries:
-                receiver = planned.call
-                try:
-                    result = receiver(event)
-                    if result is not None and isinstance(result, EffectMonad):
-                        self._run_effects(_handler_of(receiver), event, result)
-                except Exception as exc:
-                    if type(exc) is _Gone:
-                        # Collected, or unsubscribed (perhaps by a handler) since the
-                        # plan was made.
-                        if tracing:
-                            log.append(_SKIPPED)
-                        continue
-                    if tracing:
-                        log.append(("x", exc))
-                    if failures is None:
-                        failures = []
-                    failures.append((_handler_of(receiver), exc))
-                if tracing:
-                    log.append(time())
+            # Two copies of the loop, so that an untraced bus tests nothing per delivery.
+            if tracing:
+                for receiver in calls:
+                    try:
+                        result = receiver(event)
+                        if result is not None and isinstance(result, EffectMonad):
+                            self._run_effects(_handler_of(receiver), event, result)
+                    except Exception as exc:
+                        if type(exc) is _Gone:  # unsubscribed or collected meanwhile
+                            record.append(_SKIPPED)
+                            continue
+                        record.append(("x", exc))
+                        failures = _failed(failures, receiver, exc)
+                    record.append(time())
+            else:
+                for receiver in calls:
+                    try:
+                        result = receiver(event)
+                        if result is not None and isinstance(result, EffectMonad):
+                            self._run_effects(_handler_of(receiver), event, result)
+                    except Exception as exc:
+                        if type(exc) is not _Gone:
+                            failures = _failed(failures, receiver, exc)
             # A traced exception's traceback keeps this frame and its locals: pin no handler.
-            planned = receiver = result = None  # type: ignore[assignment]
+            receiver = result = None  # type: ignore[assignment]
             if failures:
                 propagating = self._settle(event, failures)
         finally:
             stack.pop()
-            if restore is not None:
-                effect_observer.reset(restore)
-            if not stack and self._watchers:
+            if parent is None and self._watchers:
                 self._tell_watchers(record)
         if propagating is not None:
             raise propagating
@@ -695,12 +719,41 @@ class EventBus:
         _check_type(event.type)
         return self.publish(_PREBUILT, event)
 
-    def _stack(self) -> list[Record]:
-        try:
-            stack: list[Record] = self._local.stack
-        except AttributeError:
-            stack = self._local.stack = []
-        return stack
+    def _through_middleware(self, event: Event) -> Event | None:
+        """``event`` as the middleware leaves it, in order; ``None`` if one dropped it."""
+        received_id = event.id
+        for middleware in self._middleware:
+            try:
+                transformed = middleware(event)
+            except Exception as exc:
+                raise _middleware_raised(middleware, event, exc) from exc
+            if transformed is not event:  # the common pass-through needs no check
+                if transformed is None:
+                    logger.debug("event %s dropped by middleware %s", received_id, middleware)
+                    return None
+                if not isinstance(transformed, Event):
+                    raise _middleware_returned(middleware, transformed)
+                event = transformed
+        return event
+
+    def _own_parent(self, stack: list[Record]) -> Record | None:
+        """This bus's innermost record on ``stack`` (another bus's delivery may be running
+        inside it), or ``None``: then an event published now is a root for this bus."""
+        owner = self._owner
+        for record in reversed(stack):
+            if record[1] is owner:
+                return record
+        return None
+
+    def _own_records(self, stack: list[Record]) -> list[Record]:
+        return [record for record in stack if record[1] is self._owner]
+
+    def _check_depth(self, stack: list[Record], event_type: Enum) -> None:
+        """Raise :class:`EventCycleError` when this bus already has ``max_depth`` events
+        under delivery on this thread (other buses' deliveries do not count)."""
+        own = self._own_records(stack)
+        if len(own) >= self._max_depth:
+            raise self._too_deep(own, event_type)
 
     def _too_deep(self, stack: list[Record], event_type: Enum) -> EventCycleError:
         chain = (*(type_name(r[0].type) for r in stack), type_name(event_type))
@@ -745,20 +798,24 @@ class EventBus:
 
     def _plan(self, event_type: Enum) -> Plan:
         """Who receives events of ``event_type``: the type's own subscribers, then the
-        every-type subscribers, leaving out a muted signal's. Kept until a signal changes."""
+        every-type subscribers, leaving out a muted signal's. Kept until a signal changes.
+        Built under the plan lock, which removals take too: a receiver dropped meanwhile
+        is either left out here or made gone in the plan (see _Receiver.gone)."""
         cache = self._plan_cache
         with cache.lock:
             version = cache.version
-        entries: list[_Receiver] = []
-        names: list[str] = []
-        for signal in (self._signals.get(event_type), self._all):
-            if signal is None or signal.is_muted:
-                continue
-            for receiver, name in signal.deliveries():
-                entries.append(receiver)
-                names.append(name)
-        plan: Plan = (tuple(entries), ("n", tuple(names)))
-        with cache.lock:
+            receivers: list[_Receiver] = []
+            names: list[str] = []
+            for signal in (self._signals.get(event_type), self._all):
+                if signal is None or signal.is_muted:
+                    continue
+                for receiver, name in signal.deliveries():
+                    receivers.append(receiver)
+                    names.append(name)
+            calls = _Calls(receivers)
+            for receiver in receivers:
+                receiver.planned_in(calls)
+            plan: Plan = (calls, ("n", tuple(names)))
             if cache.version == version:  # nothing changed meanwhile: safe to keep
                 cache.plans[id(event_type)] = plan
                 cache.keep[id(event_type)] = event_type
@@ -889,27 +946,6 @@ class EventBus:
             f"EventBus(history={len(self._history)}/{self.history_limit}, "
             f"types={len(self._signals)}, middleware={len(self._middleware)})"
         )
-
-
-class _EffectRecorder:
-    """The effect observer of a tracing bus: files each effect performed on this thread
-    under the event on top of the bus's stack there, that is, under the delivery running
-    at the time; with no delivery running, it ignores the effect. It holds the bus's
-    thread-local stacks, not the bus."""
-
-    __slots__ = ("_local",)
-
-    def __init__(self, local: threading.local) -> None:
-        self._local = local
-
-    def __call__(self, effect: object, result: Any, error: BaseException | None) -> None:
-        stack: list[Record] | None = getattr(self._local, "stack", None)
-        if stack:
-            stack[-1][1].append(("e", EffectOutcome(effect, result, error)))
-
-    def idle(self) -> bool:
-        """Whether the bus is delivering nothing on this thread."""
-        return not getattr(self._local, "stack", None)
 
 
 class _StrongRef:

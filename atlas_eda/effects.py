@@ -3,6 +3,7 @@ next to a value, and ``EffectHandler``, an ``effect``-library dispatcher that pe
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
@@ -14,6 +15,7 @@ import effect as fx
 
 from .errors import InvalidEffectError, UnhandledEffectError
 from .events import type_name
+from .trace import delivering, file_effect
 
 __all__ = [
     "Effect",
@@ -71,8 +73,9 @@ EffectObserver = Callable[[object, Any, "BaseException | None"], None]
 effect_observer: ContextVar[EffectObserver | None] = ContextVar(
     "atlas_eda_effect_observer", default=None
 )
-"""Who is told of the effects performed in this context: the bus sets it while it delivers
-an event, so an event's trace holds the effects its handlers caused."""
+"""Who else is told of the effects performed in this context (tests and tools set it).
+Traces need none of it: an effect performed while a tracing bus delivers an event on this
+thread is filed under that delivery whatever this holds (see :func:`_observer`)."""
 
 effect_stub: ContextVar[Callable[[object], Any] | None] = ContextVar(
     "atlas_eda_effect_stub", default=None
@@ -85,9 +88,28 @@ performers (``EffectHandler.unhandled``) never consults it."""
 _LIBRARY_DISPATCHERS = (fx.ComposedDispatcher, fx.TypeDispatcher)
 
 
+def _observer() -> EffectObserver | None:
+    """Who is told of an effect performed now: the trace of the delivery running on this
+    thread, if a bus is delivering one, and :data:`effect_observer`, if set; ``None``
+    when nobody listens (then an effect is performed with no reporting at all)."""
+    told = effect_observer.get()
+    if not delivering():
+        return told
+    if told is None:
+        return file_effect
+    return functools.partial(_tell_both, told)
+
+
+def _tell_both(
+    told: EffectObserver, effect: object, result: Any, error: BaseException | None
+) -> None:
+    file_effect(effect, result, error)
+    told(effect, result, error)
+
+
 def _observed(intent: object, perform: Callable[[], Any]) -> Any:
     """``perform()``, with its result or exception told to the context's effect observer."""
-    observer = effect_observer.get()
+    observer = _observer()
     if observer is None:
         return perform()
     try:
@@ -123,7 +145,7 @@ class KnownOutcome:
     def settle(self, intent: object) -> Any:
         """Return the result (or raise the error) as performing ``intent`` with this
         performer would, telling the context's effect observer."""
-        observer = effect_observer.get()
+        observer = _observer()
         if self.error is None:
             if observer is not None:
                 observer(intent, self.result, None)
@@ -139,7 +161,7 @@ def _stubbed(performer: Any) -> Any:
     outcome (through the box it fills: no second ``sync_perform``, replay's hot path)."""
 
     def perform(dispatcher: Any, intent: object, box: Any) -> Any:
-        observer = effect_observer.get()
+        observer = _observer()
         if observer is not None:
             box = _ObservedBox(box, intent, observer)
         return performer(dispatcher, intent, box)
@@ -205,7 +227,7 @@ def _observed_base_dispatcher(intent: object) -> Any:
         return None
 
     def perform(dispatcher: Any, intent: object, box: Any) -> Any:
-        observer = effect_observer.get()
+        observer = _observer()
         if observer is not None:
             box = _ObservedBox(box, intent, observer)
         return performer(dispatcher, intent, box)
@@ -328,7 +350,7 @@ class EffectHandler:
         ``observed``, the outcome is also told to the effect observer (as ``_stubbed``
         does for a stub's performer)."""
         box = _SyncBox()
-        observer = effect_observer.get() if observed else None
+        observer = _observer() if observed else None
         performer(
             self.dispatcher,
             intent,

@@ -8,7 +8,7 @@ import os
 import reprlib
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from types import MappingProxyType
@@ -64,13 +64,18 @@ class _IdSource:
             map(itertools.repeat, heads, itertools.repeat(len(_LOW))),
             itertools.repeat(_LOW),
         )
-        self.next_id = itertools.chain.from_iterable(map(list, suffixed)).__next__
+        self.ids = itertools.chain.from_iterable(map(list, suffixed))
+        self.next_id = self.ids.__next__
 
     def __call__(self) -> str:
         return self.next_id()
 
+    ids: Iterator[str]
+    """The ids themselves: ``next(new_event_id.ids)`` is the cheapest way to draw one
+    (the bus's hot path; read the attribute each time, as a fork replaces it)."""
+
     next_id: Callable[[], str]
-    """The same as calling this object, one Python call cheaper (hot paths use it)."""
+    """The same as calling this object, one Python call cheaper."""
 
 
 _LOW = tuple(f"{n:03x}" for n in range(4096))

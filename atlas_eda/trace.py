@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import html
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,20 +18,62 @@ from .views import short, when
 __all__ = ["Delivery", "EffectOutcome", "EventTrace", "handler_name"]
 
 
-Log = list[Any]
-"""What the bus writes while it handles one event, in order (internal): the
-``time.time()`` reading (a float) when its deliveries start (for a published event, its
-timestamp); then ``("n", names)`` with the names of its receivers, and for each of them
-the entries logged while its handler ran — ``("e", EffectOutcome)`` for each effect
-performed, ``("c", event_id)`` for each child event published, ``("x", exception)`` if
-the handler raised — followed by the ``time.time()`` reading when it ended (a delivery
-lasted from the previous reading to its own), or ``("s", None)`` for a receiver that went
-away before its turn. Entries after the last delivery (the bus's ``ERROR`` reports)
-belong to the event. Entries are attributed by position, so publishing pays for no
-bookkeeping beyond one append per delivery."""
+Record = list[Any]
+"""One history entry, and what the bus writes while it handles the event (internal):
+``[event, owner, ...]``, where ``owner`` is the publishing bus's :class:`Owner`. A
+tracing bus then writes, in order: the ``time.time()`` reading (a float) when the
+deliveries start (for a published event, its timestamp); ``("n", names)`` with the names
+of its receivers; and for each of them the entries logged while its handler ran —
+``("e", EffectOutcome)`` for each effect performed, ``("c", event_id)`` for each child
+event published, ``("x", exception)`` if the handler raised — followed by the
+``time.time()`` reading when it ended (a delivery lasted from the previous reading to its
+own), or ``("s", None)`` for a receiver that went away before its turn. Entries after the
+last delivery (the bus's ``ERROR`` reports) belong to the event. Entries are attributed by
+position, so publishing pays for no bookkeeping beyond one append per delivery; the event
+and its log share one list, so a publish allocates one container for both."""
 
-Record = tuple[Event, Log]
-"""One history entry: the event and its trace log (internal)."""
+
+class Owner:
+    """Marks the records of one bus (internal): which of the records running on a thread
+    are its own, and whether it traces. It holds no reference to the bus, so history
+    records pin nothing."""
+
+    __slots__ = ("traces",)
+
+    def __init__(self, traces: bool) -> None:
+        self.traces = traces
+
+
+RUNNING = threading.local()
+"""Per thread: ``RUNNING.stack`` (once a bus has published there) holds the record of
+each delivery under way, innermost last (internal; see :func:`running`). One stack
+serves every bus, so that an effect performed anywhere in a handler is filed under the
+delivery running at the time, with no per-publish bookkeeping beyond the push and pop a
+bus does anyway to find an event's parent. A plain ``threading.local``: its attributes
+are read faster than a subclass's, which matters on every publish."""
+
+
+def running() -> list[Record]:
+    """This thread's stack of records under delivery (see :data:`RUNNING`)."""
+    try:
+        stack: list[Record] = RUNNING.stack
+    except AttributeError:
+        stack = RUNNING.stack = []
+    return stack
+
+
+def file_effect(effect: object, result: Any, error: BaseException | None) -> None:
+    """File an effect's outcome under the innermost delivery of a tracing bus running on
+    this thread; with none running, do nothing."""
+    for record in reversed(getattr(RUNNING, "stack", ())):
+        if record[1].traces:
+            record.append(("e", EffectOutcome(effect, result, error)))
+            return
+
+
+def delivering() -> bool:
+    """Whether any bus is delivering an event on this thread."""
+    return bool(getattr(RUNNING, "stack", None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +254,7 @@ def build_trace(
 ) -> EventTrace:
     """The immutable trace of ``record``; children no longer in history are left out and
     counted in ``missing``."""
-    event, log = record
+    event = record[0]
     missing = 0
     deliveries: list[Delivery] = []
     effects: list[EffectOutcome] = []
@@ -220,7 +263,7 @@ def build_trace(
     names: tuple[Any, ...] | None = None
     index = 0
     error: BaseException | None = None
-    for entry in list(log):  # a copy: the bus may still be appending
+    for entry in record[2:]:  # a copy: the bus may still be appending
         if type(entry) is float:
             if names is not None:  # a delivery ended
                 name = names[index] if index < len(names) else "?"

@@ -494,6 +494,51 @@ def test_an_untraced_bus_inside_a_handler_leaves_the_effects_to_the_running_deli
     assert payloads(trace.deliveries[0].effects) == ["inner"]
 
 
+def test_an_effect_observer_a_tool_sets_is_told_and_the_trace_still_lists_the_effect(
+    effect_bus: EventBus, effects: EffectHandler
+) -> None:
+    from atlas_eda.effects import effect_observer
+
+    told: list[tuple[Any, Any, BaseException | None]] = []
+    effect_bus.subscribe(Ping.PING, lambda event: effects.handle(write("in handler")))
+    token = effect_observer.set(lambda effect, result, error: told.append((effect, result, error)))
+    try:
+        event_id = effect_bus.publish(Ping.PING)
+        effects.handle(write("outside"))
+    finally:
+        effect_observer.reset(token)
+    assert [(e.payload, r) for e, r, _ in told] == [
+        ("in handler", "done in handler"),
+        ("outside", "done outside"),
+    ]
+    assert payloads(effect_bus.trace(event_id).all_effects()) == ["in handler"]
+
+
+def test_another_bus_s_nested_deliveries_do_not_count_towards_max_depth(
+    effects: EffectHandler,
+) -> None:
+    outer = EventBus(effect_handler=effects, max_depth=2)
+    inner = EventBus(effect_handler=effects, max_depth=10)
+
+    def deeper(event: Event) -> None:
+        if event.data < 5:
+            inner.publish(Ping.PING, event.data + 1)
+        else:
+            outer.publish(Ping.PONG, "from five deep")
+
+    outer.subscribe(Ping.PING, lambda event: inner.publish(Ping.PING, 0))
+    inner.subscribe(Ping.PING, deeper)
+    reached: list[Event] = []
+    outer.subscribe(Ping.PONG, reached.append)
+    root = outer.publish(Ping.PING)
+
+    # Seven deliveries deep on this thread, but only the second of outer's own.
+    (pong,) = reached
+    assert pong.causation_id == root
+    assert [e.data for e in reversed(inner.get_history())] == [0, 1, 2, 3, 4, 5]
+    assert outer.trace(root).deliveries[0].children[0].event.id == pong.id
+
+
 def test_buses_used_one_after_another_each_trace_their_own_effects(
     effects: EffectHandler, outbox: Outbox
 ) -> None:
