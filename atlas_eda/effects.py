@@ -15,7 +15,7 @@ import effect as fx
 
 from .errors import InvalidEffectError, UnhandledEffectError
 from .events import type_name
-from .trace import delivering, file_effect
+from .trace import RUNNING, file_effect
 
 __all__ = [
     "Effect",
@@ -93,7 +93,7 @@ def _observer() -> EffectObserver | None:
     thread, if a bus is delivering one, and :data:`effect_observer`, if set; ``None``
     when nobody listens (then an effect is performed with no reporting at all)."""
     told = effect_observer.get()
-    if not delivering():
+    if not getattr(RUNNING, "stack", None):  # no bus is delivering on this thread
         return told
     if told is None:
         return file_effect
@@ -107,13 +107,14 @@ def _tell_both(
     told(effect, result, error)
 
 
-def _observed(intent: object, perform: Callable[[], Any]) -> Any:
-    """``perform()``, with its result or exception told to the context's effect observer."""
+def _observed(intent: object, function: Callable[[Any], Any]) -> Any:
+    """``function(intent)``, with its result or exception told to whoever listens (see
+    :func:`_observer`)."""
     observer = _observer()
     if observer is None:
-        return perform()
+        return function(intent)
     try:
-        result = perform()
+        result = function(intent)
     except Exception as exc:
         observer(intent, None, exc)
         raise
@@ -270,7 +271,7 @@ class EffectHandler:
 
         @fx.sync_performer  # type: ignore[untyped-decorator]
         def perform(dispatcher: Any, intent: Effect) -> Any:
-            return _observed(intent, lambda: handler(intent))
+            return _observed(intent, handler)
 
         with self._lock:
             self._functions[effect_type] = handler
@@ -332,7 +333,7 @@ class EffectHandler:
             if stub is None:
                 function = self._functions.get(intent.type)
                 if function is not None:
-                    return _observed(intent, lambda: function(intent))
+                    return _observed(intent, function)
             else:
                 performer = stub(intent)  # once: a stub may consume what it hands out
                 if performer is not None:

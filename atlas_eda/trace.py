@@ -71,11 +71,6 @@ def file_effect(effect: object, result: Any, error: BaseException | None) -> Non
             return
 
 
-def delivering() -> bool:
-    """Whether any bus is delivering an event on this thread."""
-    return bool(getattr(RUNNING, "stack", None))
-
-
 @dataclass(frozen=True, slots=True)
 class EffectOutcome:
     """One effect performed through an ``EffectHandler``: its result, or its error."""
