@@ -617,8 +617,10 @@ class EventBus:
             plan = None
             now = time()
         else:
-            plan = self._plans.get(id(event_type))
-            if plan is None:  # a type with a plan was checked when it was planned
+            try:
+                plan = self._plans[id(event_type)]
+            except KeyError:  # a type with a plan was checked when it was planned
+                plan = None
                 _check_type(event_type)
             if metadata is None:
                 meta: Mapping[str, Any] = EMPTY_METADATA
