@@ -145,7 +145,7 @@ class KnownOutcome:
 
     def settle(self, intent: object) -> Any:
         """Return the result (or raise the error) as performing ``intent`` with this
-        performer would, telling the context's effect observer."""
+        performer would, telling whoever listens (see :func:`_observer`)."""
         observer = _observer()
         if self.error is None:
             if observer is not None:
