@@ -157,10 +157,21 @@ def _handler_of(receiver: Callable[..., Any]) -> Callable[..., Any]:
 
 def _failed(
     failures: list[tuple[Callable[..., Any], Exception]] | None,
+    record: Record | None,
     receiver: Callable[..., Any],
     exc: Exception,
-) -> list[tuple[Callable[..., Any], Exception]]:
-    """``failures`` (made if ``None``) with the handler behind ``receiver`` and ``exc``."""
+) -> list[tuple[Callable[..., Any], Exception]] | None:
+    """What a delivery that raised ``exc`` leaves: ``failures`` (made if ``None``) with
+    the handler behind ``receiver`` and ``exc`` added, and in a traced ``record`` the
+    exception and the time the delivery ended; only ``("s", None)`` for a receiver that
+    went away since the plan was made (unsubscribed or collected: not a failure)."""
+    if type(exc) is _Gone:
+        if record is not None:
+            record.append(_SKIPPED)
+        return failures
+    if record is not None:
+        record.append(("x", exc))
+        record.append(time())
     if failures is None:
         failures = []
     failures.append((_handler_of(receiver), exc))
@@ -676,28 +687,30 @@ class EventBus:
         stack.append(record)
         try:
             # Two copies of the loop, so that an untraced bus tests nothing per delivery.
+            # A handler returning None takes the shortest way round; the rare cases are
+            # calls out, which keeps each loop short enough for CPython to jump back
+            # without an EXTENDED_ARG on every iteration.
             if tracing:
                 for receiver in calls:
                     try:
                         result = receiver(event)
-                        if result is not None and isinstance(result, EffectMonad):
-                            self._run_effects(_handler_of(receiver), event, result)
-                    except Exception as exc:
-                        if type(exc) is _Gone:  # unsubscribed or collected meanwhile
-                            record.append(_SKIPPED)
+                        if result is None:
+                            record.append(time())
                             continue
-                        record.append(("x", exc))
-                        failures = _failed(failures, receiver, exc)
+                        self._returned(receiver, event, result)
+                    except Exception as exc:
+                        failures = _failed(failures, record, receiver, exc)
+                        continue
                     record.append(time())
             else:
                 for receiver in calls:
                     try:
                         result = receiver(event)
-                        if result is not None and isinstance(result, EffectMonad):
-                            self._run_effects(_handler_of(receiver), event, result)
+                        if result is None:
+                            continue
+                        self._returned(receiver, event, result)
                     except Exception as exc:
-                        if type(exc) is not _Gone:
-                            failures = _failed(failures, receiver, exc)
+                        failures = _failed(failures, None, receiver, exc)
             # A traced exception's traceback keeps this frame and its locals: pin no handler.
             receiver = result = None  # type: ignore[assignment]
             if failures:
@@ -838,6 +851,12 @@ class EventBus:
         group = self._apply_policy(event, failed)
         failed.clear()
         return propagating if propagating is not None else group
+
+    def _returned(self, receiver: Callable[..., Any], event: Event, result: object) -> None:
+        """Perform the effects of an ``EffectMonad`` a handler returned; any other value
+        a handler returns is ignored."""
+        if isinstance(result, EffectMonad):
+            self._run_effects(_handler_of(receiver), event, result)
 
     def _run_effects(
         self, receiver: Callable[..., Any], event: Event, monad: EffectMonad[Any]
