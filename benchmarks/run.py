@@ -43,10 +43,9 @@ Written by `make bench` (`python -m benchmarks.run --markdown docs/performance.m
 machine described below; run it again to measure yours. Every figure is a ratio of two
 medians measured side by side in the same run (each of at least 5 repeats; callables timed
 interleaved, alternating which goes first; each section in a fresh interpreter), because
-absolute times on shared machines are
-not comparable from one run to the next. The rows marked `info` give the absolute times
-behind the ratios. How each figure is measured is in the docstring of its module in
-`benchmarks/`.
+absolute times on shared machines are not comparable from one run to the next. The rows
+marked `info` give the absolute times behind the ratios. How each figure is measured is in
+the docstring of its module in `benchmarks/`.
 
 """
 
