@@ -1,7 +1,9 @@
 """Per-event traces: what the bus did with one event — each delivery (handler, duration,
 outcome), each effect performed during it (result or error), and the child events it
-caused, recursively. The bus records into the mutable ``_*Record`` slots while it works;
-``EventTrace`` is the immutable view built only when somebody asks."""
+caused, recursively. While it works, the bus writes into each event's history record
+(:data:`Record`), keeping the records under delivery on a per-thread stack
+(:data:`RUNNING`) where effects are filed too; ``EventTrace`` is the immutable view built
+only when somebody asks."""
 
 from __future__ import annotations
 
