@@ -1,5 +1,7 @@
-"""Small HTML building blocks for Jupyter ``_repr_html_`` methods: escaped tables and
-definition lists, no dependencies. Every value is escaped; nothing here executes."""
+"""How values are shown to people: times, shortened values and ids, plain-text tables for
+the terminal, and small HTML building blocks for Jupyter ``_repr_html_`` methods (escaped
+tables and definition lists). No dependencies; every HTML value is escaped, nothing here
+executes."""
 
 from __future__ import annotations
 
@@ -8,7 +10,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["cell", "fields_table", "html_table", "short", "when"]
+__all__ = [
+    "cell",
+    "fields_table",
+    "html_table",
+    "short",
+    "short_id",
+    "text_cell",
+    "text_table",
+    "when",
+]
 
 _STYLE = (
     "border-collapse:collapse;font-family:monospace;font-size:12px;"
@@ -31,6 +42,56 @@ def short(value: Any, limit: int = 60) -> str:
     text = "" if value is None else str(value)
     text = text.replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+ID_LENGTH = 8
+"""How many characters of an id :func:`short_id` keeps: enough to tell apart the ids a
+person sees at once, and a prefix ``atlas-eda show`` and ``atlas-eda log --doc`` accept."""
+
+
+def short_id(identifier: Any) -> str:
+    """The first :data:`ID_LENGTH` characters of an id; ``""`` for none."""
+    return str(identifier)[:ID_LENGTH] if identifier else ""
+
+
+TEXT_CELL_WIDTH = 48
+"""The widest a :func:`text_table` cell is by default, in characters."""
+
+
+def text_cell(value: Any, max_width: int = TEXT_CELL_WIDTH) -> str:
+    """One plain-text table cell, on one line and at most ``max_width`` characters (longer
+    text ends with an ellipsis): ``None`` is empty, a dict is ``key=value, ...`` with its
+    ``id`` shortened by :func:`short_id`, a float has four significant digits."""
+    if isinstance(value, dict):
+        value = ", ".join(f"{k}={short_id(v) if k == 'id' else v}" for k, v in value.items())
+    elif isinstance(value, float):
+        value = f"{value:.4g}"
+    return short(value, max_width)
+
+
+def text_table(
+    title: str,
+    headers: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    max_width: int = TEXT_CELL_WIDTH,
+) -> str:
+    """A plain-text table with a title line: columns as wide as their widest cell, each
+    cell written by :func:`text_cell` (so cut to ``max_width``), ``(none)`` for no rows."""
+    cells = [[text_cell(v, max_width) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, value in enumerate(row):
+            widths[i] = max(widths[i], len(value))
+    rule = "  ".join("-" * w for w in widths)
+    header = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()
+    lines = [title, "=" * len(title), header, rule]
+    lines.extend(
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    )
+    if not cells:
+        lines.append("(none)")
+    return "\n".join(lines)
 
 
 def cell(value: Any, limit: int = 80) -> str:

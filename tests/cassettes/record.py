@@ -3,8 +3,8 @@
     python tests/cassettes/record.py            # rewrites demo.jsonl and order_workflow.jsonl
     python tests/cassettes/record.py OUT_DIR    # writes them to OUT_DIR instead
 
-- ``demo.jsonl``: what ``atlas-eda demo`` does (``atlas_eda.cli.demo_session``), on an
-  in-memory store; replay it into ``atlas_eda.cli:demo_system``.
+- ``demo.jsonl``: what ``atlas-eda demo`` does (``atlas_eda.demo.demo_session``), on an
+  in-memory store; replay it into ``atlas_eda.demo:demo_system``.
 - ``order_workflow.jsonl``: the order workflow of ``order_app.py`` handling
   ``order_app.SESSION``; replay it into ``order_app:make_system``.
 
@@ -24,7 +24,7 @@ if str(HERE) not in sys.path:  # order_app must be imported as "order_app", as r
 
 import order_app  # noqa: E402
 
-from atlas_eda.cli import demo_session, demo_system  # noqa: E402
+from atlas_eda.demo import demo_session, demo_system  # noqa: E402
 from atlas_eda.testing import Recorder, record  # noqa: E402
 
 __all__ = ["record_all", "record_demo", "record_orders"]

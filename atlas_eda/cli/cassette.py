@@ -1,0 +1,73 @@
+"""``atlas-eda cassette``: the events recorded in a cassette, one row each."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from ..events import type_name
+from ..testing import Cassette
+from ..views import when
+from .apps import add_type_options, import_app_module, register_type_specs
+from .command import Command
+from .format import SUMMARY_WIDTH, data_summary, format_table, id_tail
+
+__all__ = ["COMMAND", "run_cassette"]
+
+
+def run_cassette(path: str, *, types: Sequence[str] = (), app: str | None = None) -> None:
+    """Print the cassette at ``path`` as a table: one row per recorded event, with the
+    line of the event that caused it and how many effects it performed. ``types``
+    (``module:EnumName`` each) and ``app``'s module (``module:factory``; imported, the
+    factory is not called) register the cassette's own event and effect types first."""
+    register_type_specs(types)
+    if app is not None:
+        import_app_module(app)
+    cassette = Cassette.load(path)
+    line_of = {entry.event.id: entry.line for entry in cassette}
+    rows = [
+        [
+            entry.line,
+            when(entry.event.timestamp, precise=True),
+            type_name(entry.event.type),
+            id_tail(entry.event.id),
+            line_of.get(entry.event.causation_id or "", ""),
+            data_summary(entry.event.data),
+            len(entry.effects),
+        ]
+        for entry in cassette
+    ]
+    roots = len(cassette.roots())
+    print(
+        format_table(
+            f"Cassette {path}: {len(cassette)} events, {roots} root events",
+            ["line", "time (UTC)", "type", "id", "caused by", "data", "effects"],
+            rows,
+            max_width=SUMMARY_WIDTH,
+        )
+    )
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("cassette", metavar="CASSETTE", help="the cassette file (.jsonl)")
+    add_type_options(parser)
+    parser.add_argument(
+        "--app",
+        metavar="MODULE:FACTORY",
+        help="import MODULE so that it registers its types (the factory is not called)",
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    run_cassette(args.cassette, types=args.types, app=args.app)
+    return 0
+
+
+COMMAND = Command(
+    name="cassette",
+    help="the events recorded in a cassette, one row each",
+    description="Print a cassette recorded with atlas_eda.testing.record: line, time "
+    "(UTC), type, id, the line of the event that caused it, data and effect count.",
+    add_arguments=_arguments,
+    run=_run,
+)

@@ -1,0 +1,88 @@
+"""How the commands write values into their tables, on top of :mod:`atlas_eda.views`:
+times through ``views.when`` (to the microsecond where a time can be pasted back into
+``--at``), tables through ``views.text_table``."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+from typing import Any
+
+from ..timeline import RecordedEvent
+from ..views import TEXT_CELL_WIDTH, when
+from ..views import text_table as format_table
+
+__all__ = [
+    "SUMMARY_WIDTH",
+    "data_summary",
+    "field_value",
+    "format_table",
+    "id_tail",
+    "summary",
+    "wrapped_rows",
+]
+
+SUMMARY_WIDTH = 80
+"""The width of the ``changes`` column of ``atlas-eda log`` and the ``data`` column of
+``atlas-eda cassette``."""
+
+CHANGE_WIDTH = 24
+"""The longest a changed value's repr is in a log summary; longer ones are cut, keeping
+their last character (the closing quote or bracket)."""
+
+TAIL_LENGTH = 8
+"""How many characters of an event id :func:`id_tail` keeps."""
+
+
+def field_value(name: str, value: Any) -> str:
+    """A document field's value as text: times (``*_at`` numbers) as UTC to the
+    microsecond, ``None`` as empty."""
+    if value is None:
+        return ""
+    if name.endswith("_at") and isinstance(value, int | float) and not isinstance(value, bool):
+        return when(float(value), precise=True)
+    return str(value)
+
+
+def wrap(text: str, width: int = TEXT_CELL_WIDTH) -> list[str]:
+    """``text`` cut into lines that fit a table cell, so long values are shown whole."""
+    lines: list[str] = []
+    for line in text.split("\n") or [""]:
+        lines.extend(
+            textwrap.wrap(line, width, break_on_hyphens=False, replace_whitespace=False, tabsize=4)
+            or [""]
+        )
+    return lines
+
+
+def wrapped_rows(row: Sequence[str]) -> list[list[str]]:
+    """One table row per line of the row's longest cell; further lines leave the cells
+    that have no more text empty."""
+    columns = [wrap(cell) for cell in row]
+    height = max(len(c) for c in columns)
+    return [[c[i] if i < len(c) else "" for c in columns] for i in range(height)]
+
+
+def summary(event: RecordedEvent) -> str:
+    """What an event changed, on one line: each new value, long ones shortened."""
+    parts = []
+    for name, value in event.changes.items():
+        text = repr(value)
+        if len(text) > CHANGE_WIDTH:
+            text = text[: CHANGE_WIDTH - 2] + "…" + text[-1]
+        parts.append(f"{name}={text}")
+    return ", ".join(parts)
+
+
+def id_tail(event_id: str) -> str:
+    """The last characters of an id: the ids one process makes share their beginning."""
+    return f"…{event_id[-TAIL_LENGTH:]}" if len(event_id) > TAIL_LENGTH else event_id
+
+
+def data_summary(data: Any) -> str:
+    """An event's data on one line: a dict as ``key=repr(value)`` pairs, else its repr."""
+    if data is None:
+        return ""
+    if isinstance(data, dict):
+        return ", ".join(f"{k}={v!r}" for k, v in data.items())
+    return repr(data)

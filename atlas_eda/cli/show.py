@@ -1,0 +1,131 @@
+"""``atlas-eda show``: every field of a document, now, at a version or as of a time."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+
+from ..document import Document
+from ..store import TemporalStore
+from ..timeline import DocumentState
+from ..views import when
+from .command import Command, CommandError, integer
+from .format import field_value, format_table, wrapped_rows
+from .stores import add_store_option, open_store, resolve_document
+
+__all__ = ["COMMAND", "TIME_FORMAT", "parse_time", "run_show"]
+
+TIME_FORMAT = (
+    "YYYY-MM-DDTHH:MM:SS[.ffffff][+HH:MM], e.g. 2024-05-01T12:30:00 or 2024-05-01T12:30:00.5+02:00"
+)
+"""The ``--at`` format, as error messages and ``--help`` show it."""
+
+LISTED_VERSIONS = 12
+"""The most versions listed one by one under ``show``'s table; more are elided."""
+
+ENDS_SHOWN = 5
+"""How many of the first and of the last versions are listed when the middle is elided."""
+
+
+def run_show(
+    document: str, url: str | None, *, version: str | None = None, at: str | None = None
+) -> None:
+    """Print every field of a document at its latest version, at ``version``, or as of the
+    ISO-8601 time ``at`` (UTC when it has no offset), and the list of its versions."""
+    moment = parse_time(at) if at is not None else None
+    with open_store(url) as store:
+        document_id, latest = resolve_document(store, document)
+        if version is not None:
+            found, how = _at_version(store, document_id, integer(version, "--version"), latest)
+        elif moment is not None:
+            found, how = _as_of(store, document_id, moment)
+        else:
+            found, how = store.get_document(document_id), f"latest version {latest}"
+        if found is None:  # the store changed under us, or the log is inconsistent
+            raise CommandError(f"document {document_id} could not be read at {how}.")
+        state = DocumentState.of(found)
+        rows: list[list[str]] = []
+        for name, value in state.as_dict().items():
+            rows.extend(wrapped_rows([name, field_value(name, value)]))
+        print(format_table(f"Document {document_id}, {how}", ["field", "value"], rows))
+        print()
+        print(versions_line(latest, state.version))
+
+
+def _at_version(
+    store: TemporalStore, document_id: str, wanted: int, latest: int
+) -> tuple[Document | None, str]:
+    """The document at version ``wanted``, and how the table's title says so."""
+    if not 1 <= wanted <= latest:
+        raise CommandError(
+            f"document {document_id} has no version {wanted}: its latest version is "
+            f"{latest} (versions run from 1 to {latest})."
+        )
+    return store.get_document(document_id, version=wanted), f"version {wanted}"
+
+
+def _as_of(store: TemporalStore, document_id: str, moment: datetime) -> tuple[Document | None, str]:
+    """The document as it was at ``moment``, and how the table's title says so."""
+    found = store.get_document_at(document_id, moment)
+    if found is None:
+        first = store.get_document(document_id, version=1)
+        created = when(first.created_at, precise=True) if first is not None else "later"
+        raise CommandError(
+            f"document {document_id} did not exist yet at {when(moment, precise=True)} UTC: "
+            f"it was created at {created} UTC; give a later --at time."
+        )
+    return found, f"as of {when(moment, precise=True)} UTC: version {found.version}"
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO-8601 time; one without a UTC offset is taken as UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise CommandError(
+            f"--at {text!r} is not an ISO-8601 time: expected {TIME_FORMAT}."
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def versions_line(latest: int, shown: int) -> str:
+    """The line under ``show``'s table: the document's versions (the middle elided when
+    there are many), how many, which one is shown."""
+    if latest > LISTED_VERSIONS:
+        numbers = [
+            *map(str, range(1, ENDS_SHOWN + 1)),
+            "…",
+            *map(str, range(latest - ENDS_SHOWN + 1, latest + 1)),
+        ]
+    else:
+        numbers = [str(v) for v in range(1, latest + 1)]
+    noun = "version" if latest == 1 else "versions"
+    return f"Versions: {', '.join(numbers)} ({latest} {noun}; shown: {shown}, latest: {latest})"
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("document", metavar="DOC_ID", help="the document's id (or a prefix)")
+    add_store_option(parser)
+    moment = parser.add_mutually_exclusive_group()
+    moment.add_argument("--version", metavar="N", help="the document at version N (1 = created)")
+    moment.add_argument(
+        "--at",
+        metavar="ISO-TIME",
+        help=f"the document as it was at this time, ISO 8601: {TIME_FORMAT}; "
+        "a time without an offset is UTC",
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    run_show(args.document, args.store, version=args.version, at=args.at)
+    return 0
+
+
+COMMAND = Command(
+    name="show",
+    help="every field of a document, now or at a version or time",
+    description="Print every field of a document at its latest version, at a given "
+    "version, or as it was at a given time, and list its versions.",
+    add_arguments=_arguments,
+    run=_run,
+)

@@ -1,0 +1,184 @@
+"""The demo: a small system built from every part of the library, and the source document's
+scenario played on it. ``atlas-eda demo`` runs it against a store and writes its report;
+``tests/cassettes/demo.jsonl`` is a recording of it, replayed into :func:`demo_system`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from .aspects import AspectWeaver, LoggingAspect, MetricsAspect
+from .bus import EventBus
+from .document import Document
+from .effects import Effect, EffectHandler, EffectType
+from .errors import DocumentDeletedError
+from .events import Event
+from .service import DocumentService
+from .store import TemporalStore
+from .views import short_id, text_table, when
+
+__all__ = ["DemoSystem", "demo_session", "demo_system"]
+
+WOVEN_METHODS = ("create_document", "update_document", "delete_document", "get_document")
+"""The ``DocumentService`` methods the demo weaves its logging and metrics aspects onto."""
+
+MILLISECONDS = 1e3
+"""Milliseconds per second: the metrics table shows times in milliseconds."""
+
+
+@dataclass
+class DemoSystem:
+    """The demo's system: a bus, a store on it, an effect handler whose performers only
+    collect the effects (``performed``), and a ``DocumentService`` whose methods are woven
+    with a logging and a metrics aspect (``metrics``)."""
+
+    bus: EventBus
+    store: TemporalStore
+    handler: EffectHandler
+    service: DocumentService
+    metrics: MetricsAspect
+    performed: list[Effect] = field(default_factory=list)
+
+
+def demo_system(url: str = "memory://", *, bus: EventBus | None = None) -> DemoSystem:
+    """Build the demo's system on a store at ``url`` (in memory by default) and on ``bus``
+    (a new ``EventBus`` when not given). Also the factory of the demo cassette:
+    ``atlas-eda replay tests/cassettes/demo.jsonl --app atlas_eda.demo:demo_system``."""
+    bus = bus if bus is not None else EventBus()
+    store = TemporalStore(bus, url=url)
+    handler = EffectHandler(temporal_store=store, event_bus=bus)
+    performed: list[Effect] = []
+    for effect_type in EffectType:
+        handler.register_handler(effect_type, performed.append)
+    service = DocumentService(bus, store, handler)
+
+    logging_aspect = LoggingAspect(event_bus=bus)
+    metrics_aspect = MetricsAspect()
+    weaver = AspectWeaver()
+    weaver.register_aspect("logging", logging_aspect)
+    weaver.register_aspect("metrics", metrics_aspect)
+    for method in WOVEN_METHODS:
+        woven = weaver.apply_aspect("logging", getattr(service, method))
+        setattr(service, method, weaver.apply_aspect("metrics", woven))
+    return DemoSystem(bus, store, handler, service, metrics_aspect, performed)
+
+
+def demo_session(system: DemoSystem, *, out: TextIO | None = None) -> None:
+    """Run the source document's scenario on ``system`` and write its report to ``out``
+    (standard output by default): how many documents the store held before, the refused
+    update of a deleted document, then three tables: the bus history, every version of
+    every stored document, and the service's metrics."""
+    out = out or sys.stdout
+    earlier = set(system.store.list_document_ids())
+    print(f"Store {system.store.url}: {len(earlier)} document(s) from earlier runs.\n", file=out)
+    refusal = _play(system.service)
+    if refusal is not None:
+        print(f"Refused as it should be: {refusal}\n", file=out)
+    for table in (
+        _history_table(system.bus),
+        _versions_table(system.store, earlier),
+        _metrics_table(system.metrics),
+    ):
+        print(table, file=out)
+        print(file=out)
+    print(f"{len(system.performed)} effects performed this run.", file=out)
+
+
+def _play(service: DocumentService) -> DocumentDeletedError | None:
+    """The source document's scenario: two documents created, one updated twice and read,
+    the other deleted and then updated, which the service refuses (the refusal is
+    returned; ``None`` would mean the deleted document accepted the update)."""
+    design = service.create_document(
+        "Event-Driven Architecture with NERV",
+        "How to implement event-driven architecture...",
+        "architect@example.com",
+    )
+    notes = service.create_document("Meeting notes", "Agenda: effects", "scribe@example.com")
+    service.update_document(
+        design, content="Updated content about event-driven architecture...", editor="reviewer"
+    )
+    service.update_document(design, title="Event-Driven Architecture (v2)", editor="architect")
+    service.get_document(design)
+    service.delete_document(notes, reason="superseded")
+    try:
+        service.update_document(notes, content="too late", editor="scribe")
+    except DocumentDeletedError as exc:
+        return exc
+    return None
+
+
+def _history_table(bus: EventBus) -> str:
+    """The bus's history, oldest first, each event with the row number of its cause."""
+    events: list[Event] = list(reversed(bus.get_history(limit=None)))
+    row_of = {event.id: n for n, event in enumerate(events, 1)}
+    rows = [
+        [
+            n,
+            when(event.timestamp),
+            event.type.name,
+            event.source,
+            row_of.get(event.causation_id or "", ""),
+            event.data,
+        ]
+        for n, event in enumerate(events, 1)
+    ]
+    return text_table(
+        "Bus history (this run, oldest first)",
+        ["#", "time (UTC)", "type", "source", "caused by #", "data"],
+        rows,
+    )
+
+
+def _versions_table(store: TemporalStore, earlier: Collection[str]) -> str:
+    """Every version of every document in the store, saying which were there before."""
+    rows: list[list[Any]] = []
+    for document_id in store.list_document_ids():
+        marker = "earlier" if document_id in earlier else "this run"
+        rows.extend(
+            [
+                short_id(document_id),
+                marker,
+                doc.version,
+                doc.title,
+                doc.last_editor,
+                when(doc.modified_at),
+                "deleted" if doc.is_deleted else "",
+            ]
+            for doc in _versions(store, document_id)
+        )
+    return text_table(
+        "Document versions (every document in the store)",
+        ["document", "created", "version", "title", "last editor", "modified (UTC)", "state"],
+        rows,
+    )
+
+
+def _versions(store: TemporalStore, document_id: str) -> Iterator[Document]:
+    """Each version of a document, the first one first."""
+    latest = store.get_document(document_id)
+    if latest is None:
+        return
+    for version in range(1, latest.version + 1):
+        document = store.get_document(document_id, version=version)
+        if document is not None:
+            yield document
+
+
+def _metrics_table(metrics: MetricsAspect) -> str:
+    """Calls, average and 95th-percentile time, and errors of each woven method."""
+    return text_table(
+        "Metrics (this run)",
+        ["method", "count", "avg ms", "p95 ms", "errors"],
+        [
+            [
+                key,
+                m["count"],
+                f"{m['avg_time'] * MILLISECONDS:.2f}",
+                f"{m['p95'] * MILLISECONDS:.2f}",
+                m["errors"],
+            ]
+            for key, m in metrics.get_metrics().items()
+        ],
+    )
