@@ -1,4 +1,5 @@
-"""The ``atlas-eda`` command. Only this package prints.
+"""The ``atlas-eda`` command. Only this package prints (and the demo's session, which writes
+its report to the stream it is given).
 
 One module per command (:mod:`.demo`, :mod:`.log`, :mod:`.show`, :mod:`.diff`,
 :mod:`.follow`, :mod:`.cassette`, :mod:`.replay`), each with the function that adds its
