@@ -51,7 +51,7 @@ def test_bus_event_is_the_data_a_follower_publishes() -> None:
 
 
 def test_the_live_bus_event_carries_the_editor_as_given() -> None:
-    document_id, events = history()
+    _, events = history()
 
     assert live_bus_event(events[2], editor=None).data["editor"] is None
     assert live_bus_event(events[1], editor="bob") == bus_event(events[1])
@@ -88,5 +88,5 @@ class Foreign(Aggregate):
 @pytest.mark.parametrize("translate", [kind_of, bus_event, field_changes])
 def test_another_applications_event_is_refused_by_name(translate: Any) -> None:
     [foreign] = Foreign(name="x").collect_events()
-    with pytest.raises(AtlasEdaError, match="Foreign.Created is not a Document event"):
+    with pytest.raises(AtlasEdaError, match=r"Foreign\.Created is not a Document event"):
         translate(foreign)

@@ -316,9 +316,7 @@ def naps() -> list[float]:
 
 
 @pytest.fixture
-def two_stores(
-    tmp_path: Path, naps: list[float]
-) -> Iterator[tuple[TemporalStore, TemporalStore]]:
+def two_stores(tmp_path: Path, naps: list[float]) -> Iterator[tuple[TemporalStore, TemporalStore]]:
     url = sqlite_url(tmp_path / "two.db")
     a, b = TemporalStore(url=url, sleep=naps.append), TemporalStore(url=url)
     yield a, b
