@@ -27,29 +27,34 @@ end of each poll), trading up to N repeats after a crash for far fewer commits.
 There are no background threads: :meth:`StoreFollower.poll` delivers what is there and
 returns; :meth:`StoreFollower.run` polls until a timeout, a limit or a ``stop_event``.
 On PostgreSQL ``run`` sleeps on ``LISTEN``/``NOTIFY`` (woken as soon as a writer commits);
-on SQLite it polls every ``interval`` seconds.
+on SQLite it polls every ``interval`` seconds. The follower reads the store only through
+its log API (``last_position``, ``notifications``, ``decode``, ``tracking_recorder``,
+``listen_connection``) and turns each event into bus data with
+:mod:`atlas_eda.document_events`, as the store itself does.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from eventsourcing.persistence import IntegrityError, Notification, Tracking, TrackingRecorder
-from eventsourcing.utils import get_topic
+from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
 from .bus import EventBus
-from .document import Document
+from .document_events import KINDS, bus_event
 from .errors import FollowerError, StoreURLError
-from .events import Event, EventType
-from .store import ENV_VAR, TemporalStore, _creation_lock, persistence_settings, redact_url
+from .events import Event
+from .store import ENV_VAR, TemporalStore, persistence_settings, redact_url
+from .store.postgres import wait_for_notify
+
+if TYPE_CHECKING:
+    from psycopg import Connection
 
 __all__ = ["FOLLOWER_SOURCE", "StoreFollower"]
 
@@ -58,11 +63,7 @@ logger = logging.getLogger(__name__)
 FOLLOWER_SOURCE = "atlas_eda.follower"
 """The ``source`` of every event a follower publishes."""
 
-_TOPICS = {
-    get_topic(Document.Created): EventType.DOCUMENT_CREATED,
-    get_topic(getattr(Document, "Updated")): EventType.DOCUMENT_UPDATED,  # noqa: B009
-    get_topic(getattr(Document, "Deleted")): EventType.DOCUMENT_DELETED,  # noqa: B009
-}
+_LISTEN_CHECK_SECONDS = 0.1  # how often a wait on LISTEN looks at the stop event
 
 
 def event_id_for(document_id: str, version: int) -> str:
@@ -95,6 +96,11 @@ class StoreFollower:
     ``metadata`` ``{"notification_id", "follower"}``. See the module docstring for the
     delivery guarantee and ``commit_every``. Not thread-safe: drive a follower from one
     thread.
+
+    ``clock`` (default :func:`time.monotonic`) is what :meth:`run` reads its timeouts
+    from, and ``sleep`` (default :func:`time.sleep`) how it waits between polls on
+    SQLite (on PostgreSQL it waits on ``LISTEN``); tests pass their own so that nothing
+    waits for real.
     """
 
     def __init__(
@@ -106,45 +112,22 @@ class StoreFollower:
         from_start: bool = False,
         page_size: int = 100,
         commit_every: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if not isinstance(bus, EventBus):
-            raise TypeError(f"bus must be an atlas_eda.EventBus, got {type(bus).__name__}.")
-        if name is not None and (
-            not isinstance(name, str) or not name.strip() or name.startswith("__")
-        ):
-            raise ValueError(
-                f"A follower name must be a non-empty str not starting with '__' (or None "
-                f"for a follower that records no position), got {name!r}."
-            )
-        for label, number in (("page_size", page_size), ("commit_every", commit_every)):
-            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-                raise ValueError(f"{label} must be a positive int, got {number!r}.")
-        if url is None:
-            url = os.environ.get(ENV_VAR) or ""
-        module = persistence_settings(url)["PERSISTENCE_MODULE"]
-        if module == "eventsourcing.popo":
-            raise StoreURLError(
-                f"{url!r}: a memory store lives inside one process and cannot be followed; "
-                f"use a 'sqlite:///path/to/file.db' or 'postgresql://...' store."
-            )
-        self.url = url
+        _check_arguments(bus, name, page_size, commit_every)
+        self.url = _followable(url)
         self.bus = bus
         self.name = name
         self.page_size = page_size
         self.commit_every = commit_every
-        self._store = TemporalStore(url=url, snapshot_interval=0)
-        self._listener: Any = None
+        self._clock = clock
+        self._sleep = sleep
+        self._store = TemporalStore(url=self.url, snapshot_interval=0, sleep=sleep)
+        self._listener: Connection[Any] | None = None
         try:
-            self._tracking = self._tracking_recorder(url)
-            recorded = self._tracking.max_tracking_id(name) if name is not None else None
-            if recorded is not None:
-                self._position = recorded
-            else:
-                self._position = (
-                    0 if from_start else self._store.recorder.max_notification_id() or 0
-                )
-                if name is not None:
-                    self._tracking.insert_tracking(Tracking(name, self._position))
+            self._tracking = self._store.tracking_recorder()
+            self._position = self._start_position(from_start)
             self._recorded = self._position
         except BaseException:
             self._store.close()
@@ -152,24 +135,20 @@ class StoreFollower:
         logger.info(
             "follower %r on %s starts after notification %d",
             name,
-            redact_url(url),
+            redact_url(self.url),
             self._position,
         )
 
-    def _tracking_recorder(self, url: str) -> TrackingRecorder:
-        """eventsourcing's tracking recorder on the store's database, its table created
-        if need be. Processes creating it at once collide (on SQLite both insert its
-        migration marker): on PostgreSQL the store's creation lock serialises them, on
-        SQLite the loser finds the table made and tries once more."""
-        for attempt in range(3):
-            try:
-                with _creation_lock(url, persistence_settings(url)):
-                    return self._store.factory.tracking_recorder()
-            except IntegrityError:
-                if attempt == 2:
-                    raise
-                time.sleep(0.05)
-        raise AssertionError("unreachable")  # pragma: no cover
+    def _start_position(self, from_start: bool) -> int:
+        """The recorded position, or (recorded at once) the start of the log or its end."""
+        if self.name is not None:
+            recorded = self._tracking.max_tracking_id(self.name)
+            if recorded is not None:
+                return recorded
+        position = 0 if from_start else self._store.last_position()
+        if self.name is not None:
+            self._tracking.insert_tracking(Tracking(self.name, position))
+        return position
 
     # -- position ----------------------------------------------------------------------
 
@@ -180,7 +159,7 @@ class StoreFollower:
 
     def backlog(self) -> int:
         """How many notifications the log holds past this follower's position."""
-        return max(0, (self._store.recorder.max_notification_id() or 0) - self._position)
+        return max(0, self._store.last_position() - self._position)
 
     # -- delivering ----------------------------------------------------------------------
 
@@ -193,12 +172,7 @@ class StoreFollower:
         try:
             while limit is None or delivered < limit:
                 size = self.page_size if limit is None else min(self.page_size, limit - delivered)
-                page = self._store.recorder.select_notifications(
-                    start=self._position,
-                    limit=size,
-                    topics=list(_TOPICS),
-                    inclusive_of_start=False,
-                )
+                page = self._store.notifications(self._position + 1, size, kinds=KINDS)
                 for notification in page:
                     self._deliver(notification)
                     delivered += 1
@@ -226,10 +200,11 @@ class StoreFollower:
         ``stop_event`` is set, or nothing new came for ``idle_timeout`` seconds
         (whichever is first; with none of them, forever). Returns how many were
         delivered. Between polls it waits up to ``interval`` seconds (on PostgreSQL it
-        wakes as soon as a writer commits)."""
+        wakes as soon as a writer commits). Time is read from the follower's ``clock``,
+        and on SQLite it waits with its ``sleep`` (or on ``stop_event``, when given)."""
         if interval <= 0:
             raise ValueError(f"interval must be positive, got {interval!r}.")
-        started = last_delivery = time.monotonic()
+        started = last_delivery = self._clock()
         delivered = 0
         while True:
             remaining = None if limit is None else limit - delivered
@@ -237,7 +212,7 @@ class StoreFollower:
                 break
             count = self.poll(remaining)
             delivered += count
-            now = time.monotonic()
+            now = self._clock()
             if count:
                 last_delivery = now
                 continue
@@ -260,67 +235,32 @@ class StoreFollower:
             if stop_event is not None:
                 stop_event.wait(seconds)
             else:
-                time.sleep(seconds)
+                self._sleep(seconds)
             return
-        import psycopg  # noqa: PLC0415  (only reached on PostgreSQL)
-
         try:
-            # The stop event is checked at least every 0.1 s.
-            for _ in listener.notifies(timeout=min(seconds, 0.1), stop_after=1):
-                break
-        except psycopg.OperationalError:
+            # The stop event is checked at least every _LISTEN_CHECK_SECONDS.
+            wait_for_notify(listener, min(seconds, _LISTEN_CHECK_SECONDS))
+        except ConnectionError:
             # The server went away or restarted: listen again on the next wait; the
             # next poll goes through the store's pool, which reconnects (or raises).
             logger.warning("follower %r lost its LISTEN connection; reconnecting", self.name)
-            with contextlib.suppress(psycopg.Error):
-                listener.close()
             self._listener = None
-            time.sleep(min(seconds, 0.1))
+            self._sleep(min(seconds, _LISTEN_CHECK_SECONDS))
 
-    def _listen(self) -> Any:
+    def _listen(self) -> Connection[Any] | None:
         """A PostgreSQL connection that LISTENs on the store's channel (None on SQLite)."""
-        if self._listener is not None:
-            return self._listener
-        recorder: Any = self._store.recorder
-        channel = getattr(recorder, "channel_name", None)
-        if channel is None:
-            return None
-        import psycopg  # noqa: PLC0415  (only reached on PostgreSQL)
-        from psycopg.sql import SQL, Identifier  # noqa: PLC0415
-
-        kwargs = dict(recorder.datastore.pool.kwargs)
-        kwargs.pop("row_factory", None)
-        self._listener = psycopg.connect(**kwargs, autocommit=True)
-        self._listener.execute(SQL("LISTEN {0}").format(Identifier(channel)))
+        if self._listener is None:
+            self._listener = self._store.listen_connection()
         return self._listener
 
     def _deliver(self, notification: Notification) -> None:
-        domain_event: Any = self._store.mapper.to_domain_event(notification)
-        event_type = _TOPICS[notification.topic]
-        document_id = str(notification.originator_id)
-        version = notification.originator_version
-        data: Mapping[str, Any]
-        if event_type is EventType.DOCUMENT_CREATED:
-            data = {
-                "id": document_id,
-                "title": domain_event.title,
-                "author": domain_event.author,
-                "version": version,
-            }
-        elif event_type is EventType.DOCUMENT_UPDATED:
-            data = {
-                "id": document_id,
-                "title": domain_event.title,
-                "editor": domain_event.editor,
-                "version": version,
-            }
-        else:
-            data = {"id": document_id, "reason": domain_event.reason, "version": version}
+        stored = self._store.decode(notification)
+        event_type, data = bus_event(stored)
         event = Event(
             type=event_type,
-            data=dict(data),
-            id=event_id_for(document_id, version),
-            timestamp=domain_event.timestamp.timestamp(),
+            data=data,
+            id=event_id_for(str(notification.originator_id), notification.originator_version),
+            timestamp=stored.timestamp.timestamp(),
             source=FOLLOWER_SOURCE,
             metadata={"notification_id": notification.id, "follower": self.name},
         )
@@ -362,3 +302,31 @@ class StoreFollower:
             f"StoreFollower(url={redact_url(self.url)!r}, name={self.name!r}, "
             f"position={self._position})"
         )
+
+
+def _check_arguments(bus: EventBus, name: str | None, page_size: int, commit_every: int) -> None:
+    if not isinstance(bus, EventBus):
+        raise TypeError(f"bus must be an atlas_eda.EventBus, got {type(bus).__name__}.")
+    if name is not None and (
+        not isinstance(name, str) or not name.strip() or name.startswith("__")
+    ):
+        raise ValueError(
+            f"A follower name must be a non-empty str not starting with '__' (or None "
+            f"for a follower that records no position), got {name!r}."
+        )
+    for label, number in (("page_size", page_size), ("commit_every", commit_every)):
+        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+            raise ValueError(f"{label} must be a positive int, got {number!r}.")
+
+
+def _followable(url: str | None) -> str:
+    """``url`` (``None``: ``ATLAS_EDA_STORE_URL``), refused unless a follower can read it
+    from another process."""
+    if url is None:
+        url = os.environ.get(ENV_VAR) or ""
+    if persistence_settings(url)["PERSISTENCE_MODULE"] == "eventsourcing.popo":
+        raise StoreURLError(
+            f"{url!r}: a memory store lives inside one process and cannot be followed; "
+            f"use a 'sqlite:///path/to/file.db' or 'postgresql://...' store."
+        )
+    return url

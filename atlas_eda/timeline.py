@@ -13,14 +13,16 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, overload
 from uuid import UUID
 
 from .document import Document
+from .document_events import EventKind, field_changes, kind_of
 from .errors import AtlasEdaError, PositionError
 from .views import fields_table, html_table, short, when
 
 if TYPE_CHECKING:  # only for annotations: the store sits above this module
+    from eventsourcing.persistence import Notification
     from matplotlib.figure import Figure
 
     from .store import TemporalStore
@@ -33,8 +35,6 @@ __all__ = [
     "StateDiff",
     "Timeline",
 ]
-
-EventKind = Literal["created", "updated", "deleted"]
 
 _PAGE = 200
 HTML_ROWS = 200
@@ -287,14 +287,11 @@ class Timeline(Sequence[RecordedEvent]):
         self.store = store
         self.page_size = page_size
         self._index = _StateIndex(self, checkpoint_every)
-        # eventsourcing's @event decorator makes these classes; mypy cannot see them.
-        self._created: Any = Document.Created
-        self._updated: Any = getattr(Document, "Updated")  # noqa: B009
 
     # -- the sequence ------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return self.store.recorder.max_notification_id() or 0
+        return self.store.last_position()
 
     @overload
     def __getitem__(self, index: int) -> RecordedEvent: ...
@@ -335,7 +332,7 @@ class Timeline(Sequence[RecordedEvent]):
             limit = (
                 self.page_size if stop is None else min(self.page_size, stop - next_position + 1)
             )
-            page = self.store.recorder.select_notifications(start=next_position, limit=limit)
+            page = self.store.notifications(next_position, limit, stop=stop)
             if not page:
                 return
             for notification in page:
@@ -352,41 +349,20 @@ class Timeline(Sequence[RecordedEvent]):
     def event_at(self, position: int) -> RecordedEvent:
         """The event at ``position`` (1-based); :class:`PositionError` when there is none."""
         self._check(position, allow_zero=False)
-        page = self.store.recorder.select_notifications(start=position, limit=1)
+        page = self.store.notifications(position, 1)
         if not page or page[0].id != position:
             raise PositionError(f"No event is recorded at position {position}.")
         return self._decode(page[0])
 
-    def _decode(self, notification: Any) -> RecordedEvent:
-        domain_event: Any = self.store.mapper.to_domain_event(notification)
-        changes: dict[str, Any]
-        kind: EventKind
-        if isinstance(domain_event, self._created):
-            kind = "created"
-            changes = {
-                "title": domain_event.title,
-                "content": domain_event.content,
-                "author": domain_event.author,
-            }
-        elif isinstance(domain_event, self._updated):
-            kind = "updated"
-            changes = {
-                name: getattr(domain_event, name)
-                for name in ("title", "content")
-                if getattr(domain_event, name) is not None
-            }
-            if domain_event.editor is not None:
-                changes["last_editor"] = domain_event.editor
-        else:
-            kind = "deleted"
-            changes = {"is_deleted": True, "deletion_reason": domain_event.reason}
+    def _decode(self, notification: Notification) -> RecordedEvent:
+        event = self.store.decode(notification)
         return RecordedEvent(
             position=notification.id,
-            document_id=str(domain_event.originator_id),
-            version=domain_event.originator_version,
-            kind=kind,
-            timestamp=domain_event.timestamp.astimezone(UTC),
-            changes=changes,
+            document_id=str(event.originator_id),
+            version=event.originator_version,
+            kind=kind_of(event),
+            timestamp=event.timestamp.astimezone(UTC),
+            changes=field_changes(event),
         )
 
     def _check(self, position: int, *, allow_zero: bool = True) -> int:
@@ -431,16 +407,7 @@ class Timeline(Sequence[RecordedEvent]):
             else into
         )
         try:
-            if target.recorder.max_notification_id():
-                raise AtlasEdaError(
-                    f"Replay target {target!r} already holds events; replay into an empty "
-                    f"store (for instance 'memory://' or a new SQLite file)."
-                )
-            if until:
-                notifications = source.recorder.select_notifications(
-                    start=1, limit=until, stop=until
-                )
-                target.events.put([source.mapper.to_domain_event(n) for n in notifications])
+            source.copy_until(until, target)
         except BaseException:
             if opened:  # a store opened here is not handed back: do not leave it open
                 target.close()

@@ -2,11 +2,12 @@
 
 The data set: ``docs`` documents with ``EVENTS_PER_DOC`` events each (100,000 events over
 1,000 documents; ``--quick``: 10,000 over 100). It is written through the store's own
-eventsourcing objects, in the shape a live store would have: every document is created,
-then each round updates every document once in a random order and saves the round in one
-``store.save(*documents)`` (so the global log interleaves documents); every tenth version
+eventsourcing application (``store._application``, which the store holds and never hands
+out), in the shape a live store would have: every document is created, then each round
+updates every document once in a random order and saves the round in one
+``save(*documents)`` (so the global log interleaves documents); every tenth version
 also renames the document; one document in a hundred is deleted as its last event.
-Snapshots are taken with ``store.take_snapshot(id, version=v)`` at every multiple of
+Snapshots are taken with ``take_snapshot(id, version=v)`` at every multiple of
 ``store.snapshot_interval``, exactly as ``TemporalStore`` does after each commit.
 
 Everything read back is checked against the values written before anything is timed.
@@ -121,7 +122,7 @@ def build(url: str, docs: int, per_doc: int = EVENTS_PER_DOC, seed: int = 0) -> 
             for i in range(docs)
         ]
         index = {document.id: i for i, document in enumerate(documents)}
-        store.save(*documents)
+        store._application.save(*documents)
         for version in range(2, per_doc + 1):
             order = documents[:]
             rng.shuffle(order)
@@ -135,11 +136,11 @@ def build(url: str, docs: int, per_doc: int = EVENTS_PER_DOC, seed: int = 0) -> 
                         content=content_at(i, version),
                         editor=f"editor-{version % 5}",
                     )
-            store.save(*order)
+            store._application.save(*order)
             if interval and version % interval == 0:
                 begin = time.perf_counter()
                 for document in order:
-                    store.take_snapshot(document.id, version=version)
+                    store._application.take_snapshot(document.id, version=version)
                 snapshot_seconds += time.perf_counter() - begin
         write_seconds = time.perf_counter() - start - snapshot_seconds
         return DataSet(

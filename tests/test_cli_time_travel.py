@@ -192,7 +192,7 @@ def test_log_reads_only_the_rows_it_prints(
         document = Document(title="Long", content="v1", author="ann")
         for n in range(2, 301):
             document.update(content=f"v{n}")
-        store.save(document)  # 300 events, one transaction
+        store._application.save(document)  # 300 events, one transaction
     finally:
         store.close()
 

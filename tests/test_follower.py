@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, sqlite_url
 
 import atlas_eda
 from atlas_eda import (
@@ -23,6 +23,7 @@ from atlas_eda import (
     EventBus,
     EventType,
     FollowerError,
+    HandlerFailures,
     StoreFollower,
     StoreURLError,
     TemporalStore,
@@ -236,8 +237,45 @@ def test_two_followers_with_one_name_are_told_apart(
     second.close()
 
 
-def test_run_waits_for_new_events_until_its_limit(writer: TemporalStore, durable_url: str) -> None:
-    follower, seen = follower_for(durable_url, "runner")
+class FakeTime:
+    """A clock that moves only when slept on: ``run`` then waits without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.naps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.naps.append(seconds)
+        self.now += seconds
+
+
+def test_run_waits_between_polls_with_its_sleep_until_its_limit(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "store.db")
+    writer = TemporalStore(url=url)
+    ids: list[str] = []
+    naps: list[float] = []
+
+    def sleep(seconds: float) -> None:  # meanwhile, another process commits a document
+        naps.append(seconds)
+        ids.extend(write_some(writer, 1))
+
+    follower, seen = follower_for(url, "runner", sleep=sleep)
+    delivered = follower.run(limit=3, timeout=30, interval=0.05)
+
+    assert delivered == 3
+    assert [e.data["id"] for e in seen] == ids
+    assert naps == [0.05, 0.05, 0.05]  # one wait before each commit, none after the last
+    follower.close()
+    writer.close()
+
+
+def test_run_on_postgresql_wakes_when_a_writer_commits(postgres_url: str) -> None:
+    # LISTEN/NOTIFY is the server's: these waits are real ones.
+    writer = TemporalStore(url=postgres_url)
+    follower, seen = follower_for(postgres_url, "runner")
     ids: list[str] = []
 
     def write_later() -> None:
@@ -252,21 +290,82 @@ def test_run_waits_for_new_events_until_its_limit(writer: TemporalStore, durable
 
     assert delivered == 3
     assert [e.data["id"] for e in seen] == ids
-    follower.close()
-
-
-def test_run_stops_at_its_timeout_or_stop_event(durable_url: str, writer: TemporalStore) -> None:
-    follower, _ = follower_for(durable_url, "idle")
     started = time.monotonic()
     assert follower.run(timeout=0.3, interval=0.05) == 0
     assert 0.3 <= time.monotonic() - started < 10
+    follower.close()
+    writer.close()
 
+
+def test_run_stops_at_its_timeout_and_idle_timeout_read_from_its_clock(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "store.db")
+    writer = TemporalStore(url=url)
+    fake = FakeTime()
+    follower, seen = follower_for(url, "idle", clock=fake.clock, sleep=fake.sleep)
+
+    assert follower.run(timeout=1.0, interval=0.25) == 0
+    assert fake.naps == [0.25] * 4
+    fake.naps.clear()
+    assert follower.run(timeout=1.0, interval=0.75) == 0
+    assert fake.naps == [0.75, 0.25]  # the last wait ends at the timeout
+
+    write_some(writer, 2)
+    fake.naps.clear()
+    assert follower.run(idle_timeout=0.5, interval=0.25) == 2
+    assert fake.naps == [0.25, 0.25]  # idle counted from the last delivery
+    assert len(seen) == 2
+    follower.close()
+    writer.close()
+
+
+def test_run_stops_at_its_stop_event(durable_url: str, writer: TemporalStore) -> None:
+    # Another thread sets the event: this wait is a real one, on the event itself.
+    follower, _ = follower_for(durable_url, "idle")
     stop = threading.Event()
     threading.Timer(0.2, stop.set).start()
     started = time.monotonic()
     assert follower.run(stop_event=stop, interval=0.05) == 0
     assert time.monotonic() - started < 10
     follower.close()
+
+
+# -- handlers that fail ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("commit_every", [1, 10])
+def test_an_event_whose_handler_raises_is_redelivered_after_a_restart(
+    tmp_path: Path, commit_every: int
+) -> None:
+    url = sqlite_url(tmp_path / "store.db")
+    writer = TemporalStore(url=url)
+    failing = EventBus(failure_policy="raise")
+    handled: list[str] = []
+
+    def handler(event: Event) -> None:
+        if event.data["id"] == ids[1]:
+            raise RuntimeError("the search index is down")
+        handled.append(event.data["id"])
+
+    failing.subscribe(EventType.DOCUMENT_CREATED, handler)
+    follower = StoreFollower(url, failing, "indexer", from_start=True, commit_every=commit_every)
+    ids = write_some(writer, 3)
+
+    with pytest.raises(HandlerFailures):
+        follower.poll()
+    assert handled == ids[:1]
+    assert follower.position == 1  # the failed event is not passed over
+    with pytest.raises(HandlerFailures):
+        follower.poll()  # nor by the next poll
+    follower.close()
+
+    # A restart (the handler fixed) delivers the failed event first, then the rest.
+    restarted, seen = follower_for(url, "indexer")
+    assert restarted.position == 1
+    assert restarted.poll() == 2
+    assert [e.data["id"] for e in seen] == ids[1:]
+    assert [e.id for e in seen] == [event_id_for(i, 1) for i in ids[1:]]
+    restarted.close()
+    writer.close()
 
 
 # -- refused ---------------------------------------------------------------------------

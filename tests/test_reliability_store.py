@@ -310,9 +310,15 @@ class _Interleaved:
 
 
 @pytest.fixture
-def two_stores(tmp_path: Path) -> Iterator[tuple[TemporalStore, TemporalStore]]:
+def naps() -> list[float]:
+    """The back-off waits store ``a`` of ``two_stores`` asked for (it does not wait)."""
+    return []
+
+
+@pytest.fixture
+def two_stores(tmp_path: Path, naps: list[float]) -> Iterator[tuple[TemporalStore, TemporalStore]]:
     url = sqlite_url(tmp_path / "two.db")
-    a, b = TemporalStore(url=url), TemporalStore(url=url)
+    a, b = TemporalStore(url=url, sleep=naps.append), TemporalStore(url=url)
     yield a, b
     a.close()
     b.close()
@@ -340,7 +346,9 @@ def test_a_lost_race_raises_a_retryable_concurrency_error_and_saves_nothing(
 
 
 def test_retries_reread_and_reapply_on_top_of_the_other_writer(
-    two_stores: tuple[TemporalStore, TemporalStore], monkeypatch: pytest.MonkeyPatch
+    two_stores: tuple[TemporalStore, TemporalStore],
+    monkeypatch: pytest.MonkeyPatch,
+    naps: list[float],
 ) -> None:
     a, b = two_stores
     doc_id = a.create_document("t", "v1", "author")
@@ -351,6 +359,27 @@ def test_retries_reread_and_reapply_on_top_of_the_other_writer(
     latest = a.get_document(doc_id)
     assert latest is not None
     assert (latest.version, latest.title, latest.content) == (3, "renamed by a", "from b")
+    assert len(naps) == 1  # one back-off, through the store's sleep
+
+
+def test_each_retry_backs_off_a_random_moment_below_a_doubling_cap(
+    two_stores: tuple[TemporalStore, TemporalStore],
+    monkeypatch: pytest.MonkeyPatch,
+    naps: list[float],
+) -> None:
+    a, b = two_stores
+    doc_id = a.create_document("t", "v1", "author")
+    _Interleaved(a, b, monkeypatch).left = 6  # a loses six races in a row
+
+    with pytest.raises(ConcurrencyError, match="after 6 attempts"):
+        a.update_document(doc_id, content="from a", retries=5)
+    assert len(naps) == 5
+    for nap, cap in zip(naps, [0.002, 0.004, 0.008, 0.016, 0.032], strict=True):
+        assert 0 <= nap <= cap
+    naps.clear()
+
+    assert a.update_document(doc_id, content="from a", retries=5)
+    assert naps == []  # no race lost, no wait
 
 
 def test_the_service_passes_retries_through(

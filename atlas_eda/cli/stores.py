@@ -103,13 +103,13 @@ def resolve_document(store: TemporalStore, given: str) -> tuple[str, int]:
         key = UUID(given)
     except ValueError:
         key = _by_prefix(store, given)
-    latest = store.recorder.select_events(key, desc=True, limit=1) if key is not None else []
-    if not latest:
+    version = store.latest_version(str(key)) if key is not None else None
+    if version is None:
         raise CommandError(
             f"no document has id {given!r} in {store.url}; list the document ids with: "
             f"atlas-eda log --store {store.url}"
         )
-    return str(key), latest[0].originator_version
+    return str(key), version
 
 
 def _by_prefix(store: TemporalStore, given: str) -> UUID | None:

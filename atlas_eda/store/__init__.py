@@ -1,0 +1,34 @@
+"""The document store: :class:`TemporalStore` and what opening one takes.
+
+A store is addressed by URL: ``memory://`` keeps events in memory (eventsourcing's POPO
+recorders); ``sqlite:///path`` is a durable file (eventsourcing's SQLite recorders; three
+slashes and a relative path, four slashes for an absolute one, as in SQLAlchemy);
+``postgresql://user:password@host:port/database`` is a PostgreSQL server (eventsourcing's
+PostgreSQL recorders; install the ``postgres`` extra), with optional query parameters
+``schema`` (an existing schema; default ``public``), ``pool_size`` (connections kept
+open, default 5), ``max_overflow`` (extra connections under load, default 10),
+``connect_timeout`` (seconds, default 5) and ``lock_timeout`` (seconds, 0 = none).
+``ATLAS_EDA_STORE_URL`` supplies the URL when none is given.
+
+Modules: :mod:`.urls` (URLs and their settings), :mod:`.sqlite_guard` (refusing a file
+that must not become a store), :mod:`.cipher` (encryption at rest), :mod:`.postgres`
+(the creation lock and the ``LISTEN`` connection) and :mod:`.temporal` (the store).
+"""
+
+from __future__ import annotations
+
+from .cipher import CIPHER_ENV_VAR, create_cipher_key
+from .sqlite_guard import check_sqlite_file
+from .temporal import TemporalStore
+from .urls import DEFAULT_URL, ENV_VAR, persistence_settings, redact_url
+
+__all__ = [
+    "CIPHER_ENV_VAR",
+    "DEFAULT_URL",
+    "ENV_VAR",
+    "TemporalStore",
+    "check_sqlite_file",
+    "create_cipher_key",
+    "persistence_settings",
+    "redact_url",
+]

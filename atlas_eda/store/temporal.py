@@ -1,0 +1,661 @@
+"""TemporalStore: versioned documents persisted through eventsourcing, addressed by URL.
+
+The store holds an eventsourcing ``Application`` of its own (never handed out), so every
+write goes through the store's commands, which check their input, retry lost races and
+publish on the bus after the commit. What the timeline and followers need from the log is
+a narrow read API: :meth:`TemporalStore.last_position`, :meth:`~TemporalStore.notifications`,
+:meth:`~TemporalStore.decode`, :meth:`~TemporalStore.copy_until`,
+:meth:`~TemporalStore.tracking_recorder` and :meth:`~TemporalStore.listen_connection`.
+
+Reliability (see docs/reliability.md): a SQLite file is inspected before eventsourcing
+touches it (:func:`check_sqlite_file`), so a foreign, truncated or read-only file is
+refused unmodified; a write that loses a race raises :class:`ConcurrencyError` with
+nothing saved (``retries=N`` re-reads and retries); ``cipher_key`` (or
+``ATLAS_EDA_CIPHER_KEY``) encrypts every stored event with eventsourcing's AES cipher.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application, Repository
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    ConnectionUnavailableError,
+    EventStore,
+    IntegrityError,
+    Mapper,
+    MapperDeserialisationError,
+    OperationalError,
+    PersistenceError,
+    StoredEvent,
+    TrackingRecorder,
+)
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+
+from ..bus import EventBus
+from ..document import Document, check_text
+from ..document_events import (
+    DocumentEvent,
+    EventKind,
+    as_document_event,
+    live_bus_event,
+    topics,
+)
+from ..errors import AtlasEdaError, ConcurrencyError, PositionError, StoreOpenError
+from ..timeline import Timeline
+from .cipher import CIPHER_ENV_VAR, cipher_key_from_env, cipher_settings
+from .postgres import creation_lock
+from .postgres import listen_connection as open_listen_connection
+from .sqlite_guard import check_sqlite_file
+from .urls import DEFAULT_URL, ENV_VAR, is_postgres, persistence_settings, redact_url
+
+if TYPE_CHECKING:
+    from eventsourcing.domain import DomainEventProtocol
+    from eventsourcing.persistence import Notification
+    from psycopg import Connection
+
+__all__ = ["StoredEventsView", "TemporalStore"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
+
+_INDEX_PAGE = 500
+_TRACKING_ATTEMPTS = 3
+_TRACKING_RETRY_SECONDS = 0.05
+_BACKOFF_FIRST, _BACKOFF_MOST = 0.002, 0.05  # seconds: the first retry's cap, every one's
+
+
+class _DocumentApplication(Application[UUID]):
+    """eventsourcing's application of the store's documents. Only the store holds it, so
+    nothing can ``save`` behind the store's back (no checks, no bus notifications)."""
+
+    # The settings' prefix and PostgreSQL's table names come from this name: it is the
+    # one stores have always had.
+    name = "TemporalStore"
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        try:
+            super().__init__(env=dict(env))
+        except BaseException:
+            factory = getattr(self, "factory", None)
+            if factory is not None:
+                factory.close()  # a PostgreSQL pool would go on retrying in its threads
+            raise
+
+
+class StoredEventsView:
+    """Read-only access to one of eventsourcing's event stores (the store's events or
+    its snapshots): :meth:`get` only, for inspection."""
+
+    def __init__(self, events: EventStore[UUID]) -> None:
+        self._events = events
+
+    def get(
+        self,
+        originator_id: UUID,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[DomainEventProtocol[UUID]]:
+        """The decoded events of ``originator_id`` (versions above ``gt``, up to ``lte``),
+        oldest first unless ``desc``, at most ``limit``: eventsourcing's ``EventStore.get``."""
+        return self._events.get(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
+
+
+class TemporalStore:
+    """Documents whose every version stays readable, persisted by eventsourcing.
+
+    After each commit the store publishes ``DOCUMENT_CREATED``, ``DOCUMENT_UPDATED`` or
+    ``DOCUMENT_DELETED`` on ``event_bus`` (when given). A snapshot is taken every
+    ``snapshot_interval`` versions so old versions of long documents load quickly
+    (``None`` or ``0`` turns snapshots off).
+
+    ``cipher_key`` (default: ``ATLAS_EDA_CIPHER_KEY`` from the environment, else none)
+    encrypts every stored event with eventsourcing's AES-GCM cipher; make one with
+    :func:`create_cipher_key` (needs the ``crypto`` extra). A store written with a key
+    opens only with that key (:class:`StoreOpenError` otherwise). A SQLite file that is
+    not a store, truncated, or read-only is refused unmodified (:func:`check_sqlite_file`).
+    Writes that lose a race with another writer raise :class:`ConcurrencyError`, nothing
+    saved; the ``retries`` argument of each command retries them, waiting a random
+    moment between attempts through ``sleep`` (default :func:`time.sleep`; tests pass
+    their own so that nothing waits for real).
+    """
+
+    name: ClassVar[str] = _DocumentApplication.name
+    """The name eventsourcing knows the store by (its settings' prefix, PostgreSQL's
+    table names)."""
+
+    env: ClassVar[dict[str, str]] = {}
+    """Extra eventsourcing settings a subclass may give, keyed with the store's prefix
+    (``{"TEMPORALSTORE_CREATE_TABLE": "n"}`` opens only a store that exists); the URL,
+    snapshot and cipher settings the store derives win over them."""
+
+    def __init__(
+        self,
+        event_bus: EventBus | None = None,
+        *,
+        url: str | None = None,
+        snapshot_interval: int | None = 100,
+        cipher_key: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if url is None:
+            url = os.environ.get(ENV_VAR) or DEFAULT_URL
+        _check_snapshot_interval(snapshot_interval)
+        self.url = url
+        self.event_bus = event_bus
+        self.snapshot_interval = snapshot_interval or 0
+        self._sleep = sleep
+        self._index_lock = threading.Lock()
+        self._known_ids: list[UUID] = []
+        self._indexed_to = 0
+        self._timeline: Timeline | None = None
+        self._settings = self._eventsourcing_settings(cipher_key)
+        try:
+            with creation_lock(url, self._settings):
+                self._application = _DocumentApplication(self._settings)
+        except (PersistenceError, sqlite3.Error, OSError) as exc:
+            raise StoreOpenError(_open_error_message(url, self._settings, exc)) from None
+        self._check_readable(cipher_key_from_env(cipher_key))
+        logger.debug("opened store %s", redact_url(url))
+
+    def _eventsourcing_settings(self, cipher_key: str | None) -> dict[str, str]:
+        """Every setting eventsourcing is given, checked (URL, cipher key, SQLite file)."""
+        settings = persistence_settings(self.url)
+        settings.update(cipher_settings(self.url, cipher_key))
+        if "SQLITE_DBNAME" in settings:
+            check_sqlite_file(settings["SQLITE_DBNAME"], self.url)
+        settings["IS_SNAPSHOTTING_ENABLED"] = "y" if self.snapshot_interval else "n"
+        # eventsourcing reads os.environ too, and a key prefixed with the application's
+        # name ("TEMPORALSTORE_...") would win over a plain one: prefix ours so that the
+        # URL and snapshot_interval given here are the ones used.
+        prefix = _DocumentApplication.name.upper() + "_"
+        return {**type(self).env, **{prefix + key: value for key, value in settings.items()}}
+
+    # -- commands ----------------------------------------------------------------------
+
+    def create_document(self, title: str, content: str, author: str, *, retries: int = 0) -> str:
+        """Create and persist a document (version 1); returns its id. Fields that cannot
+        be stored are refused with :class:`InvalidDocumentError` before anything is saved.
+        A database locked by other writers past its timeout raises
+        :class:`ConcurrencyError` (nothing saved) after ``retries`` further attempts."""
+        _check_retries(retries)
+        check_text("title", title)
+        check_text("content", content)
+        check_text("author", author)
+
+        def attempt() -> DocumentEvent:
+            return self._commit(Document(title=title, content=content, author=author))
+
+        committed = self._retrying(None, "create", retries, attempt)
+        self._notify_bus(committed, editor=None)
+        return str(committed.originator_id)
+
+    def update_document(
+        self,
+        document_id: str,
+        title: str | None = None,
+        content: str | None = None,
+        editor: str | None = None,
+        *,
+        retries: int = 0,
+    ) -> bool:
+        """Persist a new version; ``None`` leaves a field unchanged. Returns ``False`` for
+        an unknown id; raises :class:`DocumentDeletedError` for a deleted document.
+
+        Concurrent writers are detected by eventsourcing's optimistic concurrency: when
+        another writer saved a version first (or the database stays locked past its
+        timeout) this raises :class:`ConcurrencyError` and saves nothing. With
+        ``retries=N`` the document is read again and the change reapplied on top of the
+        other writer's version, up to N more times.
+        """
+        _check_retries(retries)
+        check_text("title", title, optional=True)
+        check_text("content", content, optional=True)
+        check_text("editor", editor, optional=True)
+
+        def attempt() -> DocumentEvent | None:
+            document = self._load(document_id)
+            if document is None:
+                return None
+            document.update(title=title, content=content, editor=editor)
+            return self._commit(document)
+
+        committed = self._retrying(document_id, "update", retries, attempt)
+        if committed is None:
+            return False
+        self._notify_bus(committed, editor=editor)
+        return True
+
+    def delete_document(
+        self, document_id: str, reason: str | None = None, *, retries: int = 0
+    ) -> bool:
+        """Mark a document deleted (its versions stay readable). Returns ``False`` for an
+        unknown id; raises :class:`DocumentDeletedError` if it is already deleted, and
+        :class:`ConcurrencyError` (nothing saved) as :meth:`update_document` does."""
+        _check_retries(retries)
+        check_text("reason", reason, optional=True)
+
+        def attempt() -> DocumentEvent | None:
+            document = self._load(document_id)
+            if document is None:
+                return None
+            document.delete(reason=reason)
+            return self._commit(document)
+
+        committed = self._retrying(document_id, "delete", retries, attempt)
+        if committed is None:
+            return False
+        self._notify_bus(committed, editor=None)
+        return True
+
+    # -- queries -----------------------------------------------------------------------
+
+    def get_document(self, document_id: str, version: int | None = None) -> Document | None:
+        """The document as it is now, or as it was at ``version`` (1 = as created);
+        ``None`` when there is no such document or no such version."""
+        if version is not None:
+            if isinstance(version, bool) or not isinstance(version, int):
+                raise TypeError(f"version must be an int, got {version!r}.")
+            if version < 1:
+                raise ValueError(f"Document versions start at 1, got {version}.")
+        document = self._load(document_id, version)
+        if document is None or (version is not None and document.version != version):
+            return None
+        return document
+
+    def get_all_documents(self) -> list[Document]:
+        """Every document that is not deleted, in creation order, at its latest version."""
+        documents: list[Document] = []
+        for aggregate_id in self._document_ids():
+            document = self._load(aggregate_id)
+            if document is not None and not document.is_deleted:
+                documents.append(document)
+        return documents
+
+    def get_document_at(self, document_id: str, when: datetime) -> Document | None:
+        """The document as it was at the moment ``when`` (an aware datetime): its last
+        version recorded at or before then, or ``None`` if it did not exist yet."""
+        if not isinstance(when, datetime):
+            raise TypeError(f"when must be a datetime, got {type(when).__name__}.")
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise ValueError(
+                f"when must be timezone-aware (for example datetime.now(UTC)), got naive {when}."
+            )
+        key = _uuid_or_none(document_id)
+        if key is None:
+            return None
+        timestamps = [self.decode(stored).timestamp for stored in self.recorder.select_events(key)]
+        version = bisect.bisect_right(timestamps, when)
+        return self.get_document(str(key), version=version) if version else None
+
+    def latest_version(self, document_id: str) -> int | None:
+        """The version of the document's newest stored event (a deleted document's too),
+        or ``None`` when no document has that id. Reads one row; decodes nothing."""
+        key = _uuid_or_none(document_id)
+        if key is None:
+            return None
+        newest = self.recorder.select_events(key, desc=True, limit=1)
+        return newest[0].originator_version if newest else None
+
+    def timeline(self, *, page_size: int | None = None) -> Timeline:
+        """The store's global ordered log, for time travel (see :class:`Timeline`). The
+        same object is returned each time, so its state checkpoints are built only once;
+        a ``page_size`` gives a separate timeline that reads pages of that size."""
+        if page_size is not None:
+            return Timeline(self, page_size=page_size)
+        with self._index_lock:
+            if self._timeline is None:
+                self._timeline = Timeline(self)
+            return self._timeline
+
+    def list_document_ids(self) -> list[str]:
+        """The id of every document ever created here, deleted ones included, in creation
+        order."""
+        return [str(i) for i in self._document_ids()]
+
+    # -- the log: what timelines and followers read ------------------------------------
+
+    def last_position(self) -> int:
+        """The position of the newest event in the store's log (0: the store is empty).
+        Positions are eventsourcing's notification ids: 1, 2, 3, ... in commit order."""
+        return self.recorder.max_notification_id() or 0
+
+    def notifications(
+        self,
+        start: int,
+        limit: int,
+        *,
+        stop: int | None = None,
+        kinds: Collection[EventKind] | None = None,
+    ) -> Sequence[Notification]:
+        """At most ``limit`` stored events from position ``start`` on (included), in log
+        order, up to position ``stop`` (included) when given, only those of ``kinds`` when
+        given. Each is eventsourcing's ``Notification``: ``id`` is its position,
+        ``originator_id`` and ``originator_version`` its document and version;
+        :meth:`decode` gives the event it holds."""
+        if kinds is not None and not kinds:
+            return []
+        return self.recorder.select_notifications(
+            start=start, limit=limit, stop=stop, topics=() if kinds is None else topics(kinds)
+        )
+
+    def decode(self, stored: StoredEvent) -> DocumentEvent:
+        """The Document event a notification (or any stored event of this store) holds,
+        decrypted and decoded by the store's own mapper."""
+        return as_document_event(self._application.mapper.to_domain_event(stored))
+
+    def copy_until(self, position: int, into: TemporalStore) -> None:
+        """Write the events at positions 1 to ``position`` into the empty store ``into``,
+        in one transaction (a failure leaves it empty), with their document ids, versions
+        and timestamps; encoded by ``into``'s mapper, so its own cipher key applies. No bus
+        event is published and no snapshot taken. Raises :class:`AtlasEdaError` when
+        ``into`` already holds events, :class:`PositionError` for a position not in the log."""
+        if isinstance(position, bool) or not isinstance(position, int):
+            raise TypeError(f"A position must be an int, got {position!r}.")
+        if not 0 <= position <= self.last_position():
+            raise PositionError(
+                f"Position {position} is not in the log of {self!r}: positions run from 0 to "
+                f"{self.last_position()}."
+            )
+        if into.last_position():
+            raise AtlasEdaError(
+                f"Replay target {into!r} already holds events; replay into an empty store "
+                f"(for instance 'memory://' or a new SQLite file)."
+            )
+        if position:
+            stored = self.notifications(1, position, stop=position)
+            into._application.events.put([self.decode(n) for n in stored])
+
+    def tracking_recorder(self) -> TrackingRecorder:
+        """eventsourcing's tracking recorder in this store's database, its table created if
+        need be: where followers record, by name, the position they have reached. Processes
+        creating it at once collide (on SQLite both insert its migration marker): on
+        PostgreSQL the store's creation lock serialises them, on SQLite the loser finds the
+        table made and tries again."""
+        for attempt in range(1, _TRACKING_ATTEMPTS + 1):
+            try:
+                with creation_lock(self.url, self._settings):
+                    return self._application.factory.tracking_recorder()
+            except IntegrityError:
+                if attempt == _TRACKING_ATTEMPTS:
+                    raise
+                self._sleep(_TRACKING_RETRY_SECONDS)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def listen_connection(self) -> Connection[Any] | None:
+        """On PostgreSQL, a new connection that ``LISTEN``s on the channel each commit to
+        this store ``NOTIFY``s (wait on it with
+        :func:`atlas_eda.store.postgres.wait_for_notify`; the caller closes it); ``None``
+        for SQLite and memory stores, which have no such channel."""
+        return open_listen_connection(self.recorder)
+
+    # -- eventsourcing's objects, for inspection ---------------------------------------
+
+    @property
+    def recorder(self) -> ApplicationRecorder:
+        """eventsourcing's application recorder of this store (POPO, SQLite or PostgreSQL),
+        for inspection: what is written through it bypasses the store's checks and bus."""
+        return self._application.recorder
+
+    @property
+    def mapper(self) -> Mapper[UUID]:
+        """eventsourcing's mapper of this store (transcoder and cipher), for inspection."""
+        return self._application.mapper
+
+    @property
+    def repository(self) -> Repository[UUID]:
+        """eventsourcing's repository of this store: ``get(uuid, version=...)`` rebuilds a
+        ``Document`` (from its nearest snapshot), for inspection and comparison."""
+        return self._application.repository
+
+    @property
+    def events(self) -> StoredEventsView:
+        """The stored document events, read-only (``events.get(uuid)``)."""
+        return StoredEventsView(self._application.events)
+
+    @property
+    def snapshots(self) -> StoredEventsView | None:
+        """The stored snapshots, read-only (``snapshots.get(uuid)``); ``None`` when
+        snapshots are off."""
+        snapshots = self._application.snapshots
+        return None if snapshots is None else StoredEventsView(snapshots)
+
+    # -- lifetime ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the database connections (a PostgreSQL pool's threads included). The
+        store is not usable afterwards; what it stored stays."""
+        self._application.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"TemporalStore(url={redact_url(self.url)!r})"
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _load(self, document_id: str | UUID, version: int | None = None) -> Document | None:
+        key = _uuid_or_none(document_id)
+        if key is None:
+            return None
+        try:
+            document: object = self.repository.get(key, version=version, projector_func=_project)
+        except AggregateNotFoundError:
+            return None
+        return document if isinstance(document, Document) else None
+
+    def _commit(self, document: Document) -> DocumentEvent:
+        """Save the document's one new event; returns it (as committed)."""
+        [pending] = document.collect_events()
+        try:
+            self._application.save(pending)
+        except IntegrityError as exc:
+            raise ConcurrencyError(
+                f"Document {document.document_id} was changed by another writer while this "
+                f"change was being made: version {document.version} already exists. Nothing "
+                f"was saved; read the document again and retry (or pass retries=N).",
+                document.document_id,
+            ) from exc
+        if self.snapshot_interval and document.version % self.snapshot_interval == 0:
+            self._snapshot(document)
+        return as_document_event(pending)
+
+    def _snapshot(self, document: Document) -> None:
+        try:
+            self._application.take_snapshot(
+                document.id, version=document.version, projector_func=_project
+            )
+        except (PersistenceError, sqlite3.Error) as exc:
+            # The version is committed: a missing snapshot only makes reads of this
+            # document slower, so the write must not be reported as failed.
+            logger.warning(
+                "could not take the snapshot of %s at version %d: %s",
+                document.document_id,
+                document.version,
+                exc,
+            )
+
+    def _retrying(
+        self, document_id: str | None, action: str, retries: int, attempt: Callable[[], T]
+    ) -> T:
+        """Run ``attempt`` (read, change, commit), retrying it up to ``retries`` times
+        when it loses a race; a database locked past its timeout counts as a lost race.
+        Between attempts it sleeps a random moment below a cap that doubles each time."""
+        tries = 0
+        while True:
+            try:
+                return self._attempt(document_id, attempt)
+            except ConcurrencyError as exc:
+                if tries >= retries:
+                    if retries:
+                        raise ConcurrencyError(
+                            f"Could not {action} document {document_id or '(new)'} after "
+                            f"{tries + 1} attempts: {exc}",
+                            document_id,
+                        ) from exc
+                    raise
+                logger.debug("retrying %s of %s after: %s", action, document_id, exc)
+                self._sleep(random.uniform(0, min(_BACKOFF_MOST, _BACKOFF_FIRST * 2**tries)))
+                tries += 1
+
+    def _attempt(self, document_id: str | None, attempt: Callable[[], T]) -> T:
+        """``attempt()``, with a database locked past its timeout as a
+        :class:`ConcurrencyError`."""
+        try:
+            return attempt()
+        except (OperationalError, sqlite3.OperationalError) as exc:
+            if not _is_lock_error(exc):
+                raise
+            raise ConcurrencyError(
+                f"The database of {redact_url(self.url)!r} stayed locked by other writers "
+                f"past its lock timeout ({exc}). Nothing was saved; retry (or pass "
+                f"retries=N).",
+                document_id,
+            ) from exc
+
+    def _check_readable(self, cipher_key: str | None) -> None:
+        """Decode the store's first event, so that a wrong or missing cipher key is
+        refused now rather than at the first read."""
+        try:
+            first = self._first_stored_event()
+            if first is not None:
+                self._application.mapper.to_domain_event(first)
+        except MapperDeserialisationError as exc:
+            self.close()
+            given = "no cipher key was given" if cipher_key is None else "a cipher key was given"
+            raise StoreOpenError(
+                f"Could not read the store at {redact_url(self.url)!r}: {given}, and its "
+                f"events cannot be decoded with it ({exc}). The store was written with a "
+                f"different key, or with encryption when none is given now (or the "
+                f"reverse): pass the cipher_key it was written with (or set {CIPHER_ENV_VAR})."
+            ) from None
+        except (PersistenceError, sqlite3.Error) as exc:
+            self.close()
+            raise StoreOpenError(
+                f"Could not read the store at {redact_url(self.url)!r}: {exc}. Check that the "
+                f"file is an intact atlas_eda store."
+            ) from exc
+
+    def _first_stored_event(self) -> StoredEvent | None:
+        """The SQLite file's first stored event, as stored (``None`` elsewhere: a memory
+        store starts empty, and a PostgreSQL store is checked when it is read)."""
+        recorder = self.recorder
+        if not isinstance(recorder, SQLiteApplicationRecorder):
+            return None
+        with recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(f"SELECT * FROM {recorder.events_table_name} ORDER BY rowid LIMIT 1")
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        return StoredEvent(
+            originator_id=recorder.convert_originator_id(row["originator_id"]),
+            originator_version=row["originator_version"],
+            topic=row["topic"],
+            state=row["state"],
+        )
+
+    def _notify_bus(self, committed: DocumentEvent, *, editor: str | None) -> None:
+        if self.event_bus is not None:
+            event_type, data = live_bus_event(committed, editor=editor)
+            self.event_bus.publish(event_type, data, source="atlas_eda.store")
+
+    def _document_ids(self) -> list[UUID]:
+        # The log is the global order of every stored event; scanning only creations
+        # past the last position seen keeps this incremental, and picks up documents
+        # created by other processes sharing the database.
+        with self._index_lock:
+            while True:
+                page = self.notifications(self._indexed_to + 1, _INDEX_PAGE, kinds=["created"])
+                if not page:
+                    break
+                self._known_ids.extend(UUID(str(n.originator_id)) for n in page)
+                self._indexed_to = page[-1].id
+            return list(self._known_ids)
+
+
+def _open_error_message(url: str, settings: Mapping[str, str], exc: BaseException) -> str:
+    """Why the store could not be opened, and what to do; never the password."""
+    reason = str(exc)
+    password = next((v for k, v in settings.items() if k.endswith("POSTGRES_PASSWORD")), "")
+    if password:
+        reason = reason.replace(password, "***")
+    if not is_postgres(url):
+        return (
+            f"Could not open the store at {url!r}: {reason}. Check that the file is an "
+            f"atlas_eda SQLite store and that its directory is writable."
+        )
+    timeout = next(v for k, v in settings.items() if k.endswith("POSTGRES_CONNECT_TIMEOUT"))
+    return (
+        f"Could not open the PostgreSQL store at {redact_url(url)!r}: {reason}. Check that "
+        f"the server is running and reachable at that host and port (waited {timeout}s; "
+        f"'?connect_timeout=N' changes that), that the user, password and database are "
+        f"right, and that the schema, if one is given, exists (CREATE SCHEMA name)."
+    )
+
+
+def _check_snapshot_interval(snapshot_interval: int | None) -> None:
+    if snapshot_interval is not None and (
+        isinstance(snapshot_interval, bool)
+        or not isinstance(snapshot_interval, int)
+        or snapshot_interval < 0
+    ):
+        raise ValueError(
+            f"snapshot_interval must be a positive int, or 0/None to disable snapshots; "
+            f"got {snapshot_interval!r}."
+        )
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    if isinstance(exc, ConnectionUnavailableError):
+        return True
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _check_retries(retries: int) -> None:
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be an int of 0 or more, got {retries!r}.")
+
+
+def _project(aggregate: Any, events: Iterable[Any]) -> Any:
+    """eventsourcing's ``project_aggregate`` without its per-event protocol assert, which
+    costs more than decoding the event on Python 3.11; every event here is a Document's."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
+
+
+def _uuid_or_none(value: object) -> UUID | None:
+    if isinstance(value, UUID):
+        return value
+    if not isinstance(value, str):  # no document has such an id (and its str() may fail)
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
