@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import aspectlib
 
+from .checks import check_count
 from .errors import UnknownAspectError
 from .events import EventType
 
@@ -60,6 +61,10 @@ Matched case-insensitively, ignoring ``_`` and ``-``: ``api_key`` also covers ``
 
 REDACTED = "***"
 """What :class:`LoggingAspect` logs instead of a secret value."""
+
+MIN_REPR = 8
+"""The smallest ``max_repr`` a :class:`LoggingAspect` takes: room for a short value and
+its ellipsis."""
 
 
 def _normal(name: str) -> str:
@@ -312,8 +317,7 @@ class LoggingAspect(_NamedAspect):
         names = tuple(secret_names)
         if not all(isinstance(n, str) and _normal(n) for n in names):
             raise TypeError(f"secret_names must hold non-empty strs, got {names!r}.")
-        if isinstance(max_repr, bool) or not isinstance(max_repr, int) or max_repr < 8:
-            raise ValueError(f"max_repr must be an int of at least 8, got {max_repr!r}.")
+        check_count("max_repr", max_repr, minimum=MIN_REPR)
         self.logger = logger if logger is not None else logging.getLogger(__name__)
         self.event_bus = event_bus
         self.level = level

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
 from .bus import EventBus
+from .checks import check_count, is_int
 from .document_events import KINDS, bus_event
 from .errors import FollowerError, StoreURLError
 from .events import Event
@@ -166,7 +167,7 @@ class StoreFollower:
     def poll(self, limit: int | None = None) -> int:
         """Deliver every event committed past the position (at most ``limit``), in log
         order; returns how many were delivered. Never blocks waiting for new events."""
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+        if limit is not None and not is_int(limit):
             raise TypeError(f"limit must be an int or None, got {limit!r}.")
         delivered = 0
         try:
@@ -315,8 +316,7 @@ def _check_arguments(bus: EventBus, name: str | None, page_size: int, commit_eve
             f"for a follower that records no position), got {name!r}."
         )
     for label, number in (("page_size", page_size), ("commit_every", commit_every)):
-        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-            raise ValueError(f"{label} must be a positive int, got {number!r}.")
+        check_count(label, number, minimum=1)
 
 
 def _followable(url: str | None) -> str:

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
 
+from .views import short_id
+
 if TYPE_CHECKING:
     from .timeline import Timeline
 
@@ -36,7 +38,7 @@ def plot_timeline(timeline: Timeline, *, ax: Any = None) -> Figure:
         if xs:
             ax.scatter(xs, ys, s=18, color=KIND_COLOURS[kind], label=f"{kind} ({len(xs)})")
     if len(rows) <= 40:
-        ax.set_yticks(range(len(rows)), [d[:8] for d in rows])
+        ax.set_yticks(range(len(rows)), [short_id(d) for d in rows])
     ax.set_ylabel("document")
     ax.set_xlabel("time (UTC)")
     ax.set_title(f"{len(timeline)} events over {len(rows)} documents")

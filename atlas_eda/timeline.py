@@ -16,10 +16,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, overload
 from uuid import UUID
 
+from .checks import is_int
 from .document import Document
 from .document_events import EventKind, field_changes, kind_of
 from .errors import AtlasEdaError, PositionError
-from .views import fields_table, html_table, short, when
+from .views import fields_table, html_table, short, short_id, when
 
 if TYPE_CHECKING:  # only for annotations: the store sits above this module
     from eventsourcing.persistence import Notification
@@ -67,7 +68,7 @@ class RecordedEvent:
     def __repr__(self) -> str:
         keys = ", ".join(self.changes)
         return (
-            f"RecordedEvent(#{self.position} {self.kind} {self.document_id[:8]} "
+            f"RecordedEvent(#{self.position} {self.kind} {short_id(self.document_id)} "
             f"v{self.version} {when(self.timestamp)} [{keys}])"
         )
 
@@ -116,7 +117,7 @@ class DocumentState:
     def __repr__(self) -> str:
         state = ", deleted" if self.is_deleted else ""
         title = short(self.title, 40)
-        return f"DocumentState({self.document_id[:8]} v{self.version} {title!r}{state})"
+        return f"DocumentState({short_id(self.document_id)} v{self.version} {title!r}{state})"
 
     def _repr_html_(self) -> str:
         shown = {name: _shown(name, value) for name, value in self.as_dict().items()}
@@ -309,7 +310,7 @@ class Timeline(Sequence[RecordedEvent]):
             # indices start, start+step, ... > stop: positions stop+2 .. start+1, read in
             # pages and walked from the top down
             return self.events_between(stop + 2, start + 1)[::step]
-        if isinstance(index, bool) or not isinstance(index, int):
+        if not is_int(index):
             raise TypeError(f"Timeline indices must be int or slice, not {type(index).__name__}.")
         position = index + 1 if index >= 0 else length + index + 1
         if not 1 <= position <= length:
@@ -366,7 +367,7 @@ class Timeline(Sequence[RecordedEvent]):
         )
 
     def _check(self, position: int, *, allow_zero: bool = True) -> int:
-        if isinstance(position, bool) or not isinstance(position, int):
+        if not is_int(position):
             raise TypeError(f"A position must be an int, got {position!r}.")
         length = len(self)
         lowest = 0 if allow_zero else 1

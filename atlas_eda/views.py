@@ -49,9 +49,16 @@ ID_LENGTH = 8
 person sees at once, and a prefix ``atlas-eda show`` and ``atlas-eda log --doc`` accept."""
 
 
-def short_id(identifier: Any) -> str:
-    """The first :data:`ID_LENGTH` characters of an id; ``""`` for none."""
-    return str(identifier)[:ID_LENGTH] if identifier else ""
+def short_id(identifier: Any, *, tail: bool = False) -> str:
+    """The first :data:`ID_LENGTH` characters of an id (``""`` for none); with ``tail``,
+    its last ones after an ellipsis, for ids that share their beginning (the event ids one
+    process makes)."""
+    if not identifier:
+        return ""
+    text = str(identifier)
+    if not tail:
+        return text[:ID_LENGTH]
+    return f"…{text[-ID_LENGTH:]}" if len(text) > ID_LENGTH else text
 
 
 TEXT_CELL_WIDTH = 48

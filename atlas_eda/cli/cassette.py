@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 from ..events import type_name
 from ..testing import Cassette
-from ..views import when
+from ..views import short_id, when
 from .apps import add_type_options, import_app_module, register_type_specs
 from .command import Command
-from .format import SUMMARY_WIDTH, data_summary, format_table, id_tail
+from .format import SUMMARY_WIDTH, data_summary, format_table
 
 __all__ = ["COMMAND", "run_cassette"]
 
@@ -30,7 +30,7 @@ def run_cassette(path: str, *, types: Sequence[str] = (), app: str | None = None
             entry.line,
             when(entry.event.timestamp, precise=True),
             type_name(entry.event.type),
-            id_tail(entry.event.id),
+            short_id(entry.event.id, tail=True),
             line_of.get(entry.event.causation_id or "", ""),
             data_summary(entry.event.data),
             len(entry.effects),

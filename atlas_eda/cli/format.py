@@ -8,6 +8,7 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
+from ..checks import is_int
 from ..timeline import RecordedEvent
 from ..views import TEXT_CELL_WIDTH, when
 from ..views import text_table as format_table
@@ -17,7 +18,6 @@ __all__ = [
     "data_summary",
     "field_value",
     "format_table",
-    "id_tail",
     "summary",
     "wrapped_rows",
 ]
@@ -30,16 +30,13 @@ CHANGE_WIDTH = 24
 """The longest a changed value's repr is in a log summary; longer ones are cut, keeping
 their last character (the closing quote or bracket)."""
 
-TAIL_LENGTH = 8
-"""How many characters of an event id :func:`id_tail` keeps."""
-
 
 def field_value(name: str, value: Any) -> str:
     """A document field's value as text: times (``*_at`` numbers) as UTC to the
     microsecond, ``None`` as empty."""
     if value is None:
         return ""
-    if name.endswith("_at") and isinstance(value, int | float) and not isinstance(value, bool):
+    if name.endswith("_at") and (is_int(value) or isinstance(value, float)):
         return when(float(value), precise=True)
     return str(value)
 
@@ -72,11 +69,6 @@ def summary(event: RecordedEvent) -> str:
             text = text[: CHANGE_WIDTH - 2] + "…" + text[-1]
         parts.append(f"{name}={text}")
     return ", ".join(parts)
-
-
-def id_tail(event_id: str) -> str:
-    """The last characters of an id: the ids one process makes share their beginning."""
-    return f"…{event_id[-TAIL_LENGTH:]}" if len(event_id) > TAIL_LENGTH else event_id
 
 
 def data_summary(data: Any) -> str:

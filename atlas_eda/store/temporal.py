@@ -45,6 +45,7 @@ from eventsourcing.persistence import (
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from ..bus import EventBus
+from ..checks import check_count, is_int
 from ..document import Document, check_text
 from ..document_events import (
     DocumentEvent,
@@ -270,7 +271,7 @@ class TemporalStore:
         """The document as it is now, or as it was at ``version`` (1 = as created);
         ``None`` when there is no such document or no such version."""
         if version is not None:
-            if isinstance(version, bool) or not isinstance(version, int):
+            if not is_int(version):
                 raise TypeError(f"version must be an int, got {version!r}.")
             if version < 1:
                 raise ValueError(f"Document versions start at 1, got {version}.")
@@ -366,7 +367,7 @@ class TemporalStore:
         and timestamps; encoded by ``into``'s mapper, so its own cipher key applies. No bus
         event is published and no snapshot taken. Raises :class:`AtlasEdaError` when
         ``into`` already holds events, :class:`PositionError` for a position not in the log."""
-        if isinstance(position, bool) or not isinstance(position, int):
+        if not is_int(position):
             raise TypeError(f"A position must be an int, got {position!r}.")
         if not 0 <= position <= self.last_position():
             raise PositionError(
@@ -619,11 +620,7 @@ def _open_error_message(url: str, settings: Mapping[str, str], exc: BaseExceptio
 
 
 def _check_snapshot_interval(snapshot_interval: int | None) -> None:
-    if snapshot_interval is not None and (
-        isinstance(snapshot_interval, bool)
-        or not isinstance(snapshot_interval, int)
-        or snapshot_interval < 0
-    ):
+    if snapshot_interval is not None and (not is_int(snapshot_interval) or snapshot_interval < 0):
         raise ValueError(
             f"snapshot_interval must be a positive int, or 0/None to disable snapshots; "
             f"got {snapshot_interval!r}."
@@ -638,8 +635,7 @@ def _is_lock_error(exc: BaseException) -> bool:
 
 
 def _check_retries(retries: int) -> None:
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ValueError(f"retries must be an int of 0 or more, got {retries!r}.")
+    check_count("retries", retries)
 
 
 def _project(aggregate: Any, events: Iterable[Any]) -> Any:
