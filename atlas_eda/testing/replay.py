@@ -24,9 +24,18 @@ from ..effects import Effect, KnownOutcome, effect_stub
 from ..errors import ReplayedEffectError, ReplayError, UnexpectedEffectError, UnknownEventError
 from ..events import Event, type_name
 from ..trace import EffectOutcome, EventTrace
-from .cassette import Cassette, CassetteEntry, RecordedEffect, _effects_of
+from .cassette import Cassette, CassetteEntry, RecordedEffect, effects_of
 
-__all__ = ["MODES", "Divergence", "Mode", "ReplayReport", "replay"]
+__all__ = [
+    "MODES",
+    "Divergence",
+    "Mode",
+    "ReplayReport",
+    "json_diff",
+    "json_text",
+    "outcome_text",
+    "replay",
+]
 
 Mode = Literal["stub", "perform", "check"]
 MODES: tuple[str, ...] = ("stub", "perform", "check")
@@ -128,19 +137,23 @@ def _plain(value: Any) -> Any:
         return repr(value)
 
 
-def _json(value: Any, indent: int | None = None) -> str:
+def json_text(value: Any, indent: int | None = None) -> str:
+    """``value`` as JSON with sorted keys and characters as they are, what JSON cannot hold
+    given by its repr: the one way replay and scenarios show data."""
     return json.dumps(value, indent=indent, sort_keys=True, default=repr, ensure_ascii=False)
 
 
 def _short(value: Any, limit: int = 120) -> str:
-    text = _json(value)
+    text = json_text(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _diff(expected: Any, actual: Any, what: str) -> str:
+def json_diff(expected: Any, actual: Any, what: str) -> str:
+    """A unified diff of ``expected`` and ``actual`` as pretty-printed JSON (empty when they
+    print alike), its two sides labelled ``expected <what>`` and ``actual <what>``."""
     lines = difflib.unified_diff(
-        _json(expected, 2).splitlines(),
-        _json(actual, 2).splitlines(),
+        json_text(expected, 2).splitlines(),
+        json_text(actual, 2).splitlines(),
         f"expected {what}",
         f"actual {what}",
         lineterm="",
@@ -182,7 +195,9 @@ def _effect_text(kind: Enum | str, payload: Any, outcome: str = "") -> str:
     return f"effect {_type_text(kind)} payload {_short(payload)}{outcome}"
 
 
-def _outcome_text(result: Any, error: tuple[str, str] | None) -> str:
+def outcome_text(result: Any, error: tuple[str, str] | None) -> str:
+    """How an effect ended, to follow its description: `` → <result>`` (shortened), or
+    `` ✗ <type>: <message>`` for ``error``, an exception's type name and message."""
     if error is not None:
         return f" ✗ {error[0]}: {error[1]}"
     return f" → {_short(result, 60)}"
@@ -380,7 +395,7 @@ def _compare_event(entry: CassetteEntry, event: Event, ids: dict[str, str]) -> D
         )
     else:
         return None
-    return Divergence(entry.line, expected, actual, _diff(recorded.data, data, "data"), reason)
+    return Divergence(entry.line, expected, actual, json_diff(recorded.data, data, "data"), reason)
 
 
 def _compare_effects(
@@ -390,8 +405,8 @@ def _compare_effects(
     seen = [_Seen.of(o) for o in outcomes]
     for n, (rec, got) in enumerate(zip(entry.effects, seen, strict=False), 1):
         rec_error = None if rec.error is None else (rec.error.type, rec.error.message)
-        expected = _effect_text(rec.type, rec.payload, _outcome_text(rec.result, rec_error))
-        actual = _effect_text(got.type, got.payload, _outcome_text(got.result, got.error))
+        expected = _effect_text(rec.type, rec.payload, outcome_text(rec.result, rec_error))
+        actual = _effect_text(got.type, got.payload, outcome_text(got.result, got.error))
         if got.type != rec.type:
             reason = (
                 f"{name} effect {n}: expected {_type_text(rec.type)}, got {_type_text(got.type)}"
@@ -399,7 +414,7 @@ def _compare_effects(
             return Divergence(entry.line, expected, actual, "", reason)
         if got.payload != rec.payload:
             reason = f"{name} effect {n} ({_type_text(rec.type)}): payload differs"
-            diff = _diff(rec.payload, got.payload, "payload")
+            diff = json_diff(rec.payload, got.payload, "payload")
             return Divergence(entry.line, expected, actual, diff, reason)
         if got.description != rec.description:
             reason = (
@@ -412,7 +427,7 @@ def _compare_effects(
             return Divergence(entry.line, expected, actual, "", reason)
         if with_results and rec_error is None and got.result != rec.result:
             reason = f"{name} effect {n} ({_type_text(rec.type)}): result differs"
-            diff = _diff(rec.result, got.result, "result")
+            diff = json_diff(rec.result, got.result, "result")
             return Divergence(entry.line, expected, actual, diff, reason)
     if len(seen) < len(entry.effects):
         rec = entry.effects[len(seen)]
@@ -452,7 +467,7 @@ def _compare_tree(
             reason = f"the system published an extra {type_name(event.type)}, not recorded"
             actual = _event_text(event, _plain(event.data))
             return k, Divergence(
-                position, expected, actual, _diff(None, event.data, "data"), reason
+                position, expected, actual, json_diff(None, event.data, "data"), reason
             )
         entry = block[k]
         recorded = entry.event
@@ -485,7 +500,7 @@ def _compare_tree(
                     f"{_cause(expected_parent)}, replayed as caused by {_cause(actual_parent)}",
                 )
         if divergence is None and nodes is not None and mode != "stub":
-            divergence = _compare_effects(entry, _effects_of(nodes[k]), mode == "perform")
+            divergence = _compare_effects(entry, effects_of(nodes[k]), mode == "perform")
         if divergence is not None:
             return k, divergence
     if len(events) < len(block):
