@@ -61,6 +61,14 @@ def make_lazy(package: str, exports: Mapping[str, tuple[str, ...]]) -> None:
     (relative, as in ``from .bus import EventBus``: ``".bus"``) to the names it exports.
     Call it at the end of the package's ``__init__``; names the package binds itself
     (``__version__``) are unaffected."""
+    outside = sorted(module for module in exports if not module.startswith("."))
+    if outside:
+        # Only the package's own modules: what is imported lazily is the package's own
+        # code, as if imported at the top of its __init__.
+        raise ValueError(
+            f"make_lazy({package!r}): {', '.join(map(repr, outside))} is not one of the "
+            f"package's modules; name them relative to it ('.bus', '..errors')."
+        )
     owners = {name: module for module, names in exports.items() for name in names}
     kind = type(LazyPackage.__name__, (LazyPackage,), {"owners": owners})
     sys.modules[package].__class__ = kind

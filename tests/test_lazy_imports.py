@@ -136,3 +136,11 @@ def test_the_postgres_helper_is_loaded_only_by_its_own_name(tmp_path: Path) -> N
         "print(loaded, callable(start_cluster))"
     )
     assert fresh(script, tmp_path) == "False True"
+
+
+def test_only_the_packages_own_modules_can_be_made_lazy() -> None:
+    from atlas_eda._lazy import make_lazy
+
+    with pytest.raises(ValueError, match=r"make_lazy\('atlas_eda'\): 'os' is not one of"):
+        make_lazy("atlas_eda", {"os": ("system",), ".bus": ("EventBus",)})
+    assert not hasattr(atlas_eda, "system")
