@@ -252,9 +252,10 @@ def start_cluster(
 
     ``durable=False`` turns off fsync (faster tests; a crash of the machine loses the
     cluster, which is thrown away anyway). ``parent`` is the directory to create the
-    cluster's temporary directory in (default: the system's); ``attempts`` how many free
-    ports to try. Raises :class:`PostgresUnavailableError` when no server programs are
-    found or the server does not start."""
+    cluster's temporary directory in (default: the system's; when this process is root,
+    one the server's user can reach); ``attempts`` how many free ports to try. Raises
+    :class:`PostgresUnavailableError` when no server programs are found or the server
+    does not start."""
     if attempts < 1:
         raise ValueError(
             f"start_cluster(attempts={attempts!r}): attempts is how many free ports to try; "
