@@ -86,3 +86,14 @@ def test_the_documented_conftest_runs(
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_the_docs_show_the_same_example() -> None:
+    docstring = ast.get_docstring(ast.parse(Path(postgres.__file__).read_text(encoding="utf-8")))
+    assert docstring is not None
+    example = "\n".join(
+        line.removeprefix("    ") for line in docstring.split("::\n\n", 1)[1].splitlines()
+    )
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "testing.md").read_text("utf-8")
+    section = docs.split("## Testing against PostgreSQL", 1)[1]
+    assert section.split("```python\n", 1)[1].split("```", 1)[0].strip() == example.strip()
