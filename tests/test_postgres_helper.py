@@ -21,6 +21,14 @@ from atlas_eda.testing.postgres import (
 pytest_plugins = ["pytester"]
 
 
+def documented_example() -> str:
+    """The ``conftest.py`` example of the module's docstring, dedented."""
+    docstring = ast.get_docstring(ast.parse(Path(postgres.__file__).read_text(encoding="utf-8")))
+    assert docstring is not None
+    example = docstring.split("::\n\n", 1)[1]
+    return "\n".join(line.removeprefix("    ") for line in example.splitlines())
+
+
 def test_a_cluster_serves_stores_then_stops_and_leaves_nothing(
     pg_cluster: PostgresCluster,
 ) -> None:
@@ -69,10 +77,7 @@ def test_missing_server_programs_say_how_to_install_them(
 def test_the_documented_conftest_runs(
     pg_cluster: PostgresCluster, pytester: pytest.Pytester
 ) -> None:
-    docstring = ast.get_docstring(ast.parse(Path(postgres.__file__).read_text(encoding="utf-8")))
-    assert docstring is not None
-    example = docstring.split("::\n\n", 1)[1]
-    pytester.makeconftest("\n".join(line.removeprefix("    ") for line in example.splitlines()))
+    pytester.makeconftest(documented_example())
     pytester.makepyfile(
         """
         def test_a_store_on_its_own_schema(pg_store):
@@ -89,11 +94,9 @@ def test_the_documented_conftest_runs(
 
 
 def test_the_docs_show_the_same_example() -> None:
-    docstring = ast.get_docstring(ast.parse(Path(postgres.__file__).read_text(encoding="utf-8")))
-    assert docstring is not None
-    example = "\n".join(
-        line.removeprefix("    ") for line in docstring.split("::\n\n", 1)[1].splitlines()
-    )
     docs = (Path(__file__).resolve().parent.parent / "docs" / "testing.md").read_text("utf-8")
     section = docs.split("## Testing against PostgreSQL", 1)[1]
-    assert section.split("```python\n", 1)[1].split("```", 1)[0].strip() == example.strip()
+    assert (
+        section.split("```python\n", 1)[1].split("```", 1)[0].strip()
+        == documented_example().strip()
+    )
