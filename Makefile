@@ -24,7 +24,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict atlas_eda
 
-# PostgreSQL's server programs, for the tests' throwaway cluster (atlas_eda/_pgcluster.py
+# PostgreSQL's server programs, for the tests' throwaway cluster (atlas_eda/testing/postgres.py
 # starts it on 127.0.0.1 in a temporary directory and stops it). Nothing is installed when
 # they are already there; otherwise Debian's package is installed when we are root. Without
 # them the PostgreSQL tests skip, except under CI (CI=true), where they fail.

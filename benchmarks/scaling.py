@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from atlas_eda import Event, EventBus, StoreFollower, TemporalStore
-from atlas_eda._pgcluster import PostgresUnavailableError, start_cluster
+from atlas_eda.testing.postgres import PostgresUnavailableError, start_cluster
 
 from ._harness import Config, Row, Section
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from atlas_eda import EventBus, TemporalStore
-from atlas_eda._pgcluster import (
+from atlas_eda.testing.postgres import (
     HOW_TO_INSTALL,
     PostgresCluster,
     PostgresUnavailableError,

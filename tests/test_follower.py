@@ -28,8 +28,8 @@ from atlas_eda import (
     StoreURLError,
     TemporalStore,
 )
-from atlas_eda._pgcluster import PostgresCluster
 from atlas_eda.follower import FOLLOWER_SOURCE, event_id_for
+from atlas_eda.testing.postgres import PostgresCluster
 
 DOCUMENT_TYPES = (
     EventType.DOCUMENT_CREATED,

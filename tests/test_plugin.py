@@ -7,6 +7,8 @@ of this process's registry."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -399,3 +401,56 @@ def test_marker_modes_stub_check_and_perform(pytester: pytest.Pytester) -> None:
     )
     result.stdout.fnmatch_lines(["*mode='fast'): mode must be one of 'stub', 'perform', 'check'*"])
     result.stdout.fnmatch_lines(["*optionally mode='check', 'stub' or 'perform'; got*speed*"])
+
+
+HEAVY = (
+    "atlas_eda.bus",
+    "atlas_eda.store",
+    "atlas_eda.effects",
+    "atlas_eda.testing.replay",
+    "atlas_eda.testing.postgres",
+    "eventsourcing",
+    "blinker",
+    "effect",
+    "aspectlib",
+)
+"""What loading the plugin must not load: the library's stack and what it is built on."""
+
+
+def test_loading_the_plugin_imports_none_of_the_library(tmp_path: Path) -> None:
+    # In a fresh interpreter: this one has long imported everything.
+    script = (
+        "import sys\n"
+        "import atlas_eda.testing.plugin\n"
+        f"print(sorted(name for name in {HEAVY!r} if name in sys.modules))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert completed.stdout.strip() == "[]"
+
+
+def test_a_pytest_run_loads_the_library_only_when_a_test_uses_the_plugin(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        f"""
+        import sys
+
+        HEAVY = {HEAVY!r}
+
+
+        def test_a_plain_test_runs_without_the_library():
+            assert [name for name in HEAVY if name in sys.modules] == []
+
+
+        def test_the_fixture_loads_it(atlas_bus):
+            from atlas_eda import EventBus
+
+            assert type(atlas_bus) is EventBus
+            assert "atlas_eda.bus" in sys.modules
+        """
+    )
+    # aspectlib's own pytest plugin (installed with it) imports aspectlib: not ours to judge.
+    result = _run(pytester, "-p", "no:aspectlib")
+    result.assert_outcomes(passed=2)

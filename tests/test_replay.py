@@ -63,7 +63,10 @@ class Shop:
     mails: list[Any] = field(default_factory=list)
 
 
-def make_shop(approve_limit: int = 100) -> Shop:
+def make_shop(approve_limit: int = 100, *, shipped_by: Checkout = Checkout.PAID) -> Shop:
+    """The shop; ``shipped_by=Checkout.PLACED`` makes the payment's handler publish
+    SHIPPED right after PAID, instead of PAID's handler: the same events, effects and data
+    in the same order, only SHIPPED has another cause."""
     handler = EffectHandler()
     bus = EventBus(effect_handler=handler)
     shop = Shop(bus, handler)
@@ -88,11 +91,14 @@ def make_shop(approve_limit: int = 100) -> Shop:
         )
         if outcome["approved"]:
             bus.publish(Checkout.PAID, {"order": order}, source="payments")
+            if shipped_by is Checkout.PLACED:
+                bus.publish(Checkout.SHIPPED, {"order": order})
         else:
             bus.publish(Checkout.REJECTED, {"order": order, "reason": "limit"}, source="payments")
 
     def on_paid(event: Event) -> EffectMonad[None]:
-        bus.publish(Checkout.SHIPPED, {"order": event.data["order"]})
+        if shipped_by is Checkout.PAID:
+            bus.publish(Checkout.SHIPPED, {"order": event.data["order"]})
         mail = Effect(Payments.MAIL, {"order": event.data["order"]}, "shipping notice")
         return EffectMonad.pure(None).with_effect(mail)
 
@@ -210,6 +216,61 @@ def test_a_recorded_error_is_raised_again_with_its_type_name_and_message(
     assert outcome.error.recorded_message == "amount 5000 refused"
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("recorded_by", "replayed_by", "reason"),
+    [
+        (
+            Checkout.PAID,
+            Checkout.PLACED,
+            "Checkout.SHIPPED: recorded as caused by event 2 of its tree, replayed as caused "
+            "by event 1 of its tree",
+        ),
+        (
+            Checkout.PLACED,
+            Checkout.PAID,
+            "Checkout.SHIPPED: recorded as caused by event 1 of its tree, replayed as caused "
+            "by event 2 of its tree",
+        ),
+    ],
+    ids=["grandchild-becomes-child", "child-becomes-grandchild"],
+)
+def test_a_child_caused_by_another_parent_diverges_naming_both_causes(
+    tmp_path: Path, mode: str, recorded_by: Checkout, replayed_by: Checkout, reason: str
+) -> None:
+    def session(shipped_by: Checkout, path: Path) -> Cassette:
+        shop = make_shop(shipped_by=shipped_by)
+        with record(shop.bus, path):
+            shop.bus.publish(Checkout.PLACED, {"order": 1, "amount": 50}, source="web")
+        return Cassette.load(path)
+
+    cassette = session(recorded_by, tmp_path / "recorded.jsonl")
+    live = session(replayed_by, tmp_path / "live.jsonl")
+    # The two systems differ only in SHIPPED's cause: the same events in the same order,
+    # with the same data, sources and effects (results included).
+    assert [(e.event.type, e.event.data, e.event.source, e.effects) for e in live] == [
+        (e.event.type, e.event.data, e.event.source, e.effects) for e in cassette
+    ]
+    causes = {Checkout.PAID: [None, 0, 1], Checkout.PLACED: [None, 0, 0]}  # line indexes
+    for shipped_by, recording in ((recorded_by, cassette), (replayed_by, live)):
+        ids = [e.event.id for e in recording]
+        assert [
+            None if e.event.causation_id is None else ids.index(e.event.causation_id)
+            for e in recording
+        ] == causes[shipped_by]
+
+    report = replay(cassette, make_shop(shipped_by=replayed_by).bus, mode=mode)
+
+    assert report.divergence == Divergence(
+        3,
+        'Checkout.SHIPPED data {"order": 1}',
+        'Checkout.SHIPPED data {"order": 1}',
+        "",
+        reason,
+    )
+    assert report.events_matched == 2
+
+
 # -- tampered cassettes ------------------------------------------------------------------
 
 
@@ -261,6 +322,21 @@ def test_two_root_lines_swapped_diverge(tmp_path: Path) -> None:
     divergence = replay(cassette, EventBus()).divergence
     assert divergence is not None
     assert divergence.position == 2
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_child_line_given_another_cause_diverges_at_that_line(
+    cassette_path: Path, mode: str
+) -> None:
+    root_id = json.loads(cassette_path.read_text(encoding="utf-8").splitlines()[0])["id"]
+    # SHIPPED (line 3) was caused by PAID (line 2); the tampered line says by PLACED.
+    cassette = tamper(cassette_path, edit_line(3, lambda item: item.update(causationid=root_id)))
+    divergence = check(cassette, mode)
+    assert divergence.position == 3
+    assert divergence.reason == (
+        "Checkout.SHIPPED: recorded as caused by event 1 of its tree, replayed as caused by "
+        "event 2 of its tree"
+    )
 
 
 def test_a_missing_child_line_diverges_where_it_was(cassette_path: Path) -> None:

@@ -139,8 +139,12 @@ def test_service_listens_to_document_events_and_stops_on_close(
     service = DocumentService(bus, store, handler)
 
     with caplog.at_level("INFO", logger="atlas_eda.service"):
-        service.create_document("Title", "Body", "ada")
-    assert any("document created" in r.getMessage() for r in caplog.records)
+        doc_id = service.create_document("Title", "Body", "ada")
+    [created] = bus.get_history(EventType.DOCUMENT_CREATED)
+    assert created.data["id"] == doc_id
+    assert [
+        (r.levelname, r.getMessage()) for r in caplog.records if r.name == "atlas_eda.service"
+    ] == [("INFO", f"document created: {created.data}")]
 
     service.close()
     caplog.clear()

@@ -36,8 +36,8 @@ from atlas_eda import (
     StoreURLError,
     TemporalStore,
 )
-from atlas_eda._pgcluster import PostgresCluster
 from atlas_eda.store import DEFAULT_URL, ENV_VAR, persistence_settings
+from atlas_eda.testing.postgres import PostgresCluster
 
 History = dict[str, list[dict[str, Any]]]
 """Document id -> ``as_dict()`` as seen live after each of its versions (index 0 = v1)."""

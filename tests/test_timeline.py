@@ -44,8 +44,8 @@ from atlas_eda import (
     TemporalStore,
     Timeline,
 )
-from atlas_eda._pgcluster import PostgresCluster
 from atlas_eda.plotting import KIND_COLOURS
+from atlas_eda.testing.postgres import PostgresCluster
 from atlas_eda.timeline import HTML_ROWS
 
 matplotlib.use("Agg")  # no display: plots render off screen

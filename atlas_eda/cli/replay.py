@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from ..errors import CassetteWarning, ScenarioError
 from ..testing import Cassette, replay
 from ..testing.replay import MODES, ReplayReport
-from ..testing.scenario import _parts  # public under another name on branch infra
+from ..testing.scenario import system_parts
 from .apps import add_type_options, import_app_module, load_app, register_type_specs
 from .command import Command, CommandError
 
@@ -41,7 +41,7 @@ def run_replay(
     cassette = _load(path, strict=strict)
     system = load_app(app)
     try:
-        bus, store = _parts(system, f"--app {app!r}: the factory")
+        bus, store = system_parts(system, f"--app {app!r}: the factory")
     except ScenarioError as exc:
         raise CommandError(str(exc)) from None
     try:

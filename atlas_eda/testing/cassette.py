@@ -43,6 +43,7 @@ __all__ = [
     "RecordedEffect",
     "RecordedError",
     "Recorder",
+    "effects_of",
     "format_time",
     "parse_time",
     "record",
@@ -232,8 +233,10 @@ def _effect_record(outcome: EffectOutcome, index: int, event: Event) -> dict[str
     return item
 
 
-def _effects_of(trace: EventTrace) -> tuple[EffectOutcome, ...]:
-    """The effects performed while this event (not its children) was handled."""
+def effects_of(trace: EventTrace) -> tuple[EffectOutcome, ...]:
+    """The effects performed while the event of ``trace`` (not its children) was handled,
+    in the order they were performed: each delivery's (its handler's own and those of the
+    ``EffectMonad`` it returned), delivery by delivery, then those outside any delivery."""
     return tuple(e for d in trace.deliveries for e in d.effects) + trace.effects
 
 
@@ -332,7 +335,7 @@ class Recorder:
                 raise self.error
             try:
                 text = "".join(
-                    encode_event(node.event, _effects_of(node)) + "\n" for node in trace.walk()
+                    encode_event(node.event, effects_of(node)) + "\n" for node in trace.walk()
                 )
             except RecordingError as exc:
                 self.error = exc

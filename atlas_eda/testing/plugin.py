@@ -11,21 +11,26 @@ Marker: ``@pytest.mark.atlas_cassette("path", mode="check")`` (the path relative
 test file's directory; ``mode`` one of ``"check"``, ``"stub"``, ``"perform"``, as for
 :func:`~atlas_eda.testing.replay`). Once the test body has set up its system on
 ``atlas_bus`` and returned, the cassette is replayed in that mode against ``atlas_bus``; a
-divergence fails the test with the report's message."""
+divergence fails the test with the report's message.
+
+The plugin is loaded in every pytest run of every project that has atlas_eda installed, so
+it imports nothing of the library until a test uses one of its fixtures or its marker:
+loading this module loads ``atlas_eda`` and ``atlas_eda.testing`` (both lazy packages) and
+pytest, not the bus, the store, blinker, effect or eventsourcing. The imports inside the
+functions below are that laziness."""
 
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from ..bus import EventBus
-from ..effects import EffectHandler
-from ..errors import CassetteError, ReplayError
-from ..store import TemporalStore
-from .cassette import Cassette, Recorder
-from .replay import MODES, replay
+if TYPE_CHECKING:
+    from ..bus import EventBus
+    from ..store import TemporalStore
+    from .cassette import Recorder
 
 __all__ = ["atlas_bus", "atlas_recorder", "atlas_store"]
 
@@ -55,6 +60,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def _cassette_args(item: pytest.Item, marker: pytest.Mark) -> tuple[Path, str]:
     """The marker's cassette path (relative to the test file's directory) and mode."""
+    from .replay import MODES  # noqa: PLC0415  (lazily: see the module docstring)
+
     path = marker.args[0] if len(marker.args) == 1 else None
     unknown = sorted(set(marker.kwargs) - {"mode"})
     if not isinstance(path, str | Path) or unknown:
@@ -74,6 +81,28 @@ def _cassette_args(item: pytest.Item, marker: pytest.Mark) -> tuple[Path, str]:
     return item.path.parent / path, mode
 
 
+def _replay_problem(bus: object, path: Path, mode: str) -> str | None:
+    """Replay the cassette at ``path`` against ``bus``: what to fail the test with, or
+    ``None`` when the system behaved as recorded."""
+    # Lazily (see the module docstring):
+    from ..bus import EventBus  # noqa: PLC0415
+    from ..errors import CassetteError, ReplayError  # noqa: PLC0415
+    from .cassette import Cassette  # noqa: PLC0415
+    from .replay import replay  # noqa: PLC0415
+
+    if not isinstance(bus, EventBus):  # pragma: no cover - the fixture is always added
+        return f"@pytest.mark.{MARKER}: the test has no atlas_bus fixture."
+    try:
+        report = replay(Cassette.load(path), bus, mode=mode)
+    except (CassetteError, ReplayError) as exc:
+        return f"@pytest.mark.{MARKER}({str(path)!r}): {exc}"
+    try:
+        report.assert_no_divergence()
+    except AssertionError as exc:
+        return str(exc)
+    return None
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     result = yield  # the test body: it raises on its own failure, and then we do not replay
@@ -81,20 +110,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     if marker is None or not isinstance(item, pytest.Function):
         return result
     path, mode = _cassette_args(item, marker)
-    bus = item.funcargs.get("atlas_bus")
-    if not isinstance(bus, EventBus):  # pragma: no cover - the fixture is always added
-        pytest.fail(f"@pytest.mark.{MARKER}: the test has no atlas_bus fixture.", pytrace=False)
-    problem: str | None = None
-    try:
-        report = replay(Cassette.load(path), bus, mode=mode)
-    except (CassetteError, ReplayError) as exc:
-        problem = f"@pytest.mark.{MARKER}({str(path)!r}): {exc}"
-    else:
-        if not report.ok:
-            try:
-                report.assert_no_divergence()
-            except AssertionError as exc:
-                problem = str(exc)
+    problem = _replay_problem(item.funcargs.get("atlas_bus"), path, mode)
     if problem is not None:  # failed outside the except blocks: no chained traceback
         pytest.fail(problem, pytrace=False)
     return result
@@ -104,6 +120,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
 def atlas_bus() -> EventBus:
     """A fresh :class:`EventBus` whose ``effect_handler`` is a fresh :class:`EffectHandler`
     (register your effect performers on ``atlas_bus.effect_handler``)."""
+    from ..bus import EventBus  # noqa: PLC0415  (lazily: see the module docstring)
+    from ..effects import EffectHandler  # noqa: PLC0415
+
     handler = EffectHandler()
     bus = EventBus(effect_handler=handler)
     handler.event_bus = bus
@@ -114,6 +133,8 @@ def atlas_bus() -> EventBus:
 def atlas_store(atlas_bus: EventBus) -> Iterator[TemporalStore]:
     """A fresh in-memory :class:`TemporalStore` publishing on ``atlas_bus``; closed after
     the test."""
+    from ..store import TemporalStore  # noqa: PLC0415  (lazily: see the module docstring)
+
     store = TemporalStore(atlas_bus, url="memory://")
     handler = atlas_bus.effect_handler
     if handler is not None and handler.temporal_store is None:
@@ -126,6 +147,8 @@ def atlas_store(atlas_bus: EventBus) -> Iterator[TemporalStore]:
 def atlas_recorder(atlas_bus: EventBus, tmp_path: Path) -> Iterator[Recorder]:
     """A :class:`Recorder` on ``atlas_bus`` writing to ``tmp_path / "atlas_cassette.jsonl"``
     (its ``.path``); closed at teardown, which raises any :class:`RecordingError` again."""
+    from .cassette import Recorder  # noqa: PLC0415  (lazily: see the module docstring)
+
     recorder = Recorder(atlas_bus, tmp_path / "atlas_cassette.jsonl")
     yield recorder
     recorder.close()

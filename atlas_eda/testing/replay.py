@@ -24,9 +24,18 @@ from ..effects import Effect, KnownOutcome, effect_stub
 from ..errors import ReplayedEffectError, ReplayError, UnexpectedEffectError, UnknownEventError
 from ..events import Event, type_name
 from ..trace import EffectOutcome, EventTrace
-from .cassette import Cassette, CassetteEntry, RecordedEffect, _effects_of
+from .cassette import Cassette, CassetteEntry, RecordedEffect, effects_of
 
-__all__ = ["MODES", "Divergence", "Mode", "ReplayReport", "replay"]
+__all__ = [
+    "MODES",
+    "Divergence",
+    "Mode",
+    "ReplayReport",
+    "json_diff",
+    "json_text",
+    "outcome_text",
+    "replay",
+]
 
 Mode = Literal["stub", "perform", "check"]
 MODES: tuple[str, ...] = ("stub", "perform", "check")
@@ -128,19 +137,23 @@ def _plain(value: Any) -> Any:
         return repr(value)
 
 
-def _json(value: Any, indent: int | None = None) -> str:
+def json_text(value: Any, indent: int | None = None) -> str:
+    """``value`` as JSON with sorted keys and characters as they are, what JSON cannot hold
+    given by its repr: the one way replay and scenarios show data."""
     return json.dumps(value, indent=indent, sort_keys=True, default=repr, ensure_ascii=False)
 
 
 def _short(value: Any, limit: int = 120) -> str:
-    text = _json(value)
+    text = json_text(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _diff(expected: Any, actual: Any, what: str) -> str:
+def json_diff(expected: Any, actual: Any, what: str) -> str:
+    """A unified diff of ``expected`` and ``actual`` as pretty-printed JSON (empty when they
+    print alike), its two sides labelled ``expected <what>`` and ``actual <what>``."""
     lines = difflib.unified_diff(
-        _json(expected, 2).splitlines(),
-        _json(actual, 2).splitlines(),
+        json_text(expected, 2).splitlines(),
+        json_text(actual, 2).splitlines(),
         f"expected {what}",
         f"actual {what}",
         lineterm="",
@@ -182,7 +195,9 @@ def _effect_text(kind: Enum | str, payload: Any, outcome: str = "") -> str:
     return f"effect {_type_text(kind)} payload {_short(payload)}{outcome}"
 
 
-def _outcome_text(result: Any, error: tuple[str, str] | None) -> str:
+def outcome_text(result: Any, error: tuple[str, str] | None) -> str:
+    """How an effect ended, to follow its description: `` → <result>`` (shortened), or
+    `` ✗ <type>: <message>`` for ``error``, an exception's type name and message."""
     if error is not None:
         return f" ✗ {error[0]}: {error[1]}"
     return f" → {_short(result, 60)}"
@@ -380,7 +395,7 @@ def _compare_event(entry: CassetteEntry, event: Event, ids: dict[str, str]) -> D
         )
     else:
         return None
-    return Divergence(entry.line, expected, actual, _diff(recorded.data, data, "data"), reason)
+    return Divergence(entry.line, expected, actual, json_diff(recorded.data, data, "data"), reason)
 
 
 def _compare_effects(
@@ -390,8 +405,8 @@ def _compare_effects(
     seen = [_Seen.of(o) for o in outcomes]
     for n, (rec, got) in enumerate(zip(entry.effects, seen, strict=False), 1):
         rec_error = None if rec.error is None else (rec.error.type, rec.error.message)
-        expected = _effect_text(rec.type, rec.payload, _outcome_text(rec.result, rec_error))
-        actual = _effect_text(got.type, got.payload, _outcome_text(got.result, got.error))
+        expected = _effect_text(rec.type, rec.payload, outcome_text(rec.result, rec_error))
+        actual = _effect_text(got.type, got.payload, outcome_text(got.result, got.error))
         if got.type != rec.type:
             reason = (
                 f"{name} effect {n}: expected {_type_text(rec.type)}, got {_type_text(got.type)}"
@@ -399,7 +414,7 @@ def _compare_effects(
             return Divergence(entry.line, expected, actual, "", reason)
         if got.payload != rec.payload:
             reason = f"{name} effect {n} ({_type_text(rec.type)}): payload differs"
-            diff = _diff(rec.payload, got.payload, "payload")
+            diff = json_diff(rec.payload, got.payload, "payload")
             return Divergence(entry.line, expected, actual, diff, reason)
         if got.description != rec.description:
             reason = (
@@ -412,7 +427,7 @@ def _compare_effects(
             return Divergence(entry.line, expected, actual, "", reason)
         if with_results and rec_error is None and got.result != rec.result:
             reason = f"{name} effect {n} ({_type_text(rec.type)}): result differs"
-            diff = _diff(rec.result, got.result, "result")
+            diff = json_diff(rec.result, got.result, "result")
             return Divergence(entry.line, expected, actual, diff, reason)
     if len(seen) < len(entry.effects):
         rec = entry.effects[len(seen)]
@@ -447,13 +462,7 @@ def _compare_tree(
     ids: dict[str, str] = {}
     for k, event in enumerate(events):
         if k >= len(block):
-            position = next_entry.line if next_entry is not None else end
-            expected = _event_text(next_entry.event, next_entry.event.data) if next_entry else None
-            reason = f"the system published an extra {type_name(event.type)}, not recorded"
-            actual = _event_text(event, _plain(event.data))
-            return k, Divergence(
-                position, expected, actual, _diff(None, event.data, "data"), reason
-            )
+            return k, _extra_event(event, next_entry, end)
         entry = block[k]
         recorded = entry.event
         ids[event.id] = recorded.id
@@ -474,29 +483,53 @@ def _compare_tree(
                     _parents([e.event.id for e in block], [e.event.causation_id for e in block]),
                     _parents([e.id for e in events], [e.causation_id for e in events]),
                 )
-            expected_parent, actual_parent = parents[0][k], parents[1][k]
-            if expected_parent != actual_parent:
-                divergence = Divergence(
-                    entry.line,
-                    _event_text(recorded, recorded.data),
-                    _event_text(event, _plain(event.data)),
-                    "",
-                    f"{type_name(recorded.type)}: recorded as caused by "
-                    f"{_cause(expected_parent)}, replayed as caused by {_cause(actual_parent)}",
-                )
+            divergence = _compare_cause(entry, event, parents[0][k], parents[1][k])
         if divergence is None and nodes is not None and mode != "stub":
-            divergence = _compare_effects(entry, _effects_of(nodes[k]), mode == "perform")
+            divergence = _compare_effects(entry, effects_of(nodes[k]), mode == "perform")
         if divergence is not None:
             return k, divergence
     if len(events) < len(block):
-        entry = block[len(events)]
-        reason = (
-            f"expected {type_name(entry.event.type)}, but the system published nothing more "
-            f"for the root event of line {block[0].line}"
-        )
-        expected = _event_text(entry.event, entry.event.data)
-        return len(events), Divergence(entry.line, expected, None, "", reason)
+        return len(events), _missing_event(block, len(events))
     return len(block), None
+
+
+def _extra_event(event: Event, next_entry: CassetteEntry | None, end: int) -> Divergence:
+    """The system published ``event`` after the last event of the root's tree: it is
+    compared with the next line (``next_entry``), or with nothing at ``end``."""
+    position = next_entry.line if next_entry is not None else end
+    expected = _event_text(next_entry.event, next_entry.event.data) if next_entry else None
+    reason = f"the system published an extra {type_name(event.type)}, not recorded"
+    actual = _event_text(event, _plain(event.data))
+    return Divergence(position, expected, actual, json_diff(None, event.data, "data"), reason)
+
+
+def _compare_cause(
+    entry: CassetteEntry, event: Event, expected: int | None, actual: int | None
+) -> Divergence | None:
+    """A divergence when ``event`` was caused by another event of its tree than the one
+    recorded: ``expected`` and ``actual`` are the causes' indexes in the two trees."""
+    if expected == actual:
+        return None
+    recorded = entry.event
+    return Divergence(
+        entry.line,
+        _event_text(recorded, recorded.data),
+        _event_text(event, _plain(event.data)),
+        "",
+        f"{type_name(recorded.type)}: recorded as caused by {_cause(expected)}, replayed as "
+        f"caused by {_cause(actual)}",
+    )
+
+
+def _missing_event(block: list[CassetteEntry], count: int) -> Divergence:
+    """The system published only ``count`` events of the root's tree ``block``."""
+    entry = block[count]
+    reason = (
+        f"expected {type_name(entry.event.type)}, but the system published nothing more "
+        f"for the root event of line {block[0].line}"
+    )
+    expected = _event_text(entry.event, entry.event.data)
+    return Divergence(entry.line, expected, None, "", reason)
 
 
 # -- replay ------------------------------------------------------------------------------
@@ -547,6 +580,28 @@ def replay(
     replayed events are collected by a middleware added for the replay's duration (after
     the system's own, so it sees what the history records); the other modes read each
     root event's trace, so the history must hold one root event's whole tree."""
+    _check_replayable(bus, mode)
+    entries = cassette.entries
+    where = str(cassette.path) if cassette.path is not None else None
+    orphan = _orphan(entries)
+    if orphan is not None:
+        return ReplayReport(mode, 0, orphan, where)
+    # In stub mode only events are compared: they are collected as they are published
+    # (by a middleware registered last, so it sees what the history records), in publish
+    # order, which is the order of EventTrace.walk(), without building traces.
+    published: list[Event] | None = [] if mode == "stub" else None
+    remove = bus.add_middleware(_collector(published)) if published is not None else None
+    try:
+        disorder = _first_out_of_order(entries) if strict_order else None
+        matched, divergence = _replay_trees(entries, bus, mode, disorder, published)
+    finally:
+        if remove is not None:
+            remove()
+    return ReplayReport(mode, matched, divergence, where)
+
+
+def _check_replayable(bus: EventBus, mode: str) -> None:
+    """Refuse a mode other than the three, and a bus that does not keep what replay reads."""
     if mode not in MODES:
         raise ValueError(f"replay mode must be one of 'stub', 'perform' or 'check', got {mode!r}.")
     if bus.history_limit == 0:
@@ -559,66 +614,66 @@ def replay(
             "replay reads what the system did from the bus's traces: this bus was created "
             "with EventBus(traces=False). Create it with traces=True (the default)."
         )
-    entries = cassette.entries
-    where = str(cassette.path) if cassette.path is not None else None
+
+
+def _orphan(entries: list[CassetteEntry]) -> Divergence | None:
+    """A divergence when the first line is not a root event (no tree to replay it in)."""
+    if not entries or entries[0].event.causation_id is None:
+        return None
+    orphan = entries[0]
+    reason = (
+        f"{type_name(orphan.event.type)} is recorded as caused by event "
+        f"{orphan.event.causation_id}, which comes before it in no root event's tree: "
+        f"lines are missing or out of order"
+    )
+    return Divergence(orphan.line, _event_text(orphan.event, orphan.event.data), None, "", reason)
+
+
+def _replay_trees(
+    entries: list[CassetteEntry],
+    bus: EventBus,
+    mode: str,
+    disorder: int | None,
+    published: list[Event] | None,
+) -> tuple[int, Divergence | None]:
+    """Replay the root events of ``entries`` one by one and compare each one's tree:
+    how many entries matched, and the first divergence. ``disorder`` is the index of the
+    first entry out of time order (``None``: none, or not checked); ``published``
+    collects the replayed events in stub mode (``None`` in the others: traces are read)."""
     end = entries[-1].line + 1 if entries else 1
     starts = [n for n, e in enumerate(entries) if e.event.causation_id is None]
     matched = 0
-    disorder = _first_out_of_order(entries) if strict_order else None
-
-    def report(divergence: Divergence | None) -> ReplayReport:
-        return ReplayReport(mode, matched, divergence, where)
-
-    if entries and (not starts or starts[0] > 0):
-        orphan = entries[0]
-        reason = (
-            f"{type_name(orphan.event.type)} is recorded as caused by event "
-            f"{orphan.event.causation_id}, which comes before it in no root event's tree: "
-            f"lines are missing or out of order"
-        )
-        return report(
-            Divergence(orphan.line, _event_text(orphan.event, orphan.event.data), None, "", reason)
-        )
-    # In stub mode only events are compared: they are collected as they are published
-    # (by a middleware registered last, so it sees what the history records), in publish
-    # order, which is the order of EventTrace.walk(), without building traces.
-    published: list[Event] | None = [] if mode == "stub" else None
-    remove = bus.add_middleware(_collector(published)) if published is not None else None
-    try:
-        for number, start in enumerate(starts):
-            stop = starts[number + 1] if number + 1 < len(starts) else len(entries)
-            block = entries[start:stop]
-            next_entry = entries[stop] if stop < len(entries) else None
-            root = block[0].event
-            try:
-                stub = None if mode == "perform" else _Stub(block)
-                if published is None:
-                    nodes: list[EventTrace] | None = _publish(bus, root, stub)
-                    events = [node.event for node in nodes or ()]
-                else:
-                    nodes = None
-                    events = _publish_collected(bus, root, stub, published)
-            except ReplayError:
-                raise
-            except Exception as exc:
-                reason = f"publishing {type_name(root.type)} raised {type(exc).__name__}: {exc}"
-                text = _event_text(root, root.data)
-                return report(Divergence(block[0].line, text, None, "", reason))
-            count, divergence = _compare_tree(block, events, nodes, next_entry, end=end, mode=mode)
-            if (
-                disorder is not None
-                and disorder < stop
-                and (divergence is None or divergence.position > entries[disorder].line)
-            ):
-                matched += disorder - start
-                return report(_disorder(entries, disorder))
-            matched += count
-            if divergence is not None:
-                return report(divergence)
-    finally:
-        if remove is not None:
-            remove()
-    return report(None)
+    for number, start in enumerate(starts):
+        stop = starts[number + 1] if number + 1 < len(starts) else len(entries)
+        block = entries[start:stop]
+        next_entry = entries[stop] if stop < len(entries) else None
+        root = block[0].event
+        try:
+            stub = None if mode == "perform" else _Stub(block)
+            if published is None:
+                nodes: list[EventTrace] | None = _publish(bus, root, stub)
+                events = [node.event for node in nodes or ()]
+            else:
+                nodes = None
+                events = _publish_collected(bus, root, stub, published)
+        except ReplayError:
+            raise
+        except Exception as exc:
+            reason = f"publishing {type_name(root.type)} raised {type(exc).__name__}: {exc}"
+            return matched, Divergence(
+                block[0].line, _event_text(root, root.data), None, "", reason
+            )
+        count, divergence = _compare_tree(block, events, nodes, next_entry, end=end, mode=mode)
+        if (
+            disorder is not None
+            and disorder < stop
+            and (divergence is None or divergence.position > entries[disorder].line)
+        ):
+            return matched + disorder - start, _disorder(entries, disorder)
+        matched += count
+        if divergence is not None:
+            return matched, divergence
+    return matched, None
 
 
 def _collector(published: list[Event]) -> Callable[[Event], Event]:

@@ -29,10 +29,10 @@ from ..errors import ScenarioError, UnknownEventError
 from ..events import Event, type_name
 from ..store import TemporalStore
 from ..trace import EffectOutcome, EventTrace
-from .cassette import _effects_of
-from .replay import _diff, _json, _outcome_text
+from .cassette import effects_of
+from .replay import json_diff, json_text, outcome_text
 
-__all__ = ["ANY", "Scenario", "ScenarioResult"]
+__all__ = ["ANY", "Scenario", "ScenarioResult", "system_parts"]
 
 
 class _AnyType:
@@ -104,7 +104,7 @@ def _marked(value: Any) -> Any:
 
 def _show(value: Any, limit: int = 70) -> str:
     """``value`` as short JSON, ``ANY`` shown bare."""
-    text = _json(_marked(value)).replace(f'"{_MARK}"', "ANY")
+    text = json_text(_marked(value)).replace(f'"{_MARK}"', "ANY")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -132,7 +132,9 @@ def _table(title: str, expected: list[str], actual: list[str], same: list[bool])
 # -- the system under test ----------------------------------------------------------------
 
 
-def _parts(system: object, who: str = "make_system()") -> tuple[EventBus, TemporalStore | None]:
+def system_parts(
+    system: object, who: str = "make_system()"
+) -> tuple[EventBus, TemporalStore | None]:
     """The bus and store of a system under test: an ``EventBus``, a ``(bus, store)`` tuple,
     or an object with a ``.bus`` (or ``.event_bus``) and optionally a ``.store`` (or
     ``.temporal_store``). ``who`` names what returned ``system`` in the error."""
@@ -203,7 +205,7 @@ class ScenarioResult:
     @property
     def effects(self) -> tuple[EffectOutcome, ...]:
         """Every effect performed while those events were handled, event by event."""
-        return tuple(e for t in self.traces for node in t.walk() for e in _effects_of(node))
+        return tuple(e for t in self.traces for node in t.walk() for e in effects_of(node))
 
 
 @dataclass(slots=True)
@@ -215,7 +217,7 @@ class _Run:
 
 def _run(make_system: Callable[[], Any], given: tuple[Step, ...], when: Step) -> ScenarioResult:
     system = make_system()
-    bus, store = _parts(system)
+    bus, store = system_parts(system)
     if not bus.traces or bus.history_limit == 0:
         raise ScenarioError(
             "a scenario reads what happened from the bus's history and traces: create the "
@@ -289,7 +291,7 @@ def _first_difference(
             return (
                 f"first difference: {what} {n + 1}: expected {_kind(e_kind)}, got {_kind(a_kind)}"
             )
-        diff = _diff(_fill(e_data, a_data), a_data, field_name)
+        diff = json_diff(_fill(e_data, a_data), a_data, field_name)
         return f"first difference: {what} {n + 1} ({_kind(a_kind)}): {field_name} differs\n{diff}"
     if len(expected) > len(actual):
         return (
@@ -391,7 +393,7 @@ class Scenario:
                 "then_effects: the effects performed because of when() are not the expected ones",
                 [_effect_line(k, p, d) for k, p, d in specs],
                 [
-                    _effect_line(k, p, d) + _outcome_text(o.result, err)
+                    _effect_line(k, p, d) + outcome_text(o.result, err)
                     for (k, p, d), o, err in zip(actual, outcomes, error, strict=True)
                 ],
                 same,
@@ -449,7 +451,7 @@ class Scenario:
                 same,
             )
             wrong = [name for name, ok in zip(fields, same, strict=True) if not ok]
-            diff = _diff(
+            diff = json_diff(
                 {n: _fill(fields[n], actual[n]) for n in wrong},
                 {n: actual[n] for n in wrong},
                 "fields",
