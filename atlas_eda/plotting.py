@@ -13,6 +13,10 @@ if TYPE_CHECKING:
 
 __all__ = ["KIND_COLOURS", "plot_timeline"]
 
+LABELLED_ROWS = 40
+"""Up to this many documents, each row is labelled with its short id; past it the labels
+would overlap."""
+
 KIND_COLOURS = {"created": "tab:green", "updated": "tab:blue", "deleted": "tab:red"}
 """The colour of each kind of event in timeline plots."""
 
@@ -37,7 +41,7 @@ def plot_timeline(timeline: Timeline, *, ax: Any = None) -> Figure:
     for kind, (xs, ys) in points.items():
         if xs:
             ax.scatter(xs, ys, s=18, color=KIND_COLOURS[kind], label=f"{kind} ({len(xs)})")
-    if len(rows) <= 40:
+    if len(rows) <= LABELLED_ROWS:
         ax.set_yticks(range(len(rows)), [short_id(d) for d in rows])
     ax.set_ylabel("document")
     ax.set_xlabel("time (UTC)")

@@ -48,6 +48,10 @@ T = TypeVar("T")
 MIN_REPEATS = 5
 """No figure is the median of fewer samples than this."""
 
+MAX_NUMBER = 10_000_000
+"""The most calls one timing loop makes, however fast the function (a no-op's loop
+would otherwise double for ever towards ``min_time``)."""
+
 _UNIT_SCALE = {"s": 1.0, "ms": 1e3, "µs": 1e6, "ns": 1e9}
 
 
@@ -189,7 +193,7 @@ def per_call(
     if number is None:
         number = 1
         while True:
-            if _loop(fn, number, disable_gc) >= min_time or number >= 10_000_000:
+            if _loop(fn, number, disable_gc) >= min_time or number >= MAX_NUMBER:
                 break
             number *= 2
     return [_loop(fn, number, disable_gc) / number for _ in range(repeats)]
@@ -274,16 +278,19 @@ def machine_description() -> dict[str, str]:
 _HEADER = ("figure", "measured", "target", "result")
 
 
+# The decimals a figure is printed with, by its size: three significant figures at most,
+# since more would be noise on a shared machine.
+_DECIMALS = ((100.0, ",.0f"), (10.0, ".1f"), (1.0, ".2f"))
+
+
 def _number(value: float) -> str:
     if math.isnan(value):
         return "n/a"
-    magnitude = abs(value)
-    if magnitude >= 100 or value == int(value):
+    if value == int(value):
         return f"{value:,.0f}"
-    if magnitude >= 10:
-        return f"{value:.1f}"
-    if magnitude >= 1:
-        return f"{value:.2f}"
+    for smallest, spec in _DECIMALS:
+        if abs(value) >= smallest:
+            return format(value, spec)
     return f"{value:.3g}"
 
 
@@ -400,7 +407,7 @@ def interleaved_per_call(
         raise ValueError(f"repeats must be at least {MIN_REPEATS}")
     names = list(fns)
     number = 1
-    while max(_gc_on_loop(fns[name], number) for name in names) < min_time and number < 10_000_000:
+    while max(_gc_on_loop(fns[name], number) for name in names) < min_time and number < MAX_NUMBER:
         number *= 2
     samples: dict[str, list[float]] = {name: [] for name in names}
     for turn in range(repeats):

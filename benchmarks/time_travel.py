@@ -66,9 +66,18 @@ _FILLER = (
 )
 
 
+RENAME_EVERY = 10
+"""Each document is renamed at every tenth version."""
+
+DELETE_ONE_IN = 100
+"""One document in this many is deleted as its last event."""
+
+
 def title_at(i: int, version: int) -> str:
-    """Document ``i``'s title at ``version``: renamed at every tenth version."""
-    return f"Document {i}" if version < 10 else f"Document {i} (rev {version // 10 * 10})"
+    """Document ``i``'s title at ``version``: renamed every :data:`RENAME_EVERY` versions."""
+    if version < RENAME_EVERY:
+        return f"Document {i}"
+    return f"Document {i} (rev {version // RENAME_EVERY * RENAME_EVERY})"
 
 
 def content_at(i: int, version: int) -> str:
@@ -78,7 +87,7 @@ def content_at(i: int, version: int) -> str:
 
 def is_deleted_doc(i: int) -> bool:
     """One document in a hundred is deleted as its last event."""
-    return i % 100 == 99
+    return i % DELETE_ONE_IN == DELETE_ONE_IN - 1
 
 
 @dataclass

@@ -22,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "atlas_eda"
+LONG = 50  # lines: the length the issue that asked for this script counts functions past
 
 
 def module_name(path: Path) -> str:
@@ -126,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((lines, count, f"{name}:{qualname}"))
         graph[name] = runtime_imports(tree, name, path.name == "__init__.py", known)
     rows.sort(reverse=True)
-    over = sum(1 for lines, _, _ in rows if lines > 50)
-    print(f"Longest functions ({len(rows)} in all, {over} over 50 lines):")
+    over = sum(1 for lines, _, _ in rows if lines > LONG)
+    print(f"Longest functions ({len(rows)} in all, {over} over {LONG} lines):")
     print(f"{'lines':>6} {'stmts':>6}  function")
     for lines, count, where in rows[: args.top]:
         print(f"{lines:>6} {count:>6}  {where}")

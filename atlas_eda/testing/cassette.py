@@ -83,6 +83,10 @@ _MINUTES: dict[str, int] = {}
 """Seconds since the epoch of ``YYYY-MM-DDTHH:MM`` (UTC) prefixes already parsed: the
 events of a cassette share a few minutes, so most times cost a dict lookup."""
 
+_MINUTES_KEPT = 4096
+"""How many prefixes :data:`_MINUTES` holds (more than two days of distinct minutes)
+before it is cleared: bounded memory for a long cassette."""
+
 
 def _utc_minute(prefix: str) -> int:
     seconds = _MINUTES.get(prefix)
@@ -92,10 +96,15 @@ def _utc_minute(prefix: str) -> int:
             int(prefix[14:16]), tzinfo=UTC,
         )  # fmt: skip
         seconds = calendar.timegm(moment.utctimetuple())
-        if len(_MINUTES) >= 4096:
+        if len(_MINUTES) >= _MINUTES_KEPT:
             _MINUTES.clear()
         _MINUTES[prefix] = seconds
     return seconds
+
+
+_EXACT_DIGITS = 15
+"""The most fractional digits the fast path of :func:`parse_time` takes: with the whole
+seconds that is 25 significant digits, exact in Decimal's 28."""
 
 
 def parse_time(text: str) -> float:
@@ -106,7 +115,7 @@ def parse_time(text: str) -> float:
     if match is None:
         raise ValueError(f"{text!r} is not an RFC 3339 time like 2026-01-31T12:00:00.000000Z")
     fraction = match.group(7) or "0"
-    if match.group(8) in ("Z", "z") and len(fraction) <= 15 and match.group(6) < "60":
+    if match.group(8) in ("Z", "z") and len(fraction) <= _EXACT_DIGITS and match.group(6) < "60":
         # The fast path for UTC times as format_time writes them: the whole seconds and
         # at most 15 fractional digits (25 significant digits, exact for Decimal's 28) as
         # one decimal string, which float() rounds correctly, as the Decimal sum below.
@@ -169,6 +178,11 @@ class CassetteEntry:
 # -- recording ---------------------------------------------------------------------------
 
 
+MAX_NESTING = 200
+"""The deepest a recorded value may nest (lists and dicts inside each other): deeper is
+refused when recording, well before Python's recursion limit or a JSON parser's."""
+
+
 def _json_path_problem(value: Any, path: str, depth: int = 0) -> str | None:
     """Where under ``value`` something cannot be stored as JSON and read back as it was,
     or ``None`` when everything can."""
@@ -176,7 +190,7 @@ def _json_path_problem(value: Any, path: str, depth: int = 0) -> str | None:
         return None
     if isinstance(value, float):
         return None if math.isfinite(value) else f"{path} is {value!r} (JSON has no NaN/inf)"
-    if depth > 200:
+    if depth > MAX_NESTING:
         return f"{path} is nested too deeply"
     if isinstance(value, list | tuple):
         for index, item in enumerate(value):

@@ -110,6 +110,10 @@ class ReplayReport:
 
 _SCALARS = (str, int, float, bool, type(None))
 
+PLAIN_CHECK_DEPTH = 64
+"""How deep :func:`_is_json` looks before calling a value not plain JSON (which sends it
+the slower, exact way through :func:`_plain`); far deeper than any recorded data nests."""
+
 
 def _is_json(value: Any, depth: int = 0) -> bool:
     """Whether ``value`` is made only of what JSON reads back as itself: ``str``, ``int``,
@@ -117,7 +121,7 @@ def _is_json(value: Any, depth: int = 0) -> bool:
     kind = type(value)
     if kind in _SCALARS:
         return True
-    if depth > 64:
+    if depth > PLAIN_CHECK_DEPTH:
         return False
     if kind is dict:
         return all(type(k) is str and _is_json(v, depth + 1) for k, v in value.items())

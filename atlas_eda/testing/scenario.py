@@ -140,14 +140,14 @@ def system_parts(
     ``.temporal_store``). ``who`` names what returned ``system`` in the error."""
     if isinstance(system, EventBus):
         return system, None
-    if isinstance(system, tuple) and len(system) == 2 and isinstance(system[0], EventBus):
-        store = system[1]
-        if store is not None and not isinstance(store, TemporalStore):
-            raise ScenarioError(
-                f"{who} returned a (bus, store) tuple whose store is a "
-                f"{type(store).__name__}; the second item must be a TemporalStore or None."
-            )
-        return system[0], store
+    match system:
+        case tuple([EventBus() as given, store]):
+            if store is not None and not isinstance(store, TemporalStore):
+                raise ScenarioError(
+                    f"{who} returned a (bus, store) tuple whose store is a "
+                    f"{type(store).__name__}; the second item must be a TemporalStore or None."
+                )
+            return given, store
     bus = getattr(system, "bus", None)
     if not isinstance(bus, EventBus):
         bus = getattr(system, "event_bus", None)
@@ -166,10 +166,19 @@ def system_parts(
 Step = Event | tuple[Enum, Any] | Callable[[Any], Any]
 
 
+def _pair(value: object, *, any_type: bool) -> tuple[Any, Any] | None:
+    """``value`` as ``(type, data)`` when it is a 2-tuple whose first item is an Enum
+    member (or, with ``any_type``, :data:`ANY`); ``None`` otherwise."""
+    match value:
+        case tuple([first, second]) if isinstance(first, Enum) or (any_type and first is ANY):
+            return first, second
+    return None
+
+
 def _check_step(step: object, where: str, commands: bool) -> None:
     if isinstance(step, Event):
         return
-    if isinstance(step, tuple) and len(step) == 2 and isinstance(step[0], Enum):
+    if _pair(step, any_type=False) is not None:
         return
     if commands and callable(step):
         return
@@ -255,8 +264,9 @@ def _expected_event(spec: object) -> tuple[Any, Any]:
         return spec.type, spec.data
     if isinstance(spec, Enum) or spec is ANY:
         return spec, ANY
-    if isinstance(spec, tuple) and len(spec) == 2 and (isinstance(spec[0], Enum) or spec[0] is ANY):
-        return spec[0], spec[1]
+    pair = _pair(spec, any_type=True)
+    if pair is not None:
+        return pair
     raise ScenarioError(
         f"then_events takes (EventType, data) pairs, Events or bare event types (any data); "
         f"got {spec!r}."
@@ -266,8 +276,9 @@ def _expected_event(spec: object) -> tuple[Any, Any]:
 def _expected_effect(spec: object) -> tuple[Any, Any, str | None]:
     if isinstance(spec, Effect):
         return spec.type, spec.payload, spec.description
-    if isinstance(spec, tuple) and len(spec) == 2 and (isinstance(spec[0], Enum) or spec[0] is ANY):
-        return spec[0], spec[1], None
+    pair = _pair(spec, any_type=True)
+    if pair is not None:
+        return (*pair, None)
     if isinstance(spec, Enum) or spec is ANY:
         return spec, ANY, None
     raise ScenarioError(
