@@ -1,14 +1,17 @@
 """Small HTML building blocks for Jupyter ``_repr_html_`` methods: escaped tables and
-definition lists, no dependencies. Every value is escaped; nothing here executes."""
+definition lists, no dependencies. Every value is escaped; nothing here executes. Also the
+one-line texts they and error messages share: a time (:func:`when`), a value cut short
+(:func:`short`) and a repr cut short (:func:`short_repr`)."""
 
 from __future__ import annotations
 
 import html
+import reprlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["cell", "fields_table", "html_table", "short", "when"]
+__all__ = ["cell", "fields_table", "html_table", "short", "short_repr", "when"]
 
 _STYLE = (
     "border-collapse:collapse;font-family:monospace;font-size:12px;"
@@ -30,6 +33,19 @@ def short(value: Any, limit: int = 60) -> str:
     """``repr``-free text of a value, cut to ``limit`` characters with an ellipsis."""
     text = "" if value is None else str(value)
     text = text.replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80  # big containers are elided before they are built
+
+
+def short_repr(value: object, limit: int = 60) -> str:
+    """``repr(value)`` on one line, at most ``limit`` characters with an ellipsis; a large
+    container is elided while its repr is built, not after."""
+    text = _REPR.repr(value)
+    if "\n" in text or "\r" in text:
+        text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
