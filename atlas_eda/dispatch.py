@@ -174,12 +174,12 @@ class Dispatcher:
         draft = EventDraft()
         draft.type = event_type
         draft.data = data
-        draft.id = next(new_event_id.ids)
+        draft.id = event_id = next(new_event_id.ids)
         draft.timestamp = now = time()
         draft.source = source
         draft.metadata = meta
         if parent is None:
-            draft.correlation_id = draft.id
+            draft.correlation_id = event_id
             draft.causation_id = None
         else:
             cause: Event = parent[EVENT]
