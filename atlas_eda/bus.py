@@ -212,7 +212,7 @@ class EventBus(Dispatcher):
         )
 
 
-def _check_count(name: str, value: object, minimum: int) -> None:
+def _check_count(name: str, value: int, minimum: int) -> None:
     """Refuse a setting that should be an int (not a bool) of at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {value!r}.")
@@ -221,11 +221,10 @@ def _check_count(name: str, value: object, minimum: int) -> None:
         raise ValueError(f"{name} must be {least}, got {value}.")
 
 
-def _check_max_depth(max_depth: object) -> None:
+def _check_max_depth(max_depth: int) -> None:
     """Refuse a ``max_depth`` that is not a count of at least 1, or that is deeper than
     Python's recursion limit allows."""
     _check_count("max_depth", max_depth, 1)
-    assert isinstance(max_depth, int)  # checked just above
     ceiling = sys.getrecursionlimit() // FRAMES_PER_LEVEL
     if max_depth > ceiling:
         raise ValueError(

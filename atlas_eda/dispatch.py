@@ -131,7 +131,7 @@ class Dispatcher:
         traces: bool,
         failure_policy: FailurePolicy,
     ) -> None:
-        self.effect_handler = effect_handler
+        self.effect_handler = effect_handler  # public: users may set it after construction
         self._subscriptions = subscriptions
         self._plans = subscriptions.plans  # by id(event type): see Subscriptions
         self._history = history

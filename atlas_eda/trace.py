@@ -61,8 +61,7 @@ RAISED = "raised"
 SKIPPED = "skipped"
 """Tags the log entry ``(SKIPPED, None)``: a receiver gone before its turn."""
 
-SKIPPED_ENTRY = (SKIPPED, None)
-"""The one ``(SKIPPED, None)`` entry every record shares."""
+_SKIPPED_ENTRY = (SKIPPED, None)  # one tuple every record shares
 
 
 class Owner:
@@ -83,7 +82,8 @@ def plain_record(event: Event, owner: Owner) -> Record:
 
 def traced_record(event: Event, owner: Owner, started: float, names: tuple[str, ...]) -> Record:
     """The record of ``event`` whose deliveries to the receivers named ``names`` start
-    at ``started``: a tracing bus's, with its log still empty."""
+    at ``started``: a tracing bus's, with its log still empty. (The dispatch loop writes
+    it inline; this is the plain version its test compares with.)"""
     return [event, owner, started, names]
 
 
@@ -100,14 +100,14 @@ def owned_by(record: Record, owner: Owner) -> bool:
 
 def own_records(stack: list[Record], owner: Owner) -> list[Record]:
     """The records of ``owner``'s bus among ``stack``, outermost first."""
-    return [record for record in stack if record[OWNER] is owner]
+    return [record for record in stack if owned_by(record, owner)]
 
 
 def innermost_own(stack: list[Record], owner: Owner) -> Record | None:
     """``owner``'s innermost record on ``stack`` (another bus's delivery may be running
     inside it), or ``None``: then an event published now is a root for that bus."""
     for record in reversed(stack):
-        if record[OWNER] is owner:
+        if owned_by(record, owner):
             return record
     return None
 
@@ -120,7 +120,7 @@ def add_failure(record: Record, error: BaseException, ended: float) -> None:
 
 def add_skipped(record: Record) -> None:
     """Log in ``record`` that the next receiver went away before its turn."""
-    record.append(SKIPPED_ENTRY)
+    record.append(_SKIPPED_ENTRY)
 
 
 RUNNING = threading.local()
