@@ -160,24 +160,24 @@ class Dispatcher:
             stack: Stack = RUNNING.stack
         except AttributeError:
             stack = running()
+        owner = self._owner
         parent: Record | None = None
         if stack:  # nested: the parent is this bus's innermost record on this thread
             parent = stack[-1]
-            if parent[OWNER] is not self._owner:
-                parent = innermost_own(stack, self._owner)
+            if parent[OWNER] is not owner:
+                parent = innermost_own(stack, owner)
         try:
             plan: Plan | None = self._plans[id(event_type)]
         except KeyError:  # a type with a plan was checked when it was planned
             plan = None
             check_event_type(event_type)
-        meta = EMPTY_METADATA if metadata is None else frozen_metadata(metadata)
         draft = EventDraft()
+        draft.metadata = EMPTY_METADATA if metadata is None else frozen_metadata(metadata)
         draft.type = event_type
         draft.data = data
         draft.id = event_id = next(new_event_id.ids)
         draft.timestamp = now = time()
         draft.source = source
-        draft.metadata = meta
         if parent is None:
             draft.correlation_id = event_id
             draft.causation_id = None
@@ -187,7 +187,7 @@ class Dispatcher:
             draft.causation_id = cause.id
         draft.__class__ = Event  # type: ignore[assignment]
         event: Event = draft  # type: ignore[assignment]
-        if self._owner.traces:
+        if owner.traces:
             return self._deliver_traced(event, plan, now, parent, stack)
         return self._deliver_untraced(event, plan, now, parent, stack)
 

@@ -9,10 +9,19 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
+from itertools import islice
 from typing import Any
 
 from .events import Event
-from .trace import EventTrace, Record, build_trace, qualified_name, record_event
+from .trace import (
+    EventTrace,
+    Record,
+    build_trace,
+    find_record,
+    qualified_name,
+    record_event,
+    records_by_id,
+)
 
 __all__ = ["History", "Watcher", "Watchers"]
 
@@ -70,18 +79,17 @@ class History:
         newest_first: Iterable[Event] = map(record_event, reversed(self.snapshot()))
         if event_type is not None:
             newest_first = (e for e in newest_first if e.type == event_type)
-        result = list(newest_first)
-        return result if limit is None else result[: max(limit, 0)]
+        return list(newest_first if limit is None else islice(newest_first, max(limit, 0)))
 
     def trace(self, event_id: str) -> EventTrace | None:
         """The trace of the newest record of the event ``event_id`` (a tracing bus's),
         or ``None`` if it is no longer kept. Looked up when asked for, so publishing
         maintains no index."""
         snapshot = self.snapshot()
-        for record in reversed(snapshot):
-            if record_event(record).id == event_id:
-                return build_trace(record, self.newer_than(record, snapshot).get)
-        return None
+        record = find_record(reversed(snapshot), event_id)
+        if record is None:
+            return None
+        return build_trace(record, self.newer_than(record, snapshot).get)
 
     def trace_of(self, record: Record) -> EventTrace:
         """The trace of ``record``, which may already have left a small history (its
@@ -100,7 +108,7 @@ class History:
             if candidate is record:
                 break
             newer.append(candidate)
-        return {record_event(r).id: r for r in reversed(newer)}
+        return records_by_id(reversed(newer))
 
 
 class Watchers:
