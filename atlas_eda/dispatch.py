@@ -246,7 +246,8 @@ class Dispatcher:
                     failures = _failed(failures, record, receiver, exc)
                     continue
                 record.append(time())
-            # A traced exception's traceback keeps this frame and its locals: pin no handler.
+            # An exception kept after the publish (in a trace, a dead letter or a raised
+            # group) holds this frame in its traceback: pin no handler.
             receiver = result = None  # type: ignore[assignment]
             propagating = self._settle(event, failures) if failures else None
         finally:
@@ -282,7 +283,8 @@ class Dispatcher:
                     self._returned(receiver, event, result)
                 except Exception as exc:
                     failures = _failed(failures, None, receiver, exc)
-            # A traced exception's traceback keeps this frame and its locals: pin no handler.
+            # An exception kept after the publish (in a trace, a dead letter or a raised
+            # group) holds this frame in its traceback: pin no handler.
             receiver = result = None  # type: ignore[assignment]
             propagating = self._settle(event, failures) if failures else None
         finally:
