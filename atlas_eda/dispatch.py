@@ -208,21 +208,25 @@ class Dispatcher:
 
     # The delivery routine, in two copies so that an untraced bus tests nothing per
     # delivery. Both: ``event`` starts being delivered at ``now``, to ``plan`` (or to
-    # its type's plan, when None or when a middleware ran); ``parent`` is this bus's
-    # record of the event being handled on this thread (None for a root) and ``stack``
-    # this thread's records under delivery. In each loop a handler returning None takes
-    # the shortest way round; the rare cases are calls out, which keeps the loop short
-    # enough for CPython to jump back without an EXTENDED_ARG on every iteration.
+    # its type's plan, when None); ``parent`` is this bus's record of the event being
+    # handled on this thread (None for a root) and ``stack`` this thread's records under
+    # delivery. After the depth guard, the middleware may replace the event: it is then
+    # planned anew (its type may have changed) and its deliveries start when the
+    # middleware is done. In each loop a handler returning None takes the shortest way
+    # round; the rare cases are calls out, which keeps the loop short enough for CPython
+    # to jump back without an EXTENDED_ARG on every iteration.
 
     def _deliver_traced(
         self, event: Event, plan: Plan | None, now: float, parent: Record | None, stack: Stack
     ) -> str:
         """Deliver ``event`` as a tracing bus does (see above); returns its id."""
-        if self._middleware or (parent is not None and len(stack) >= self._max_depth):
-            prepared = self._prepare(event, plan, now, parent, stack)
-            if prepared is None:
-                return event.id  # dropped by a middleware: the id of the event received
-            event, plan, now = prepared
+        if parent is not None and len(stack) >= self._max_depth:
+            self._check_depth(stack, event.type)
+        if self._middleware:
+            transformed = self._through_middleware(event)
+            if transformed is None:
+                return event.id  # dropped: the id of the event received
+            event, plan, now = transformed, None, time()
         if plan is None:
             plan = self._plans.get(id(event.type)) or self._subscriptions.plan(event.type)
         calls, names = plan
@@ -261,13 +265,15 @@ class Dispatcher:
     def _deliver_untraced(
         self, event: Event, plan: Plan | None, now: float, parent: Record | None, stack: Stack
     ) -> str:
-        """Deliver ``event`` as a bus without traces does (see above; it has no watchers,
-        as watching needs traces); returns its id."""
-        if self._middleware or (parent is not None and len(stack) >= self._max_depth):
-            prepared = self._prepare(event, plan, now, parent, stack)
-            if prepared is None:
-                return event.id  # dropped by a middleware: the id of the event received
-            event, plan, now = prepared
+        """Deliver ``event`` as a bus without traces does (see above; ``now`` goes
+        unused, and there are no watchers: watching needs traces); returns its id."""
+        if parent is not None and len(stack) >= self._max_depth:
+            self._check_depth(stack, event.type)
+        if self._middleware:
+            transformed = self._through_middleware(event)
+            if transformed is None:
+                return event.id  # dropped: the id of the event received
+            event, plan = transformed, None
         if plan is None:
             plan = self._plans.get(id(event.type)) or self._subscriptions.plan(event.type)
         record: Record = [event, self._owner]  # as trace.plain_record builds it
@@ -292,23 +298,6 @@ class Dispatcher:
         if propagating is not None:
             raise propagating
         return event.id
-
-    def _prepare(
-        self, event: Event, plan: Plan | None, now: float, parent: Record | None, stack: Stack
-    ) -> tuple[Event, Plan | None, float] | None:
-        """What few publishes need before delivery: the depth guard, then the
-        middleware. Returns what to deliver: ``(event, plan, now)`` as given when no
-        middleware ran, else the event the middleware left, no plan (they may have
-        changed its type) and the time they finished (so that the first delivery's time
-        leaves theirs out); ``None`` when a middleware dropped the event."""
-        if parent is not None and len(stack) >= self._max_depth:
-            self._check_depth(stack, event.type)
-        if not self._middleware:
-            return event, plan, now
-        transformed = self._through_middleware(event)
-        if transformed is None:
-            return None
-        return transformed, None, time()
 
     def _through_middleware(self, event: Event) -> Event | None:
         """``event`` as the middleware leaves it, in order; ``None`` if one dropped it."""
