@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import operator
 import os
-import reprlib
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -15,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import InvalidEventError
+from .views import short_repr
 
 __all__ = ["EMPTY_METADATA", "Event", "EventId", "EventType", "new_event_id", "type_name"]
 
@@ -102,16 +102,17 @@ _FIELDS = (
 )
 
 
-class _EventSlots:
-    """The storage :class:`Event` and :class:`EventDraft` share (internal). With the
-    slots on a common base and none added by either class, turning a draft into an
-    event (``draft.__class__ = Event``) is Python's cheapest class change."""
+class EventSlots:
+    """The storage :class:`Event` and the bus's ``EventDraft`` share (internal; see
+    ``dispatch.py``). With the slots on a common base and none added by either class,
+    turning a draft into an event (``draft.__class__ = Event``) is Python's cheapest
+    class change."""
 
     __slots__ = _FIELDS
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Event(_EventSlots):
+class Event(EventSlots):
     """One immutable event. ``type`` is any ``enum.Enum`` member; ``correlation_id`` is
     shared by every event caused (directly or not) by the same root event, and
     ``causation_id`` is the id of the event whose handler published this one.
@@ -133,20 +134,9 @@ class Event(_EventSlots):
     causation_id: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.type, Enum):
-            raise InvalidEventError(
-                f"An event type must be an enum.Enum member (for example "
-                f"EventType.DOCUMENT_CREATED or a member of your own Enum), got "
-                f"{_short(self.type)} of type {type(self.type).__name__}."
-            )
-        metadata = self.metadata
-        if metadata is not EMPTY_METADATA:
-            if not isinstance(metadata, Mapping):
-                raise InvalidEventError(
-                    f"Event metadata must be a mapping (for example a dict), got "
-                    f"{type(metadata).__name__}."
-                )
-            object.__setattr__(self, "metadata", frozen_metadata(metadata))
+        check_event_type(self.type)
+        if self.metadata is not EMPTY_METADATA:
+            object.__setattr__(self, "metadata", frozen_metadata(self.metadata))
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The read-only metadata view cannot be pickled; travel as plain fields.
@@ -156,8 +146,8 @@ class Event(_EventSlots):
 
     def __repr__(self) -> str:
         return (
-            f"Event({type_name(self.type)}, id={self.id}, data={_short(self.data)}"
-            + (f", source={_short(self.source, 40)}" if self.source else "")
+            f"Event({type_name(self.type)}, id={self.id}, data={short_repr(self.data)}"
+            + (f", source={short_repr(self.source, 40)}" if self.source else "")
             + ")"
         )
 
@@ -165,27 +155,15 @@ class Event(_EventSlots):
 assert tuple(f.name for f in fields(Event)) == _FIELDS  # the slots are the fields
 
 
-class EventDraft(_EventSlots):
-    """A mutable twin of :class:`Event` with the same slots, for building events fast
-    (internal: the bus's hot path, which checks the fields itself).
-
-    A frozen dataclass assigns each field through ``object.__setattr__``, which costs
-    more than a whole blinker send; a draft takes plain slot assignments and, once every
-    field is set, becomes an ``Event`` by ``draft.__class__ = Event`` (same layout, so
-    Python allows it). The result is indistinguishable from ``Event(...)``: same class,
-    fields, equality, repr, pickling and immutability.
-    """
-
-    __slots__ = ()
-
-    type: Enum
-    data: Any
-    id: EventId
-    timestamp: float
-    source: str | None
-    metadata: Mapping[str, Any]
-    correlation_id: str | None
-    causation_id: str | None
+def check_event_type(event_type: object) -> None:
+    """Raise :class:`InvalidEventError` unless ``event_type`` is an ``enum.Enum`` member
+    (what every event type is)."""
+    if not isinstance(event_type, Enum):
+        raise InvalidEventError(
+            f"An event type must be an enum.Enum member (for example EventType.DOCUMENT_CREATED "
+            f"or a member of your own Enum), got {short_repr(event_type)} of type "
+            f"{type(event_type).__name__}."
+        )
 
 
 def _event_from_fields(values: dict[str, Any]) -> Event:
@@ -193,25 +171,17 @@ def _event_from_fields(values: dict[str, Any]) -> Event:
     return Event(**values)
 
 
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 80  # big containers are elided before they are built
-
-
-def frozen_metadata(metadata: Mapping[str, Any]) -> Mapping[str, Any]:
+def frozen_metadata(metadata: object) -> Mapping[str, Any]:
     """``metadata`` copied into a read-only mapping (the shared empty one when empty);
-    :class:`InvalidEventError` when the mapping cannot be read."""
+    :class:`InvalidEventError` when it is not a mapping or cannot be read as one."""
+    if not isinstance(metadata, Mapping):
+        raise InvalidEventError(
+            f"Event metadata must be a mapping (for example a dict), got {type(metadata).__name__}."
+        )
     try:
         return MappingProxyType(dict(metadata)) if metadata else EMPTY_METADATA
     except Exception as exc:  # a mapping whose len, keys or items raise
         raise InvalidEventError(
             f"Event metadata could not be read as a mapping ({type(exc).__name__}: "
-            f"{_short(exc)}); pass a plain dict."
+            f"{short_repr(exc)}); pass a plain dict."
         ) from exc
-
-
-def _short(value: object, limit: int = 60) -> str:
-    """``repr(value)`` on one line, at most ``limit`` characters."""
-    text = _REPR.repr(value)
-    if "\n" in text or "\r" in text:
-        text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

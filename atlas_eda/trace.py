@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import html
+import operator
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,18 +22,47 @@ __all__ = ["Delivery", "EffectOutcome", "EventTrace", "handler_name"]
 
 
 Record = list[Any]
-"""One history entry, and what the bus writes while it handles the event (internal):
-``[event, owner, ...]``, where ``owner`` is the publishing bus's :class:`Owner`. A
-tracing bus then writes, in order: the ``time.time()`` reading (a float) when the
-deliveries start (for a published event, its timestamp); ``("n", names)`` with the names
-of its receivers; and for each of them the entries logged while its handler ran —
-``("e", EffectOutcome)`` for each effect performed, ``("c", event_id)`` for each child
-event published, ``("x", exception)`` if the handler raised — followed by the
-``time.time()`` reading when it ended (a delivery lasted from the previous reading to its
-own), or ``("s", None)`` for a receiver that went away before its turn. Entries after the
-last delivery (the bus's ``ERROR`` reports) belong to the event. Entries are attributed by
-position, so publishing pays for no bookkeeping beyond one append per delivery; the event
-and its log share one list, so a publish allocates one container for both."""
+"""One history entry, and what the bus writes while it handles the event (internal).
+
+Records are plain lists read by the named positions and tags below (a slotted class per
+record would cost about 0.1 µs more per publish): the event and its log share one list,
+so a publish allocates one container for both and pays for no bookkeeping beyond one
+append per delivery. Every reader outside the dispatch loop goes through the functions of
+this module; the loop itself (``dispatch.py``) writes the same layout inline, and
+``tests/test_trace.py`` holds the two equal.
+
+``[EVENT, OWNER]`` is every record: the event and the publishing bus's :class:`Owner`.
+A tracing bus's record goes on with ``STARTED`` (the ``time.time()`` reading when the
+deliveries started; for a published event, its timestamp) and ``NAMES`` (its receivers'
+names, in delivery order), then, from ``LOG`` on, for each receiver the entries logged
+while its handler ran — ``(EFFECT, EffectOutcome)`` for each effect performed,
+``(CHILD, event_id)`` for each child event published, ``(RAISED, exception)`` if the
+handler raised — followed by the ``time.time()`` reading (a float) when it ended (a
+delivery lasted from the previous reading to its own), or by ``(SKIPPED, None)`` for a
+receiver that went away before its turn. Entries after the last delivery (the bus's
+``ERROR`` reports) belong to the event. Entries are attributed by position."""
+
+EVENT = 0
+"""Position of a record's :class:`~atlas_eda.events.Event`."""
+OWNER = 1
+"""Position of a record's :class:`Owner` (which bus published it)."""
+STARTED = 2
+"""Position, in a tracing bus's record, of the time its deliveries started."""
+NAMES = 3
+"""Position, in a tracing bus's record, of its receivers' names (a tuple of str)."""
+LOG = 4
+"""Where a tracing bus's record starts logging its deliveries."""
+
+CHILD = "child"
+"""Tags a log entry ``(CHILD, event_id)``: a child event published."""
+EFFECT = "effect"
+"""Tags a log entry ``(EFFECT, EffectOutcome)``: an effect performed."""
+RAISED = "raised"
+"""Tags a log entry ``(RAISED, exception)``: the running delivery's handler raised."""
+SKIPPED = "skipped"
+"""Tags the log entry ``(SKIPPED, None)``: a receiver gone before its turn."""
+
+_SKIPPED_ENTRY = (SKIPPED, None)  # one tuple every record shares
 
 
 class Owner:
@@ -44,6 +74,66 @@ class Owner:
 
     def __init__(self, traces: bool) -> None:
         self.traces = traces
+
+
+def plain_record(event: Event, owner: Owner) -> Record:
+    """The record of ``event`` published by ``owner``'s bus without a trace."""
+    return [event, owner]
+
+
+def traced_record(event: Event, owner: Owner, started: float, names: tuple[str, ...]) -> Record:
+    """The record of ``event`` whose deliveries to the receivers named ``names`` start
+    at ``started``: a tracing bus's, with its log still empty. (The dispatch loop writes
+    it inline; this is the plain version its test compares with.)"""
+    return [event, owner, started, names]
+
+
+record_event: Callable[[Record], Event] = operator.itemgetter(EVENT)
+"""``record_event(record)``: the event ``record`` holds. An ``operator.itemgetter``, as
+fast as indexing: readers of the history call it once per record."""
+
+
+def find_record(newest_first: Iterable[Record], event_id: str) -> Record | None:
+    """The first record in ``newest_first`` that holds the event ``event_id``, or ``None``."""
+    for record in newest_first:
+        if record[EVENT].id == event_id:
+            return record
+    return None
+
+
+def records_by_id(records: Iterable[Record]) -> dict[str, Record]:
+    """``records`` by the id of the event each holds (a later record wins)."""
+    return {record[EVENT].id: record for record in records}
+
+
+def owned_by(record: Record, owner: Owner) -> bool:
+    """Whether ``record`` was written by the bus ``owner`` marks."""
+    return record[OWNER] is owner
+
+
+def own_records(stack: list[Record], owner: Owner) -> list[Record]:
+    """The records of ``owner``'s bus among ``stack``, outermost first."""
+    return [record for record in stack if owned_by(record, owner)]
+
+
+def innermost_own(stack: list[Record], owner: Owner) -> Record | None:
+    """``owner``'s innermost record on ``stack`` (another bus's delivery may be running
+    inside it), or ``None``: then an event published now is a root for that bus."""
+    for record in reversed(stack):
+        if owned_by(record, owner):
+            return record
+    return None
+
+
+def add_failure(record: Record, error: BaseException, ended: float) -> None:
+    """Log in ``record`` that the running delivery raised ``error`` and ended at ``ended``."""
+    record.append((RAISED, error))
+    record.append(ended)
+
+
+def add_skipped(record: Record) -> None:
+    """Log in ``record`` that the next receiver went away before its turn."""
+    record.append(_SKIPPED_ENTRY)
 
 
 RUNNING = threading.local()
@@ -68,8 +158,8 @@ def file_effect(effect: object, result: Any, error: BaseException | None) -> Non
     """File an effect's outcome under the innermost delivery of a tracing bus running on
     this thread; with none running, do nothing."""
     for record in reversed(getattr(RUNNING, "stack", ())):
-        if record[1].traces:
-            record.append(("e", EffectOutcome(effect, result, error)))
+        if record[OWNER].traces:
+            record.append((EFFECT, EffectOutcome(effect, result, error)))
             return
 
 
@@ -237,6 +327,21 @@ def handler_name(handler: object) -> str:
         return type(handler).__qualname__
 
 
+MAX_TRACE_DEPTH = 256
+"""How many generations of child events a trace follows; deeper ones are left out
+(more than any ``max_depth`` a bus allows under Python's default recursion limit)."""
+
+
+def qualified_name(fn: object) -> str:
+    """``module.qualname`` of a function or class (its ``repr`` when it has no name):
+    how log lines and error messages name handlers, middleware and watchers."""
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if name is None:
+        return repr(fn)
+    module = getattr(fn, "__module__", None)
+    return f"{module}.{name}" if module else str(name)
+
+
 def _text(value: object) -> str:
     if type(value) is str:
         return value
@@ -246,47 +351,49 @@ def _text(value: object) -> str:
         return type(value).__qualname__
 
 
+MAX_TRACE_DEPTH = 256
+"""How many generations of child events a trace follows; deeper ones are left out
+(a bus's ``max_depth`` allows at most a few hundred)."""
+
+
 def build_trace(
     record: Record, lookup: Callable[[str], Record | None], depth: int = 0
 ) -> EventTrace:
-    """The immutable trace of ``record``; children no longer in history are left out and
-    counted in ``missing``."""
-    event = record[0]
+    """The immutable trace of a tracing bus's ``record``; children that ``lookup`` (event
+    id to record) no longer finds are left out and counted in ``missing``."""
+    names: tuple[str, ...] = record[NAMES]
+    previous: float = record[STARTED]
+    index = 0  # the receiver whose delivery is under way
     missing = 0
     deliveries: list[Delivery] = []
+    # What the delivery under way logged (once every receiver had its turn, the event's own).
     effects: list[EffectOutcome] = []
     children: list[EventTrace] = []
-    previous = 0.0
-    names: tuple[Any, ...] | None = None
-    index = 0
     error: BaseException | None = None
-    for entry in record[2:]:  # a copy: the bus may still be appending
-        if type(entry) is float:
-            if names is not None:  # a delivery ended
-                name = names[index] if index < len(names) else "?"
-                index += 1
-                duration = max(entry - previous, 0.0)
-                deliveries.append(
-                    Delivery(_text(name), duration, error, tuple(effects), tuple(children))
-                )
-                error, effects, children = None, [], []
+    for entry in record[LOG:]:  # a copy: the bus may still be appending
+        if type(entry) is float:  # a delivery ended
+            name = names[index] if index < len(names) else "?"
+            index += 1
+            duration = max(entry - previous, 0.0)
+            deliveries.append(
+                Delivery(_text(name), duration, error, tuple(effects), tuple(children))
+            )
+            error, effects, children = None, [], []
             previous = entry
-        elif type(entry) is tuple and len(entry) == 2:
-            tag, value = entry
-            if tag == "n":
-                names, index = value, 0
-            elif tag == "s":
-                index += 1
-            elif tag == "e":
-                effects.append(value)
-            elif tag == "x":
-                error = value
-            elif tag == "c" and depth < 256:
-                child = lookup(value)
-                if child is None:
-                    missing += 1
-                else:
-                    built = build_trace(child, lookup, depth + 1)
-                    missing += built.missing
-                    children.append(built)
-    return EventTrace(event, tuple(deliveries), tuple(effects), tuple(children), missing)
+            continue
+        tag, value = entry
+        if tag == EFFECT:
+            effects.append(value)
+        elif tag == CHILD and depth < MAX_TRACE_DEPTH:
+            child = lookup(value)
+            if child is None:
+                missing += 1
+            else:
+                built = build_trace(child, lookup, depth + 1)
+                missing += built.missing
+                children.append(built)
+        elif tag == RAISED:
+            error = value
+        elif tag == SKIPPED:
+            index += 1
+    return EventTrace(record[EVENT], tuple(deliveries), tuple(effects), tuple(children), missing)

@@ -1,11 +1,13 @@
-"""How values are shown to people: times, shortened values and ids, plain-text tables for
-the terminal, and small HTML building blocks for Jupyter ``_repr_html_`` methods (escaped
-tables and definition lists). No dependencies; every HTML value is escaped, nothing here
+"""How values are shown to people: times, values, reprs and ids cut short, plain-text
+tables for the terminal, and small HTML building blocks for Jupyter ``_repr_html_``
+methods (escaped tables and definition lists). One function per job, shared by displays
+and error messages alike. No dependencies; every HTML value is escaped, nothing here
 executes."""
 
 from __future__ import annotations
 
 import html
+import reprlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +18,7 @@ __all__ = [
     "html_table",
     "short",
     "short_id",
+    "short_repr",
     "text_cell",
     "text_table",
     "when",
@@ -41,6 +44,19 @@ def short(value: Any, limit: int = 60) -> str:
     """``repr``-free text of a value, cut to ``limit`` characters with an ellipsis."""
     text = "" if value is None else str(value)
     text = text.replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80  # big containers are elided before they are built
+
+
+def short_repr(value: object, limit: int = 60) -> str:
+    """``repr(value)`` on one line, at most ``limit`` characters with an ellipsis; a large
+    container is elided while its repr is built, not after."""
+    text = _REPR.repr(value)
+    if "\n" in text or "\r" in text:
+        text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

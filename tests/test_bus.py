@@ -1583,3 +1583,94 @@ def test_dead_letters_are_bounded_and_clearable() -> None:
 def test_bad_failure_settings_are_refused(kwargs: dict[str, Any], error: type[Exception]) -> None:
     with pytest.raises(error, match=r"failure_policy|dead_letter_limit"):
         EventBus(**kwargs)
+
+
+# -- the delivery routine's two copies (dispatch.py) ----------------------------------------
+
+
+def _comparable(event: Event) -> Any:
+    """An event's data, but only the message of an ERROR report (its ids vary)."""
+    return event.data["error_message"] if event.type is EventType.ERROR else event.data
+
+
+def _run_the_same_session(traces: bool, policy: Any) -> list[Any]:
+    """Everything a user can observe of one session on a bus with or without traces:
+    each handler's calls, the effects performed, what each publish returned or raised,
+    the history (ids as positions in it) and the dead letters."""
+    seen: list[Any] = []
+    performed: list[Any] = []
+    effects = EffectHandler()
+    effects.register_handler(EffectType.NOTIFICATION, performed.append)
+    bus = EventBus(effect_handler=effects, traces=traces, failure_policy=policy)
+    removers: dict[str, Callable[[], None]] = {}
+
+    def publishes(event: Event) -> None:
+        seen.append(("publishes", event.type, event.data))
+        if event.type is Ping.PING:
+            bus.publish(Ping.PONG, f"child of {event.data}")
+
+    def returns_effects(event: Event) -> EffectMonad[None]:
+        seen.append(("returns_effects", event.type, event.data))
+        return EffectMonad.pure(None).with_effect(Effect(EffectType.NOTIFICATION, event.data))
+
+    def fails_and_removes(event: Event) -> None:
+        seen.append(("fails_and_removes", event.type, event.data))
+        if event.data == "remove":
+            removers["removed"]()
+        raise ValueError(f"cannot handle {event.data}")
+
+    def removed(event: Event) -> None:
+        seen.append(("removed", event.type, event.data))
+
+    bus.subscribe(Ping.PING, publishes)
+    bus.subscribe(Ping.PING, returns_effects)
+    bus.subscribe(Ping.PING, fails_and_removes)
+    removers["removed"] = bus.subscribe(Ping.PING, removed)
+    bus.subscribe_all(lambda event: seen.append(("every", event.type, _comparable(event))))
+    bus.add_middleware(lambda event: None if event.data == "drop" else event)
+    outcomes: list[Any] = []
+    for publish in (
+        lambda: bus.publish(Ping.PING, "first", "tests", metadata={"n": 1}),
+        lambda: bus.publish(Ping.PING, "drop"),
+        lambda: bus.publish_event(Event(type=Ping.PING, data="prebuilt")),
+        lambda: bus.publish(Ping.PING, "remove"),
+        lambda: bus.publish(Ping.PONG, "plain"),
+    ):
+        try:
+            outcomes.append(type(publish()).__name__)
+        except HandlerFailures as group:
+            outcomes.append([str(exc) for exc in group.exceptions])
+    history = list(reversed(bus.get_history(limit=None)))
+    position = {event.id: index for index, event in enumerate(history)}
+    kept = [
+        (
+            e.type,
+            _comparable(e),
+            e.source,
+            dict(e.metadata),
+            position.get(e.causation_id),  # type: ignore[arg-type]
+            position.get(e.correlation_id),  # type: ignore[arg-type]
+        )
+        for e in history
+    ]
+    letters = [(letter.handler_name, str(letter.error)) for letter in bus.dead_letters]
+    return [seen, [e.payload for e in performed], outcomes, kept, letters]
+
+
+@pytest.mark.parametrize("policy", ["isolate", "raise", "dead_letter"])
+def test_traced_and_untraced_buses_deliver_alike(policy: Any) -> None:
+    # dispatch.py keeps the delivery loop in two copies, one per kind of bus, so that an
+    # untraced bus tests nothing per delivery; what a user sees must not depend on it.
+    traced = _run_the_same_session(True, policy)
+    untraced = _run_the_same_session(False, policy)
+    assert traced == untraced
+    seen, performed, outcomes, kept, letters = traced
+    assert ("removed", Ping.PING, "first") in seen
+    assert ("removed", Ping.PING, "remove") not in seen  # gone before its turn
+    assert performed == ["first", "prebuilt", "remove"]
+    assert [event_type for event_type, *_ in kept].count(EventType.ERROR) == 3
+    if policy == "raise":
+        assert outcomes[0] == ["cannot handle first"]
+    else:
+        assert outcomes == ["str"] * 5
+    assert len(letters) == (3 if policy == "dead_letter" else 0)

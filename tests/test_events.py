@@ -285,7 +285,7 @@ def test_events_pickle_and_copy(duplicate: object) -> None:
     assert pickle.loads(pickle.dumps(Event(type=Ping.PONG))).metadata == {}
 
 
-# -- the bus's fast path builds the same events ---------------------------------------------
+# -- the bus's fast path (atlas_eda.dispatch.EventDraft) builds the same events -------------
 
 
 def test_the_bus_builds_exactly_what_event_gives() -> None:

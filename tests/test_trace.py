@@ -997,3 +997,80 @@ def test_a_watched_trace_counts_the_events_that_left_the_history() -> None:
     assert trace.event.type is Ping.PING  # the root itself had left the history
     assert (trace.missing, trace.complete) == (2, False)  # PONG 0 and 1 were evicted
     assert [c.event.data for c in trace.all_children()] == [2, 3, 4]
+
+
+# -- the records the bus writes: trace.py's layout, written inline by the dispatch loop -----
+
+
+def test_the_dispatch_loop_writes_records_as_trace_defines_them(effects: EffectHandler) -> None:
+    # dispatch.py builds records with list displays and appends (a call per record would
+    # cost a few percent of a publish); this holds them equal to what trace.py defines.
+    from atlas_eda.trace import (
+        CHILD,
+        EFFECT,
+        LOG,
+        OWNER,
+        RAISED,
+        SKIPPED,
+        owned_by,
+        plain_record,
+        record_event,
+        traced_record,
+    )
+
+    bus = EventBus(effect_handler=effects)
+    other = EventBus()
+    unsubscribe_last: list[Callable[[], None]] = []
+
+    def publishes(event: Event) -> EffectMonad[None]:
+        bus.publish(Ping.PONG, "child")
+        return EffectMonad.pure(None).with_effect(write("row"))
+
+    def fails(event: Event) -> None:
+        unsubscribe_last[0]()  # the next receiver goes away before its turn
+        raise ValueError("no")
+
+    def gone(event: Event) -> None:
+        raise AssertionError("unsubscribed: never called")
+
+    bus.subscribe(Ping.PING, publishes)
+    bus.subscribe(Ping.PING, fails)
+    unsubscribe_last.append(bus.subscribe(Ping.PING, gone))
+    event_id = bus.publish(Ping.PING)
+
+    records = {record_event(r).id: r for r in bus._history}
+    record = records[event_id]
+    event = record_event(record)
+    owner = record[OWNER]
+    (child,) = bus.get_history(Ping.PONG)
+    (report,) = bus.get_history(EventType.ERROR)
+    assert event.id == event_id
+    assert owned_by(record, owner)
+    assert all(owned_by(r, owner) for r in records.values())
+    other.publish(Ping.OTHER)
+    (elsewhere,) = other._history
+    assert not owned_by(elsewhere, owner)
+    names = (publishes.__qualname__, fails.__qualname__, gone.__qualname__)
+    assert record[:LOG] == traced_record(event, owner, event.timestamp, names)
+    log = record[LOG:]
+    assert [entry if type(entry) is float else entry[0] for entry in log] == [
+        CHILD,  # publishes: its child event,
+        EFFECT,  # the effect it returned,
+        log[2],  # the time it ended;
+        RAISED,  # fails: its exception,
+        log[4],  # the time it ended;
+        SKIPPED,  # gone: skipped;
+        CHILD,  # the event's own: the ERROR report of fails
+    ]
+    assert log[0] == (CHILD, child.id)
+    assert log[1][1].effect == write("row")
+    assert event.timestamp <= log[2] <= log[4]
+    assert str(log[3][1]) == "no"
+    assert log[5] == (SKIPPED, None)
+    assert log[6] == (CHILD, report.id)
+
+    untraced = EventBus(traces=False)
+    untraced.subscribe(Ping.PING, first)
+    untraced.publish(Ping.PING)
+    (plain,) = untraced._history
+    assert plain == plain_record(record_event(plain), plain[OWNER])

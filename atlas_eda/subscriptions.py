@@ -1,0 +1,368 @@
+"""Subscriptions: a bus's receivers, one blinker signal per event type kept in connection
+order, and the delivery plans made from them (internal; :class:`~atlas_eda.bus.EventBus`
+is the public face).
+
+blinker stays the registry of receivers (strong or weak references, ``connected_to``,
+``muted``); what it cannot give a bus — calls in subscription order, a failure that does
+not stop the other receivers, no copy of receiver sets per send — comes from each
+signal's ready-made delivery list and the per-type :data:`Plan` built from them."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import weakref
+from collections.abc import Callable, Hashable, Iterable, Iterator, MutableSet
+from enum import Enum
+from typing import Any
+
+from blinker import ANY, Signal
+from blinker.base import ANY_ID
+
+from .events import Event, check_event_type, type_name
+from .trace import handler_name
+
+__all__ = ["Gone", "Handler", "Plan", "Subscriptions", "handler_of"]
+
+Handler = Callable[[Event], Any]
+"""A subscriber: called as ``handler(event)``; may return an ``EffectMonad`` to be run."""
+
+
+class Gone(Exception):
+    """Raised in place of a delivery whose receiver went away after its plan was made."""
+
+
+def _gone(event: Event) -> None:
+    raise Gone
+
+
+class _WeakCall:
+    """Delivers to a weakly held receiver, or raises :class:`Gone` once it is collected."""
+
+    __slots__ = ("ref",)
+
+    def __init__(self, ref: Callable[[], Handler | None]) -> None:
+        self.ref = ref
+
+    def __call__(self, event: Event) -> Any:
+        target = self.ref()
+        if target is None:
+            raise Gone
+        return target(event)
+
+
+class _Receiver:
+    """One connected receiver as delivery plans hold it (internal). ``call`` delivers to
+    it; when blinker's registry drops the receiver (disconnect, or clean-up of a
+    collected weak one), :meth:`gone` makes every plan that holds it, including one a
+    publish is iterating over, skip it instead of asking the registry on every delivery."""
+
+    __slots__ = ("call", "entry", "plans")
+
+    def __init__(self, entry: Any) -> None:
+        self.entry = entry  # what blinker's registry holds: the receiver or a weak ref
+        self.call: Callable[[Event], Any] = (
+            _WeakCall(entry) if isinstance(entry, weakref.ref) else entry
+        )
+        # The plans holding ``call`` (weakly: a plan lives while cached or in use).
+        self.plans: list[weakref.ref[_Calls]] = []
+
+    def planned_in(self, calls: _Calls) -> None:
+        """Note that ``calls`` holds this receiver (under the plan lock)."""
+        self.plans = [ref for ref in self.plans if ref() is not None]
+        self.plans.append(weakref.ref(calls))
+
+    def gone(self) -> None:
+        """Replace this receiver by :func:`_gone` in every plan (under the plan lock).
+        Item assignment is atomic, so a publish iterating a plan on another thread sees
+        either the receiver or its replacement."""
+        self.call = _gone
+        for ref in self.plans:
+            calls = ref()
+            if calls is not None:
+                for index, receiver in enumerate(calls.receivers):
+                    if receiver is self:
+                        calls[index] = _gone
+        self.plans = []
+
+
+class _Calls(list[Callable[[Event], Any]]):
+    """What one event type is delivered to, ready to call in order (internal), and the
+    :class:`_Receiver` behind each call. A publish iterates the list itself (a list
+    iterator reads items as it goes), so a receiver made gone meanwhile is skipped."""
+
+    __slots__ = ("__weakref__", "receivers")
+
+    def __init__(self, receivers: Iterable[_Receiver]) -> None:
+        self.receivers = tuple(receivers)
+        super().__init__(receiver.call for receiver in self.receivers)
+
+
+def handler_of(receiver: Callable[..., Any]) -> Callable[..., Any]:
+    """The subscribed handler behind a plan's ``call`` (for reports and dead letters)."""
+    if type(receiver) is _WeakCall:
+        return receiver.ref() or receiver
+    return receiver
+
+
+_Deliveries = tuple[tuple[_Receiver, str], ...]
+"""A signal's ready-made delivery list: each receiver and its name, in connection order."""
+
+Plan = tuple[_Calls, tuple[str, ...]]
+"""What one event type is delivered to: its receivers, ready to call in order, and their
+names (what a trace record keeps at :data:`~atlas_eda.trace.NAMES`)."""
+
+
+class _OrderedSet(MutableSet[Any]):
+    """A set that iterates in insertion order; blinker's receiver buckets use it so that
+    handlers run in subscription order (blinker's default ``set`` has no order)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[Any] = ()) -> None:
+        self._items: dict[Any, None] = dict.fromkeys(items)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, value: Any) -> None:
+        self._items[value] = None
+
+    def discard(self, value: Any) -> None:
+        self._items.pop(value, None)
+
+    def copy(self) -> _OrderedSet:
+        # dict.copy is a single C call: a consistent snapshot even while another
+        # thread subscribes, which is what blinker's receivers_for iterates over.
+        new = _OrderedSet()
+        new._items = self._items.copy()
+        return new
+
+
+class _PlanCache:
+    """A bus's delivery plans, one per event type: the receivers of the type's signal and
+    of the every-type signal, ready to call. Any change to either signal (connect,
+    disconnect, blinker's clean-up of a collected weak receiver, mute) drops them all."""
+
+    __slots__ = ("keep", "lock", "plans", "version")
+
+    def __init__(self) -> None:
+        self.plans: dict[int, Plan] = {}
+        # The event types whose ids key ``plans``: alive, so that no id is reused.
+        self.keep: dict[int, Enum] = {}
+        self.version = 0
+        # Re-entrant: dropping a plan may free a handler whose finaliser triggers
+        # blinker's weak-reference clean-up, which invalidates again on this thread.
+        self.lock = threading.RLock()
+
+    def invalidate(self) -> None:
+        with self.lock:
+            self.version += 1
+            self.plans.clear()
+            self.keep.clear()
+
+
+class _OrderedSignal(Signal):
+    """A blinker ``Signal`` whose receivers are called in the order they connected, and
+    which keeps a ready-made delivery list: blinker stays the registry of receivers (weak
+    references, ``connected_to``, ``muted``), while a publish reuses the list instead of
+    copying receiver sets and resolving ids on every send. Any connect or disconnect,
+    including blinker's own clean-up of a collected weak receiver, and muting, drops the
+    list and the plans of the bus that owns the signal."""
+
+    set_class = _OrderedSet  # type: ignore[assignment]
+
+    def __init__(self, plans: _PlanCache, doc: str | None = None) -> None:
+        # Set before blinker's __init__, which assigns is_muted (see the property).
+        self._plans = plans
+        self._deliveries: _Deliveries | None = None
+        self._held: dict[Hashable, _Receiver] = {}
+        self._version = 0
+        self._muted = False
+        super().__init__(doc)
+
+    @property
+    def is_muted(self) -> bool:
+        """Whether blinker's ``muted()`` is in effect: nothing is delivered."""
+        return self._muted
+
+    @is_muted.setter
+    def is_muted(self, value: bool) -> None:
+        self._muted = value
+        self._invalidate()
+
+    def connect(self, receiver: Any, sender: Any = ANY, weak: bool = True) -> Any:
+        try:
+            return super().connect(receiver, sender, weak)
+        finally:
+            self._invalidate()
+
+    def disconnect(self, receiver: Callable[..., Any], sender: Any = ANY) -> None:
+        try:
+            super().disconnect(receiver, sender)
+        finally:
+            self._invalidate()
+
+    def _disconnect(self, receiver_id: Hashable, sender_id: Hashable) -> None:
+        # Every removal from blinker's registry comes through here: disconnect() and the
+        # weak-reference clean-up (which sends no receiver_disconnected).
+        try:
+            super()._disconnect(receiver_id, sender_id)
+        finally:
+            with self._plans.lock:  # not while deliveries() is building from the registry
+                if receiver_id not in self.receivers:
+                    held = self._held.pop(receiver_id, None)
+                    if held is not None:
+                        held.gone()
+            self._invalidate()
+
+    def _invalidate(self) -> None:
+        self._version += 1
+        self._deliveries = None
+        self._plans.invalidate()
+
+    def deliveries(self) -> _Deliveries:
+        """``(receiver, name)`` for each receiver connected for any sender, in
+        connection order."""
+        cached = self._deliveries
+        if cached is None:
+            version = self._version
+            items = []
+            receivers = self.receivers
+            held = self._held
+            # Under the lock _disconnect takes: a receiver it drops meanwhile is either
+            # not seen here or made gone there, never kept in a plan as live.
+            with self._plans.lock:
+                for receiver_id in self._by_sender[ANY_ID].copy():
+                    entry = receivers.get(receiver_id)
+                    if entry is None:
+                        continue
+                    target = entry() if isinstance(entry, weakref.ref) else entry
+                    if target is None:
+                        continue
+                    receiver = held.get(receiver_id)
+                    if receiver is None or receiver.entry is not entry:
+                        # New, or connected again (blinker then holds a new weak ref;
+                        # the old one still reaches the same receiver: it is not gone).
+                        receiver = held[receiver_id] = _Receiver(entry)
+                    items.append((receiver, handler_name(target)))
+            cached = tuple(items)
+            if version == self._version:  # nothing connected meanwhile: safe to keep
+                self._deliveries = cached
+        return cached
+
+
+class _StrongRef:
+    """Quacks like a weak reference but holds its target strongly."""
+
+    __slots__ = ("_target",)
+
+    def __init__(self, target: Handler) -> None:
+        self._target = target
+
+    def __call__(self) -> Handler:
+        return self._target
+
+
+class Subscriptions:
+    """A bus's receivers: one ordered blinker signal per event type (made on first use),
+    one for every event whatever its type, and the delivery plans made from them, kept in
+    :attr:`plans` by ``id(event type)`` (an int hashes far faster than an ``Enum``
+    member, whose ``__hash__`` is Python code) until any signal changes."""
+
+    __slots__ = ("_cache", "_lock", "_signals", "every", "plans")
+
+    def __init__(self) -> None:
+        self._cache = _PlanCache()
+        # Cleared in place, never replaced: the dispatcher keeps a reference to it.
+        self.plans = self._cache.plans
+        self._signals: dict[Enum, _OrderedSignal] = {}
+        self.every = _OrderedSignal(self._cache, "every event, whatever its type")
+        self._lock = threading.Lock()  # connections and signal creation
+
+    def __len__(self) -> int:
+        """How many event types have a signal."""
+        return len(self._signals)
+
+    def signal(self, event_type: Enum) -> Signal:
+        """The signal of ``event_type``, made on first use; :class:`InvalidEventError`
+        if it is not an ``Enum`` member."""
+        check_event_type(event_type)
+        signal = self._signals.get(event_type)
+        if signal is None:
+            with self._lock:
+                signal = self._signals.get(event_type)
+                if signal is None:
+                    signal = _OrderedSignal(
+                        self._cache, f"atlas_eda events of type {type_name(event_type)}"
+                    )
+                    self._signals[event_type] = signal
+                    self._cache.invalidate()
+        return signal
+
+    def connect(self, signal: Signal, handler: Handler, weak: bool) -> Callable[[], None]:
+        """Connect ``handler`` to ``signal`` (weakly if ``weak``); returns the function
+        that disconnects it, once: calling it again does nothing, even after the same
+        handler was connected again."""
+        if not callable(handler):
+            raise TypeError(f"A handler must be callable as handler(event), got {handler!r}.")
+        if weak:
+            try:
+                ref: Callable[[], Handler | None] = (
+                    weakref.WeakMethod(handler)
+                    if inspect.ismethod(handler)
+                    else weakref.ref(handler)
+                )
+            except TypeError:
+                raise TypeError(
+                    f"{handler!r} cannot be weakly referenced; subscribe it with weak=False."
+                ) from None
+        with self._lock:
+            signal.connect(handler, weak=weak)
+        if not weak:
+            ref = _StrongRef(handler)
+        del handler  # the disconnecting closure must not keep a weak handler alive
+        connected = [True]  # disconnecting twice must not undo a later connection
+
+        def disconnect() -> None:
+            with self._lock:
+                if not connected:
+                    return
+                connected.clear()
+                target = ref()
+                if target is not None:
+                    signal.disconnect(target)
+
+        return disconnect
+
+    def plan(self, event_type: Enum) -> Plan:
+        """Who receives events of ``event_type``: the type's own subscribers, then the
+        every-type subscribers, leaving out a muted signal's. Kept in :attr:`plans` until
+        a signal changes. Built under the plan lock, which removals take too: a receiver
+        dropped meanwhile is either left out here or made gone in the plan (see
+        _Receiver.gone)."""
+        cache = self._cache
+        with cache.lock:
+            version = cache.version
+            receivers: list[_Receiver] = []
+            names: list[str] = []
+            for signal in (self._signals.get(event_type), self.every):
+                if signal is None or signal.is_muted:
+                    continue
+                for receiver, name in signal.deliveries():
+                    receivers.append(receiver)
+                    names.append(name)
+            calls = _Calls(receivers)
+            for receiver in receivers:
+                receiver.planned_in(calls)
+            plan: Plan = (calls, tuple(names))
+            if cache.version == version:  # nothing changed meanwhile: safe to keep
+                cache.plans[id(event_type)] = plan
+                cache.keep[id(event_type)] = event_type
+        return plan
