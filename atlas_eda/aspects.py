@@ -317,7 +317,7 @@ class LoggingAspect(_NamedAspect):
         names = tuple(secret_names)
         if not all(isinstance(n, str) and _normal(n) for n in names):
             raise TypeError(f"secret_names must hold non-empty strs, got {names!r}.")
-        check_count("max_repr", max_repr, minimum=MIN_REPR)
+        check_count("max_repr", max_repr, minimum=MIN_REPR, type_error=ValueError)
         self.logger = logger if logger is not None else logging.getLogger(__name__)
         self.event_bus = event_bus
         self.level = level

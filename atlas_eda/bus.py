@@ -16,6 +16,7 @@ from enum import Enum
 
 from blinker import Signal
 
+from .checks import check_count
 from .dead_letters import DeadLetter, DeadLetters
 from .dispatch import POLICIES, Dispatcher, FailurePolicy, Middleware
 from .effects import EffectHandler
@@ -31,6 +32,11 @@ __all__ = ["DeadLetter", "EventBus", "FailurePolicy", "Handler", "Middleware"]
 # recursion limit divided by this, or the interpreter's RecursionError would strike
 # before the depth guard could.
 FRAMES_PER_LEVEL = 8
+
+MAX_DEPTH = 64
+"""How deeply publishes may nest inside handlers by default before
+:class:`EventCycleError`: far deeper than any intended chain of events, and reached by a
+loop long before the interpreter's recursion limit."""
 
 
 class EventBus(Dispatcher):
@@ -55,19 +61,19 @@ class EventBus(Dispatcher):
         history_limit: int = 1000,
         *,
         effect_handler: EffectHandler | None = None,
-        max_depth: int = 64,
+        max_depth: int = MAX_DEPTH,
         traces: bool = True,
         failure_policy: FailurePolicy = "isolate",
         dead_letter_limit: int = 1000,
     ) -> None:
-        _check_count("history_limit", history_limit, 0)
+        check_count("history_limit", history_limit)
         _check_max_depth(max_depth)
         if failure_policy not in POLICIES:
             raise ValueError(
                 f"failure_policy must be one of {', '.join(map(repr, POLICIES))}, got "
                 f"{failure_policy!r}."
             )
-        _check_count("dead_letter_limit", dead_letter_limit, 1)
+        check_count("dead_letter_limit", dead_letter_limit, minimum=1)
         super().__init__(
             Subscriptions(),
             History(history_limit),
@@ -212,19 +218,10 @@ class EventBus(Dispatcher):
         )
 
 
-def _check_count(name: str, value: int, minimum: int) -> None:
-    """Refuse a setting that should be an int (not a bool) of at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}.")
-    if value < minimum:
-        least = "0 or more" if minimum == 0 else f"at least {minimum}"
-        raise ValueError(f"{name} must be {least}, got {value}.")
-
-
 def _check_max_depth(max_depth: int) -> None:
     """Refuse a ``max_depth`` that is not a count of at least 1, or that is deeper than
     Python's recursion limit allows."""
-    _check_count("max_depth", max_depth, 1)
+    check_count("max_depth", max_depth, minimum=1)
     ceiling = sys.getrecursionlimit() // FRAMES_PER_LEVEL
     if max_depth > ceiling:
         raise ValueError(

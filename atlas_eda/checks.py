@@ -1,6 +1,6 @@
 """Argument checks shared by the library's constructors and methods: one definition of
 "a count" (an ``int`` that is not a ``bool``), so every public call refuses ``True``,
-``2.0`` and ``"3"`` the same way."""
+``2.0`` and ``"3"`` the same way and says so in the same words."""
 
 from __future__ import annotations
 
@@ -15,10 +15,27 @@ def is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_count(name: str, value: object, *, minimum: int = 0) -> int:
-    """``value`` when it is an int (not a bool) of at least ``minimum``; otherwise a
-    ``ValueError`` that names the argument, the smallest value allowed and what was given."""
-    if not is_int(value) or value < minimum:
-        wanted = "a positive int" if minimum == 1 else f"an int of at least {minimum}"
-        raise ValueError(f"{name} must be {wanted}, got {value!r}.")
+def check_count(
+    name: str,
+    value: object,
+    *,
+    minimum: int = 0,
+    type_error: type[Exception] = TypeError,
+) -> int:
+    """``value`` when it is an int (not a bool) of at least ``minimum``. Otherwise an
+    error naming the argument, what it must be and what was given: ``type_error`` (a
+    ``TypeError`` unless the argument has always raised ``ValueError`` for both) when it
+    is no int, a ``ValueError`` when it is too small."""
+    if not is_int(value):
+        raise type_error(f"{name} must be {_wanted(minimum)}, got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be {_wanted(minimum)}, got {value!r}.")
     return value
+
+
+def _wanted(minimum: int) -> str:
+    if minimum == 0:
+        return "an int of 0 or more"
+    if minimum == 1:
+        return "a positive int"
+    return f"an int of at least {minimum}"

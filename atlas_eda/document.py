@@ -12,6 +12,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 
 from .errors import DocumentDeletedError, InvalidDocumentError
+from .views import short_repr
 
 __all__ = ["Document", "check_text"]
 
@@ -26,7 +27,7 @@ def check_text(field: str, value: object, *, optional: bool = False) -> None:
         expected = "a str or None" if optional else "a str"
         raise InvalidDocumentError(
             f"Document field {field!r} must be {expected}, got {type(value).__name__} "
-            f"({_preview(value)}); nothing was saved.",
+            f"({short_repr(value)}); nothing was saved.",
             field,
         )
     try:
@@ -37,14 +38,6 @@ def check_text(field: str, value: object, *, optional: bool = False) -> None:
             f"{exc.start}); nothing was saved. Decode your input with errors='replace' first.",
             field,
         ) from None
-
-
-def _preview(value: object) -> str:
-    try:
-        text = repr(value)
-    except Exception:  # a hostile __repr__ must not hide the real error
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= 60 else text[:59] + "…"
 
 
 class Document(Aggregate):

@@ -316,7 +316,7 @@ def _check_arguments(bus: EventBus, name: str | None, page_size: int, commit_eve
             f"for a follower that records no position), got {name!r}."
         )
     for label, number in (("page_size", page_size), ("commit_every", commit_every)):
-        check_count(label, number, minimum=1)
+        check_count(label, number, minimum=1, type_error=ValueError)
 
 
 def _followable(url: str | None) -> str:

@@ -47,13 +47,26 @@ def short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 80  # big containers are elided before they are built
+class _ShortRepr(reprlib.Repr):
+    """reprlib's bounded repr (a large container is elided while its repr is built, not
+    after), but an object's own ``repr`` kept whole, to be cut at the end like any other
+    text, and a failing one shown as ``<TypeName>``."""
+
+    def repr_instance(self, x: Any, level: int) -> str:
+        try:
+            return repr(x)
+        except Exception:  # a hostile __repr__ must not hide the error being reported
+            return f"<{type(x).__name__}>"
+
+
+_REPR = _ShortRepr()
+_REPR.maxstring = 80
 
 
 def short_repr(value: object, limit: int = 60) -> str:
     """``repr(value)`` on one line, at most ``limit`` characters with an ellipsis; a large
-    container is elided while its repr is built, not after."""
+    container is elided while its repr is built, not after, and a ``repr`` that raises
+    gives ``<TypeName>``. Never raises."""
     text = _REPR.repr(value)
     if "\n" in text or "\r" in text:
         text = " ".join(text.split())

@@ -635,7 +635,7 @@ def _is_lock_error(exc: BaseException) -> bool:
 
 
 def _check_retries(retries: int) -> None:
-    check_count("retries", retries)
+    check_count("retries", retries, type_error=ValueError)
 
 
 def _project(aggregate: Any, events: Iterable[Any]) -> Any:

@@ -34,6 +34,7 @@ from ..effects import Effect
 from ..errors import CassetteError, CassetteWarning, RecordingError
 from ..events import EMPTY_METADATA, Event, type_name
 from ..trace import EffectOutcome, EventTrace
+from ..views import short_repr
 from .types import resolve_type
 
 __all__ = [
@@ -207,15 +208,7 @@ def _json_path_problem(value: Any, path: str, depth: int = 0) -> str | None:
             if problem:
                 return problem
         return None
-    return f"{path} is a {type(value).__name__} ({_short(value)})"
-
-
-def _short(value: object) -> str:
-    try:
-        text = repr(value)
-    except Exception:
-        text = type(value).__qualname__
-    return text if len(text) <= 60 else text[:59] + "…"
+    return f"{path} is a {type(value).__name__} ({short_repr(value)})"
 
 
 def _checked(value: Any, field: str, event: Event) -> Any:
@@ -239,7 +232,7 @@ def _effect_record(outcome: EffectOutcome, index: int, event: Event) -> dict[str
             "description": intent.description,
         }
     else:
-        item = {"type": type(intent).__name__, "payload": None, "description": _short(intent)}
+        item = {"type": type(intent).__name__, "payload": None, "description": short_repr(intent)}
     if outcome.error is None:
         item["result"] = _checked(outcome.result, f"{field}.result", event)
     else:

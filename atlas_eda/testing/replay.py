@@ -24,6 +24,7 @@ from ..effects import Effect, KnownOutcome, effect_stub
 from ..errors import ReplayedEffectError, ReplayError, UnexpectedEffectError, UnknownEventError
 from ..events import Event, type_name
 from ..trace import EffectOutcome, EventTrace
+from ..views import short
 from .cassette import Cassette, CassetteEntry, RecordedEffect, effects_of
 
 __all__ = [
@@ -147,9 +148,9 @@ def json_text(value: Any, indent: int | None = None) -> str:
     return json.dumps(value, indent=indent, sort_keys=True, default=repr, ensure_ascii=False)
 
 
-def _short(value: Any, limit: int = 120) -> str:
-    text = json_text(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _json_short(value: Any, limit: int = 120) -> str:
+    """:func:`json_text` on one line, cut by :func:`~atlas_eda.views.short`."""
+    return short(json_text(value), limit)
 
 
 def json_diff(expected: Any, actual: Any, what: str) -> str:
@@ -171,7 +172,7 @@ def _type_text(kind: Enum | str) -> str:
 
 def _event_text(event: Event, data: Any) -> str:
     source = f" from {event.source}" if event.source else ""
-    return f"{type_name(event.type)}{source} data {_short(data)}"
+    return f"{type_name(event.type)}{source} data {_json_short(data)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +197,7 @@ class _Seen:
 
 
 def _effect_text(kind: Enum | str, payload: Any, outcome: str = "") -> str:
-    return f"effect {_type_text(kind)} payload {_short(payload)}{outcome}"
+    return f"effect {_type_text(kind)} payload {_json_short(payload)}{outcome}"
 
 
 def outcome_text(result: Any, error: tuple[str, str] | None) -> str:
@@ -204,7 +205,7 @@ def outcome_text(result: Any, error: tuple[str, str] | None) -> str:
     `` ✗ <type>: <message>`` for ``error``, an exception's type name and message."""
     if error is not None:
         return f" ✗ {error[0]}: {error[1]}"
-    return f" → {_short(result, 60)}"
+    return f" → {_json_short(result, 60)}"
 
 
 # -- stubbing ----------------------------------------------------------------------------
@@ -394,8 +395,8 @@ def _compare_event(entry: CassetteEntry, event: Event, ids: dict[str, str]) -> D
         )
     elif data != recorded.data:
         reason = (
-            f"expected {type_name(recorded.type)} data {_short(recorded.data, 60)}, "
-            f"got {_short(data, 60)}"
+            f"expected {type_name(recorded.type)} data {_json_short(recorded.data, 60)}, "
+            f"got {_json_short(data, 60)}"
         )
     else:
         return None
