@@ -4,6 +4,7 @@ Run from the repository root (no dependencies beyond the standard library)::
 
     python scripts/structure.py            # both reports
     python scripts/structure.py --top 20   # the 20 longest functions
+    python scripts/structure.py --root ../other-checkout   # another tree, to compare
 
 *Longest functions* lists each function or method by its length in lines and in
 statements (what ruff's PLR0915 counts). *Import order* lists the package's modules so
@@ -25,17 +26,17 @@ PACKAGE = "atlas_eda"
 LONG = 50  # lines: the length the issue that asked for this script counts functions past
 
 
-def module_name(path: Path) -> str:
-    """The dotted module name of a file under the package."""
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+def module_name(path: Path, root: Path) -> str:
+    """The dotted module name of a file under the package in ``root``."""
+    parts = list(path.relative_to(root).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
 
 
-def modules() -> dict[str, Path]:
-    """Every module of the package, by dotted name."""
-    return {module_name(p): p for p in sorted((ROOT / PACKAGE).rglob("*.py"))}
+def modules(root: Path) -> dict[str, Path]:
+    """Every module of the package in ``root``, by dotted name."""
+    return {module_name(p, root): p for p in sorted((root / PACKAGE).rglob("*.py"))}
 
 
 def statements(node: ast.AST) -> int:
@@ -116,8 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     """Print both reports; 1 when the module-level imports have a cycle."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--top", type=int, default=12, help="how many functions (default 12)")
+    parser.add_argument(
+        "--root", type=Path, default=ROOT, help="the checkout to read (default: this one)"
+    )
     args = parser.parse_args(argv)
-    found = modules()
+    found = modules(args.root.resolve())
     known = set(found)
     rows: list[tuple[int, int, str]] = []
     graph: dict[str, set[str]] = {}
@@ -144,6 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     except graphlib.CycleError as exc:
         print(f"Import cycle among module-level imports: {' -> '.join(exc.args[1])}")
         return 1
+    print("Layers (each module one above the highest module it imports):")
+    layer: dict[str, int] = {}
+    for name in order:
+        layer[name] = 1 + max((layer[d] for d in layered[name]), default=0)
+    for number in range(max(layer.values()), 0, -1):
+        members = sorted(
+            n.removeprefix(PACKAGE + ".") or PACKAGE for n in order if layer[n] == number
+        )
+        print(f"{number:>3}. {', '.join(members)}")
+    print()
     print("Import order (each module after everything it imports at load time):")
     for index, name in enumerate(order, 1):
         deps = sorted(d.removeprefix(PACKAGE + ".") for d in layered[name])
