@@ -7,6 +7,7 @@ import dataclasses
 import enum
 import gc
 import logging
+import re
 import signal
 import threading
 import uuid
@@ -31,6 +32,7 @@ from atlas_eda import (
     Event,
     EventBus,
     EventCycleError,
+    EventTrace,
     EventType,
     HandlerFailures,
     InvalidEventError,
@@ -1674,3 +1676,109 @@ def test_traced_and_untraced_buses_deliver_alike(policy: Any) -> None:
     else:
         assert outcomes == ["str"] * 5
     assert len(letters) == (3 if policy == "dead_letter" else 0)
+
+
+# -- publish's inline copy of the traced delivery (dispatch.py) ------------------------------
+
+
+def _without_ids(value: Any) -> Any:
+    """``value``, or an ERROR report's message with the event ids in it left out."""
+    return re.sub(r"id=[0-9a-f-]{36}", "id=…", value) if isinstance(value, str) else value
+
+
+def _shape(trace: EventTrace) -> Any:
+    """A trace with what varies between two runs (ids, times) left out."""
+    return (
+        trace.event.type,
+        _without_ids(_comparable(trace.event)),
+        [
+            (
+                delivery.handler,
+                None if delivery.error is None else _without_ids(str(delivery.error)),
+                [(outcome.effect.payload, outcome.result) for outcome in delivery.effects],
+                [_shape(child) for child in delivery.children],
+            )
+            for delivery in trace.deliveries
+        ],
+        [_shape(child) for child in trace.children],
+        trace.missing,
+    )
+
+
+def _traced_session(prebuilt: bool, policy: Any) -> list[Any]:
+    """One session on a traced bus, every event published with ``publish`` or, when
+    ``prebuilt``, built first and published with ``publish_event``: the traces of its
+    roots (in publish order), what each publish returned or raised, and its history's
+    types and data."""
+    effects = EffectHandler()
+    effects.register_handler(EffectType.NOTIFICATION, lambda effect: f"sent {effect.payload}")
+    bus = EventBus(effect_handler=effects, failure_policy=policy, max_depth=3)
+
+    def send(event_type: Ping, data: Any) -> str:
+        if prebuilt:
+            return bus.publish_event(Event(type=event_type, data=data, source="tests"))
+        return bus.publish(event_type, data, "tests")
+
+    def publishes(event: Event) -> None:
+        if event.type is Ping.PING:
+            send(Ping.PONG, f"child of {event.data}")
+
+    def notifies(event: Event) -> EffectMonad[None]:
+        return EffectMonad.pure(None).with_effect(Effect(EffectType.NOTIFICATION, event.data))
+
+    def fails(event: Event) -> None:
+        raise ValueError(f"cannot handle {event.data}")
+
+    def loops(event: Event) -> None:
+        if event.data == "loop":
+            send(Ping.OTHER, "loop")
+
+    bus.subscribe(Ping.PING, publishes)
+    bus.subscribe(Ping.PING, notifies)
+    bus.subscribe(Ping.PONG, fails)
+    bus.subscribe(Ping.OTHER, loops)
+    bus.add_middleware(lambda event: None if event.data == "drop" else event)
+    outcomes: list[Any] = []
+    roots: list[Event] = []  # a prebuilt event made in a handler has no causation_id
+    for event_type, data in ((Ping.PING, "first"), (Ping.PING, "drop"), (Ping.OTHER, "loop")):
+        before = len(bus.get_history(limit=None))
+        try:
+            send(event_type, data)
+            outcomes.append("ok")
+        except (HandlerFailures, EventCycleError) as exc:
+            outcomes.append(type(exc).__name__)
+        added = list(reversed(bus.get_history(limit=None)))[before:]
+        roots.extend(added[:1])  # the root is recorded before anything it causes
+    history = list(reversed(bus.get_history(limit=None)))
+    kept = [(e.type, _without_ids(_comparable(e))) for e in history]
+    traces = [_shape(bus.trace(root.id)) for root in roots]
+    return [traces, outcomes, kept]
+
+
+@pytest.mark.parametrize("policy", ["isolate", "raise", "dead_letter"])
+def test_publish_and_publish_event_deliver_alike(policy: Any) -> None:
+    # publish keeps its own copy of the traced delivery routine that publish_event calls
+    # (one frame per publish: see the comment above Dispatcher.publish). Every path through
+    # it: effects, a child event, a failing handler, middleware dropping an event, the depth
+    # guard, and the failure policies.
+    built = _traced_session(False, policy)
+    prebuilt = _traced_session(True, policy)
+    assert built == prebuilt
+    traces, outcomes, kept = built
+    assert outcomes == (
+        ["HandlerFailures", "ok", "EventCycleError"]
+        if policy == "raise"
+        else ["ok", "ok", "EventCycleError"]
+    )
+    first, loop = traces
+    publishes, notifies = first[2]
+    assert publishes[0] == "_traced_session.<locals>.publishes"
+    assert notifies == ("_traced_session.<locals>.notifies", None, [("first", "sent first")], [])
+    [child] = publishes[3]
+    assert child[:3] == (
+        Ping.PONG,
+        "child of first",
+        [("_traced_session.<locals>.fails", "cannot handle child of first", [], [])],
+    )
+    assert [event_type for event_type, _ in kept].count(Ping.OTHER) == 3  # max_depth=3
+    assert loop[2][0][1].startswith("Publishing Ping.OTHER would nest 4 events deep")
