@@ -346,14 +346,18 @@ def test_a_failing_subscriber_is_isolated_reported_once_and_logged(
     assert report.correlation_id == event_id
     assert report.source == "atlas_eda.bus"
 
-    records = [r for r in caplog.records if r.name == "atlas_eda.bus"]
-    assert len(records) == 1
-    (record,) = records
-    assert record.levelno == logging.ERROR
-    assert "failing" in record.getMessage()
-    assert "cannot handle order-7" in record.getMessage()
+    (event,) = bus.get_history(Ping.PING)
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            "atlas_eda.bus",
+            logging.ERROR,
+            f"handler {__name__}.failing failed on {event}: ValueError: cannot handle order-7",
+        )
+    ]
+    (record,) = caplog.records
     assert record.exc_info is not None
-    assert isinstance(record.exc_info[1], ValueError)
+    assert type(record.exc_info[1]) is ValueError
+    assert str(record.exc_info[1]) == "cannot handle order-7"
 
 
 def test_every_failure_of_one_event_is_reported(bus: EventBus) -> None:
@@ -408,11 +412,23 @@ def test_a_failing_error_handler_is_only_logged(
     with caplog.at_level(logging.ERROR, logger="atlas_eda.bus"):
         bus.publish(Ping.PING)
 
-    assert len(error_events(bus)) == 1
-    assert len(later_reporter.events) == 1
-    messages = [r.getMessage() for r in caplog.records if r.name == "atlas_eda.bus"]
-    assert len(messages) == 2
-    assert any("reporter is down" in m for m in messages)
+    (report,) = error_events(bus)
+    assert later_reporter.events == [report]
+    (event,) = bus.get_history(Ping.PING)
+    reporter = f"{__name__}.test_a_failing_error_handler_is_only_logged.<locals>.broken_reporter"
+    # The failure, then the reporter's failure on its ERROR event: logged, not published.
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            "atlas_eda.bus",
+            logging.ERROR,
+            f"handler {__name__}.failing failed on {event}: ValueError: cannot handle None",
+        ),
+        (
+            "atlas_eda.bus",
+            logging.ERROR,
+            f"handler {reporter} failed on {report}: RuntimeError: reporter is down",
+        ),
+    ]
 
 
 def test_an_error_published_directly_reaches_its_subscribers(bus: EventBus) -> None:
