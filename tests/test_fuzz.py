@@ -222,8 +222,7 @@ def test_publish_accepts_exactly_or_refuses_naming_the_field(
         assert isinstance(error, InvalidEventError)
         # The same words as Event(metadata=...): publish and Event() share one check.
         assert str(error) == (
-            f"Event metadata must be a mapping (for example a dict), got "
-            f"{type(metadata).__name__}."
+            f"Event metadata must be a mapping (for example a dict), got {type(metadata).__name__}."
         )
     elif error is not None:
         assert isinstance(error, InvalidEventError)

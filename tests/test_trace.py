@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from conftest import Ping
 
+import atlas_eda.dispatch as dispatch_module
 from atlas_eda import (
     AtlasEdaError,
     Delivery,
@@ -31,7 +32,6 @@ from atlas_eda import (
     TemporalStore,
     UnknownEventError,
 )
-from atlas_eda import dispatch
 from atlas_eda.trace import build_trace
 
 WAIT = 10.0  # seconds: only ever reached when something is broken
@@ -107,7 +107,7 @@ class ScriptedClock:
 
 def scripted_clock(monkeypatch: pytest.MonkeyPatch, *readings: float) -> ScriptedClock:
     clock = ScriptedClock(*readings)
-    monkeypatch.setattr(dispatch, "time", clock)
+    monkeypatch.setattr(dispatch_module, "time", clock)
     return clock
 
 
