@@ -296,7 +296,8 @@ def test_a_broken_collector_does_not_change_the_result_and_is_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     weaver = AspectWeaver()
-    metrics = MetricsAspect(BrokenCollector())
+    collector = BrokenCollector()
+    metrics = MetricsAspect(collector)
     weaver.register_aspect("metrics", metrics)
     svc = Service()
     svc.m = weaver.apply_aspect("metrics", svc.m)  # type: ignore[method-assign]
@@ -309,12 +310,14 @@ def test_a_broken_collector_does_not_change_the_result_and_is_logged(
             svc.fail(error)
 
     assert excinfo.value is error
-    failures = [r for r in caplog.records if r.name == ASPECT_LOGGER]
-    assert len(failures) == 2
-    assert all(r.levelno == logging.ERROR for r in failures)
-    assert "Service.m" in failures[0].getMessage()
-    assert failures[0].exc_info is not None
-    assert isinstance(failures[0].exc_info[1], OSError)
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        (ASPECT_LOGGER, logging.ERROR, f"metrics collector {collector!r} failed to record {key}")
+        for key in ("Service.m", "Service.fail")
+    ]
+    for record in caplog.records:
+        assert record.exc_info is not None
+        assert type(record.exc_info[1]) is OSError
+        assert str(record.exc_info[1]) == "statsd unreachable"
     # The aspect's own statistics are kept all the same.
     assert metrics.get_metrics()["Service.m"]["count"] == 1
     assert metrics.get_metrics()["Service.fail"]["errors"] == 1

@@ -1542,8 +1542,11 @@ def test_raise_policy_raises_every_failure_after_all_handlers_ran() -> None:
 
 def test_raise_policy_returns_normally_when_nothing_fails() -> None:
     bus = EventBus(failure_policy="raise")
-    bus.subscribe(Ping.PING, lambda event: None)
-    assert isinstance(bus.publish(Ping.PING), str)
+    delivered: list[Event] = []
+    bus.subscribe(Ping.PING, delivered.append)
+    event_id = bus.publish(Ping.PING)
+    assert [event.id for event in delivered] == [event_id]
+    assert error_events(bus) == []
 
 
 def test_dead_letters_keep_failed_deliveries_and_retry_them() -> None:

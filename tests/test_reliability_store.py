@@ -547,7 +547,14 @@ def test_a_store_whose_followers_keep_positions_in_it_reopens(tmp_path: Path) ->
     assert follower.poll() == 1  # its position is now in the store's file
     follower.close()
     reopened = TemporalStore(url=url)
-    assert reopened.get_document(doc_id) is not None
+    document = reopened.get_document(doc_id)
+    assert document is not None
+    assert (document.title, document.content, document.author, document.version) == (
+        "t",
+        "c",
+        "a",
+        1,
+    )
     reopened.close()
 
 
