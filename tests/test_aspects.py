@@ -779,7 +779,10 @@ def test_weaving_a_plain_function_returns_a_wrapper_and_leaves_the_module_alone(
 
 
 def test_stacking_on_a_plain_function(
-    weaver: AspectWeaver, metrics: MetricsAspect, info_logs: pytest.LogCaptureFixture
+    weaver: AspectWeaver,
+    metrics: MetricsAspect,
+    info_logs: pytest.LogCaptureFixture,
+    clock: FakeClock,
 ) -> None:
     logged = weaver.apply_aspect("logging", double)
     both = weaver.apply_aspect("metrics", logged)
@@ -787,7 +790,7 @@ def test_stacking_on_a_plain_function(
     assert both(2) == 4
 
     assert list(metrics.get_metrics()) == ["double"]
-    assert any("ENTER double(2)" in line for line in aspect_lines(info_logs))
+    assert aspect_lines(info_logs) == ["[1] ENTER double(2)", "[1] EXIT double in 0.0000s"]
     for target in (double, logged, both):
         assert weaver.get_applied_aspects(target) == ["logging", "metrics"]
 
@@ -894,7 +897,9 @@ def test_aspects_work_with_aspectlib_weave_on_a_class() -> None:
     assert metrics.get_metrics()["Repo.save"]["count"] == 1
 
 
-def test_aspects_stack_in_one_aspectlib_weave(info_logs: pytest.LogCaptureFixture) -> None:
+def test_aspects_stack_in_one_aspectlib_weave(
+    info_logs: pytest.LogCaptureFixture, clock: FakeClock
+) -> None:
     metrics = MetricsAspect()
     svc = Service()
 
@@ -903,7 +908,10 @@ def test_aspects_stack_in_one_aspectlib_weave(info_logs: pytest.LogCaptureFixtur
     rollback()
 
     assert list(metrics.get_metrics()) == ["Service.m"]
-    assert any("ENTER Service.m(2)" in line for line in aspect_lines(info_logs))
+    assert aspect_lines(info_logs) == [
+        "[1] ENTER Service.m(2)",
+        "[1] EXIT Service.m in 0.0000s",  # the fake clock did not move
+    ]
     assert "m" not in vars(svc)
 
 
