@@ -296,7 +296,8 @@ def test_a_broken_collector_does_not_change_the_result_and_is_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     weaver = AspectWeaver()
-    metrics = MetricsAspect(BrokenCollector())
+    collector = BrokenCollector()
+    metrics = MetricsAspect(collector)
     weaver.register_aspect("metrics", metrics)
     svc = Service()
     svc.m = weaver.apply_aspect("metrics", svc.m)  # type: ignore[method-assign]
@@ -309,12 +310,14 @@ def test_a_broken_collector_does_not_change_the_result_and_is_logged(
             svc.fail(error)
 
     assert excinfo.value is error
-    failures = [r for r in caplog.records if r.name == ASPECT_LOGGER]
-    assert len(failures) == 2
-    assert all(r.levelno == logging.ERROR for r in failures)
-    assert "Service.m" in failures[0].getMessage()
-    assert failures[0].exc_info is not None
-    assert isinstance(failures[0].exc_info[1], OSError)
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        (ASPECT_LOGGER, logging.ERROR, f"metrics collector {collector!r} failed to record {key}")
+        for key in ("Service.m", "Service.fail")
+    ]
+    for record in caplog.records:
+        assert record.exc_info is not None
+        assert type(record.exc_info[1]) is OSError
+        assert str(record.exc_info[1]) == "statsd unreachable"
     # The aspect's own statistics are kept all the same.
     assert metrics.get_metrics()["Service.m"]["count"] == 1
     assert metrics.get_metrics()["Service.fail"]["errors"] == 1
@@ -776,7 +779,10 @@ def test_weaving_a_plain_function_returns_a_wrapper_and_leaves_the_module_alone(
 
 
 def test_stacking_on_a_plain_function(
-    weaver: AspectWeaver, metrics: MetricsAspect, info_logs: pytest.LogCaptureFixture
+    weaver: AspectWeaver,
+    metrics: MetricsAspect,
+    info_logs: pytest.LogCaptureFixture,
+    clock: FakeClock,
 ) -> None:
     logged = weaver.apply_aspect("logging", double)
     both = weaver.apply_aspect("metrics", logged)
@@ -784,7 +790,7 @@ def test_stacking_on_a_plain_function(
     assert both(2) == 4
 
     assert list(metrics.get_metrics()) == ["double"]
-    assert any("ENTER double(2)" in line for line in aspect_lines(info_logs))
+    assert aspect_lines(info_logs) == ["[1] ENTER double(2)", "[1] EXIT double in 0.0000s"]
     for target in (double, logged, both):
         assert weaver.get_applied_aspects(target) == ["logging", "metrics"]
 
@@ -891,7 +897,9 @@ def test_aspects_work_with_aspectlib_weave_on_a_class() -> None:
     assert metrics.get_metrics()["Repo.save"]["count"] == 1
 
 
-def test_aspects_stack_in_one_aspectlib_weave(info_logs: pytest.LogCaptureFixture) -> None:
+def test_aspects_stack_in_one_aspectlib_weave(
+    info_logs: pytest.LogCaptureFixture, clock: FakeClock
+) -> None:
     metrics = MetricsAspect()
     svc = Service()
 
@@ -900,7 +908,10 @@ def test_aspects_stack_in_one_aspectlib_weave(info_logs: pytest.LogCaptureFixtur
     rollback()
 
     assert list(metrics.get_metrics()) == ["Service.m"]
-    assert any("ENTER Service.m(2)" in line for line in aspect_lines(info_logs))
+    assert aspect_lines(info_logs) == [
+        "[1] ENTER Service.m(2)",
+        "[1] EXIT Service.m in 0.0000s",  # the fake clock did not move
+    ]
     assert "m" not in vars(svc)
 
 

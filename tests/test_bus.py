@@ -348,14 +348,18 @@ def test_a_failing_subscriber_is_isolated_reported_once_and_logged(
     assert report.correlation_id == event_id
     assert report.source == "atlas_eda.bus"
 
-    records = [r for r in caplog.records if r.name == "atlas_eda.bus"]
-    assert len(records) == 1
-    (record,) = records
-    assert record.levelno == logging.ERROR
-    assert "failing" in record.getMessage()
-    assert "cannot handle order-7" in record.getMessage()
+    (event,) = bus.get_history(Ping.PING)
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            "atlas_eda.bus",
+            logging.ERROR,
+            f"handler {__name__}.failing failed on {event}: ValueError: cannot handle order-7",
+        )
+    ]
+    (record,) = caplog.records
     assert record.exc_info is not None
-    assert isinstance(record.exc_info[1], ValueError)
+    assert type(record.exc_info[1]) is ValueError
+    assert str(record.exc_info[1]) == "cannot handle order-7"
 
 
 def test_every_failure_of_one_event_is_reported(bus: EventBus) -> None:
@@ -392,8 +396,18 @@ def test_a_failing_subscribe_all_handler_does_not_loop(
     assert len(errors) == 3  # exactly one per original failure
     assert sorted(e.data["event_id"] for e in errors) == sorted(ids)
     # the catch-all saw each event and each ERROR once, and failed on both: logged twice
-    assert len(calls) == 6
-    assert len([r for r in caplog.records if r.name == "atlas_eda.bus"]) == 6
+    delivered = list(reversed(bus.get_history(limit=None)))  # in publish order
+    assert [e.type for e in delivered] == [Ping.PING, EventType.ERROR] * 3
+    assert calls == delivered
+    name = f"{__name__}.test_a_failing_subscribe_all_handler_does_not_loop.<locals>.catch_all"
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            "atlas_eda.bus",
+            logging.ERROR,
+            f"handler {name} failed on {event}: RuntimeError: catch-all is broken",
+        )
+        for event in delivered
+    ]
 
 
 def test_a_failing_error_handler_is_only_logged(
@@ -410,11 +424,23 @@ def test_a_failing_error_handler_is_only_logged(
     with caplog.at_level(logging.ERROR, logger="atlas_eda.bus"):
         bus.publish(Ping.PING)
 
-    assert len(error_events(bus)) == 1
-    assert len(later_reporter.events) == 1
-    messages = [r.getMessage() for r in caplog.records if r.name == "atlas_eda.bus"]
-    assert len(messages) == 2
-    assert any("reporter is down" in m for m in messages)
+    (report,) = error_events(bus)
+    assert later_reporter.events == [report]
+    (event,) = bus.get_history(Ping.PING)
+    reporter = f"{__name__}.test_a_failing_error_handler_is_only_logged.<locals>.broken_reporter"
+    # The failure, then the reporter's failure on its ERROR event: logged, not published.
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            "atlas_eda.bus",
+            logging.ERROR,
+            f"handler {__name__}.failing failed on {event}: ValueError: cannot handle None",
+        ),
+        (
+            "atlas_eda.bus",
+            logging.ERROR,
+            f"handler {reporter} failed on {report}: RuntimeError: reporter is down",
+        ),
+    ]
 
 
 def test_an_error_published_directly_reaches_its_subscribers(bus: EventBus) -> None:
@@ -1475,7 +1501,14 @@ def test_a_failing_weak_handler_is_reported_and_dead_lettered_as_itself(
     [letter] = bus.dead_letters
     assert letter.handler == owner.on_ping
     assert letter.handler_name == f"{Owner.__qualname__}.on_ping"
-    assert f"handler {__name__}.{Owner.__qualname__}.on_ping failed" in caplog.text
+    name = f"{__name__}.{Owner.__qualname__}.on_ping"
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            "atlas_eda.bus",
+            logging.ERROR,
+            f"handler {name} failed on {letter.event}: ValueError: first try fails",
+        )
+    ]
     assert bus.retry_dead_letters() == 1
     assert calls == [5, 5]
 
@@ -1528,8 +1561,11 @@ def test_raise_policy_raises_every_failure_after_all_handlers_ran() -> None:
 
 def test_raise_policy_returns_normally_when_nothing_fails() -> None:
     bus = EventBus(failure_policy="raise")
-    bus.subscribe(Ping.PING, lambda event: None)
-    assert isinstance(bus.publish(Ping.PING), str)
+    delivered: list[Event] = []
+    bus.subscribe(Ping.PING, delivered.append)
+    event_id = bus.publish(Ping.PING)
+    assert [event.id for event in delivered] == [event_id]
+    assert error_events(bus) == []
 
 
 def test_dead_letters_keep_failed_deliveries_and_retry_them() -> None:

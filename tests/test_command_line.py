@@ -37,10 +37,25 @@ NAMES_BEFORE = [
 ]
 
 
+# Their values, for the names that were constants: a user's script may rely on them.
+VALUES_BEFORE = {
+    "DEFAULT_LIMIT": 50,
+    "DEMO_URL": "sqlite:///atlas-demo.db",
+    "TIME_FORMAT": (
+        "YYYY-MM-DDTHH:MM:SS[.ffffff][+HH:MM], e.g. 2024-05-01T12:30:00 or "
+        "2024-05-01T12:30:00.5+02:00"
+    ),
+}
+
+
 @pytest.mark.parametrize("name", NAMES_BEFORE)
 def test_every_name_of_the_old_module_imports_from_the_package(name: str) -> None:
     assert name in atlas_eda.cli.__all__
-    assert getattr(atlas_eda.cli, name) is not None
+    value = getattr(atlas_eda.cli, name)
+    if name in VALUES_BEFORE:
+        assert value == VALUES_BEFORE[name]
+    else:  # the functions and classes
+        assert callable(value), value
 
 
 def test_the_demo_names_are_the_demo_modules() -> None:

@@ -295,8 +295,9 @@ def test_the_bus_builds_exactly_what_event_gives() -> None:
     seen: list[Event] = []
     bus.subscribe(Ping.PONG, seen.append)
     bus.subscribe(Ping.PING, lambda e: bus.publish(Ping.PONG, {"a": 1}, "src", metadata={"k": 1}))
-    bus.publish(Ping.PING)
+    parent_id = bus.publish(Ping.PING)
     [fast] = seen  # a child: built with causation and correlation ids
+    assert (fast.causation_id, fast.correlation_id) == (parent_id, parent_id)
     slow = Event(
         type=Ping.PONG,
         data={"a": 1},
@@ -307,7 +308,6 @@ def test_the_bus_builds_exactly_what_event_gives() -> None:
         correlation_id=fast.correlation_id,
         causation_id=fast.causation_id,
     )
-    assert fast.causation_id is not None
     assert type(fast) is Event
     assert fast == slow
     assert slow == fast

@@ -4,6 +4,7 @@ except the one event a crash interrupted (which keeps its id, so it can be recog
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -643,6 +644,8 @@ def test_a_postgresql_follower_survives_losing_its_listen_connection(
 
     assert delivered == 1
     assert seen[0].data["title"] == "after"
-    assert "lost its LISTEN connection" in caplog.text
+    assert [
+        (r.levelno, r.getMessage()) for r in caplog.records if r.name == "atlas_eda.follower"
+    ] == [(logging.WARNING, "follower 'steady' lost its LISTEN connection; reconnecting")]
     follower.close()
     writer.close()

@@ -106,8 +106,10 @@ def demo_on_atlas_bus(atlas_bus: EventBus) -> Iterator[DemoSystem]:
 
 
 @pytest.mark.atlas_cassette("cassettes/demo.jsonl")
-def test_the_demo_behaves_as_recorded(demo_on_atlas_bus: DemoSystem) -> None:
-    assert demo_on_atlas_bus.service is not None
+def test_the_demo_behaves_as_recorded(demo_on_atlas_bus: DemoSystem, atlas_bus: EventBus) -> None:
+    # The marker replays the cassette into atlas_bus: the demo must be built on it.
+    assert demo_on_atlas_bus.bus is atlas_bus
+    assert demo_on_atlas_bus.store.event_bus is atlas_bus
 
 
 # -- re-recording ---------------------------------------------------------------------------

@@ -207,16 +207,29 @@ def test_long_argument_reprs_and_error_messages_are_cut_to_max_repr() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "match"),
+    ("kwargs", "error", "message"),
     [
-        ({"secret_names": "password"}, "collection"),
-        ({"secret_names": ["ok", ""]}, "non-empty"),
-        ({"max_repr": 2}, "max_repr"),
+        (
+            {"secret_names": "password"},
+            TypeError,
+            "secret_names must be a collection of names, not one str: use ('password',) for "
+            "a single name.",
+        ),
+        (
+            {"secret_names": ["ok", ""]},
+            TypeError,
+            "secret_names must hold non-empty strs, got ('ok', '').",
+        ),
+        ({"max_repr": 2}, ValueError, "max_repr must be an int of at least 8, got 2."),
     ],
 )
-def test_invalid_logging_options_are_refused(kwargs: dict[str, Any], match: str) -> None:
-    with pytest.raises((TypeError, ValueError), match=match):
+def test_invalid_logging_options_are_refused(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error) as refused:
         LoggingAspect(**kwargs)
+    assert type(refused.value) is error
+    assert str(refused.value) == message
 
 
 def test_a_hostile_repr_or_mapping_does_not_break_the_call(

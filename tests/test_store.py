@@ -637,9 +637,19 @@ def test_snapshot_interval_zero_or_none_disables_snapshots(
 
 def test_snapshots_are_on_by_default() -> None:
     store = TemporalStore()
-
     assert store.snapshot_interval == 100
     assert store.snapshots is not None
+    document_id = store.create_document("t", "v1", "a")
+    for version in range(2, 100):
+        store.update_document(document_id, content=f"v{version}")
+    assert list(store.snapshots.get(UUID(document_id))) == []
+
+    store.update_document(document_id, content="v100")
+
+    snapshots: list[Any] = list(store.snapshots.get(UUID(document_id)))
+    assert [s.originator_version for s in snapshots] == [100]
+    assert latest(store, document_id).content == "v100"
+    store.close()
 
 
 @pytest.mark.parametrize("interval", [-1, 1.5, "5", True])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import logging
 import re
 import threading
 import weakref
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from conftest import Ping
 
+import atlas_eda.dispatch as dispatch_module
 from atlas_eda import (
     AtlasEdaError,
     Delivery,
@@ -85,6 +87,30 @@ def names(trace: EventTrace) -> list[str]:
     return [delivery.handler for delivery in trace.deliveries]
 
 
+class ScriptedClock:
+    """Stands in for ``time`` inside atlas_eda.dispatch: each call returns the next of
+    ``readings``, so a trace's durations are known exactly. A call past the script fails
+    the test (``pytest.fail`` raises a BaseException: the bus cannot isolate it as a
+    handler failure)."""
+
+    def __init__(self, *readings: float) -> None:
+        self.readings = readings
+        self.calls = 0
+
+    def __call__(self) -> float:
+        if self.calls == len(self.readings):
+            pytest.fail(f"the bus read the clock more than the {len(self.readings)} times scripted")
+        reading = self.readings[self.calls]
+        self.calls += 1
+        return reading
+
+
+def scripted_clock(monkeypatch: pytest.MonkeyPatch, *readings: float) -> ScriptedClock:
+    clock = ScriptedClock(*readings)
+    monkeypatch.setattr(dispatch_module, "time", clock)
+    return clock
+
+
 # -- deliveries ----------------------------------------------------------------------------
 
 
@@ -105,13 +131,19 @@ class Listener:
         pass
 
 
-def test_trace_lists_the_event_and_its_deliveries_in_subscription_order(bus: EventBus) -> None:
+def test_trace_lists_the_event_and_its_deliveries_in_subscription_order(
+    bus: EventBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
     listener = Listener()
     bus.subscribe(Ping.PING, first)
     bus.subscribe(Ping.PING, listener.on_ping)
     bus.subscribe(Ping.PING, second)
     bus.subscribe(Ping.PONG, broken)  # another type: not delivered
+    # One reading when the deliveries start (the event's timestamp), one as each ends;
+    # binary fractions, so that the differences are exact.
+    clock = scripted_clock(monkeypatch, 100.0, 100.25, 100.75, 101.5)
     event_id = bus.publish(Ping.PING, {"n": 1}, source="tests")
+    assert clock.calls == 4
 
     trace = bus.trace(event_id)
 
@@ -119,9 +151,11 @@ def test_trace_lists_the_event_and_its_deliveries_in_subscription_order(bus: Eve
     assert trace.event == bus.get_history(limit=1)[0]
     assert (trace.event.id, trace.event.data, trace.event.source) == (event_id, {"n": 1}, "tests")
     assert names(trace) == ["first", "Listener.on_ping", "second"]
+    assert trace.event.timestamp == 100.0
+    # A delivery lasts from the previous reading (the start, for the first) to its own.
+    assert [delivery.duration for delivery in trace.deliveries] == [0.25, 0.5, 0.75]
     for delivery in trace.deliveries:
         assert isinstance(delivery, Delivery)
-        assert delivery.duration >= 0
         assert delivery.outcome == "ok"
         assert delivery.error is None
         assert delivery.effects == ()
@@ -131,7 +165,7 @@ def test_trace_lists_the_event_and_its_deliveries_in_subscription_order(bus: Eve
 
 
 def test_a_failing_delivery_keeps_its_exception_and_the_error_report_is_an_event_level_child(
-    bus: EventBus,
+    bus: EventBus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     raised: list[BaseException] = []
 
@@ -145,24 +179,42 @@ def test_a_failing_delivery_keeps_its_exception_and_the_error_report_is_an_event
     bus.subscribe(Ping.PING, first)
     bus.subscribe(Ping.PING, keeps_its_error)
     bus.subscribe(Ping.PING, second)
+    # The event's start, the end of each of its three deliveries (the failed one's too),
+    # then the start of the ERROR report, which has no subscribers.
+    clock = scripted_clock(monkeypatch, 100.0, 100.25, 101.0, 101.125, 102.0)
     event_id = bus.publish(Ping.PING, "order-7")
+    assert clock.calls == 5
 
     trace = bus.trace(event_id)
 
     before, failed, after = trace.deliveries
+    assert (before.duration, failed.duration, after.duration) == (0.25, 0.75, 0.125)
     assert (before.outcome, after.outcome) == ("ok", "ok")
     assert failed.handler.endswith("keeps_its_error")
     assert failed.outcome == "error: ValueError: cannot handle order-7"
     assert failed.error is raised[0]  # the very exception object
-    assert failed.duration >= 0
     # The bus's own report is the event's child, not the failing delivery's.
     assert failed.children == ()
     (report,) = trace.children
     assert report.event.type is EventType.ERROR
+    assert report.event.timestamp == 102.0
+    assert report.deliveries == ()
     assert report.event.causation_id == event_id
     assert report.event.data["handler"].endswith("keeps_its_error")
     assert report.event == bus.get_history(EventType.ERROR, limit=1)[0]
     assert trace.all_children() == (report,)
+
+
+def test_a_wall_clock_stepping_back_gives_a_zero_duration_not_a_negative_one(
+    bus: EventBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bus.subscribe(Ping.PING, first)
+    bus.subscribe(Ping.PING, second)
+    # time.time() may step back (NTP, a changed system clock) during a delivery.
+    clock = scripted_clock(monkeypatch, 100.0, 99.5, 99.75)
+    event_id = bus.publish(Ping.PING)
+    assert clock.calls == 3
+    assert [d.duration for d in bus.trace(event_id).deliveries] == [0.0, 0.25]
 
 
 def test_subscribe_all_handlers_appear_after_the_types_own(bus: EventBus) -> None:
@@ -760,7 +812,7 @@ def test_a_failing_handler_s_traced_error_keeps_no_other_weak_handler_alive(
     bus.subscribe(Ping.PING, broken)
     bus.subscribe(Ping.PING, owner.on_ping, weak=True)
     event_id = bus.publish(Ping.PING)
-    assert bus.trace(event_id).deliveries[0].error is not None
+    assert bus.trace(event_id).deliveries[0].outcome == "error: ValueError: cannot handle None"
 
     del owner
     gc.collect()
@@ -957,9 +1009,17 @@ def test_a_failing_watcher_is_logged_and_the_publish_stands(
         raise RuntimeError("disk full")
 
     bus.watch(broken)
-    event_id = bus.publish(One.A)
+    with caplog.at_level(logging.ERROR, logger="atlas_eda.bus"):
+        event_id = bus.publish(One.A)
     assert bus.get_history()[0].id == event_id
-    assert any("watcher" in r.getMessage() for r in caplog.records)
+    name = f"{__name__}.test_a_failing_watcher_is_logged_and_the_publish_stands.<locals>.broken"
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        ("atlas_eda.bus", logging.ERROR, f"bus watcher {name} failed on {event_id}")
+    ]
+    (record,) = caplog.records
+    assert record.exc_info is not None
+    assert type(record.exc_info[1]) is RuntimeError
+    assert str(record.exc_info[1]) == "disk full"
     with pytest.raises(ValueError, match="traces=False"):
         EventBus(traces=False).watch(broken)
 
