@@ -351,11 +351,6 @@ def _text(value: object) -> str:
         return type(value).__qualname__
 
 
-MAX_TRACE_DEPTH = 256
-"""How many generations of child events a trace follows; deeper ones are left out
-(a bus's ``max_depth`` allows at most a few hundred)."""
-
-
 def build_trace(
     record: Record, lookup: Callable[[str], Record | None], depth: int = 0
 ) -> EventTrace:
