@@ -110,7 +110,9 @@ class UnknownEventError(AtlasEdaError, KeyError):
 class TypeRegistrationError(AtlasEdaError, ValueError):
     """``atlas_eda.testing.register_types`` was given something that is not an ``Enum``
     class, or a different ``Enum`` class with the same name as one already registered
-    (cassettes name types ``EnumClass.MEMBER``, so the class name must be unambiguous)."""
+    (cassettes name types ``EnumClass.MEMBER``, so the class name must be unambiguous);
+    or ``register_exceptions`` something that is not an ``Exception`` subclass, or a
+    different class with the same qualified name as one already registered."""
 
 
 class RecordingError(AtlasEdaError):
@@ -139,16 +141,24 @@ class ReplayError(AtlasEdaError):
     a :class:`atlas_eda.testing.Divergence` in the report."""
 
 
-class ReplayedEffectError(AtlasEdaError):
-    """The recorded failure of an effect, raised again when replay stubs the effect. Each
-    recorded error type gets a subclass of this class with the recorded class name, so the
-    bus reports it as the original was; ``recorded_type`` and ``recorded_message`` hold
-    what the cassette says."""
+class RecordedEffectError(AtlasEdaError):
+    """The recorded failure of an effect, raised again when replay stubs the effect and
+    the recorded class is neither a builtin exception nor one registered with
+    ``atlas_eda.testing.register_exceptions``. Each recorded class gets a subclass of this
+    class with the recorded class name, and its message is the recorded one, so the bus
+    reports it as the original was; a handler catching ``Exception`` still catches it.
+    ``recorded_type`` is the class as the cassette names it (``module.QualName``, or a bare
+    name in cassettes written before class names were qualified), ``recorded_message`` the
+    message."""
 
     def __init__(self, recorded_type: str, recorded_message: str) -> None:
         super().__init__(recorded_message)
         self.recorded_type = recorded_type
         self.recorded_message = recorded_message
+
+
+ReplayedEffectError = RecordedEffectError
+"""The former name of :class:`RecordedEffectError` (the same class), kept working."""
 
 
 class UnexpectedEffectError(AtlasEdaError):

@@ -142,7 +142,7 @@ def test_a_recorded_session_loads_back_equal(shop_bus: EventBus, tmp_path: Path)
             {"row": [1, 2]},
             "reserve",
             None,
-            RecordedError("OSError", "disk full"),
+            RecordedError("builtins.OSError", "disk full"),
         ),
     )
     assert not stock.effects[0].ok

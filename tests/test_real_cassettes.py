@@ -36,9 +36,9 @@ def test_the_order_cassette_has_nested_events_and_failing_effects() -> None:
     assert max(depth.values()) == 3  # PLACED -> PAID -> SHIPPED -> CUSTOMER_NOTIFIED
     failed = [(entry.line, effect) for entry in entries for effect in entry.effects if effect.error]
     assert [(n, e.type, e.error.type) for n, e in failed if e.error] == [
-        (6, order_app.OrderEffect.CHARGE_CARD, "CardDeclined"),
-        (11, order_app.OrderEffect.SEND_MAIL, "MailBounced"),
-        (12, order_app.OrderEffect.SEND_MAIL, "MailBounced"),
+        (6, order_app.OrderEffect.CHARGE_CARD, "order_app.CardDeclined"),
+        (11, order_app.OrderEffect.SEND_MAIL, "order_app.MailBounced"),
+        (12, order_app.OrderEffect.SEND_MAIL, "order_app.MailBounced"),
     ]
     errors = [e for e in entries if e.event.type.name == "ERROR"]
     assert [line[e.event.causation_id or ""] for e in errors] == [12, 11]

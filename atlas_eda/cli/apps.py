@@ -1,5 +1,6 @@
 """Loading what the user names on the command line as ``module:name``: Enum classes of
-event and effect types (``--types``) and the factory of a system under test (``--app``).
+event and effect types and exception classes effects raise (``--types``), and the factory
+of a system under test (``--app``).
 
 This is the one place where atlas_eda imports a module by name, and only one the user
 named in an option, as ``python -m`` would; nothing read from a file (a cassette, a store)
@@ -17,7 +18,7 @@ from enum import Enum
 from types import ModuleType
 from typing import Any
 
-from ..testing import register_types
+from ..testing import register_exceptions, register_types
 from .command import CommandError
 
 __all__ = ["add_type_options", "import_app_module", "load_app", "register_type_specs"]
@@ -26,13 +27,15 @@ _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 
 
 def add_type_options(parser: argparse.ArgumentParser) -> None:
-    """Add the repeatable ``--types MODULE:ENUM`` option to a command's parser."""
+    """Add the repeatable ``--types MODULE:NAME`` option to a command's parser."""
     parser.add_argument(
         "--types",
-        metavar="MODULE:ENUM",
+        metavar="MODULE:NAME",
         action="append",
         default=[],
-        help="register an Enum class of event or effect types the cassette names (repeatable)",
+        help="register a class the cassette names (repeatable): an Enum class of event or "
+        "effect types, or an exception class an effect raised, which replay then raises by "
+        "class so that the handlers' except clauses behave as recorded",
     )
 
 
@@ -85,17 +88,23 @@ def _attribute(module: ModuleType, path: str, option: str, spec: str) -> Any:
 
 
 def register_type_specs(specs: Sequence[str]) -> None:
-    """Register with the replay harness the Enum classes named ``module:EnumName``
-    (``--types``); a :class:`CommandError` for a name that is not an Enum class."""
+    """Register with the replay harness the classes named ``module:Name`` (``--types``):
+    an Enum class with ``register_types``, an ``Exception`` subclass with
+    ``register_exceptions``; a :class:`CommandError` for a name that is neither."""
     for spec in specs:
         module_name, name = _split_spec(spec, "--types", "myapp.events:OrderEvent")
         found = _attribute(_import(module_name, "--types"), name, "--types", spec)
-        if not (isinstance(found, type) and issubclass(found, Enum)):
+        if isinstance(found, type) and issubclass(found, Enum):
+            register_types(found)
+        elif isinstance(found, type) and issubclass(found, Exception):
+            register_exceptions(found)
+        else:
+            kind = "class" if isinstance(found, type) else type(found).__name__
             raise CommandError(
-                f"--types {spec!r} is a {type(found).__name__}, not an Enum class; name the "
-                f"Enum class of your event or effect types."
+                f"--types {spec!r} is a {kind}, not an Enum class nor an Exception "
+                f"subclass; name the Enum class of your event or effect types, or the "
+                f"exception class an effect raises."
             )
-        register_types(found)
 
 
 def import_app_module(spec: str) -> tuple[ModuleType, str]:

@@ -1,6 +1,7 @@
 """The replay test harness: record a bus session to a cassette (CloudEvents JSON lines),
 load it back, and replay it into a fresh system to find where behaviour diverged. Event
-and effect types resolve only through :func:`register_types`.
+and effect types resolve only through :func:`register_types`, the classes of recorded
+effect failures only to builtin exceptions and those of :func:`register_exceptions`.
 
 As in ``atlas_eda`` itself, each name is imported from its module on first use: the
 package's pytest plugin (``atlas_eda.testing.plugin``) is loaded in every pytest run, and
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from ..errors import (
         CassetteError,
         CassetteWarning,
+        RecordedEffectError,
         RecordingError,
         ReplayedEffectError,
         ReplayError,
@@ -34,7 +36,12 @@ if TYPE_CHECKING:
     )
     from .replay import MODES, Divergence, ReplayReport, replay
     from .scenario import ANY, Scenario, ScenarioResult
-    from .types import register_types, registered_types
+    from .types import (
+        register_exceptions,
+        register_types,
+        registered_exceptions,
+        registered_types,
+    )
 
 __all__ = [
     "ANY",
@@ -45,6 +52,7 @@ __all__ = [
     "CassetteWarning",
     "Divergence",
     "RecordedEffect",
+    "RecordedEffectError",
     "RecordedError",
     "Recorder",
     "RecordingError",
@@ -57,7 +65,9 @@ __all__ = [
     "TypeRegistrationError",
     "UnexpectedEffectError",
     "record",
+    "register_exceptions",
     "register_types",
+    "registered_exceptions",
     "registered_types",
     "replay",
 ]
@@ -69,6 +79,7 @@ make_lazy(
         "..errors": (
             "CassetteError",
             "CassetteWarning",
+            "RecordedEffectError",
             "RecordingError",
             "ReplayedEffectError",
             "ReplayError",
@@ -86,6 +97,11 @@ make_lazy(
         ),
         ".replay": ("MODES", "Divergence", "ReplayReport", "replay"),
         ".scenario": ("ANY", "Scenario", "ScenarioResult"),
-        ".types": ("register_types", "registered_types"),
+        ".types": (
+            "register_exceptions",
+            "register_types",
+            "registered_exceptions",
+            "registered_types",
+        ),
     },
 )

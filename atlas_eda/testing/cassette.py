@@ -4,8 +4,10 @@ event per line, and loaded back as :class:`atlas_eda.Event`s with the effects ea
 Each line carries the event (``id``, ``source``, ``type`` as ``EnumClass.MEMBER``, ``time``,
 ``data``), the extensions ``correlationid`` and ``causationid``, ``atlasmetadata`` (the
 event's metadata as a JSON string) and ``atlaseffects`` (a JSON string: the effects
-performed while the event was handled, each with its result or error). Types resolve only
-through :func:`atlas_eda.testing.register_types`: a cassette never imports anything."""
+performed while the event was handled, each with its result or error: the exception's
+class as ``module.QualName`` and its message). Types resolve only through
+:func:`atlas_eda.testing.register_types`, exception classes only to builtins and those of
+:func:`atlas_eda.testing.register_exceptions`: a cassette never imports anything."""
 
 from __future__ import annotations
 
@@ -31,11 +33,11 @@ from cloudevents.core.v1.event import CloudEvent
 
 from ..bus import EventBus
 from ..effects import Effect
-from ..errors import CassetteError, CassetteWarning, RecordingError
+from ..errors import CassetteError, CassetteWarning, RecordedEffectError, RecordingError
 from ..events import EMPTY_METADATA, Event, type_name
 from ..trace import EffectOutcome, EventTrace
 from ..views import short_repr
-from .types import resolve_type
+from .types import exception_name, resolve_type
 
 __all__ = [
     "DEFAULT_SOURCE",
@@ -142,10 +144,32 @@ def parse_time(text: str) -> float:
 
 @dataclass(frozen=True, slots=True)
 class RecordedError:
-    """An effect's failure as recorded: the exception's class name and message."""
+    """An effect's failure as recorded: the exception's class, qualified
+    (``module.QualName``, such as ``builtins.PermissionError``; a bare class name in
+    cassettes written before names were qualified), and its message."""
 
     type: str
     message: str
+
+    @classmethod
+    def of(cls, error: BaseException) -> RecordedError:
+        """``error`` as a cassette records it. A failure replay raised again in place of
+        one it could not raise by class (a :class:`RecordedEffectError`) is recorded as
+        the original was, so that re-recording a replay gives the same cassette."""
+        if isinstance(error, RecordedEffectError):
+            return cls(error.recorded_type, error.recorded_message)
+        return cls(exception_name(type(error)), str(error))
+
+    @property
+    def qualified(self) -> bool:
+        """Whether :attr:`type` names the module too (every cassette written since class
+        names were qualified); replay raises only qualified classes by class."""
+        return "." in self.type
+
+    @property
+    def name(self) -> str:
+        """The class's own name (its ``__name__``), as the bus reports a failure."""
+        return self.type.rpartition(".")[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +260,8 @@ def _effect_record(outcome: EffectOutcome, index: int, event: Event) -> dict[str
     if outcome.error is None:
         item["result"] = _checked(outcome.result, f"{field}.result", event)
     else:
-        item["error"] = {"type": type(outcome.error).__name__, "message": str(outcome.error)}
+        error = RecordedError.of(outcome.error)
+        item["error"] = {"type": error.type, "message": error.message}
     return item
 
 
@@ -455,9 +480,13 @@ def _recorded_effect(item: Any, index: int, types: dict[str, Enum]) -> RecordedE
         if not (
             isinstance(error, dict)
             and isinstance(error.get("type"), str)
+            and error["type"]
             and isinstance(error.get("message"), str)
         ):
-            raise _BadLine(f"atlaseffects[{index}].error must be {{'type': str, 'message': str}}")
+            raise _BadLine(
+                f"atlaseffects[{index}].error must be {{'type': str, 'message': str}} with a "
+                f"non-empty type (the exception's class, module.QualName)"
+            )
         recorded_error = RecordedError(error["type"], error["message"])
     description = item.get("description", "")
     if not isinstance(description, str):

@@ -5,7 +5,9 @@ Only root events (no causation id) are re-published, with their original ids and
 timestamps; their children must be caused again by the handlers subscribed on the bus.
 In ``"stub"`` and ``"check"`` modes effects performed through an ``EffectHandler`` are not
 performed: an ``effect.testing.SequenceDispatcher`` built from the recorded effects of the
-root's tree returns the recorded results (or raises the recorded errors)."""
+root's tree returns the recorded results (or raises the recorded errors: by class when the
+cassette names a builtin exception or one registered with
+:func:`~atlas_eda.testing.register_exceptions`, else as a :class:`RecordedEffectError`)."""
 
 from __future__ import annotations
 
@@ -21,11 +23,12 @@ from effect.testing import SequenceDispatcher
 
 from ..bus import EventBus
 from ..effects import Effect, KnownOutcome, effect_stub
-from ..errors import ReplayedEffectError, ReplayError, UnexpectedEffectError, UnknownEventError
+from ..errors import RecordedEffectError, ReplayError, UnexpectedEffectError, UnknownEventError
 from ..events import Event, type_name
 from ..trace import EffectOutcome, EventTrace
 from ..views import short
-from .cassette import Cassette, CassetteEntry, RecordedEffect, effects_of
+from .cassette import Cassette, CassetteEntry, RecordedEffect, RecordedError, effects_of
+from .types import resolve_exception
 
 __all__ = [
     "MODES",
@@ -36,6 +39,7 @@ __all__ = [
     "json_text",
     "outcome_text",
     "replay",
+    "replayed_error",
 ]
 
 Mode = Literal["stub", "perform", "check"]
@@ -189,7 +193,11 @@ class _Seen:
     def of(cls, outcome: EffectOutcome) -> _Seen:
         intent = outcome.effect
         error = outcome.error
-        failure = None if error is None else (type(error).__name__, str(error))
+        if error is None:
+            failure = None
+        else:
+            recorded = RecordedError.of(error)
+            failure = (recorded.type, recorded.message)
         result = None if error is not None else _plain(outcome.result)
         if isinstance(intent, Effect):
             return cls(intent.type, _plain(intent.payload), intent.description, result, failure)
@@ -211,18 +219,69 @@ def outcome_text(result: Any, error: tuple[str, str] | None) -> str:
 # -- stubbing ----------------------------------------------------------------------------
 
 
-_error_classes: dict[str, type[ReplayedEffectError]] = {}
+_STAND_INS_KEPT = 1024
+"""How many stand-in classes :func:`_stand_in` keeps before starting afresh: bounded memory
+whatever names a cassette holds."""
+
+_stand_ins: dict[str, type[RecordedEffectError]] = {}
+_showing: dict[type[Exception], type[Exception]] = {}
 
 
-def _error_class(name: str) -> type[ReplayedEffectError]:
-    """A subclass of :class:`ReplayedEffectError` named like the recorded exception, so the
-    bus reports the replayed failure (``ERROR`` event data) exactly as it was recorded."""
-    cls = _error_classes.get(name)
+def _stand_in(recorded_type: str) -> type[RecordedEffectError]:
+    """A subclass of :class:`RecordedEffectError` named like the recorded exception class
+    (its ``__name__``, the last part of ``recorded_type``), so the bus reports the replayed
+    failure (``ERROR`` event data) exactly as it was recorded."""
+    cls = _stand_ins.get(recorded_type)
     if cls is None:
-        safe = name if name.isidentifier() else "RecordedError"
-        cls = type(safe, (ReplayedEffectError,), {"__module__": __name__})
-        _error_classes[name] = cls
+        name = recorded_type.rpartition(".")[2]
+        safe = name if name.isidentifier() else RecordedEffectError.__name__
+        cls = type(safe, (RecordedEffectError,), {"__module__": __name__})
+        if len(_stand_ins) >= _STAND_INS_KEPT:
+            _stand_ins.clear()
+        _stand_ins[recorded_type] = cls
     return cls
+
+
+def _recorded_str(error: BaseException) -> str:
+    return str(vars(error)["recorded_message"])
+
+
+def _showing_message(cls: type[Exception]) -> type[Exception]:
+    """A subclass of ``cls`` with its module, name and qualified name whose ``str()`` is
+    the recorded message: for the classes whose ``cls(message)`` shows something else
+    (``KeyError`` quotes it), so that ``except cls`` still catches the replayed failure
+    and the bus still reports it as recorded."""
+    found = _showing.get(cls)
+    if found is None:
+        namespace = {
+            "__module__": cls.__module__,
+            "__qualname__": cls.__qualname__,
+            "__str__": _recorded_str,
+        }
+        found = _showing[cls] = type(cls.__name__, (cls,), namespace)
+    return found
+
+
+def replayed_error(error: RecordedError) -> Exception:
+    """The exception stubbed replay raises for the recorded failure ``error``: an instance
+    of the class itself, ``cls(message)``, when the cassette names a builtin ``Exception``
+    subclass or a class registered with :func:`~atlas_eda.testing.register_exceptions`
+    (for a class whose ``str(cls(message))`` differs from the message, an instance of a
+    subclass of it, alike in name, showing the message); otherwise, or when ``cls(message)``
+    raises, a :class:`RecordedEffectError` named like the recorded class, with its message.
+    Nothing is imported: old cassettes' bare class names always give the latter."""
+    cls = resolve_exception(error.type) if error.qualified else None
+    if cls is not None:
+        try:
+            raised = cls(error.message)
+            if str(raised) == error.message:
+                return raised
+            raised = _showing_message(cls)(error.message)
+            vars(raised)["recorded_message"] = error.message
+        except Exception:  # a class that cannot be rebuilt from its message is stood in for
+            return _stand_in(error.type)(error.type, error.message)
+        return raised
+    return _stand_in(error.type)(error.type, error.message)
 
 
 class _Expected(KnownOutcome):
@@ -238,7 +297,7 @@ class _Expected(KnownOutcome):
         if error is None:
             super().__init__(recorded.result)
         else:
-            super().__init__(error=lambda: _error_class(error.type)(error.type, error.message))
+            super().__init__(error=lambda: replayed_error(error))
         self.recorded = recorded
 
     def __eq__(self, other: object) -> bool:
@@ -410,8 +469,12 @@ def _compare_effects(
     seen = [_Seen.of(o) for o in outcomes]
     for n, (rec, got) in enumerate(zip(entry.effects, seen, strict=False), 1):
         rec_error = None if rec.error is None else (rec.error.type, rec.error.message)
+        got_error = got.error
+        if got_error is not None and rec.error is not None and not rec.error.qualified:
+            # A cassette from before class names were qualified names the class alone.
+            got_error = (got_error[0].rpartition(".")[2], got_error[1])
         expected = _effect_text(rec.type, rec.payload, outcome_text(rec.result, rec_error))
-        actual = _effect_text(got.type, got.payload, outcome_text(got.result, got.error))
+        actual = _effect_text(got.type, got.payload, outcome_text(got.result, got_error))
         if got.type != rec.type:
             reason = (
                 f"{name} effect {n}: expected {_type_text(rec.type)}, got {_type_text(got.type)}"
@@ -427,7 +490,7 @@ def _compare_effects(
                 f"{rec.description!r}, got {got.description!r}"
             )
             return Divergence(entry.line, expected, actual, "", reason)
-        if with_results and got.error != rec_error:
+        if with_results and got_error != rec_error:
             reason = f"{name} effect {n} ({_type_text(rec.type)}): outcome differs"
             return Divergence(entry.line, expected, actual, "", reason)
         if with_results and rec_error is None and got.result != rec.result:

@@ -1,9 +1,12 @@
 """The type registry of the replay harness: cassettes name event and effect types
-``EnumClass.MEMBER`` and those names resolve only through ``Enum`` classes registered here.
-Nothing named in a cassette is ever imported."""
+``EnumClass.MEMBER`` and those names resolve only through ``Enum`` classes registered here;
+they name the class of an effect's failure ``module.QualName``, which resolves only to a
+builtin exception or an ``Exception`` class registered here. Nothing named in a cassette is
+ever imported."""
 
 from __future__ import annotations
 
+import builtins
 import threading
 from enum import Enum
 
@@ -11,9 +14,18 @@ from ..effects import EffectType
 from ..errors import TypeRegistrationError
 from ..events import EventType
 
-__all__ = ["register_types", "registered_types", "resolve_type"]
+__all__ = [
+    "exception_name",
+    "register_exceptions",
+    "register_types",
+    "registered_exceptions",
+    "registered_types",
+    "resolve_exception",
+    "resolve_type",
+]
 
 _registry: dict[str, type[Enum]] = {}
+_exceptions: dict[str, type[Exception]] = {}
 _lock = threading.Lock()
 
 
@@ -67,6 +79,63 @@ def resolve_type(name: str) -> Enum:
             f"{', '.join(enum_class.__members__)})."
         )
     return found
+
+
+def exception_name(cls: type[BaseException]) -> str:
+    """The qualified name a cassette gives the exception class ``cls``:
+    ``module.QualName``, such as ``builtins.PermissionError`` or
+    ``shop.payments.CardDeclined``."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def register_exceptions(*classes: type[Exception]) -> None:
+    """Let replay raise ``classes`` themselves for the effect failures a cassette records
+    with their qualified names (``module.QualName``), so a handler's ``except`` clause
+    behaves as it did live; builtin exceptions need no registering. Registering a class
+    again does nothing. Only ``Exception`` subclasses (a replayed effect never raises
+    ``KeyboardInterrupt`` or ``SystemExit``), and two different classes with the same
+    qualified name cannot both be registered (:class:`TypeRegistrationError`)."""
+    for cls in classes:
+        if not (isinstance(cls, type) and issubclass(cls, Exception)):
+            raise TypeRegistrationError(
+                f"register_exceptions needs Exception subclasses (for example "
+                f"register_exceptions(CardDeclined)), got {cls!r}."
+            )
+    with _lock:
+        for cls in classes:
+            name = exception_name(cls)
+            known = _exceptions.get(name)
+            if known is not None and known is not cls:
+                raise TypeRegistrationError(
+                    f"Another exception class named {name!r} is already registered; "
+                    f"cassettes name failures by module and qualified name, so a second "
+                    f"class of that name (a module reloaded, or a class defined twice) would "
+                    f"be ambiguous. Register one of the two."
+                )
+            _exceptions[name] = cls
+
+
+def registered_exceptions() -> dict[str, type[Exception]]:
+    """The registered exception classes by qualified name (a copy)."""
+    with _lock:
+        return dict(_exceptions)
+
+
+def resolve_exception(name: str) -> type[Exception] | None:
+    """The exception class a cassette names ``name`` (``module.QualName``): a builtin
+    ``Exception`` subclass (``builtins.PermissionError``) or a registered class; ``None``
+    for anything else, including builtins that are not ``Exception`` subclasses
+    (``builtins.SystemExit``) and bare names of older cassettes. Nothing is imported."""
+    found = _exceptions.get(name)
+    if found is not None:
+        return found
+    module, dot, attribute = name.partition(".")
+    if module != "builtins" or not dot or not attribute.isidentifier():
+        return None
+    value = vars(builtins).get(attribute)
+    if isinstance(value, type) and issubclass(value, Exception):
+        return value
+    return None
 
 
 register_types(EventType, EffectType)
