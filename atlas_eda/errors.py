@@ -111,8 +111,7 @@ class TypeRegistrationError(AtlasEdaError, ValueError):
     """``atlas_eda.testing.register_types`` was given something that is not an ``Enum``
     class, or a different ``Enum`` class with the same name as one already registered
     (cassettes name types ``EnumClass.MEMBER``, so the class name must be unambiguous);
-    or ``register_exceptions`` something that is not an ``Exception`` subclass, or a
-    different class with the same qualified name as one already registered."""
+    or ``register_exceptions`` something that is not an ``Exception`` subclass."""
 
 
 class RecordingError(AtlasEdaError):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import enum
 import json
-import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -431,18 +430,18 @@ def test_register_exceptions_refuses_what_is_not_an_exception_class(wrong: Any) 
     assert registered_exceptions() == before  # nothing of the call was registered
 
 
-def test_registering_again_does_nothing_and_a_namesake_is_refused() -> None:
-    register_exceptions(Declined, Declined)
-    assert registered_exceptions()[f"{__name__}.Declined"] is Declined
-    namesake = type("Declined", (Exception,), {"__module__": __name__})
-    with pytest.raises(
-        TypeRegistrationError, match=re.escape(f"named '{__name__}.Declined' is already")
-    ):
-        register_exceptions(namesake)
-    assert registered_exceptions()[f"{__name__}.Declined"] is Declined
+def test_a_class_redefined_under_the_same_name_takes_the_place_of_the_former() -> None:
+    name = f"{__name__}.Redefined"
+    first = type("Redefined", (Exception,), {"__module__": __name__})
+    register_exceptions(first, first)
+    assert registered_exceptions()[name] is first
+    again = type("Redefined", (Exception,), {"__module__": __name__})  # a cell run again
+    register_exceptions(again)
+    assert registered_exceptions()[name] is again
+    assert type(replayed_error(RecordedError(name, "m"))) is again
     copy = registered_exceptions()
     copy.clear()
-    assert registered_exceptions()
+    assert registered_exceptions()[name] is again  # a copy
 
 
 # -- the pytest marker and the command line ------------------------------------------------------

@@ -91,10 +91,12 @@ def exception_name(cls: type[BaseException]) -> str:
 def register_exceptions(*classes: type[Exception]) -> None:
     """Let replay raise ``classes`` themselves for the effect failures a cassette records
     with their qualified names (``module.QualName``), so a handler's ``except`` clause
-    behaves as it did live; builtin exceptions need no registering. Registering a class
-    again does nothing. Only ``Exception`` subclasses (a replayed effect never raises
-    ``KeyboardInterrupt`` or ``SystemExit``), and two different classes with the same
-    qualified name cannot both be registered (:class:`TypeRegistrationError`)."""
+    behaves as it did live; builtin exceptions need no registering. Only ``Exception``
+    subclasses (a replayed effect never raises ``KeyboardInterrupt`` or ``SystemExit``):
+    anything else is a :class:`TypeRegistrationError`, and nothing of the call is
+    registered. A class with the qualified name of one registered before (its module
+    reloaded, a notebook cell run again) takes its place: it is the class that code now
+    catches."""
     for cls in classes:
         if not (isinstance(cls, type) and issubclass(cls, Exception)):
             raise TypeRegistrationError(
@@ -103,16 +105,7 @@ def register_exceptions(*classes: type[Exception]) -> None:
             )
     with _lock:
         for cls in classes:
-            name = exception_name(cls)
-            known = _exceptions.get(name)
-            if known is not None and known is not cls:
-                raise TypeRegistrationError(
-                    f"Another exception class named {name!r} is already registered; "
-                    f"cassettes name failures by module and qualified name, so a second "
-                    f"class of that name (a module reloaded, or a class defined twice) would "
-                    f"be ambiguous. Register one of the two."
-                )
-            _exceptions[name] = cls
+            _exceptions[exception_name(cls)] = cls
 
 
 def registered_exceptions() -> dict[str, type[Exception]]:
