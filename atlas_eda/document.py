@@ -8,6 +8,7 @@ from the clock inside an event body, so replaying the events rebuilds identical 
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
@@ -40,18 +41,80 @@ def check_text(field: str, value: object, *, optional: bool = False) -> None:
         ) from None
 
 
+def _no_cause(state: dict[str, Any]) -> None:
+    """Upcast an event stored before events recorded their cause: it has none."""
+    state["cause"] = None
+
+
 class Document(Aggregate):
     """A versioned document. ``version`` is the aggregate's version: 1 after creation,
-    one more for each update or deletion."""
+    one more for each update or deletion.
 
-    @event("Created")
-    def __init__(self, title: str, content: str, author: str) -> None:
+    Each event records its ``cause``: the bus context it was written in (a plain dict of
+    ``event_id``, ``event_type``, ``correlation_id`` and ``handler``, as the store builds
+    it), or ``None`` for a write outside any delivery. The cause is part of the event,
+    not of the document's state. Events stored before causes were recorded (class
+    version 1) are upcast with ``cause`` ``None``."""
+
+    # Explicit event classes, for eventsourcing's class versions: version 2 added
+    # ``cause``; ``upcast_v1_v2`` reads events written before it.
+    class Created(Aggregate.Created):
+        """The document was created."""
+
+        title: str
+        content: str
+        author: str
+        cause: dict[str, Any] | None
+        class_version = 2
+        upcast_v1_v2 = staticmethod(_no_cause)
+
+    class Updated(Aggregate.Event):
+        """A new version: the fields given changed, ``editor`` edited it."""
+
+        title: str | None
+        content: str | None
+        editor: str | None
+        cause: dict[str, Any] | None
+        class_version = 2
+        upcast_v1_v2 = staticmethod(_no_cause)
+
+    class Deleted(Aggregate.Event):
+        """The document was deleted, for ``reason``."""
+
+        reason: str | None
+        cause: dict[str, Any] | None
+        class_version = 2
+        upcast_v1_v2 = staticmethod(_no_cause)
+
+    @event(Created)
+    def __init__(
+        self, title: str, content: str, author: str, cause: dict[str, Any] | None = None
+    ) -> None:
         self.title = title
         self.content = content
         self.author = author
         self.last_editor: str | None = author
         self.is_deleted = False
         self.deletion_reason: str | None = None
+
+    @classmethod
+    def create(
+        cls,
+        title: str,
+        content: str,
+        author: str,
+        *,
+        document_id: UUID | None = None,
+        cause: dict[str, Any] | None = None,
+    ) -> Document:
+        """A new document (its ``Created`` event pending) with the id ``document_id``, or
+        a random one (uuid4) when ``None``; ``cause`` is recorded with the event."""
+        if document_id is None:
+            return cls(title=title, content=content, author=author, cause=cause)
+        # eventsourcing's own constructor with a given id (Document(...) takes none).
+        return cls._create(
+            cls.Created, id=document_id, title=title, content=content, author=author, cause=cause
+        )
 
     @property
     def document_id(self) -> str:
@@ -74,10 +137,16 @@ class Document(Aggregate):
         return self.modified_at if self.is_deleted else None
 
     def update(
-        self, title: str | None = None, content: str | None = None, editor: str | None = None
+        self,
+        title: str | None = None,
+        content: str | None = None,
+        editor: str | None = None,
+        *,
+        cause: dict[str, Any] | None = None,
     ) -> None:
         """Record a new version; ``None`` leaves a field unchanged. The editor (or the
-        author, when none is given) becomes ``last_editor``."""
+        author, when none is given) becomes ``last_editor``; ``cause`` is recorded with
+        the event (see the class)."""
         self._refuse_if_deleted("update")
         check_text("title", title, optional=True)
         check_text("content", content, optional=True)
@@ -85,25 +154,35 @@ class Document(Aggregate):
         # The event records who edited, resolved, so each event says what it changed
         # without the state before it (the timeline relies on that).
         self._updated(
-            title=title, content=content, editor=self.author if editor is None else editor
+            title=title,
+            content=content,
+            editor=self.author if editor is None else editor,
+            cause=cause,
         )
 
-    def delete(self, reason: str | None = None) -> None:
-        """Record the deletion; the document keeps every earlier version."""
+    def delete(self, reason: str | None = None, *, cause: dict[str, Any] | None = None) -> None:
+        """Record the deletion; the document keeps every earlier version. ``cause`` is
+        recorded with the event (see the class)."""
         self._refuse_if_deleted("delete")
         check_text("reason", reason, optional=True)
-        self._deleted(reason=reason)
+        self._deleted(reason=reason, cause=cause)
 
-    @event("Updated")
-    def _updated(self, title: str | None, content: str | None, editor: str | None) -> None:
+    @event(Updated)
+    def _updated(
+        self,
+        title: str | None,
+        content: str | None,
+        editor: str | None,
+        cause: dict[str, Any] | None,
+    ) -> None:
         if title is not None:
             self.title = title
         if content is not None:
             self.content = content
         self.last_editor = self.author if editor is None else editor
 
-    @event("Deleted")
-    def _deleted(self, reason: str | None) -> None:
+    @event(Deleted)
+    def _deleted(self, reason: str | None, cause: dict[str, Any] | None) -> None:
         self.is_deleted = True
         self.deletion_reason = reason
 

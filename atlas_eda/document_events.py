@@ -11,6 +11,7 @@ decodes them.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, TypeAlias
 
 from eventsourcing.domain import AggregateEvent
@@ -18,15 +19,21 @@ from eventsourcing.utils import get_topic
 
 from .document import Document
 from .errors import AtlasEdaError
-from .events import EventType
+from .events import EventType, type_name
+from .trace import delivery_under_way
+from .views import short_id
 
 __all__ = [
     "KINDS",
+    "UNKNOWN",
     "BusEvent",
+    "Cause",
     "DocumentEvent",
     "EventKind",
     "as_document_event",
     "bus_event",
+    "cause_of",
+    "current_cause",
     "field_changes",
     "kind_of",
     "live_bus_event",
@@ -140,3 +147,68 @@ def field_changes(event: DocumentEvent) -> dict[str, Any]:
     if fields.editor is not None:
         changes["last_editor"] = fields.editor
     return changes
+
+
+UNKNOWN = "(unknown)"
+"""What a :class:`Cause` holds in place of a recorded value that is not a string (a
+tampered or foreign store): shown, never trusted."""
+
+_CAUSE_FIELDS = ("event_id", "event_type", "correlation_id", "handler")
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """The bus context a stored event was written in: the id and type (``"Enum.MEMBER"``)
+    of the event being delivered, its correlation id (its root's id), and the qualified
+    name of the handler it was being delivered to (``None`` on a bus without traces, which
+    does not know it, or when the bus itself wrote while reporting a failure). A value
+    recorded as something other than a string reads as :data:`UNKNOWN`."""
+
+    event_id: str
+    event_type: str
+    correlation_id: str | None
+    handler: str | None
+
+    def describe(self) -> str:
+        """``Enum.MEMBER …1a2b3c4d by handler`` on one line (the event id cut to its end,
+        where the ids one process makes differ)."""
+        by = f" by {self.handler}" if self.handler is not None else ""
+        return f"{self.event_type} {short_id(self.event_id, tail=True)}{by}"
+
+
+def current_cause() -> dict[str, Any] | None:
+    """The cause to record with an event written now on this thread: a plain dict (what
+    the store's JSON transcoder stores) of :class:`Cause`'s fields for the delivery under
+    way, or ``None`` outside any delivery. The correlation id of an event that has none
+    (a root published prebuilt) is its own id, as the bus gives its children."""
+    under_way = delivery_under_way()
+    if under_way is None:
+        return None
+    event, handler = under_way
+    return {
+        "event_id": event.id,
+        "event_type": type_name(event.type),
+        # A root published prebuilt without one is its own tree's root, as for the bus.
+        "correlation_id": event.correlation_id or event.id,
+        "handler": handler,
+    }
+
+
+def cause_of(event: DocumentEvent) -> Cause | None:
+    """The :class:`Cause` recorded with ``event``, or ``None`` for an event written outside
+    any delivery (and for events stored before causes were recorded). Never raises: a
+    cause that is not a dict, or a field that is not a string, reads as :data:`UNKNOWN`."""
+    recorded = getattr(event, "cause", None)
+    if recorded is None:
+        return None
+    if not isinstance(recorded, dict):
+        return Cause(UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN)
+    values = [_text_or_unknown(recorded.get(name)) for name in _CAUSE_FIELDS]
+    event_id, event_type, correlation_id, handler = values
+    return Cause(event_id or UNKNOWN, event_type or UNKNOWN, correlation_id, handler)
+
+
+def _text_or_unknown(value: object) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    return UNKNOWN

@@ -40,8 +40,12 @@ class DocumentService:
             event_bus.subscribe(EventType.DOCUMENT_DELETED, self._handle_document_deleted),
         ]
 
-    def create_document(self, title: str, content: str, author: str) -> str:
-        """Create a document; returns its id. Performs a DATABASE_WRITE and a LOGGING effect."""
+    def create_document(
+        self, title: str, content: str, author: str, *, document_id: str | None = None
+    ) -> str:
+        """Create a document; returns its id. Performs a DATABASE_WRITE and a LOGGING effect.
+        ``document_id`` is passed to :meth:`TemporalStore.create_document`: the id chosen
+        by the caller (a str holding a UUID), or ``None`` for one made by the store."""
         plan = (
             EffectMonad.pure({"title": title, "content": content, "author": author})
             .with_effect(
@@ -62,7 +66,7 @@ class DocumentService:
         return self._perform(
             plan,
             lambda data: self.temporal_store.create_document(
-                data["title"], data["content"], data["author"]
+                data["title"], data["content"], data["author"], document_id=document_id
             ),
         )
 

@@ -18,7 +18,7 @@ from uuid import UUID
 
 from .checks import is_int
 from .document import Document
-from .document_events import EventKind, field_changes, kind_of
+from .document_events import UNKNOWN, Cause, EventKind, cause_of, field_changes, kind_of
 from .errors import AtlasEdaError, PositionError
 from .views import fields_table, html_table, short, short_id, when
 
@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # only for annotations: the store sits above this module
     from .store import TemporalStore
 
 __all__ = [
+    "UNKNOWN",
+    "Cause",
     "Cursor",
     "DocumentState",
     "EventKind",
@@ -55,8 +57,10 @@ def _shown(name: str, value: Any) -> Any:
 @dataclass(frozen=True, slots=True)
 class RecordedEvent:
     """One stored event at ``position`` in the store's global order: which document, its
-    version after the event, what kind of change, when (aware UTC), and ``changes``, a dict
-    of each field the event set to its new value."""
+    version after the event, what kind of change, when (aware UTC), ``changes``, a dict
+    of each field the event set to its new value, and ``cause``: the bus event and
+    handler it was written by (a :class:`Cause`), or ``None`` for a write outside any
+    delivery and for events stored before causes were recorded."""
 
     position: int
     document_id: str
@@ -64,6 +68,7 @@ class RecordedEvent:
     kind: EventKind
     timestamp: datetime
     changes: dict[str, Any] = field(hash=False)
+    cause: Cause | None = None
 
     def __repr__(self) -> str:
         keys = ", ".join(self.changes)
@@ -75,9 +80,14 @@ class RecordedEvent:
     def _repr_html_(self) -> str:
         caption = (
             f"#{self.position} {self.kind} {self.document_id} v{self.version} "
-            f"at {when(self.timestamp)} UTC"
+            f"at {when(self.timestamp)} UTC, caused by {describe_cause(self.cause)}"
         )
         return fields_table(self.changes, caption=caption)
+
+
+def describe_cause(cause: Cause | None) -> str:
+    """A cause on one line (:meth:`Cause.describe`), or ``"no bus event"`` for none."""
+    return "no bus event" if cause is None else cause.describe()
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +286,38 @@ class _StateIndex:
         self._folded = target
 
 
+class _CauseIndex:
+    """The positions each bus event and each correlation id wrote, built by reading the
+    log once (incrementally, as far as it has grown since the last question)."""
+
+    def __init__(self, timeline: Timeline) -> None:
+        self._timeline = timeline
+        self._by_event: dict[str, list[int]] = {}
+        self._by_correlation: dict[str, list[int]] = {}
+        self._read_to = 0
+        self._lock = threading.Lock()
+
+    def caused_by(self, event_id: str) -> list[int]:
+        with self._lock:
+            self._extend()
+            return list(self._by_event.get(event_id, ()))
+
+    def correlated(self, correlation_id: str) -> list[int]:
+        with self._lock:
+            self._extend()
+            return list(self._by_correlation.get(correlation_id, ()))
+
+    def _extend(self) -> None:
+        for event in self._timeline.iter_from(self._read_to + 1):
+            cause = event.cause
+            # UNKNOWN stands for a value that was not a string: it names no event.
+            if cause is not None and cause.event_id != UNKNOWN:
+                self._by_event.setdefault(cause.event_id, []).append(event.position)
+            if cause is not None and cause.correlation_id not in (None, UNKNOWN):
+                self._by_correlation.setdefault(cause.correlation_id, []).append(event.position)
+            self._read_to = event.position
+
+
 class Timeline(Sequence[RecordedEvent]):
     """The store's global ordered log, read lazily in pages of ``page_size``. Its length
     follows the store as it grows; events, once recorded, never move."""
@@ -288,6 +330,7 @@ class Timeline(Sequence[RecordedEvent]):
         self.store = store
         self.page_size = page_size
         self._index = _StateIndex(self, checkpoint_every)
+        self._causes = _CauseIndex(self)
 
     # -- the sequence ------------------------------------------------------------------
 
@@ -364,6 +407,7 @@ class Timeline(Sequence[RecordedEvent]):
             kind=kind_of(event),
             timestamp=event.timestamp.astimezone(UTC),
             changes=field_changes(event),
+            cause=cause_of(event),
         )
 
     def _check(self, position: int, *, allow_zero: bool = True) -> int:
@@ -380,6 +424,22 @@ class Timeline(Sequence[RecordedEvent]):
                 f"Position {position} is past the end: the last recorded position is {length}."
             )
         return length
+
+    # -- causes ------------------------------------------------------------------------
+
+    def caused_by(self, event_id: str) -> list[RecordedEvent]:
+        """The stored events written while the bus event ``event_id`` was being delivered
+        (by its handlers, or the effects they returned), in log order; read from the
+        causes stored with the events, so this works in any process, after a restart."""
+        _check_id("event_id", event_id)
+        return [self.event_at(p) for p in self._causes.caused_by(event_id)]
+
+    def correlated(self, correlation_id: str) -> list[RecordedEvent]:
+        """The stored events written by a whole tree of bus events: every delivery whose
+        event has ``correlation_id`` (a root event's id: the root and all it caused,
+        at any depth), in log order; read from the stored causes, as :meth:`caused_by`."""
+        _check_id("correlation_id", correlation_id)
+        return [self.event_at(p) for p in self._causes.correlated(correlation_id)]
 
     # -- time travel -------------------------------------------------------------------
 
@@ -443,7 +503,7 @@ class Timeline(Sequence[RecordedEvent]):
             f", the last {len(shown)} shown" if len(shown) < total else ""
         )
         return html_table(
-            ["#", "time (UTC)", "document", "version", "kind", "changes"],
+            ["#", "time (UTC)", "document", "version", "kind", "changes", "cause"],
             (
                 (
                     e.position,
@@ -452,6 +512,7 @@ class Timeline(Sequence[RecordedEvent]):
                     e.version,
                     e.kind,
                     ", ".join(f"{k}={short(v, 30)}" for k, v in e.changes.items()),
+                    "" if e.cause is None else e.cause.describe(),
                 )
                 for e in shown
             ),
@@ -521,6 +582,11 @@ class Cursor:
             ),
             caption=caption,
         )
+
+
+def _check_id(name: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str (an event id), got {type(value).__name__}.")
 
 
 def _uuid_or_none(value: str) -> UUID | None:

@@ -18,7 +18,7 @@ from typing import Any
 from .events import Event, type_name
 from .views import short, when
 
-__all__ = ["Delivery", "EffectOutcome", "EventTrace", "handler_name"]
+__all__ = ["Delivery", "EffectOutcome", "EventTrace", "delivery_under_way", "handler_name"]
 
 
 Record = list[Any]
@@ -152,6 +152,26 @@ def running() -> list[Record]:
     except AttributeError:
         stack = RUNNING.stack = []
     return stack
+
+
+def delivery_under_way() -> tuple[Event, str | None] | None:
+    """What is being delivered on this thread right now: ``(event, handler)`` for the
+    innermost delivery under way (of any bus), ``handler`` being the name (as
+    :func:`handler_name` gives it) of the receiver whose call is running; ``None`` outside
+    any delivery. ``handler`` is ``None`` when the bus keeps no traces (its records do not
+    say which receiver runs), and when every receiver has had its turn (the bus's own
+    reports of failures are running)."""
+    stack = getattr(RUNNING, "stack", None)
+    if not stack:
+        return None
+    record = stack[-1]
+    if not record[OWNER].traces:
+        return record[EVENT], None
+    names: tuple[str, ...] = record[NAMES]
+    # Each finished delivery logged one float, each skipped receiver one SKIPPED entry:
+    # the delivery under way is the one after them.
+    index = sum(1 for entry in record[LOG:] if type(entry) is float or entry[0] == SKIPPED)
+    return record[EVENT], (names[index] if index < len(names) else None)
 
 
 def file_effect(effect: object, result: Any, error: BaseException | None) -> None:

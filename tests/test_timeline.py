@@ -1095,7 +1095,7 @@ def test_timeline_html_renders_at_most_200_rows_and_says_the_total(
     assert HTML_ROWS == 200
     assert len(table.rows) == 200
     assert "450" in table.caption
-    assert table.headers == ["#", "time (UTC)", "document", "version", "kind", "changes"]
+    assert table.headers == ["#", "time (UTC)", "document", "version", "kind", "changes", "cause"]
     assert [int(row[0]) for row in table.rows] == list(range(251, 451))  # the latest
     assert f"title={SCRIPT_TITLE}" in table.rows[-1][5]
     assert_escaped(markup)

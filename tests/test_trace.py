@@ -32,7 +32,7 @@ from atlas_eda import (
     TemporalStore,
     UnknownEventError,
 )
-from atlas_eda.trace import build_trace
+from atlas_eda.trace import build_trace, delivery_under_way
 
 WAIT = 10.0  # seconds: only ever reached when something is broken
 
@@ -1134,3 +1134,62 @@ def test_the_dispatch_loop_writes_records_as_trace_defines_them(effects: EffectH
     untraced.publish(Ping.PING)
     (plain,) = untraced._history
     assert plain == plain_record(record_event(plain), plain[OWNER])
+
+
+# -- what is being delivered right now (the cause the store records) -----------------
+
+
+def test_delivery_under_way_names_the_event_and_the_running_handler() -> None:
+    bus = EventBus()
+    seen: list[tuple[str, tuple[Event, str | None] | None]] = []
+    removers: dict[str, Callable[[], None]] = {}
+
+    def first(event: Event) -> None:
+        seen.append(("first", delivery_under_way()))
+        if event.type is Ping.PING:
+            bus.publish(Ping.PONG, "nested")
+            seen.append(("first, after its child", delivery_under_way()))
+
+    def failing(event: Event) -> None:
+        seen.append(("failing", delivery_under_way()))
+        removers["gone"]()  # the next receiver is skipped in this publish
+        raise RuntimeError("boom")
+
+    def gone(event: Event) -> None:
+        raise AssertionError("unsubscribed before its turn")
+
+    def every(event: Event) -> None:
+        seen.append(("every", delivery_under_way()))
+
+    bus.subscribe(Ping.PING, first)
+    bus.subscribe(Ping.PING, failing)
+    removers["gone"] = bus.subscribe(Ping.PING, gone)
+    bus.subscribe(Ping.PONG, first)
+    bus.subscribe_all(every)
+    assert delivery_under_way() is None
+    event_id = bus.publish(Ping.PING, "root")
+    assert delivery_under_way() is None
+    ping = bus.get_history(Ping.PING)[0]
+    pong = bus.get_history(Ping.PONG)[0]
+    assert ping.id == event_id
+    error = bus.get_history(EventType.ERROR)[0]
+    name = first.__qualname__
+    assert seen == [
+        ("first", (ping, name)),
+        ("first", (pong, name)),
+        ("every", (pong, every.__qualname__)),
+        ("first, after its child", (ping, name)),
+        ("failing", (ping, failing.__qualname__)),
+        # past the failure and the skipped receiver: the every-type handler's own turn
+        ("every", (ping, every.__qualname__)),
+        ("every", (error, every.__qualname__)),  # the bus's report of the failure
+    ]
+
+
+def test_delivery_under_way_on_a_bus_without_traces_has_no_handler_name() -> None:
+    bus = EventBus(traces=False)
+    seen: list[tuple[Event, str | None] | None] = []
+    bus.subscribe(Ping.PING, lambda event: seen.append(delivery_under_way()))
+    bus.publish(Ping.PING)
+    [event] = bus.get_history()
+    assert seen == [(event, None)]

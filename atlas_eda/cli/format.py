@@ -9,12 +9,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..checks import is_int
-from ..timeline import RecordedEvent
+from ..timeline import Cause, RecordedEvent
 from ..views import TEXT_CELL_WIDTH, when
 from ..views import text_table as format_table
 
 __all__ = [
     "SUMMARY_WIDTH",
+    "cause_cell",
+    "cause_line",
     "data_summary",
     "field_value",
     "format_table",
@@ -78,3 +80,21 @@ def data_summary(data: Any) -> str:
     if isinstance(data, dict):
         return ", ".join(f"{k}={v!r}" for k, v in data.items())
     return repr(data)
+
+
+def cause_cell(cause: Cause | None) -> str:
+    """A stored event's cause in a table cell: ``Enum.MEMBER …1a2b3c4d by handler``
+    (:meth:`Cause.describe`), empty for a write outside any delivery."""
+    return "" if cause is None else cause.describe()
+
+
+def cause_line(version: int, cause: Cause | None) -> str:
+    """The line ``atlas-eda show`` prints under its table: what wrote ``version``, with
+    the whole ids (to pass to ``Timeline.caused_by`` and ``Timeline.correlated``)."""
+    if cause is None:
+        return f"Cause of version {version}: none (written outside any bus delivery)"
+    handler = "an unknown handler" if cause.handler is None else cause.handler
+    return (
+        f"Cause of version {version}: {cause.event_type} event {cause.event_id} delivered "
+        f"to {handler} (correlation {cause.correlation_id or 'none'})"
+    )

@@ -11,7 +11,7 @@ from ..store import TemporalStore
 from ..timeline import RecordedEvent
 from ..views import when
 from .command import Command, CommandError, integer, position
-from .format import SUMMARY_WIDTH, format_table, summary
+from .format import SUMMARY_WIDTH, cause_cell, format_table, summary
 from .stores import add_store_option, open_store, resolve_document
 
 __all__ = ["COMMAND", "DEFAULT_LIMIT", "run_log"]
@@ -73,12 +73,20 @@ def _table(url: str, document_id: str | None, events: Sequence[RecordedEvent], l
     scope = f", document {document_id}" if document_id else ""
     span = f"positions {events[0].position} to {events[-1].position}" if events else "no events"
     rows: list[list[Any]] = [
-        [e.position, when(e.timestamp, precise=True), e.document_id, e.version, e.kind, summary(e)]
+        [
+            e.position,
+            when(e.timestamp, precise=True),
+            e.document_id,
+            e.version,
+            e.kind,
+            summary(e),
+            cause_cell(e.cause),
+        ]
         for e in events
     ]
     return format_table(
         f"Log of {url}{scope}: {span} (the log has {last} in all)",
-        ["position", "time (UTC)", "document", "version", "kind", "changes"],
+        ["position", "time (UTC)", "document", "version", "kind", "changes", "cause"],
         rows,
         max_width=SUMMARY_WIDTH,
     )
@@ -104,7 +112,8 @@ COMMAND = Command(
     name="log",
     help="the store's log of events, oldest first",
     description="Print the store's global ordered log: position, time (UTC), document, "
-    "version, kind of change and what changed, oldest first.",
+    "version, kind of change, what changed and its cause (the bus event and handler that "
+    "wrote it, empty for a write outside any delivery), oldest first.",
     add_arguments=_arguments,
     run=_run,
 )

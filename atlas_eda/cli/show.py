@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
+from uuid import UUID
 
 from ..document import Document
+from ..document_events import as_document_event, cause_of
 from ..store import TemporalStore
-from ..timeline import DocumentState
+from ..timeline import Cause, DocumentState
 from ..views import when
 from .command import Command, CommandError, integer
-from .format import field_value, format_table, wrapped_rows
+from .format import cause_line, field_value, format_table, wrapped_rows
 from .stores import add_store_option, open_store, resolve_document
 
 __all__ = ["COMMAND", "TIME_FORMAT", "parse_time", "run_show"]
@@ -31,7 +33,8 @@ def run_show(
     document: str, url: str | None, *, version: str | None = None, at: str | None = None
 ) -> None:
     """Print every field of a document at its latest version, at ``version``, or as of the
-    ISO-8601 time ``at`` (UTC when it has no offset), and the list of its versions."""
+    ISO-8601 time ``at`` (UTC when it has no offset), the list of its versions, and the
+    cause of the version shown (the bus event and handler that wrote it)."""
     moment = parse_time(at) if at is not None else None
     with open_store(url) as store:
         document_id, latest = resolve_document(store, document)
@@ -50,6 +53,13 @@ def run_show(
         print(format_table(f"Document {document_id}, {how}", ["field", "value"], rows))
         print()
         print(versions_line(latest, state.version))
+        print(cause_line(state.version, _cause(store, document_id, state.version)))
+
+
+def _cause(store: TemporalStore, document_id: str, version: int) -> Cause | None:
+    """The cause recorded with the event that made ``version`` of the document."""
+    events = store.events.get(UUID(document_id), gt=version - 1, lte=version)
+    return next((cause_of(as_document_event(e)) for e in events), None)
 
 
 def _at_version(
@@ -125,7 +135,8 @@ COMMAND = Command(
     name="show",
     help="every field of a document, now or at a version or time",
     description="Print every field of a document at its latest version, at a given "
-    "version, or as it was at a given time, and list its versions.",
+    "version, or as it was at a given time, list its versions, and say which bus event "
+    "and handler wrote the version shown.",
     add_arguments=_arguments,
     run=_run,
 )

@@ -19,16 +19,18 @@ from __future__ import annotations
 
 from .cipher import CIPHER_ENV_VAR, create_cipher_key
 from .sqlite_guard import check_sqlite_file
-from .temporal import TemporalStore
+from .temporal import DOCUMENT_ID_NAMESPACE, TemporalStore, derived_document_id
 from .urls import DEFAULT_URL, ENV_VAR, persistence_settings, redact_url
 
 __all__ = [
     "CIPHER_ENV_VAR",
     "DEFAULT_URL",
+    "DOCUMENT_ID_NAMESPACE",
     "ENV_VAR",
     "TemporalStore",
     "check_sqlite_file",
     "create_cipher_key",
+    "derived_document_id",
     "persistence_settings",
     "redact_url",
 ]

@@ -27,7 +27,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
 from eventsourcing.persistence import (
@@ -51,11 +51,20 @@ from ..document_events import (
     DocumentEvent,
     EventKind,
     as_document_event,
+    current_cause,
     live_bus_event,
     topics,
 )
-from ..errors import AtlasEdaError, ConcurrencyError, PositionError, StoreOpenError
+from ..errors import (
+    AtlasEdaError,
+    ConcurrencyError,
+    InvalidDocumentError,
+    PositionError,
+    StoreOpenError,
+)
 from ..timeline import Timeline
+from ..trace import EVENT, Record, running
+from ..views import short_repr
 from .cipher import CIPHER_ENV_VAR, cipher_key_from_env, cipher_settings
 from .postgres import creation_lock
 from .postgres import listen_connection as open_listen_connection
@@ -67,7 +76,7 @@ if TYPE_CHECKING:
     from eventsourcing.persistence import Notification
     from psycopg import Connection
 
-__all__ = ["StoredEventsView", "TemporalStore"]
+__all__ = ["DOCUMENT_ID_NAMESPACE", "StoredEventsView", "TemporalStore", "derived_document_id"]
 
 T = TypeVar("T")
 
@@ -77,6 +86,38 @@ _INDEX_PAGE = 500
 _TRACKING_ATTEMPTS = 3
 _TRACKING_RETRY_SECONDS = 0.05
 _BACKOFF_FIRST, _BACKOFF_MOST = 0.002, 0.05  # seconds: the first retry's cap, every one's
+
+
+DOCUMENT_ID_NAMESPACE = UUID("5d0c6a8e-2f4b-5e7a-9c1d-3b8f0a6e4c21")
+"""The ``uuid5`` namespace of the document ids derived inside a delivery. Fixed for good:
+changing it would give replayed creations other ids than the recorded ones."""
+
+# Per thread: the records under delivery that created documents, by id(record), each with
+# how many it created; entries of records no longer on the stack are dropped on the next
+# creation, so a record delivered again (a dead letter retried) counts from 0 again.
+_CREATIONS = threading.local()
+
+
+def derived_document_id() -> UUID | None:
+    """The id of a document created now without a chosen one: inside a delivery,
+    ``uuid5(DOCUMENT_ID_NAMESPACE, "<event id>/<n>")`` for the ``n``-th (from 0) creation
+    while that event is being delivered on this thread (by any of its handlers, in their
+    order), so that the same root events delivered again to the same handlers create the
+    same ids; ``None`` outside any delivery (the document then gets a random uuid4).
+    Each call counts one creation."""
+    stack = running()
+    if not stack:
+        return None
+    record = stack[-1]
+    counts: dict[int, tuple[Record, int]] | None = getattr(_CREATIONS, "counts", None)
+    if counts is None:
+        counts = _CREATIONS.counts = {}
+    for key, (kept, _) in list(counts.items()):
+        if not any(r is kept for r in stack):
+            del counts[key]
+    _, ordinal = counts.get(id(record), (record, 0))
+    counts[id(record)] = (record, ordinal + 1)
+    return uuid5(DOCUMENT_ID_NAMESPACE, f"{record[EVENT].id}/{ordinal}")
 
 
 class _DocumentApplication(Application[UUID]):
@@ -190,18 +231,37 @@ class TemporalStore:
 
     # -- commands ----------------------------------------------------------------------
 
-    def create_document(self, title: str, content: str, author: str, *, retries: int = 0) -> str:
-        """Create and persist a document (version 1); returns its id. Fields that cannot
-        be stored are refused with :class:`InvalidDocumentError` before anything is saved.
-        A database locked by other writers past its timeout raises
-        :class:`ConcurrencyError` (nothing saved) after ``retries`` further attempts."""
+    def create_document(
+        self,
+        title: str,
+        content: str,
+        author: str,
+        *,
+        document_id: str | None = None,
+        retries: int = 0,
+    ) -> str:
+        """Create and persist a document (version 1); returns its id (in canonical form).
+
+        The id is ``document_id`` when given (a str holding a UUID); else, inside a bus
+        delivery, one derived from the event being delivered (see
+        :func:`derived_document_id`: replaying the same events creates the same ids);
+        else a random uuid4. Fields that cannot be stored, a ``document_id`` that is not
+        a UUID string, and an id a document already has are refused with
+        :class:`InvalidDocumentError`, nothing saved. A database locked by other writers
+        past its timeout raises :class:`ConcurrencyError` (nothing saved) after
+        ``retries`` further attempts. The event records its cause (see
+        :class:`~atlas_eda.document.Document`)."""
         _check_retries(retries)
         check_text("title", title)
         check_text("content", content)
         check_text("author", author)
+        chosen = _chosen_id(document_id)
+        key = chosen if chosen is not None else derived_document_id()
+        cause = current_cause()
 
         def attempt() -> DocumentEvent:
-            return self._commit(Document(title=title, content=content, author=author))
+            document = Document.create(title, content, author, document_id=key, cause=cause)
+            return self._commit(document, derived=chosen is None and key is not None)
 
         committed = self._retrying(None, "create", retries, attempt)
         self._notify_bus(committed, editor=None)
@@ -229,12 +289,13 @@ class TemporalStore:
         check_text("title", title, optional=True)
         check_text("content", content, optional=True)
         check_text("editor", editor, optional=True)
+        cause = current_cause()
 
         def attempt() -> DocumentEvent | None:
             document = self._load(document_id)
             if document is None:
                 return None
-            document.update(title=title, content=content, editor=editor)
+            document.update(title=title, content=content, editor=editor, cause=cause)
             return self._commit(document)
 
         committed = self._retrying(document_id, "update", retries, attempt)
@@ -251,12 +312,13 @@ class TemporalStore:
         :class:`ConcurrencyError` (nothing saved) as :meth:`update_document` does."""
         _check_retries(retries)
         check_text("reason", reason, optional=True)
+        cause = current_cause()
 
         def attempt() -> DocumentEvent | None:
             document = self._load(document_id)
             if document is None:
                 return None
-            document.delete(reason=reason)
+            document.delete(reason=reason, cause=cause)
             return self._commit(document)
 
         committed = self._retrying(document_id, "delete", retries, attempt)
@@ -470,12 +532,15 @@ class TemporalStore:
             return None
         return document if isinstance(document, Document) else None
 
-    def _commit(self, document: Document) -> DocumentEvent:
-        """Save the document's one new event; returns it (as committed)."""
+    def _commit(self, document: Document, *, derived: bool = False) -> DocumentEvent:
+        """Save the document's one new event; returns it (as committed). A creation whose
+        id is taken is refused (``derived``: the id was derived in a delivery)."""
         [pending] = document.collect_events()
         try:
             self._application.save(pending)
         except IntegrityError as exc:
+            if document.version == Document.INITIAL_VERSION:
+                raise _id_taken(document.document_id, derived=derived) from exc
             raise ConcurrencyError(
                 f"Document {document.document_id} was changed by another writer while this "
                 f"change was being made: version {document.version} already exists. Nothing "
@@ -616,6 +681,42 @@ def _open_error_message(url: str, settings: Mapping[str, str], exc: BaseExceptio
         f"the server is running and reachable at that host and port (waited {timeout}s; "
         f"'?connect_timeout=N' changes that), that the user, password and database are "
         f"right, and that the schema, if one is given, exists (CREATE SCHEMA name)."
+    )
+
+
+def _chosen_id(document_id: object) -> UUID | None:
+    """The UUID a caller chose for a new document (``None``: none chosen)."""
+    if document_id is None:
+        return None
+    if not isinstance(document_id, str):
+        raise InvalidDocumentError(
+            f"document_id must be a str holding a UUID (or None for an id made by the "
+            f"store), got {type(document_id).__name__} ({short_repr(document_id)}); nothing "
+            f"was saved. Pass str(uuid).",
+            "document_id",
+        )
+    try:
+        return UUID(document_id)
+    except ValueError:
+        raise InvalidDocumentError(
+            f"document_id {short_repr(document_id)} is not a UUID (expected a form like "
+            f"'12345678-1234-5678-1234-567812345678'); nothing was saved.",
+            "document_id",
+        ) from None
+
+
+def _id_taken(document_id: str, *, derived: bool) -> InvalidDocumentError:
+    if derived:
+        how = (
+            "its id was derived from the bus event being delivered, which already created "
+            "it: the same event was delivered again to this store (replay into an empty "
+            "store, or pass document_id= to choose another id)"
+        )
+    else:
+        how = "choose another document_id, or update the existing document"
+    return InvalidDocumentError(
+        f"A document with id {document_id} already exists; nothing was saved: {how}.",
+        "document_id",
     )
 
 
