@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from .service import DocumentService
     from .store import TemporalStore
     from .timeline import (
+        Cause,
         Cursor,
         DocumentState,
         FieldChange,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AspectWeaver",
     "AtlasEdaError",
+    "Cause",
     "ConcurrencyError",
     "Cursor",
     "DeadLetter",
@@ -135,6 +137,7 @@ make_lazy(
         ".service": ("DocumentService",),
         ".store": ("TemporalStore",),
         ".timeline": (
+            "Cause",
             "Cursor",
             "DocumentState",
             "FieldChange",
