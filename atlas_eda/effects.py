@@ -472,20 +472,24 @@ def _chain(monad: EffectMonad[Any]) -> Any:
 
 
 class _Steps:
-    """The ``effect`` dispatcher the part of a run that depends on results is performed
-    through: the run's handler as a dispatcher (``dispatch``), each intent checked for a
-    performer when it is reached (``missing`` lists the intents without one; ``None``:
-    ask ``dispatch`` once, for a library dispatcher may consume what it hands out), and
-    :class:`_Reached` intents performed by itself."""
+    """The ``effect`` dispatcher a monad that depends on a result is performed through
+    (:meth:`run`): the run's handler as a dispatcher (``dispatch``), each intent checked for
+    a performer when it is reached (``missing`` lists the intents without one), and
+    :class:`_Reached` intents performed by itself. ``consumes``: ``dispatch`` is a library
+    dispatcher, which may hand a performer out only once (``effect.testing``'s
+    ``SequenceDispatcher`` in a ``ComposedDispatcher``), so it is asked once per reached
+    intent, and the result is the check."""
 
-    __slots__ = ("_dispatch", "_missing")
+    __slots__ = ("_consumes", "_dispatch", "_missing")
 
     def __init__(
         self,
         dispatch: Callable[[object], Any],
-        missing: Callable[[Iterable[object]], list[object]] | None,
+        missing: Callable[[Iterable[object]], list[object]],
+        *,
+        consumes: bool = False,
     ) -> None:
-        self._dispatch, self._missing = dispatch, missing
+        self._dispatch, self._missing, self._consumes = dispatch, missing, consumes
 
     @classmethod
     def of(cls, handler: Any) -> _Steps:
@@ -493,14 +497,24 @@ class _Steps:
         if isinstance(handler, EffectHandler):
             return cls(handler.dispatcher, handler.unhandled)
         if isinstance(handler, _LIBRARY_DISPATCHERS):
-            return cls(handler, None)
-        performer = fx.sync_performer(lambda _dispatcher, intent: handler(intent))
-        return cls(lambda _intent: performer, _none_missing)
+            return cls(handler, functools.partial(_without_performer, handler), consumes=True)
+        if callable(handler):
+            performer = fx.sync_performer(lambda _dispatcher, intent: handler(intent))
+            return cls(lambda _intent: performer, _none_missing)
+        raise TypeError(f"run needs an EffectHandler or a callable fn(effect), got {handler!r}.")
+
+    def run(self, monad: EffectMonad[Any]) -> Any:
+        """Check every effect ``monad`` knows of has a performer, then perform it through
+        ``effect.sync_perform``; its value."""
+        missing = self._missing(monad._effects)
+        if missing:
+            raise _unhandled(missing)
+        return fx.sync_perform(self, _chain(monad))
 
     def __call__(self, intent: object) -> Any:
         if type(intent) is _Reached:
             return self._reach
-        if self._missing is None:
+        if self._consumes:
             performer = self._dispatch(intent)
             if performer is None:
                 raise _unhandled([intent], reached=True)
@@ -512,12 +526,19 @@ class _Steps:
 
     def _reach(self, _dispatcher: Any, intent: _Reached, box: Any) -> None:
         monad = intent.monad
-        if self._missing is not None:
+        if not self._consumes:
             missing = self._missing(monad._effects)
             if missing:
                 box.fail(_unhandled(missing, reached=True))
                 return
         box.succeed(_chain(monad))
+
+
+def _without_performer(
+    dispatcher: Callable[[object], Any], intents: Iterable[object]
+) -> list[object]:
+    """The intents ``dispatcher`` has no performer for."""
+    return [intent for intent in intents if dispatcher(intent) is None]
 
 
 def _none_missing(_intents: Iterable[object]) -> list[object]:
@@ -640,28 +661,26 @@ class EffectMonad(Generic[T]):
         missing performer there raises :class:`UnhandledEffectError` *after* the earlier
         effects were performed. A performer's exception stops the run where it is raised.
         """
-        effects, pending = self._effects, self._pending
-        ahead = effects if pending is None else effects[: len(effects) - self._later]
+        if self._pending is not None:
+            return cast(T, _Steps.of(handler).run(self))
         if isinstance(handler, EffectHandler):
-            handler.ensure_handled(effects)
-            handler.perform_all(ahead)
+            handler.ensure_handled(self._effects)
+            handler.perform_all(self._effects)
         elif isinstance(handler, _LIBRARY_DISPATCHERS):
             # Called with an intent, a dispatcher only looks a performer up: treating it
             # as a plain fn(effect) would silently perform nothing.
-            missing = [intent for intent in effects if handler(intent) is None]
+            missing = _without_performer(handler, self._effects)
             if missing:
                 raise _unhandled(missing)
-            _perform_all(handler, ahead)
+            _perform_all(handler, self._effects)
         elif callable(handler):
-            for intent in ahead:
+            for intent in self._effects:
                 handler(intent)
         else:
             raise TypeError(
                 f"run needs an EffectHandler or a callable fn(effect), got {handler!r}."
             )
-        if pending is None:
-            return self._value
-        return cast(T, fx.sync_perform(_Steps.of(handler), pending))
+        return self._value
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, EffectMonad):
