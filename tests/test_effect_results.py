@@ -642,3 +642,21 @@ def test_a_reply_tampered_to_approve_diverges_where_the_failure_was_recorded(
         assert divergence.position == 3
         assert divergence.reason == "expected Shop.PAYMENT_FAILED, got EventType.ERROR"
         assert "Gateway.SHIP" in (divergence.actual or "")
+
+
+@pytest.mark.parametrize("not_callable", [None, 42, "handler"])
+def test_running_a_result_dependent_monad_with_a_non_callable_is_a_type_error(
+    not_callable: Any,
+) -> None:
+    with pytest.raises(TypeError, match="EffectHandler or a callable"):
+        EffectMonad.perform(charge(1)).run(not_callable)
+
+
+def test_an_effect_library_dispatcher_checks_known_effects_before_performing_any() -> None:
+    performed = Performed()
+    composed = fx.ComposedDispatcher([performed.handler(Gateway.CHARGE), fx.base_dispatcher])
+    plan = EffectMonad.perform(charge(1)).with_effect(Effect(Gateway.AUDIT))
+
+    with pytest.raises(UnhandledEffectError, match=r"Gateway\.AUDIT.*nothing was performed"):
+        plan.run(composed)
+    assert performed.log == []
