@@ -609,7 +609,9 @@ class EffectMonad(Generic[T]):
         on it (and on what is built from it) are given that result when the monad is run,
         so a step can decide what to do next on it. ``effect`` is an intent (an
         :class:`Effect` or an ``effect``-library intent), or an ``effect.Effect`` (with
-        callbacks, or a ``@do`` program), whose final result is the value."""
+        callbacks, or a ``@do`` program), whose final result is the value. As everywhere in
+        ``effect``, a step that returns an ``effect.Effect`` has it performed: its result
+        is what the next step is given."""
         if isinstance(effect, fx.Effect):
             return EffectMonad._awaiting((effect.intent,), 1, effect)
         return EffectMonad._awaiting((effect,), 1, fx.Effect(effect))
