@@ -30,7 +30,7 @@ from atlas_eda import (
 from atlas_eda.testing import Cassette, record, register_types, replay
 
 
-class Shop(enum.Enum):
+class Till(enum.Enum):
     """The shop's events."""
 
     ORDER_PLACED = "order.placed"
@@ -46,7 +46,7 @@ class Gateway(enum.Enum):
     AUDIT = "audit"
 
 
-register_types(Shop, Gateway)
+register_types(Till, Gateway)
 
 
 class Performed:
@@ -476,7 +476,7 @@ def make_shop(limit: int = 100) -> tuple[EventBus, Performed]:
 
         def on_reply(reply: dict[str, Any]) -> EffectMonad[str]:
             if reply["status"] == "declined":
-                bus.publish(Shop.PAYMENT_FAILED, {"order": order}, source="payments")
+                bus.publish(Till.PAYMENT_FAILED, {"order": order}, source="payments")
                 return EffectMonad.pure("failed")
             return (
                 EffectMonad.pure("shipped")
@@ -492,21 +492,21 @@ def make_shop(limit: int = 100) -> tuple[EventBus, Performed]:
         notice = Effect(Gateway.MAIL, {"order": event.data["order"]}, "payment failed")
         return EffectMonad.pure(None).with_effect(notice)
 
-    bus.subscribe(Shop.ORDER_PLACED, on_placed)
-    bus.subscribe(Shop.PAYMENT_FAILED, on_failed)
+    bus.subscribe(Till.ORDER_PLACED, on_placed)
+    bus.subscribe(Till.PAYMENT_FAILED, on_failed)
     return bus, performed
 
 
 def test_the_bus_runs_a_decision_on_a_reply() -> None:
     bus, performed = make_shop()
 
-    bus.publish(Shop.ORDER_PLACED, {"order": 1, "amount": 50})
-    bus.publish(Shop.ORDER_PLACED, {"order": 2, "amount": 500})
+    bus.publish(Till.ORDER_PLACED, {"order": 1, "amount": 50})
+    bus.publish(Till.ORDER_PLACED, {"order": 2, "amount": 500})
 
     assert [e.type for e in reversed(bus.get_history())] == [
-        Shop.ORDER_PLACED,
-        Shop.ORDER_PLACED,
-        Shop.PAYMENT_FAILED,
+        Till.ORDER_PLACED,
+        Till.ORDER_PLACED,
+        Till.PAYMENT_FAILED,
     ]
     assert [(e.type, e.payload) for e in performed.log] == [
         (Gateway.CHARGE, {"amount": 50}),
@@ -520,8 +520,8 @@ def test_the_bus_runs_a_decision_on_a_reply() -> None:
 def test_every_effect_of_a_decision_is_in_the_trace_with_its_result() -> None:
     bus, _ = make_shop()
 
-    shipped = bus.publish(Shop.ORDER_PLACED, {"order": 1, "amount": 50})
-    failed = bus.publish(Shop.ORDER_PLACED, {"order": 2, "amount": 500})
+    shipped = bus.publish(Till.ORDER_PLACED, {"order": 1, "amount": 50})
+    failed = bus.publish(Till.ORDER_PLACED, {"order": 2, "amount": 500})
 
     [delivery] = bus.trace(shipped).deliveries
     assert [(o.effect.type, o.result) for o in delivery.effects] == [
@@ -535,7 +535,7 @@ def test_every_effect_of_a_decision_is_in_the_trace_with_its_result() -> None:
         (Gateway.CHARGE, {"status": "declined", "amount": 500}),
     ]
     [child] = delivery.children
-    assert child.event.type is Shop.PAYMENT_FAILED
+    assert child.event.type is Till.PAYMENT_FAILED
     assert child.event.causation_id == failed
     assert [o.effect.description for o in child.all_effects()] == ["payment failed"]
 
@@ -545,11 +545,11 @@ def test_a_missing_performer_reached_on_the_bus_is_a_handler_failure() -> None:
     handler.register_handler(Gateway.CHARGE, lambda effect: "ok")
     bus = EventBus(effect_handler=handler)
     bus.subscribe(
-        Shop.ORDER_PLACED,
+        Till.ORDER_PLACED,
         lambda event: EffectMonad.perform(charge(1)).bind(lambda _: EffectMonad.perform(ship())),
     )
 
-    bus.publish(Shop.ORDER_PLACED, {"order": 1})
+    bus.publish(Till.ORDER_PLACED, {"order": 1})
 
     [error] = bus.get_history(EventType.ERROR)
     assert "Gateway.SHIP" in json.dumps(error.data)
@@ -563,8 +563,8 @@ def record_shop(path: Path) -> Path:
     line 3: its PAYMENT_FAILED (mail)."""
     bus, _ = make_shop()
     with record(bus, path):
-        bus.publish(Shop.ORDER_PLACED, {"order": 1, "amount": 50}, source="web")
-        bus.publish(Shop.ORDER_PLACED, {"order": 2, "amount": 500}, source="web")
+        bus.publish(Till.ORDER_PLACED, {"order": 1, "amount": 50}, source="web")
+        bus.publish(Till.ORDER_PLACED, {"order": 2, "amount": 500}, source="web")
     return path
 
 
@@ -574,9 +574,9 @@ def test_a_decision_on_a_reply_replays_exactly_with_recorded_results(
 ) -> None:
     cassette = Cassette.load(record_shop(tmp_path / "shop.jsonl"))
     assert [entry.event.type for entry in cassette] == [
-        Shop.ORDER_PLACED,
-        Shop.ORDER_PLACED,
-        Shop.PAYMENT_FAILED,
+        Till.ORDER_PLACED,
+        Till.ORDER_PLACED,
+        Till.PAYMENT_FAILED,
     ]
     # The replaying shop's gateway would decide otherwise: it declines everything. The
     # recorded replies decide, and nothing is really performed.
@@ -618,8 +618,8 @@ def test_a_tampered_reply_takes_the_other_branch_and_diverges(tmp_path: Path, mo
         assert "recorded but not performed" in divergence.reason
     else:  # declined, the handler published PAYMENT_FAILED where the next root is recorded
         assert divergence.position == 2
-        assert "Shop.PAYMENT_FAILED" in (divergence.actual or "")
-        assert "extra Shop.PAYMENT_FAILED" in divergence.reason
+        assert "Till.PAYMENT_FAILED" in (divergence.actual or "")
+        assert "extra Till.PAYMENT_FAILED" in divergence.reason
 
 
 @pytest.mark.parametrize("mode", ["stub", "check"])
@@ -640,7 +640,7 @@ def test_a_reply_tampered_to_approve_diverges_where_the_failure_was_recorded(
         assert "performed but not recorded" in divergence.reason
     else:  # shipping, not recorded, failed the handler where PAYMENT_FAILED is recorded
         assert divergence.position == 3
-        assert divergence.reason == "expected Shop.PAYMENT_FAILED, got EventType.ERROR"
+        assert divergence.reason == "expected Till.PAYMENT_FAILED, got EventType.ERROR"
         assert "Gateway.SHIP" in (divergence.actual or "")
 
 
