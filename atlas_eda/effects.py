@@ -9,13 +9,14 @@ from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import Enum, auto
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import effect as fx
 
-from .errors import InvalidEffectError, UnhandledEffectError
+from .errors import InvalidEffectError, PendingResultError, UnhandledEffectError
 from .events import type_name
 from .trace import RUNNING, file_effect
+from .views import short
 
 __all__ = [
     "Effect",
@@ -170,14 +171,21 @@ def _stubbed(performer: Any) -> Any:
     return perform
 
 
-def _unhandled(missing: list[object]) -> UnhandledEffectError:
+def _unhandled(missing: list[object], *, reached: bool = False) -> UnhandledEffectError:
+    """The error for intents without a performer; ``reached``: found only when a step that
+    depends on an earlier effect's result was reached, so earlier effects were performed."""
     names = ", ".join(
         type_name(i.type) if isinstance(i, Effect) else type(i).__name__ for i in missing
     )
+    done = (
+        "it was reached after an earlier effect's result was known, so the effects before "
+        "it were performed"
+        if reached
+        else "nothing was performed"
+    )
     return UnhandledEffectError(
         f"No handler registered for effect type(s): {names}. Register one with "
-        f"EffectHandler.register_handler(effect_type, fn) before running; "
-        f"nothing was performed.",
+        f"EffectHandler.register_handler(effect_type, fn) before running; {done}.",
         tuple(missing),
     )
 
@@ -371,65 +379,299 @@ class EffectHandler:
         return f"EffectHandler([{types}])"
 
 
+# -- steps that depend on an effect's result ------------------------------------------------
+#
+# A monad whose value depends on an effect's result holds that part as an ``effect.Effect``
+# with callbacks (``Effect(intent).on(success=...)``): ``map``, ``bind`` and ``with_effect``
+# add one callback each, and ``run`` performs it with ``effect.sync_perform``. The
+# callbacks below are small classes rather than closures so that two monads built the same
+# way compare equal.
+
+
+@dataclass(frozen=True, slots=True)
+class _Map:
+    """``map``'s step: the next value is ``fn(result)``."""
+
+    fn: Callable[[Any], Any]
+
+    def __call__(self, result: Any) -> Any:
+        return self.fn(result)
+
+
+@dataclass(frozen=True, slots=True)
+class _Bind:
+    """``bind``'s step: the monad ``fn(result)`` is performed next (see :func:`_program`)."""
+
+    fn: Callable[[Any], EffectMonad[Any]]
+
+    def __call__(self, result: Any) -> Any:
+        return _program(_bound(self.fn, result))
+
+
+@dataclass(frozen=True, slots=True)
+class _Append:
+    """``with_effect``'s step: ``effect`` is performed, the value passed on unchanged."""
+
+    effect: object
+
+    def __call__(self, result: Any) -> Any:
+        return fx.Effect(self.effect).on(success=_Then(result))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Then:
+    """A step giving ``value`` whatever the previous one gave (``effect`` performs it
+    first if it is an ``effect.Effect``)."""
+
+    value: Any
+
+    def __call__(self, _previous: Any) -> Any:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Reached:
+    """An intent performed by the run's own dispatcher (:class:`_Steps`), never by a
+    handler: every effect ``monad`` knows of is checked for a performer, then ``monad`` is
+    performed. A step's monad becomes this once the result it was made from is known."""
+
+    monad: EffectMonad[Any]
+
+
+def _bound(fn: Callable[[Any], EffectMonad[U]], value: Any) -> EffectMonad[U]:
+    """``fn(value)``, which ``bind`` requires to be an :class:`EffectMonad`."""
+    result = fn(value)
+    if not isinstance(result, EffectMonad):
+        raise TypeError(
+            f"bind expects a function returning an EffectMonad, got {type(result).__name__}; "
+            f"use map for plain values."
+        )
+    return result
+
+
+def _program(monad: EffectMonad[Any]) -> Any:
+    """What a step returns to ``effect`` for ``monad``: its value when it has no effects
+    (then it depends on no result either), else a :class:`_Reached` effect."""
+    if not monad._effects:
+        return monad._value
+    return fx.Effect(_Reached(monad))
+
+
+def _chain(monad: EffectMonad[Any]) -> Any:
+    """``monad`` as one ``effect.Effect``: the effects it performs before the part that
+    depends on a result, one after the other, then that part (or its value)."""
+    effects, pending = monad._effects, monad._pending
+    last = monad._value if pending is None else pending
+    ahead = effects[: len(effects) - monad._later]
+    if not ahead:
+        return last
+    chain = fx.Effect(ahead[0])
+    for intent in ahead[1:]:
+        chain = chain.on(success=_Then(fx.Effect(intent)))
+    return chain.on(success=_Then(last))
+
+
+class _Steps:
+    """The ``effect`` dispatcher a monad that depends on a result is performed through
+    (:meth:`run`): the run's handler as a dispatcher (``dispatch``), each intent checked for
+    a performer when it is reached (``missing`` lists the intents without one), and
+    :class:`_Reached` intents performed by itself. ``consumes``: ``dispatch`` is a library
+    dispatcher, which may hand a performer out only once (``effect.testing``'s
+    ``SequenceDispatcher`` in a ``ComposedDispatcher``), so it is asked once per reached
+    intent, and the result is the check."""
+
+    __slots__ = ("_consumes", "_dispatch", "_missing")
+
+    def __init__(
+        self,
+        dispatch: Callable[[object], Any],
+        missing: Callable[[Iterable[object]], list[object]],
+        *,
+        consumes: bool = False,
+    ) -> None:
+        self._dispatch, self._missing, self._consumes = dispatch, missing, consumes
+
+    @classmethod
+    def of(cls, handler: Any) -> _Steps:
+        """The dispatcher for ``handler`` as :meth:`EffectMonad.run` accepts it."""
+        if isinstance(handler, EffectHandler):
+            return cls(handler.dispatcher, handler.unhandled)
+        if isinstance(handler, _LIBRARY_DISPATCHERS):
+            return cls(handler, functools.partial(_without_performer, handler), consumes=True)
+        if callable(handler):
+            performer = fx.sync_performer(lambda _dispatcher, intent: handler(intent))
+            return cls(lambda _intent: performer, _none_missing)
+        raise TypeError(f"run needs an EffectHandler or a callable fn(effect), got {handler!r}.")
+
+    def run(self, monad: EffectMonad[Any]) -> Any:
+        """Check every effect ``monad`` knows of has a performer, then perform it through
+        ``effect.sync_perform``; its value."""
+        missing = self._missing(monad._effects)
+        if missing:
+            raise _unhandled(missing)
+        return fx.sync_perform(self, _chain(monad))
+
+    def __call__(self, intent: object) -> Any:
+        if type(intent) is _Reached:
+            return self._reach
+        if self._consumes:
+            performer = self._dispatch(intent)
+            if performer is None:
+                raise _unhandled([intent], reached=True)
+            return performer
+        missing = self._missing((intent,))
+        if missing:
+            raise _unhandled(missing, reached=True)
+        return self._dispatch(intent)
+
+    def _reach(self, _dispatcher: Any, intent: _Reached, box: Any) -> None:
+        monad = intent.monad
+        if not self._consumes:
+            missing = self._missing(monad._effects)
+            if missing:
+                box.fail(_unhandled(missing, reached=True))
+                return
+        box.succeed(_chain(monad))
+
+
+def _without_performer(
+    dispatcher: Callable[[object], Any], intents: Iterable[object]
+) -> list[object]:
+    """The intents ``dispatcher`` has no performer for."""
+    return [intent for intent in intents if dispatcher(intent) is None]
+
+
+def _none_missing(_intents: Iterable[object]) -> list[object]:
+    """A plain callable performs every intent."""
+    return []
+
+
 class EffectMonad(Generic[T]):
     """An immutable value paired with the effects that producing it requires.
-    ``map``/``bind``/``with_effect`` return new monads; ``run`` performs the effects."""
+    ``map``/``bind``/``with_effect`` return new monads; ``run`` performs the effects.
 
-    __slots__ = ("_effects", "_value")
+    A monad made with :meth:`perform` (or built from one) *depends on an effect's
+    result*: its value is that result, known only when the monad is run, and ``map`` and
+    ``bind`` on it are steps given that result when it is known. Such a monad is an
+    ``effect.Effect`` with ``on(success=...)`` callbacks inside, performed by
+    ``effect.sync_perform`` through the run's handler."""
+
+    __slots__ = ("_effects", "_later", "_pending", "_value")
 
     def __init__(self, value: T, effects: Iterable[object] = ()) -> None:
         self._value = value
         self._effects: tuple[object, ...] = tuple(effects)
+        # The part that depends on a result (an effect.Effect with callbacks), or None;
+        # how many of the known effects it performs (the last ones).
+        self._pending: Any = None
+        self._later = 0
+
+    @staticmethod
+    def _awaiting(effects: tuple[object, ...], later: int, pending: Any) -> EffectMonad[Any]:
+        """A monad depending on a result: ``pending``, after ``effects`` but the ``later``
+        last ones, which ``pending`` performs."""
+        monad: EffectMonad[Any] = EffectMonad(None, ())
+        monad._effects, monad._later, monad._pending = effects, later, pending
+        return monad
 
     @property
     def value(self) -> T:
-        """The wrapped value."""
+        """The wrapped value. A monad whose value depends on an effect's result has none
+        before it is run: :class:`PendingResultError` (``run`` returns the value)."""
+        if self._pending is not None:
+            raise PendingResultError(
+                f"{self!r} has no value before it is run: it depends on the result of "
+                f"{short(self._pending.intent, 80)}. Run it (monad.run(handler)) and use "
+                f"what run returns, or keep deciding inside map/bind."
+            )
         return self._value
 
     @property
     def effects(self) -> tuple[object, ...]:
-        """The effects to perform, in order."""
+        """The effects known before the run, in the order they are performed; effects a
+        ``bind`` step returns after an effect's result is known are not among them."""
         return self._effects
+
+    @property
+    def depends_on_result(self) -> bool:
+        """Whether the value depends on an effect's result (see :meth:`perform`), so that
+        it is known only when the monad is run."""
+        return self._pending is not None
 
     @classmethod
     def pure(cls, value: U) -> EffectMonad[U]:
         """A monad holding ``value`` and no effects."""
         return EffectMonad(value)
 
+    @classmethod
+    def perform(cls, effect: object) -> EffectMonad[Any]:
+        """A monad performing ``effect`` whose value is its result: ``map`` and ``bind``
+        on it (and on what is built from it) are given that result when the monad is run,
+        so a step can decide what to do next on it. ``effect`` is an intent (an
+        :class:`Effect` or an ``effect``-library intent), or an ``effect.Effect`` (with
+        callbacks, or a ``@do`` program), whose final result is the value. As everywhere in
+        ``effect``, a step that returns an ``effect.Effect`` has it performed: its result
+        is what the next step is given."""
+        if isinstance(effect, fx.Effect):
+            return EffectMonad._awaiting((effect.intent,), 1, effect)
+        return EffectMonad._awaiting((effect,), 1, fx.Effect(effect))
+
     def with_effect(self, effect: object) -> EffectMonad[T]:
         """A new monad with ``effect`` appended."""
-        return EffectMonad(self._value, (*self._effects, effect))
+        pending = self._pending
+        if pending is None:
+            return EffectMonad(self._value, (*self._effects, effect))
+        return EffectMonad._awaiting(
+            (*self._effects, effect), self._later + 1, pending.on(success=_Append(effect))
+        )
 
     def map(self, fn: Callable[[T], U]) -> EffectMonad[U]:
-        """A new monad holding ``fn(value)`` (computed now) and the same effects."""
-        return EffectMonad(fn(self._value), self._effects)
+        """A new monad holding ``fn(value)`` and the same effects: computed now, or, when
+        the value depends on an effect's result, when the monad is run."""
+        pending = self._pending
+        if pending is None:
+            return EffectMonad(fn(self._value), self._effects)
+        return EffectMonad._awaiting(self._effects, self._later, pending.on(success=_Map(fn)))
 
     def bind(self, fn: Callable[[T], EffectMonad[U]]) -> EffectMonad[U]:
-        """Chain an effectful step: its value, and this monad's effects followed by its own."""
-        result = fn(self._value)
-        if not isinstance(result, EffectMonad):
-            raise TypeError(
-                f"bind expects a function returning an EffectMonad, got {type(result).__name__}; "
-                f"use map for plain values."
+        """Chain an effectful step: its value, and this monad's effects followed by its own.
+        When this monad's value depends on an effect's result, ``fn`` is called with that
+        result when the monad is run, and the monad it returns is checked (every effect it
+        holds has a performer, else :class:`UnhandledEffectError`) and performed then."""
+        pending = self._pending
+        if pending is None:
+            result = _bound(fn, self._value)
+            if result._pending is None:
+                return EffectMonad(result._value, (*self._effects, *result._effects))
+            return EffectMonad._awaiting(
+                (*self._effects, *result._effects), result._later, result._pending
             )
-        return EffectMonad(result._value, (*self._effects, *result._effects))
+        return EffectMonad._awaiting(self._effects, self._later, pending.on(success=_Bind(fn)))
 
     def run(self, handler: EffectHandler | Callable[[Any], Any]) -> T:
         """Perform every effect in order and return the value.
 
         With an :class:`EffectHandler` (or one of the ``effect`` library's dispatcher
-        classes, ``ComposedDispatcher`` and ``TypeDispatcher``), every effect is checked for
-        a performer *before* any is performed (:class:`UnhandledEffectError` otherwise),
-        then each is performed through ``effect.sync_perform``. Any other callable is
-        called once per effect as ``fn(effect)``.
+        classes, ``ComposedDispatcher`` and ``TypeDispatcher``), every effect known before
+        the run (:attr:`effects`) is checked for a performer *before* any is performed
+        (:class:`UnhandledEffectError` otherwise), then each is performed through
+        ``effect.sync_perform``. Any other callable is called once per effect as
+        ``fn(effect)``.
+
+        Effects that a ``bind`` step returns once an effect's result is known are checked
+        when that step is reached, all of the step's before any of them is performed: a
+        missing performer there raises :class:`UnhandledEffectError` *after* the earlier
+        effects were performed. A performer's exception stops the run where it is raised.
         """
+        if self._pending is not None:
+            return cast(T, _Steps.of(handler).run(self))
         if isinstance(handler, EffectHandler):
             handler.ensure_handled(self._effects)
             handler.perform_all(self._effects)
         elif isinstance(handler, _LIBRARY_DISPATCHERS):
             # Called with an intent, a dispatcher only looks a performer up: treating it
             # as a plain fn(effect) would silently perform nothing.
-            missing = [intent for intent in self._effects if handler(intent) is None]
+            missing = _without_performer(handler, self._effects)
             if missing:
                 raise _unhandled(missing)
             _perform_all(handler, self._effects)
@@ -445,9 +687,21 @@ class EffectMonad(Generic[T]):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, EffectMonad):
             return NotImplemented
-        return bool(self._value == other._value and self._effects == other._effects)
+        # Monads that depend on a result are equal when built alike: the same effects and
+        # the same steps (the same functions given to map and bind).
+        return bool(
+            self._value == other._value
+            and self._effects == other._effects
+            and self._later == other._later
+            and self._pending == other._pending
+        )
 
     __hash__ = None  # type: ignore[assignment]  # equal by value, so not hashable
 
     def __repr__(self) -> str:
-        return f"EffectMonad({self._value!r}, effects={list(self._effects)!r})"
+        pending = self._pending
+        if pending is None:
+            return f"EffectMonad({self._value!r}, effects={list(self._effects)!r})"
+        steps = len(pending.callbacks)
+        then = f", then {steps} step{'s' if steps != 1 else ''}" if steps else ""
+        return f"EffectMonad(<result of {pending.intent!r}{then}>, effects={list(self._effects)!r})"

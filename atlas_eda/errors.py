@@ -38,12 +38,20 @@ class InvalidEffectError(AtlasEdaError, TypeError):
 
 
 class UnhandledEffectError(AtlasEdaError, ValueError):
-    """No performer is registered for one or more effects; nothing was performed.
+    """No performer is registered for one or more effects; nothing was performed, unless
+    they were found only when a step depending on an earlier effect's result was reached
+    (``EffectMonad.perform``): then the effects before that step were performed.
     ``effects`` holds the effects that had no performer."""
 
     def __init__(self, message: str, effects: tuple[object, ...] = ()) -> None:
         super().__init__(message)
         self.effects = effects
+
+
+class PendingResultError(AtlasEdaError):
+    """The value of an ``EffectMonad`` was asked for, but it depends on the result of an
+    effect (``EffectMonad.perform``) that is known only when the monad is run: run it
+    (``monad.run(handler)`` returns the value)."""
 
 
 class DocumentDeletedError(AtlasEdaError):
