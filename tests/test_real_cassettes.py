@@ -148,6 +148,7 @@ def _normalized(path: Path) -> list[dict[str, Any]]:
                 (e.type, plain(e.payload), e.description, plain(e.result), e.error)
                 for e in entry.effects
             ],
+            "state": [plain(change.as_json()) for change in entry.state],
         }
         for entry in entries
     ]
@@ -155,8 +156,8 @@ def _normalized(path: Path) -> list[dict[str, Any]]:
 
 def test_re_recording_gives_the_committed_cassettes(tmp_path: Path) -> None:
     recorded = record_script.record_all(tmp_path)
-    assert [r.lines for r in recorded] == [6, 17]
-    for name in ("demo.jsonl", "order_workflow.jsonl"):
+    assert [r.lines for r in recorded] == [6, 17, 12]
+    for name in ("demo.jsonl", "order_workflow.jsonl", "shop_orders.jsonl"):
         assert _normalized(tmp_path / name) == _normalized(CASSETTES / name), (
             f"re-recording {name} gives other events: the system changed; if on purpose, "
             f"run python tests/cassettes/record.py and review the diff"

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .cassette import (
         Cassette,
         CassetteEntry,
+        RecordedChange,
         RecordedEffect,
         RecordedError,
         Recorder,
@@ -51,6 +52,7 @@ __all__ = [
     "CassetteError",
     "CassetteWarning",
     "Divergence",
+    "RecordedChange",
     "RecordedEffect",
     "RecordedEffectError",
     "RecordedError",
@@ -90,6 +92,7 @@ make_lazy(
         ".cassette": (
             "Cassette",
             "CassetteEntry",
+            "RecordedChange",
             "RecordedEffect",
             "RecordedError",
             "Recorder",

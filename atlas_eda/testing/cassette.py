@@ -5,7 +5,9 @@ Each line carries the event (``id``, ``source``, ``type`` as ``EnumClass.MEMBER`
 ``data``), the extensions ``correlationid`` and ``causationid``, ``atlasmetadata`` (the
 event's metadata as a JSON string) and ``atlaseffects`` (a JSON string: the effects
 performed while the event was handled, each with its result or error: the exception's
-class as ``module.QualName`` and its message). Types resolve only through
+class as ``module.QualName`` and its message) and, when recorded with a store,
+``atlasstate`` (a JSON string: the store changes written while the event was delivered,
+each a document id, version, kind and the fields set, with their values). Types resolve only through
 :func:`atlas_eda.testing.register_types`, exception classes only to builtins and those of
 :func:`atlas_eda.testing.register_exceptions`: a cassette never imports anything."""
 
@@ -26,12 +28,14 @@ from decimal import ROUND_FLOOR, Decimal, InvalidOperation, localcontext
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+from uuid import UUID
 
 from cloudevents.core.exceptions import CloudEventValidationError
 from cloudevents.core.v1.event import CloudEvent
 
 from ..bus import EventBus
+from ..document_events import KINDS, DocumentEvent, EventKind, cause_of, field_changes, kind_of
 from ..effects import Effect
 from ..errors import CassetteError, CassetteWarning, RecordedEffectError, RecordingError
 from ..events import EMPTY_METADATA, Event, type_name
@@ -39,10 +43,14 @@ from ..trace import EffectOutcome, EventTrace
 from ..views import short_repr
 from .types import exception_name, resolve_type
 
+if TYPE_CHECKING:
+    from ..store import TemporalStore
+
 __all__ = [
     "DEFAULT_SOURCE",
     "Cassette",
     "CassetteEntry",
+    "RecordedChange",
     "RecordedEffect",
     "RecordedError",
     "Recorder",
@@ -50,6 +58,7 @@ __all__ = [
     "format_time",
     "parse_time",
     "record",
+    "store_changes",
 ]
 
 DEFAULT_SOURCE = "atlas_eda"
@@ -192,12 +201,70 @@ class RecordedEffect:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordedChange:
+    """One stored Document event written while a recorded event was being delivered:
+    the document's id, the version written, its ``kind`` (``"created"``, ``"updated"``
+    or ``"deleted"``) and the fields it set with their values (what
+    :func:`atlas_eda.document_events.field_changes` gives)."""
+
+    document: str
+    version: int
+    kind: EventKind
+    fields: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: DocumentEvent) -> RecordedChange:
+        """The change the stored ``event`` made."""
+        return cls(
+            str(event.originator_id), event.originator_version, kind_of(event), field_changes(event)
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """The change as a cassette's ``atlasstate`` holds it."""
+        return {
+            "document": self.document,
+            "version": self.version,
+            "kind": self.kind,
+            "fields": self.fields,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class CassetteEntry:
-    """One line of a cassette: its 1-based line number, the event and its effects."""
+    """One line of a cassette: its 1-based line number, the event, its effects and the
+    store changes written while it was delivered (empty when recorded without a store)."""
 
     line: int
     event: Event
     effects: tuple[RecordedEffect, ...] = ()
+    state: tuple[RecordedChange, ...] = ()
+
+
+PENDING_KEPT = 10_000
+"""How many events' store changes a :class:`Recorder` keeps while waiting for their
+event's tree to finish before dropping them (those of events it never records)."""
+
+STATE_PAGE = 500
+"""How many stored events :func:`store_changes` reads at a time."""
+
+
+def store_changes(store: TemporalStore, after: int) -> tuple[int, dict[str, list[RecordedChange]]]:
+    """The changes written to ``store`` after log position ``after``, grouped by the id
+    of the bus event whose delivery wrote them (their durable cause), in log order, and
+    the last position read. Changes written outside any delivery belong to no event and
+    are left out."""
+    changes: dict[str, list[RecordedChange]] = {}
+    position = after
+    while True:
+        page = store.notifications(position + 1, STATE_PAGE)
+        for notification in page:
+            event = store.decode(notification)
+            cause = cause_of(event)
+            if cause is not None:
+                changes.setdefault(cause.event_id, []).append(RecordedChange.of(event))
+            position = notification.id
+        if len(page) < STATE_PAGE:
+            return position, changes
 
 
 # -- recording ---------------------------------------------------------------------------
@@ -272,8 +339,13 @@ def effects_of(trace: EventTrace) -> tuple[EffectOutcome, ...]:
     return tuple(e for d in trace.deliveries for e in d.effects) + trace.effects
 
 
-def encode_event(event: Event, effects: tuple[EffectOutcome, ...] = ()) -> str:
-    """``event`` as one CloudEvents 1.0 structured-mode JSON line (without the newline);
+def encode_event(
+    event: Event,
+    effects: tuple[EffectOutcome, ...] = (),
+    state: tuple[RecordedChange, ...] | list[RecordedChange] = (),
+) -> str:
+    """``event`` as one CloudEvents 1.0 structured-mode JSON line (without the newline),
+    with the store changes its delivery wrote (``state``) when there are any;
     :class:`RecordingError` if something in it cannot be stored as JSON."""
     try:
         moment = datetime.fromtimestamp(event.timestamp, UTC)
@@ -302,6 +374,9 @@ def encode_event(event: Event, effects: tuple[EffectOutcome, ...] = ()) -> str:
     if effects:
         items = [_effect_record(outcome, i, event) for i, outcome in enumerate(effects)]
         attributes["atlaseffects"] = json.dumps(items, separators=(",", ":"))
+    if state:
+        changes = [change.as_json() for change in state]
+        attributes["atlasstate"] = json.dumps(changes, separators=(",", ":"), ensure_ascii=False)
     data = _checked(event.data, "data", event)
     # The SDK validates the attributes (required ones, extension names); the time is then
     # written with full precision, which the SDK's datetime would cut to microseconds.
@@ -325,11 +400,23 @@ class Recorder:
     publish order, flushed as soon as the root event has been handled. Use it as a
     context manager, or call :meth:`close`.
 
+    With ``store`` (the :class:`~atlas_eda.store.TemporalStore` the system writes to),
+    each line also records the store changes written while its event was delivered (see
+    :class:`RecordedChange`), which check-mode replay compares; without one, no state is
+    recorded.
+
     An event that cannot be recorded (data that is not JSON) raises
     :class:`RecordingError` in the bus's watcher (the bus logs it); nothing of that root
     event is written, recording stops, and :meth:`close` raises the error again."""
 
-    def __init__(self, bus: EventBus, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        path: str | os.PathLike[str],
+        *,
+        fsync: bool = False,
+        store: TemporalStore | None = None,
+    ) -> None:
         if bus.history_limit == 0:
             raise ValueError(
                 "Recorder needs the bus's history to build traces: this bus has "
@@ -342,7 +429,12 @@ class Recorder:
         self._file: IO[str] | None = self.path.open("w", encoding="utf-8", newline="\n")
         self._lines = 0
         self._history_limit = bus.history_limit
+        self.store = store
+        # Changes read from the store whose event's tree has not been written yet (a root
+        # published on another thread meanwhile), by causing event id.
+        self._pending: dict[str, list[RecordedChange]] = {}
         try:
+            self._position = store.last_position() if store is not None else 0
             self._stop = bus.watch(self._on_trace)
         except BaseException:
             self._file.close()
@@ -366,8 +458,11 @@ class Recorder:
                 )
                 raise self.error
             try:
+                nodes = list(trace.walk())
+                state = self._state_of(nodes)
                 text = "".join(
-                    encode_event(node.event, effects_of(node)) + "\n" for node in trace.walk()
+                    encode_event(node.event, effects_of(node), state.get(node.event.id, ())) + "\n"
+                    for node in nodes
                 )
             except RecordingError as exc:
                 self.error = exc
@@ -383,6 +478,22 @@ class Recorder:
             if self._fsync:
                 os.fsync(self._file.fileno())
             self._lines += text.count("\n")
+
+    def _state_of(self, nodes: list[EventTrace]) -> dict[str, list[RecordedChange]]:
+        """The store changes of the events of ``nodes``, by event id (none without a store)."""
+        if self.store is None:
+            return {}
+        self._position, changes = store_changes(self.store, self._position)
+        for event_id, written in changes.items():
+            self._pending.setdefault(event_id, []).extend(written)
+        state = {
+            n.event.id: self._pending.pop(n.event.id) for n in nodes if n.event.id in self._pending
+        }
+        if len(self._pending) > PENDING_KEPT:
+            # Changes of events never recorded (published before recording started, or
+            # by a bus the recorder does not watch): bounded memory.
+            self._pending.clear()
+        return state
 
     def close(self) -> None:
         """Stop recording and close the file; raises the :class:`RecordingError` of an
@@ -416,10 +527,16 @@ class Recorder:
         return f"Recorder({str(self.path)!r}, {self._lines} lines, {state})"
 
 
-def record(bus: EventBus, path: str | os.PathLike[str], *, fsync: bool = False) -> Recorder:
+def record(
+    bus: EventBus,
+    path: str | os.PathLike[str],
+    *,
+    fsync: bool = False,
+    store: TemporalStore | None = None,
+) -> Recorder:
     """``with record(bus, "session.jsonl") as recorder:`` records the session to a
-    cassette (see :class:`Recorder`)."""
-    return Recorder(bus, path, fsync=fsync)
+    cassette, with the changes written to ``store`` when given (see :class:`Recorder`)."""
+    return Recorder(bus, path, fsync=fsync, store=store)
 
 
 # -- loading -----------------------------------------------------------------------------
@@ -496,6 +613,63 @@ def _recorded_effect(item: Any, index: int, types: dict[str, Enum]) -> RecordedE
     )
 
 
+_FIELD_TYPES: dict[str, dict[str, tuple[type, ...]]] = {
+    "created": {"title": (str,), "content": (str,), "author": (str,)},
+    "updated": {"title": (str,), "content": (str,), "last_editor": (str,)},
+    "deleted": {"is_deleted": (bool,), "deletion_reason": (str, type(None))},
+}
+"""The fields each kind of change can set, with the types of their values."""
+
+_REQUIRED_FIELDS: dict[str, frozenset[str]] = {
+    "created": frozenset({"title", "content", "author"}),
+    "updated": frozenset(),
+    "deleted": frozenset({"is_deleted", "deletion_reason"}),
+}
+
+_CHANGE_KEYS = ("document", "version", "kind", "fields")
+
+
+def _recorded_change(item: Any, index: int) -> RecordedChange:
+    where = f"atlasstate[{index}]"
+    if not isinstance(item, dict) or set(item) != set(_CHANGE_KEYS):
+        raise _BadLine(
+            f"{where} must be an object with exactly the keys document, version, kind and fields"
+        )
+    document = item["document"]
+    try:
+        canonical = isinstance(document, str) and str(UUID(document)) == document
+    except ValueError:
+        canonical = False
+    if not canonical:
+        raise _BadLine(f"{where}.document must be a document id (a UUID string), got {document!r}")
+    version = item["version"]
+    if type(version) is not int or version < 1:
+        raise _BadLine(f"{where}.version must be an integer of at least 1, got {version!r}")
+    kind = item["kind"]
+    if kind not in KINDS:
+        raise _BadLine(f"{where}.kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind == "created" and version != 1:
+        raise _BadLine(f"{where}: a created document has version 1, not {version}")
+    fields = item["fields"]
+    if not isinstance(fields, dict):
+        raise _BadLine(f"{where}.fields must be an object of field names and values")
+    types = _FIELD_TYPES[kind]
+    for name, value in fields.items():
+        expected = types.get(name)
+        if expected is None:
+            raise _BadLine(
+                f"{where}.fields: a change of kind {kind} sets no field {name!r} (only "
+                f"{', '.join(types)})"
+            )
+        if type(value) not in expected:
+            wanted = " or ".join("null" if t is type(None) else t.__name__ for t in expected)
+            raise _BadLine(f"{where}.fields[{name!r}] must be {wanted}, got {type(value).__name__}")
+    missing = sorted(_REQUIRED_FIELDS[kind] - fields.keys())
+    if missing:
+        raise _BadLine(f"{where}.fields: a change of kind {kind} sets {', '.join(missing)} too")
+    return RecordedChange(document, version, kind, fields)
+
+
 def _optional_str(attributes: Mapping[str, Any], name: str) -> str | None:
     value = attributes.get(name)
     if value is not None and not isinstance(value, str):
@@ -515,6 +689,7 @@ _KNOWN = frozenset(
         "causationid",
         "atlasmetadata",
         "atlaseffects",
+        "atlasstate",
     }
 )
 """The attributes a recorder writes (``data`` aside): valid extension names, and no
@@ -573,6 +748,8 @@ def _entry(number: int, text: str, types: dict[str, Enum]) -> CassetteEntry:
     metadata = _extension_json(attributes, "atlasmetadata", dict) or EMPTY_METADATA
     items = _extension_json(attributes, "atlaseffects", list) or []
     effects = tuple(_recorded_effect(item, i, types) for i, item in enumerate(items))
+    changes = _extension_json(attributes, "atlasstate", list) or []
+    state = tuple(_recorded_change(item, i) for i, item in enumerate(changes))
     source = attributes["source"]
     event = Event(
         type=event_type,
@@ -584,7 +761,7 @@ def _entry(number: int, text: str, types: dict[str, Enum]) -> CassetteEntry:
         correlation_id=_optional_str(attributes, "correlationid"),
         causation_id=_optional_str(attributes, "causationid"),
     )
-    return CassetteEntry(number, event, effects)
+    return CassetteEntry(number, event, effects, state)
 
 
 class Cassette:

@@ -5,13 +5,15 @@ Fixtures: ``atlas_bus`` (a fresh :class:`~atlas_eda.EventBus` with an
 :class:`~atlas_eda.EffectHandler`), ``atlas_store`` (a fresh in-memory
 :class:`~atlas_eda.TemporalStore` on ``atlas_bus``, closed afterwards) and
 ``atlas_recorder`` (a :class:`~atlas_eda.testing.Recorder` on ``atlas_bus`` writing to a
-file in ``tmp_path``; closed at teardown, where a :class:`RecordingError` is raised again).
+file in ``tmp_path``, with the changes written to ``atlas_store`` when the test uses it;
+closed at teardown, where a :class:`RecordingError` is raised again).
 
 Marker: ``@pytest.mark.atlas_cassette("path", mode="check")`` (the path relative to the
 test file's directory; ``mode`` one of ``"check"``, ``"stub"``, ``"perform"``, as for
 :func:`~atlas_eda.testing.replay`). Once the test body has set up its system on
-``atlas_bus`` and returned, the cassette is replayed in that mode against ``atlas_bus``; a
-divergence fails the test with the report's message.
+``atlas_bus`` and returned, the cassette is replayed in that mode against ``atlas_bus``
+(comparing the store changes with ``atlas_store`` when the test uses it); a divergence
+fails the test with the report's message.
 
 The plugin is loaded in every pytest run of every project that has atlas_eda installed, so
 it imports nothing of the library until a test uses one of its fixtures or its marker:
@@ -81,19 +83,26 @@ def _cassette_args(item: pytest.Item, marker: pytest.Mark) -> tuple[Path, str]:
     return item.path.parent / path, mode
 
 
-def _replay_problem(bus: object, path: Path, mode: str) -> str | None:
-    """Replay the cassette at ``path`` against ``bus``: what to fail the test with, or
+def _replay_problem(bus: object, path: Path, mode: str, store: object = None) -> str | None:
+    """Replay the cassette at ``path`` against ``bus`` (comparing the changes written to
+    ``store``, the test's ``atlas_store`` if it uses one): what to fail the test with, or
     ``None`` when the system behaved as recorded."""
     # Lazily (see the module docstring):
     from ..bus import EventBus  # noqa: PLC0415
     from ..errors import CassetteError, ReplayError  # noqa: PLC0415
+    from ..store import TemporalStore  # noqa: PLC0415
     from .cassette import Cassette  # noqa: PLC0415
     from .replay import replay  # noqa: PLC0415
 
     if not isinstance(bus, EventBus):  # pragma: no cover - the fixture is always added
         return f"@pytest.mark.{MARKER}: the test has no atlas_bus fixture."
     try:
-        report = replay(Cassette.load(path), bus, mode=mode)
+        report = replay(
+            Cassette.load(path),
+            bus,
+            mode=mode,
+            store=store if isinstance(store, TemporalStore) else None,
+        )
     except (CassetteError, ReplayError) as exc:
         return f"@pytest.mark.{MARKER}({str(path)!r}): {exc}"
     try:
@@ -110,7 +119,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     if marker is None or not isinstance(item, pytest.Function):
         return result
     path, mode = _cassette_args(item, marker)
-    problem = _replay_problem(item.funcargs.get("atlas_bus"), path, mode)
+    funcargs = item.funcargs
+    problem = _replay_problem(funcargs.get("atlas_bus"), path, mode, funcargs.get("atlas_store"))
     if problem is not None:  # failed outside the except blocks: no chained traceback
         pytest.fail(problem, pytrace=False)
     return result
@@ -144,11 +154,17 @@ def atlas_store(atlas_bus: EventBus) -> Iterator[TemporalStore]:
 
 
 @pytest.fixture
-def atlas_recorder(atlas_bus: EventBus, tmp_path: Path) -> Iterator[Recorder]:
+def atlas_recorder(
+    atlas_bus: EventBus, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Recorder]:
     """A :class:`Recorder` on ``atlas_bus`` writing to ``tmp_path / "atlas_cassette.jsonl"``
-    (its ``.path``); closed at teardown, which raises any :class:`RecordingError` again."""
+    (its ``.path``), recording the changes written to ``atlas_store`` when the test uses
+    that fixture too; closed at teardown, which raises any :class:`RecordingError` again."""
     from .cassette import Recorder  # noqa: PLC0415  (lazily: see the module docstring)
 
-    recorder = Recorder(atlas_bus, tmp_path / "atlas_cassette.jsonl")
+    store = (
+        request.getfixturevalue("atlas_store") if "atlas_store" in request.fixturenames else None
+    )
+    recorder = Recorder(atlas_bus, tmp_path / "atlas_cassette.jsonl", store=store)
     yield recorder
     recorder.close()

@@ -17,17 +17,33 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
+from uuid import uuid5
 
 from effect import sync_performer
 from effect.testing import SequenceDispatcher
 
 from ..bus import EventBus
 from ..effects import Effect, KnownOutcome, effect_stub
-from ..errors import RecordedEffectError, ReplayError, UnexpectedEffectError, UnknownEventError
-from ..events import Event, type_name
+from ..errors import (
+    CassetteError,
+    RecordedEffectError,
+    ReplayError,
+    UnexpectedEffectError,
+    UnknownEventError,
+)
+from ..events import Event, EventType, type_name
+from ..store import DOCUMENT_ID_NAMESPACE, TemporalStore
 from ..trace import EffectOutcome, EventTrace
 from ..views import short
-from .cassette import Cassette, CassetteEntry, RecordedEffect, RecordedError, effects_of
+from .cassette import (
+    Cassette,
+    CassetteEntry,
+    RecordedChange,
+    RecordedEffect,
+    RecordedError,
+    effects_of,
+    store_changes,
+)
 from .types import resolve_exception
 
 __all__ = [
@@ -522,12 +538,15 @@ def _compare_tree(
     *,
     end: int,
     mode: str,
+    changes: dict[str, list[RecordedChange]] | None = None,
 ) -> tuple[int, Divergence | None]:
     """How many entries of ``block`` matched, and the first divergence. ``events`` are
     the replayed events in publish order; ``nodes`` their traces (``None`` in stub mode,
-    where effects are not compared)."""
+    where effects are not compared); ``changes`` the store changes the tree wrote, by
+    replayed event id (``None``: state is not compared)."""
     parents: tuple[list[int | None], list[int | None]] | None = None
     ids: dict[str, str] = {}
+    created: dict[str, int] | None = None
     for k, event in enumerate(events):
         if k >= len(block):
             return k, _extra_event(event, next_entry, end)
@@ -554,11 +573,104 @@ def _compare_tree(
             divergence = _compare_cause(entry, event, parents[0][k], parents[1][k])
         if divergence is None and nodes is not None and mode != "stub":
             divergence = _compare_effects(entry, effects_of(nodes[k]), mode == "perform")
+        if event.id != recorded.id:
+            # A child, caused again under a new id: the ids the store derived in its
+            # delivery, for the events (and state) compared after it.
+            if created is None:
+                created = _creations(block)
+            _derived_ids(event.id, recorded.id, created.get(recorded.id, 0), ids)
+        if changes is not None and divergence is None and (entry.state or event.id in changes):
+            divergence = _compare_state(entry, changes.get(event.id, []), ids)
         if divergence is not None:
             return k, divergence
     if len(events) < len(block):
         return len(events), _missing_event(block, len(events))
     return len(block), None
+
+
+def _creations(block: list[CassetteEntry]) -> dict[str, int]:
+    """How many documents the delivery of each event of ``block`` created, by recorded
+    event id: its recorded ``created`` changes, or (a cassette without state) the
+    ``DOCUMENT_CREATED`` events the store published during it, whichever is more."""
+    counts: dict[str, int] = {}
+    for entry in block:
+        event = entry.event
+        if event.type is EventType.DOCUMENT_CREATED and event.causation_id is not None:
+            counts[event.causation_id] = counts.get(event.causation_id, 0) + 1
+    for entry in block:
+        made = sum(change.kind == "created" for change in entry.state)
+        if made > counts.get(entry.event.id, 0):
+            counts[entry.event.id] = made
+    return counts
+
+
+def _derived_ids(replayed: str, recorded: str, created: int, ids: dict[str, str]) -> None:
+    """Add to ``ids`` the ``created`` document ids the store derives inside the delivery
+    of the replayed event (a child, caused again under a new id), each mapped to the one
+    it derived inside the recorded event's: the same creation, told apart only by the id."""
+    for n in range(created):
+        key = str(uuid5(DOCUMENT_ID_NAMESPACE, f"{replayed}/{n}"))
+        ids[key] = str(uuid5(DOCUMENT_ID_NAMESPACE, f"{recorded}/{n}"))
+
+
+def _change_text(change: RecordedChange) -> str:
+    return (
+        f"document {change.document} version {change.version} {change.kind} "
+        f"{_json_short(change.fields)}"
+    )
+
+
+def _compare_state(
+    entry: CassetteEntry, written: list[RecordedChange], ids: dict[str, str]
+) -> Divergence | None:
+    """The first difference between the store changes recorded for ``entry`` and those
+    ``written`` while the replayed event was delivered (document ids translated)."""
+    name = type_name(entry.event.type)
+    for n, (rec, got) in enumerate(zip(entry.state, written, strict=False), 1):
+        document = ids.get(got.document, got.document)
+        if document != rec.document:
+            reason = f"{name} store change {n}: expected document {rec.document}, got {document}"
+        elif got.version != rec.version or got.kind != rec.kind:
+            reason = (
+                f"{name} store change {n}: expected document {rec.document} version "
+                f"{rec.version} {rec.kind}, got version {got.version} {got.kind}"
+            )
+        elif got.fields != rec.fields:
+            field = next(
+                f
+                for f in (*rec.fields, *got.fields)
+                if rec.fields.get(f, _ABSENT) != got.fields.get(f, _ABSENT)
+            )
+            reason = (
+                f"{name} store change {n}: document {rec.document} version {rec.version} "
+                f"field {field!r} differs"
+            )
+            diff = json_diff(rec.fields, got.fields, f"fields of document {rec.document}")
+            return Divergence(entry.line, _change_text(rec), _change_text(got), diff, reason)
+        else:
+            continue
+        diff = json_diff(rec.as_json(), {**got.as_json(), "document": document}, "change")
+        return Divergence(entry.line, _change_text(rec), _change_text(got), diff, reason)
+    if len(written) < len(entry.state):
+        rec = entry.state[len(written)]
+        reason = (
+            f"{name}: store change {len(written) + 1} (document {rec.document} version "
+            f"{rec.version} {rec.kind}) was recorded but not written ({len(entry.state)} "
+            f"recorded, {len(written)} written)"
+        )
+        return Divergence(entry.line, _change_text(rec), None, "", reason)
+    if len(written) > len(entry.state):
+        got = written[len(entry.state)]
+        reason = (
+            f"{name}: store change {len(entry.state) + 1} (document {got.document} version "
+            f"{got.version} {got.kind}) was written but not recorded ({len(entry.state)} "
+            f"recorded, {len(written)} written)"
+        )
+        return Divergence(entry.line, None, _change_text(got), "", reason)
+    return None
+
+
+_ABSENT = object()
 
 
 def _extra_event(event: Event, next_entry: CassetteEntry | None, end: int) -> Divergence:
@@ -632,7 +744,12 @@ def _disorder(entries: list[CassetteEntry], index: int) -> Divergence:
 
 
 def replay(
-    cassette: Cassette, bus: EventBus, mode: str = "check", *, strict_order: bool = True
+    cassette: Cassette,
+    bus: EventBus,
+    mode: str = "check",
+    *,
+    strict_order: bool = True,
+    store: TemporalStore | None = None,
 ) -> ReplayReport:
     """Publish the root events of ``cassette`` on ``bus`` (ids and timestamps kept) and
     compare every event the system causes with the recording, root tree by root tree;
@@ -647,10 +764,23 @@ def replay(
     The bus needs history and traces (``ReplayError`` otherwise). In ``"stub"`` mode the
     replayed events are collected by a middleware added for the replay's duration (after
     the system's own, so it sees what the history records); the other modes read each
-    root event's trace, so the history must hold one root event's whole tree."""
+    root event's trace, so the history must hold one root event's whole tree.
+
+    With ``store`` (the system's :class:`~atlas_eda.store.TemporalStore`, best empty) and
+    a cassette recorded with state, ``"check"`` and ``"perform"`` modes also compare the
+    store changes each event's delivery wrote with the recorded ones (document ids,
+    versions, kinds, field values); the first difference is reported at the line of the
+    event that caused it. A cassette without state compares no state. A recorded change
+    of a document that no earlier change of the cassette creates and ``store`` does not
+    hold raises :class:`CassetteError` naming its line, before anything is published."""
     _check_replayable(bus, mode)
     entries = cassette.entries
     where = str(cassette.path) if cassette.path is not None else None
+    if store is not None and mode != "stub" and any(e.state for e in entries):
+        _check_documents_known(entries, store, where)
+        state: _StateReader | None = _StateReader(store)
+    else:
+        state = None
     orphan = _orphan(entries)
     if orphan is not None:
         return ReplayReport(mode, 0, orphan, where)
@@ -661,11 +791,49 @@ def replay(
     remove = bus.add_middleware(_collector(published)) if published is not None else None
     try:
         disorder = _first_out_of_order(entries) if strict_order else None
-        matched, divergence = _replay_trees(entries, bus, mode, disorder, published)
+        matched, divergence = _replay_trees(entries, bus, mode, disorder, published, state=state)
     finally:
         if remove is not None:
             remove()
     return ReplayReport(mode, matched, divergence, where)
+
+
+class _StateReader:
+    """Reads the changes one root event's tree wrote to the store replayed into."""
+
+    def __init__(self, store: TemporalStore) -> None:
+        self.store = store
+        self.position = store.last_position()
+
+    def start(self) -> None:
+        """Skip what was written since the last read (outside the replayed trees)."""
+        self.position = self.store.last_position()
+
+    def read(self) -> dict[str, list[RecordedChange]]:
+        """The changes written since :meth:`start`, by the id of the event that caused them."""
+        self.position, changes = store_changes(self.store, self.position)
+        return changes
+
+
+def _check_documents_known(
+    entries: list[CassetteEntry], store: TemporalStore, where: str | None
+) -> None:
+    """Raise :class:`CassetteError` at the first recorded change of a document that no
+    earlier change of the cassette creates and ``store`` does not hold."""
+    created: set[str] = set()
+    for entry in entries:
+        for index, change in enumerate(entry.state):
+            if change.kind == "created":
+                created.add(change.document)
+            elif change.document not in created and store.latest_version(change.document) is None:
+                prefix = f"{where}, " if where else ""
+                raise CassetteError(
+                    f"{prefix}line {entry.line}: atlasstate[{index}] {change.kind} document "
+                    f"{change.document}, which no earlier line of the cassette creates and the "
+                    f"store replayed into does not hold. Replay into a store holding the "
+                    f"documents the recording started with, or re-record the cassette.",
+                    entry.line,
+                )
 
 
 def _check_replayable(bus: EventBus, mode: str) -> None:
@@ -703,6 +871,8 @@ def _replay_trees(
     mode: str,
     disorder: int | None,
     published: list[Event] | None,
+    *,
+    state: _StateReader | None = None,
 ) -> tuple[int, Divergence | None]:
     """Replay the root events of ``entries`` one by one and compare each one's tree:
     how many entries matched, and the first divergence. ``disorder`` is the index of the
@@ -718,6 +888,8 @@ def _replay_trees(
         root = block[0].event
         try:
             stub = None if mode == "perform" else _Stub(block)
+            if state is not None:
+                state.start()
             if published is None:
                 nodes: list[EventTrace] | None = _publish(bus, root, stub)
                 events = [node.event for node in nodes or ()]
@@ -731,7 +903,10 @@ def _replay_trees(
             return matched, Divergence(
                 block[0].line, _event_text(root, root.data), None, "", reason
             )
-        count, divergence = _compare_tree(block, events, nodes, next_entry, end=end, mode=mode)
+        changes = state.read() if state is not None else None
+        count, divergence = _compare_tree(
+            block, events, nodes, next_entry, end=end, mode=mode, changes=changes
+        )
         if (
             disorder is not None
             and disorder < stop

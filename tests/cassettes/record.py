@@ -1,12 +1,15 @@
 """Record the real cassettes of this directory by running the code they capture.
 
-    python tests/cassettes/record.py            # rewrites demo.jsonl and order_workflow.jsonl
+    python tests/cassettes/record.py            # rewrites every cassette of this directory
     python tests/cassettes/record.py OUT_DIR    # writes them to OUT_DIR instead
 
 - ``demo.jsonl``: what ``atlas-eda demo`` does (``atlas_eda.demo.demo_session``), on an
   in-memory store; replay it into ``atlas_eda.demo:demo_system``.
 - ``order_workflow.jsonl``: the order workflow of ``order_app.py`` handling
   ``order_app.SESSION``; replay it into ``order_app:make_system``.
+- ``shop_orders.jsonl``: the store-backed shop of ``shop_app.py``, recorded with the store
+  changes each event caused (``atlasstate``); replay it into ``shop_app:make_system``,
+  whose store starts empty.
 
 Re-record after changing either system on purpose, and review the diff of the cassettes:
 it is the change in behaviour.
@@ -23,11 +26,12 @@ if str(HERE) not in sys.path:  # order_app must be imported as "order_app", as r
     sys.path.insert(0, str(HERE))
 
 import order_app  # noqa: E402
+import shop_app  # noqa: E402
 
 from atlas_eda.demo import demo_session, demo_system  # noqa: E402
 from atlas_eda.testing import Recorder, record  # noqa: E402
 
-__all__ = ["record_all", "record_demo", "record_orders"]
+__all__ = ["record_all", "record_demo", "record_orders", "record_shop"]
 
 
 def record_demo(path: Path) -> Recorder:
@@ -49,12 +53,24 @@ def record_orders(path: Path) -> Recorder:
     return recorder
 
 
+def record_shop(path: Path) -> Recorder:
+    """Record the shop's session, with the changes written to its store, to ``path``."""
+    app = shop_app.make_system()
+    try:
+        with record(app.bus, path, store=app.store) as recorder:
+            shop_app.play_session(app)
+    finally:
+        app.store.close()
+    return recorder
+
+
 def record_all(directory: Path) -> list[Recorder]:
-    """Record both cassettes into ``directory``."""
+    """Record every cassette into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     return [
         record_demo(directory / "demo.jsonl"),
         record_orders(directory / "order_workflow.jsonl"),
+        record_shop(directory / "shop_orders.jsonl"),
     ]
 
 
