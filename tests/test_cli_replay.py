@@ -85,6 +85,45 @@ def test_a_changed_effect_result_diverges_in_perform_mode_at_its_line(tmp_path: 
     assert "(OrderEffect.RESERVE_STOCK): result differs" in perform.stdout
 
 
+SHOP = "shop_orders.jsonl"
+SHOP_APP = "shop_app:make_system"
+
+
+def test_the_shop_cassette_replays_its_store_state_ok() -> None:
+    result = run_cli("replay", SHOP, "--app", SHOP_APP, cwd=CASSETTES)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        f"Replay of {SHOP} into {SHOP_APP} (check mode): 12 recorded events, 3 root events.",
+        "OK: the system behaved as recorded (12 events matched).",
+    ]
+
+
+def test_a_tampered_store_change_diverges_at_its_line_naming_the_field(tmp_path: Path) -> None:
+    # The state of a line is a JSON string inside the line: change the first update's
+    # recorded content, which the system really writes as "accepted".
+    lines = (CASSETTES / SHOP).read_text(encoding="utf-8").splitlines()
+    number, line = next(
+        (n, text) for n, text in enumerate(lines, 1) if '\\"content\\":\\"accepted\\"' in text
+    )
+    item = json.loads(line)
+    state = json.loads(item["atlasstate"])
+    state[0]["fields"]["content"] = "rejected"
+    item["atlasstate"] = json.dumps(state)
+    lines[number - 1] = json.dumps(item)
+    tampered = tmp_path / "tampered.jsonl"
+    tampered.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = run_cli(
+        "replay", str(tampered), "--app", SHOP_APP, cwd=tmp_path, env={"PYTHONPATH": str(CASSETTES)}
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    out = result.stdout.splitlines()
+    assert out[1] == f"DIVERGED at line {number}, after {number - 1} of 12 events matched:"
+    assert out[2].startswith(f"line {number}: ShopEvent.ORDER_ACCEPTED store change 1: document ")
+    assert out[2].endswith(" version 2 field 'content' differs")
+    assert '-  "content": "rejected",' in out
+    assert '+  "content": "accepted",' in out
+
+
 def test_no_strict_skips_a_bad_line_with_a_warning(tmp_path: Path) -> None:
     copy = tmp_path / ORDERS
     text = (CASSETTES / ORDERS).read_text(encoding="utf-8")

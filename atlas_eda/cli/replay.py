@@ -46,7 +46,7 @@ def run_replay(
         raise CommandError(str(exc)) from None
     try:
         with _quiet_bus_log(verbose=verbose):
-            report = replay(cassette, bus, mode, strict_order=strict_order)
+            report = replay(cassette, bus, mode, strict_order=strict_order, store=store)
     finally:
         if store is not None:
             store.close()
