@@ -339,6 +339,30 @@ def effects_of(trace: EventTrace) -> tuple[EffectOutcome, ...]:
     return tuple(e for d in trace.deliveries for e in d.effects) + trace.effects
 
 
+def _extensions(
+    event: Event,
+    effects: tuple[EffectOutcome, ...],
+    state: tuple[RecordedChange, ...] | list[RecordedChange],
+) -> dict[str, str]:
+    """The extension attributes of ``event``'s line: its causation and correlation ids,
+    and its metadata, effects and store changes as JSON text (only those it has)."""
+    extensions: dict[str, str] = {}
+    if event.correlation_id is not None:
+        extensions["correlationid"] = event.correlation_id
+    if event.causation_id is not None:
+        extensions["causationid"] = event.causation_id
+    if event.metadata:
+        metadata = _checked(dict(event.metadata), "metadata", event)
+        extensions["atlasmetadata"] = json.dumps(metadata, separators=(",", ":"))
+    if effects:
+        items = [_effect_record(outcome, i, event) for i, outcome in enumerate(effects)]
+        extensions["atlaseffects"] = json.dumps(items, separators=(",", ":"))
+    if state:
+        changes = [change.as_json() for change in state]
+        extensions["atlasstate"] = json.dumps(changes, separators=(",", ":"), ensure_ascii=False)
+    return extensions
+
+
 def encode_event(
     event: Event,
     effects: tuple[EffectOutcome, ...] = (),
@@ -364,19 +388,7 @@ def encode_event(
         "time": moment,
         "datacontenttype": "application/json",
     }
-    if event.correlation_id is not None:
-        attributes["correlationid"] = event.correlation_id
-    if event.causation_id is not None:
-        attributes["causationid"] = event.causation_id
-    if event.metadata:
-        metadata = _checked(dict(event.metadata), "metadata", event)
-        attributes["atlasmetadata"] = json.dumps(metadata, separators=(",", ":"))
-    if effects:
-        items = [_effect_record(outcome, i, event) for i, outcome in enumerate(effects)]
-        attributes["atlaseffects"] = json.dumps(items, separators=(",", ":"))
-    if state:
-        changes = [change.as_json() for change in state]
-        attributes["atlasstate"] = json.dumps(changes, separators=(",", ":"), ensure_ascii=False)
+    attributes.update(_extensions(event, effects, state))
     data = _checked(event.data, "data", event)
     # The SDK validates the attributes (required ones, extension names); the time is then
     # written with full precision, which the SDK's datetime would cut to microseconds.

@@ -743,6 +743,18 @@ def _disorder(entries: list[CassetteEntry], index: int) -> Divergence:
     )
 
 
+def _state_reader(
+    entries: list[CassetteEntry], store: TemporalStore | None, mode: str, where: str | None
+) -> _StateReader | None:
+    """What compares the store changes of a replay: only with a store, in the modes that
+    compare more than events, and for a cassette recorded with state; its documents
+    checked first (:class:`CassetteError` for one neither created nor in ``store``)."""
+    if store is None or mode == "stub" or not any(entry.state for entry in entries):
+        return None
+    _check_documents_known(entries, store, where)
+    return _StateReader(store)
+
+
 def replay(
     cassette: Cassette,
     bus: EventBus,
@@ -776,11 +788,7 @@ def replay(
     _check_replayable(bus, mode)
     entries = cassette.entries
     where = str(cassette.path) if cassette.path is not None else None
-    if store is not None and mode != "stub" and any(e.state for e in entries):
-        _check_documents_known(entries, store, where)
-        state: _StateReader | None = _StateReader(store)
-    else:
-        state = None
+    state = _state_reader(entries, store, mode, where)
     orphan = _orphan(entries)
     if orphan is not None:
         return ReplayReport(mode, 0, orphan, where)
