@@ -17,6 +17,8 @@ Figures:
 - ``publish`` (the default bus: traces on, history on, no middleware) / raw
   ``blinker.Signal.send``, 1 and 10 no-op receivers (issue 5's targets ≤ 1.0 and ≤ 0.6),
   and / ``pyee`` ``EventEmitter.emit`` with 10 listeners (target ≤ 1.0);
+- ``publish`` of a 10-key dict payload, 1 subscriber, traces on / blinker ``send`` of the
+  same dict (issue 15's target ≤ 1.0);
 - for information: the same beside PyPubSub ``sendMessage`` and ``zope.event.notify``;
   ``publish`` with ``traces=False`` beside pyee; traces on / off with no-op handlers
   (issue 3's target is measured on the main job, in the end-to-end section); the
@@ -58,9 +60,13 @@ __all__ = ["SECTION", "run"]
 
 HISTORY = 1000
 
+"""The buses' ``history_limit`` (the default), filled before anything is timed."""
+
 MANY = 10
 """The larger subscriber count measured (issue 5's pyee target is set at it)."""
-"""The buses' ``history_limit`` (the default), filled before anything is timed."""
+
+PAYLOAD_KEYS = 10
+"""The keys of the dict payload published beside blinker (issue 15's speed row)."""
 
 
 class Bench(enum.Enum):
@@ -243,6 +249,7 @@ def run(config: Config) -> list[Row]:
                 "for what that is in a workload",
             ),
         ]
+    rows += _payload_rows(repeats, min_time)
     rows += _history_rows(config, repeats, min_time)
     rows += _middleware_rows(repeats, min_time)
     # Reading a trace: built on demand from the history (copied under its lock).
@@ -260,6 +267,42 @@ def run(config: Config) -> list[Row]:
     )
     del keep
     return rows
+
+
+def _payload_rows(repeats: int, min_time: float) -> list[Row]:
+    """Publishing a 10-key dict payload to 1 subscriber (traces and history on, the bus at
+    its bound) beside blinker ``send`` of the same dict (issue 15: ≤ 1.0): what the bus
+    does with an event's data must not cost it its lead."""
+    payload = {f"field_{n}": n for n in range(PAYLOAD_KEYS)}
+    bus, h1 = _bus(1, traces=True)
+    signal, h2 = _signal(1)
+    seen: list[Event] = []
+    unsubscribe = bus.subscribe(Bench.TICK, seen.append)
+    bus.publish(Bench.TICK, payload)
+    unsubscribe()
+    assert seen[0].data == payload, "the benchmark bus did not deliver the payload"
+    gc.collect()
+    s = interleaved_per_call(
+        {
+            "traced": functools.partial(bus.publish, Bench.TICK, payload),
+            "blinker": functools.partial(signal.send, payload),
+        },
+        repeats=repeats,
+        min_time=min_time,
+    )
+    del h1, h2
+    return [
+        ratio_row(
+            f"publish {PAYLOAD_KEYS}-key dict (traces, history) / blinker send, 1 subscriber",
+            median(s["traced"]),
+            median(s["blinker"]),
+            Target("<=", 1.0, "x"),
+        ),
+        time_row(f"  publish, {PAYLOAD_KEYS}-key dict payload, 1 subscriber", s["traced"], "µs"),
+        time_row(
+            f"  ref: blinker Signal.send, {PAYLOAD_KEYS}-key dict, 1 receiver", s["blinker"], "µs"
+        ),
+    ]
 
 
 def _history_rows(config: Config, repeats: int, min_time: float) -> list[Row]:

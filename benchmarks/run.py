@@ -26,7 +26,17 @@ import time
 import traceback
 from pathlib import Path
 
-from . import bus, components, end_to_end, memory, replay, scaling, time_travel, timeline_memory
+from . import (
+    bus,
+    components,
+    end_to_end,
+    memory,
+    replay,
+    replay_state,
+    scaling,
+    time_travel,
+    timeline_memory,
+)
 from ._harness import (
     Config,
     Row,
@@ -73,6 +83,7 @@ def all_sections() -> list[Section]:
         components.SECTION,
         end_to_end.SECTION,
         replay.SECTION,
+        replay_state.SECTION,
         scaling.SECTION,
     ]
 
