@@ -5,8 +5,9 @@
 from __future__ import annotations
 
 from typing import TypeGuard
+from uuid import UUID
 
-__all__ = ["check_count", "is_int"]
+__all__ = ["as_uuid", "check_count", "is_int"]
 
 
 def is_int(value: object) -> TypeGuard[int]:
@@ -39,3 +40,17 @@ def _wanted(minimum: int) -> str:
     if minimum == 1:
         return "a positive int"
     return f"an int of at least {minimum}"
+
+
+def as_uuid(value: object) -> UUID | None:
+    """The UUID that ``value`` (a ``UUID`` or its text) names, or ``None`` for anything
+    else: what a document id given by a caller is checked with before the store is asked
+    (no document has such an id, and ``str()`` of an arbitrary object may fail)."""
+    if isinstance(value, UUID):
+        return value
+    if not isinstance(value, str):
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        return None

@@ -14,9 +14,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, overload
-from uuid import UUID
 
-from .checks import is_int
+from .checks import as_uuid, is_int
 from .document import Document
 from .document_events import UNKNOWN, Cause, EventKind, cause_of, field_changes, kind_of
 from .errors import AtlasEdaError, PositionError
@@ -369,7 +368,7 @@ class Timeline(Sequence[RecordedEvent]):
         """The events from ``position`` on (up to ``stop`` inclusive), page by page;
         only those of ``document_id`` when given."""
         next_position = max(position, 1)
-        wanted = _uuid_or_none(document_id) if document_id is not None else None
+        wanted = as_uuid(document_id) if document_id is not None else None
         if document_id is not None and wanted is None:
             return
         while stop is None or next_position <= stop:
@@ -587,10 +586,3 @@ class Cursor:
 def _check_id(name: str, value: object) -> None:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str (an event id), got {type(value).__name__}.")
-
-
-def _uuid_or_none(value: str) -> UUID | None:
-    try:
-        return UUID(str(value))
-    except ValueError:
-        return None

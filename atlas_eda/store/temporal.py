@@ -45,7 +45,7 @@ from eventsourcing.persistence import (
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from ..bus import EventBus
-from ..checks import check_count, is_int
+from ..checks import as_uuid, check_count, is_int
 from ..document import Document, check_text
 from ..document_events import (
     DocumentEvent,
@@ -360,7 +360,7 @@ class TemporalStore:
             raise ValueError(
                 f"when must be timezone-aware (for example datetime.now(UTC)), got naive {when}."
             )
-        key = _uuid_or_none(document_id)
+        key = as_uuid(document_id)
         if key is None:
             return None
         timestamps = [self.decode(stored).timestamp for stored in self.recorder.select_events(key)]
@@ -370,7 +370,7 @@ class TemporalStore:
     def latest_version(self, document_id: str) -> int | None:
         """The version of the document's newest stored event (a deleted document's too),
         or ``None`` when no document has that id. Reads one row; decodes nothing."""
-        key = _uuid_or_none(document_id)
+        key = as_uuid(document_id)
         if key is None:
             return None
         newest = self.recorder.select_events(key, desc=True, limit=1)
@@ -523,7 +523,7 @@ class TemporalStore:
     # -- internals ---------------------------------------------------------------------
 
     def _load(self, document_id: str | UUID, version: int | None = None) -> Document | None:
-        key = _uuid_or_none(document_id)
+        key = as_uuid(document_id)
         if key is None:
             return None
         try:
@@ -745,14 +745,3 @@ def _project(aggregate: Any, events: Iterable[Any]) -> Any:
     for event in events:
         aggregate = event.mutate(aggregate)
     return aggregate
-
-
-def _uuid_or_none(value: object) -> UUID | None:
-    if isinstance(value, UUID):
-        return value
-    if not isinstance(value, str):  # no document has such an id (and its str() may fail)
-        return None
-    try:
-        return UUID(value)
-    except ValueError:
-        return None
