@@ -1,12 +1,14 @@
 """The demo: a small system built from every part of the library, and the source document's
-scenario played on it. ``atlas-eda demo`` runs it against a store and writes its report;
-``tests/cassettes/demo.jsonl`` is a recording of it, replayed into :func:`demo_system`."""
+scenario played on it as commands on the bus. ``atlas-eda demo`` runs it against a store
+and writes its report; ``tests/cassettes/demo.jsonl`` is a recording of it, with the store
+changes each command caused, replayed into :func:`demo_system`."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, TextIO
 
 from .aspects import AspectWeaver, LoggingAspect, MetricsAspect
@@ -17,9 +19,10 @@ from .errors import DocumentDeletedError
 from .events import Event
 from .service import DocumentService
 from .store import TemporalStore
+from .testing.types import register_types
 from .views import short_id, text_table, when
 
-__all__ = ["DemoSystem", "demo_session", "demo_system"]
+__all__ = ["DemoCommand", "DemoSystem", "demo_session", "demo_system"]
 
 WOVEN_METHODS = ("create_document", "update_document", "delete_document", "get_document")
 """The ``DocumentService`` methods the demo weaves its logging and metrics aspects onto."""
@@ -28,11 +31,34 @@ MILLISECONDS = 1e3
 """Milliseconds per second: the metrics table shows times in milliseconds."""
 
 
+class DemoCommand(Enum):
+    """The demo's commands, published as root events whose handlers call the woven
+    ``DocumentService``. Every write thus happens inside a delivery: the store records the
+    command as its cause, derives the ids of the documents a command creates from the
+    command's id (so replaying the recorded commands into an empty store creates the same
+    ids), and a recording with the store captures each command's changes."""
+
+    CREATE = "demo.create"
+    """Create a document: data ``title``, ``content``, ``author``."""
+    UPDATE = "demo.update"
+    """Update ``document``: data ``document``, ``editor`` and ``title`` and/or ``content``."""
+    DELETE = "demo.delete"
+    """Delete ``document``: data ``document``, ``reason``."""
+
+
+register_types(DemoCommand)
+
+UPDATABLE = ("title", "content")
+"""The fields a ``DemoCommand.UPDATE`` may change."""
+
+
 @dataclass
 class DemoSystem:
     """The demo's system: a bus, a store on it, an effect handler whose performers only
-    collect the effects (``performed``), and a ``DocumentService`` whose methods are woven
-    with a logging and a metrics aspect (``metrics``)."""
+    collect the effects (``performed``), a ``DocumentService`` whose methods are woven
+    with a logging and a metrics aspect (``metrics``), and the handlers of
+    :class:`DemoCommand` on the bus, which keep the ids of the documents they created
+    (``documents``, oldest first)."""
 
     bus: EventBus
     store: TemporalStore
@@ -40,6 +66,7 @@ class DemoSystem:
     service: DocumentService
     metrics: MetricsAspect
     performed: list[Effect] = field(default_factory=list)
+    documents: list[str] = field(default_factory=list)
 
 
 def demo_system(url: str = "memory://", *, bus: EventBus | None = None) -> DemoSystem:
@@ -62,7 +89,32 @@ def demo_system(url: str = "memory://", *, bus: EventBus | None = None) -> DemoS
     for method in WOVEN_METHODS:
         woven = weaver.apply_aspect("logging", getattr(service, method))
         setattr(service, method, weaver.apply_aspect("metrics", woven))
-    return DemoSystem(bus, store, handler, service, metrics_aspect, performed)
+    system = DemoSystem(bus, store, handler, service, metrics_aspect, performed)
+    _subscribe_commands(system)
+    return system
+
+
+def _subscribe_commands(system: DemoSystem) -> None:
+    """Subscribe the handlers of :class:`DemoCommand` on the system's bus. Each calls the
+    woven service, looked up at each call."""
+    service = system.service
+
+    def on_create(event: Event) -> None:
+        data = event.data
+        created = service.create_document(data["title"], data["content"], data["author"])
+        system.documents.append(created)
+
+    def on_update(event: Event) -> None:
+        data = event.data
+        changes = {name: data[name] for name in UPDATABLE if name in data}
+        service.update_document(data["document"], editor=data["editor"], **changes)
+
+    def on_delete(event: Event) -> None:
+        service.delete_document(event.data["document"], reason=event.data["reason"])
+
+    system.bus.subscribe(DemoCommand.CREATE, on_create)
+    system.bus.subscribe(DemoCommand.UPDATE, on_update)
+    system.bus.subscribe(DemoCommand.DELETE, on_delete)
 
 
 def demo_session(system: DemoSystem, *, out: TextIO | None = None) -> None:
@@ -73,7 +125,7 @@ def demo_session(system: DemoSystem, *, out: TextIO | None = None) -> None:
     out = out or sys.stdout
     earlier = set(system.store.list_document_ids())
     print(f"Store {system.store.url}: {len(earlier)} document(s) from earlier runs.\n", file=out)
-    refusal = _play(system.service)
+    refusal = _play(system)
     if refusal is not None:
         print(f"Refused as it should be: {refusal}\n", file=out)
     for table in (
@@ -86,24 +138,48 @@ def demo_session(system: DemoSystem, *, out: TextIO | None = None) -> None:
     print(f"{len(system.performed)} effects performed this run.", file=out)
 
 
-def _play(service: DocumentService) -> DocumentDeletedError | None:
-    """The source document's scenario: two documents created, one updated twice and read,
-    the other deleted and then updated, which the service refuses (the refusal is
-    returned; ``None`` would mean the deleted document accepted the update)."""
-    design = service.create_document(
-        "Event-Driven Architecture with NERV",
-        "How to implement event-driven architecture...",
-        "architect@example.com",
+def _play(system: DemoSystem) -> DocumentDeletedError | None:
+    """The source document's scenario, as commands on the bus: two documents created, one
+    updated twice and read, the other deleted and then updated, which the service refuses
+    (the refusal is returned; ``None`` would mean the deleted document accepted the
+    update). The refused update is a direct call, outside any delivery: the ``ERROR``
+    event ``LoggingAspect`` publishes for it carries a measured duration, which no replay
+    causes again equal, so a recording holds it as a root event, replayed as it was."""
+    bus = system.bus
+    bus.publish(
+        DemoCommand.CREATE,
+        {
+            "title": "Event-Driven Architecture with NERV",
+            "content": "How to implement event-driven architecture...",
+            "author": "architect@example.com",
+        },
+        "demo",
     )
-    notes = service.create_document("Meeting notes", "Agenda: effects", "scribe@example.com")
-    service.update_document(
-        design, content="Updated content about event-driven architecture...", editor="reviewer"
+    design = system.documents[-1]
+    bus.publish(
+        DemoCommand.CREATE,
+        {"title": "Meeting notes", "content": "Agenda: effects", "author": "scribe@example.com"},
+        "demo",
     )
-    service.update_document(design, title="Event-Driven Architecture (v2)", editor="architect")
-    service.get_document(design)
-    service.delete_document(notes, reason="superseded")
+    notes = system.documents[-1]
+    bus.publish(
+        DemoCommand.UPDATE,
+        {
+            "document": design,
+            "content": "Updated content about event-driven architecture...",
+            "editor": "reviewer",
+        },
+        "demo",
+    )
+    bus.publish(
+        DemoCommand.UPDATE,
+        {"document": design, "title": "Event-Driven Architecture (v2)", "editor": "architect"},
+        "demo",
+    )
+    system.service.get_document(design)
+    bus.publish(DemoCommand.DELETE, {"document": notes, "reason": "superseded"}, "demo")
     try:
-        service.update_document(notes, content="too late", editor="scribe")
+        system.service.update_document(notes, content="too late", editor="scribe")
     except DocumentDeletedError as exc:
         return exc
     return None

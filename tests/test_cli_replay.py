@@ -31,7 +31,7 @@ def test_the_demo_cassette_replays_ok_into_the_demo_system(tmp_path: Path) -> No
     demo = str(CASSETTES / "demo.jsonl")
     result = run_cli("replay", demo, "--app", "atlas_eda.cli:demo_system", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "OK: the system behaved as recorded (6 events matched)." in result.stdout
+    assert "OK: the system behaved as recorded (11 events matched)." in result.stdout
 
 
 def test_verbose_shows_the_buses_log_of_replayed_failures() -> None:

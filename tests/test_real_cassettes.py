@@ -1,7 +1,8 @@
-"""The real cassettes of tests/cassettes, recorded by running the code (record.py): they
-replay into their systems without divergence (in every mode, through the pytest marker
-and through the CLI in test_cli_replay.py), re-recording gives the same events, and each
-kind of tampering is reported at the line concerned."""
+"""The real cassettes of tests/cassettes, recorded by running the code (record.py): each
+carries the store changes its events caused and replays into its system's empty store
+without divergence (in every mode, through the pytest marker and through the CLI in
+test_cli_replay.py), re-recording gives the same events, and each kind of tampering, a
+recorded field value included, is reported at the line concerned."""
 
 from __future__ import annotations
 
@@ -15,14 +16,103 @@ from typing import Any
 import order_app
 import pytest
 import record as record_script
+import shop_app
 from conftest import CASSETTES
 
-from atlas_eda import EventBus
+from atlas_eda import EventBus, TemporalStore
 from atlas_eda.cli import DemoSystem, demo_system
 from atlas_eda.testing import MODES, Cassette, replay
+from atlas_eda.testing.replay import ReplayReport
 
 DEMO = CASSETTES / "demo.jsonl"
 ORDERS = CASSETTES / "order_workflow.jsonl"
+SHOP = CASSETTES / "shop_orders.jsonl"
+
+
+def _demo_system() -> tuple[EventBus, TemporalStore]:
+    system = demo_system()
+    return system.bus, system.store
+
+
+def _order_system() -> tuple[EventBus, TemporalStore]:
+    app = order_app.make_system()
+    return app.bus, app.store
+
+
+def _shop_system() -> tuple[EventBus, TemporalStore]:
+    app = shop_app.make_system()
+    return app.bus, app.store
+
+
+# Every cassette of tests/cassettes and the factory of the system it replays into.
+SYSTEMS: dict[str, Callable[[], tuple[EventBus, TemporalStore]]] = {
+    "demo.jsonl": _demo_system,
+    "order_workflow.jsonl": _order_system,
+    "shop_orders.jsonl": _shop_system,
+}
+
+
+def _replay_into_empty_store(path: Path, name: str, mode: str = "check") -> ReplayReport:
+    bus, store = SYSTEMS[name]()
+    try:
+        assert store.list_document_ids() == []
+        return replay(Cassette.load(path), bus, mode, store=store)
+    finally:
+        store.close()
+
+
+def test_every_cassette_of_the_directory_is_replayed_here() -> None:
+    assert sorted(p.name for p in CASSETTES.glob("*.jsonl")) == sorted(SYSTEMS)
+
+
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_every_cassette_carries_the_state_its_events_wrote(name: str) -> None:
+    entries = Cassette.load(CASSETTES / name).entries
+    with_state = [e for e in entries if e.state]
+    assert with_state, f"{name} was recorded without a store"
+    # The store's own DOCUMENT_* events write nothing; the events whose handlers wrote do.
+    assert all(e.event.source != "atlas_eda.store" for e in with_state)
+    created = {c.document for e in entries for c in e.state if c.kind == "created"}
+    assert {c.document for e in entries for c in e.state} == created
+
+
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_every_cassette_replays_into_an_empty_store_in_check_mode(name: str) -> None:
+    report = _replay_into_empty_store(CASSETTES / name, name)
+    report.assert_no_divergence()
+    assert report.events_matched == len(Cassette.load(CASSETTES / name).entries)
+
+
+def _state_tamperings() -> list[tuple[str, int]]:
+    """Every line of every cassette that carries state: (cassette, line)."""
+    return [
+        (name, entry.line)
+        for name in SYSTEMS
+        for entry in Cassette.load(CASSETTES / name).entries
+        if entry.state
+    ]
+
+
+@pytest.mark.parametrize(("name", "line"), _state_tamperings())
+def test_a_tampered_field_value_diverges_at_its_line_naming_the_field(
+    name: str, line: int, tmp_path: Path
+) -> None:
+    lines = (CASSETTES / name).read_text(encoding="utf-8").splitlines()
+    item = json.loads(lines[line - 1])
+    state = json.loads(item["atlasstate"])
+    change = state[-1]  # the last change of the line: the one compared last
+    field, value = next((k, v) for k, v in change["fields"].items() if isinstance(v, str))
+    change["fields"][field] = value + " (tampered)"
+    item["atlasstate"] = json.dumps(state)
+    lines[line - 1] = json.dumps(item)
+    copy = tmp_path / name
+    copy.write_text("".join(text + "\n" for text in lines), encoding="utf-8")
+    report = _replay_into_empty_store(copy, name)
+    assert report.divergence is not None
+    reason = report.divergence.reason
+    assert report.divergence.position == line, reason
+    assert f"store change {len(state)}: document {change['document']} " in reason
+    assert reason.endswith(f"version {change['version']} field {field!r} differs"), reason
 
 
 def test_the_order_cassette_has_nested_events_and_failing_effects() -> None:
@@ -45,17 +135,50 @@ def test_the_order_cassette_has_nested_events_and_failing_effects() -> None:
     assert len(cassette.roots()) == len(order_app.SESSION)
 
 
+def test_the_order_cassette_records_each_orders_document() -> None:
+    entries = Cassette.load(ORDERS).entries
+    changes = [
+        (e.line, c.kind, c.version, c.fields.get("content")) for e in entries for c in e.state
+    ]
+    assert changes == [
+        (1, "created", 1, '{"book": 2}'),
+        (3, "updated", 2, "paid"),  # PAID
+        (4, "updated", 3, "shipped"),  # SHIPPED
+        (6, "created", 1, '{"lamp": 1}'),
+        (8, "updated", 2, "payment failed"),  # PAYMENT_FAILED
+        (9, "created", 1, '{"book": 1}'),
+        (11, "updated", 2, "paid"),
+        (12, "updated", 3, "shipped"),
+        (16, "created", 1, '{"book": 1, "desk": 1}'),
+        (16, "deleted", 2, None),  # out of stock: deleted in the same delivery
+    ]
+
+
 def test_the_demo_cassette_is_the_demos_session() -> None:
     entries = Cassette.load(DEMO).entries
-    assert [e.event.type.name for e in entries] == [
-        "DOCUMENT_CREATED",
-        "DOCUMENT_CREATED",
-        "DOCUMENT_UPDATED",
-        "DOCUMENT_UPDATED",
-        "DOCUMENT_DELETED",
-        "ERROR",  # the refused update of the deleted document, reported by LoggingAspect
+    assert [(e.event.type.name, e.event.causation_id is None) for e in entries] == [
+        ("CREATE", True),
+        ("DOCUMENT_CREATED", False),
+        ("CREATE", True),
+        ("DOCUMENT_CREATED", False),
+        ("UPDATE", True),
+        ("DOCUMENT_UPDATED", False),
+        ("UPDATE", True),
+        ("DOCUMENT_UPDATED", False),
+        ("DELETE", True),
+        ("DOCUMENT_DELETED", False),
+        # the refused update of the deleted document, a direct call reported by LoggingAspect
+        ("ERROR", True),
     ]
     assert entries[-1].event.data["error_type"] == "DocumentDeletedError"
+    # Each command line carries what it wrote; the refused update wrote nothing.
+    assert [(e.line, [c.kind for c in e.state]) for e in entries if e.state] == [
+        (1, ["created"]),
+        (3, ["created"]),
+        (5, ["updated"]),
+        (7, ["updated"]),
+        (9, ["deleted"]),
+    ]
 
 
 def _demo_bus() -> tuple[EventBus, DemoSystem]:
@@ -66,7 +189,7 @@ def _demo_bus() -> tuple[EventBus, DemoSystem]:
 @pytest.mark.parametrize("mode", MODES)
 def test_the_order_cassette_replays_without_divergence(mode: str) -> None:
     app = order_app.make_system()
-    report = replay(Cassette.load(ORDERS), app.bus, mode)
+    report = replay(Cassette.load(ORDERS), app.bus, mode, store=app.store)
     report.assert_no_divergence()
     assert report.events_matched == 17
     if mode == "perform":
@@ -81,11 +204,11 @@ def test_the_order_cassette_replays_without_divergence(mode: str) -> None:
 def test_the_demo_cassette_replays_without_divergence(mode: str) -> None:
     bus, system = _demo_bus()
     try:
-        report = replay(Cassette.load(DEMO), bus, mode)
+        report = replay(Cassette.load(DEMO), bus, mode, store=system.store)
     finally:
         system.store.close()
     report.assert_no_divergence()
-    assert report.events_matched == 6
+    assert report.events_matched == 11
 
 
 @pytest.mark.atlas_cassette("cassettes/order_workflow.jsonl")
@@ -145,7 +268,7 @@ def _normalized(path: Path) -> list[dict[str, Any]]:
             "caused by": plain(entry.event.causation_id),
             "correlation": plain(entry.event.correlation_id),
             "effects": [
-                (e.type, plain(e.payload), e.description, plain(e.result), e.error)
+                (e.type, plain(e.payload), plain(e.description), plain(e.result), e.error)
                 for e in entry.effects
             ],
             "state": [plain(change.as_json()) for change in entry.state],
@@ -156,7 +279,7 @@ def _normalized(path: Path) -> list[dict[str, Any]]:
 
 def test_re_recording_gives_the_committed_cassettes(tmp_path: Path) -> None:
     recorded = record_script.record_all(tmp_path)
-    assert [r.lines for r in recorded] == [6, 17, 12]
+    assert [r.lines for r in recorded] == [11, 17, 12]
     for name in ("demo.jsonl", "order_workflow.jsonl", "shop_orders.jsonl"):
         assert _normalized(tmp_path / name) == _normalized(CASSETTES / name), (
             f"re-recording {name} gives other events: the system changed; if on purpose, "
@@ -301,16 +424,29 @@ def test_a_tampered_order_cassette_diverges_at_the_line_concerned(
     assert (divergence.position, words in divergence.reason) == (line, True), str(divergence)
 
 
-def test_a_tampered_demo_cassette_diverges_at_the_moved_line(tmp_path: Path) -> None:
-    cassette = _tampered(tmp_path, DEMO, _swap(3, 4))
+DEMO_TAMPERING = {
+    # Two commands swapped: the second created document comes first.
+    "root lines swapped": (_swap(1, 3), 1, "lines are out of order"),
+    # The two updates of the design document swapped: the title change, now first, was
+    # recorded writing version 3 but writes version 2 of an empty store.
+    "updates swapped": (_swap(5, 7), 5, "store change 1: expected document"),
+    "a store event missing": (_drop(4), 4, "extra EventType.DOCUMENT_CREATED, not recorded"),
+}
+
+
+@pytest.mark.parametrize("case", DEMO_TAMPERING)
+def test_a_tampered_demo_cassette_diverges_at_the_moved_line(case: str, tmp_path: Path) -> None:
+    change, line, words = DEMO_TAMPERING[case]
+    cassette = _tampered(tmp_path, DEMO, change)
     bus, system = _demo_bus()
     try:
-        report = replay(cassette, bus)
+        report = replay(cassette, bus, store=system.store)
     finally:
         system.store.close()
     assert report.divergence is not None
-    assert report.divergence.position == 3
-    assert "out of order" in report.divergence.reason
+    assert (report.divergence.position, words in report.divergence.reason) == (line, True), str(
+        report.divergence
+    )
 
 
 def test_the_committed_cassettes_are_untouched_by_the_tests(tmp_path: Path) -> None:

@@ -7,14 +7,24 @@ replay harness, with events nested three levels deep and effects that fail.
 same workflow on an existing bus (the pytest plugin's ``atlas_bus``). Importing the
 module registers its event and effect types with the harness.
 
-The workflow, for each ``OrderEvent.PLACED`` root event:
+The workflow is store-backed: each order has a document in ``OrderApp.store`` (a
+:class:`~atlas_eda.TemporalStore`, in memory), written by the handlers, so the cassette
+records the store changes each event caused (``atlasstate``) and check-mode replay into an
+empty store compares them. The store is not given the bus: the workflow's own events are
+what the cassette holds, with the document changes on the lines that caused them. For each
+``OrderEvent.PLACED`` root event:
 
-- reserve stock (``RESERVE_STOCK``); out of stock: ``CANCELLED``, and nothing more;
+- the order's document is created (title ``Order N``, the items as content, the customer as
+  author; its id derived from the root event's id, so a replay creates the same id);
+- reserve stock (``RESERVE_STOCK``); out of stock: the document is deleted, ``CANCELLED``,
+  and nothing more;
 - otherwise ``STOCK_RESERVED``, then charge the card (``CHARGE_CARD``): approved gives
   ``PAID``; a card the provider refuses makes the effect raise ``CardDeclined``, which
-  the handler turns into ``PAYMENT_FAILED`` (whose handler releases the stock);
-- ``PAID`` publishes ``SHIPPED`` and mails a receipt; ``SHIPPED`` publishes
-  ``CUSTOMER_NOTIFIED`` and mails a shipping notice. A customer whose mailbox bounces
+  the handler turns into ``PAYMENT_FAILED`` (whose handler releases the stock and marks
+  the document ``payment failed``);
+- ``PAID`` marks the document ``paid``, publishes ``SHIPPED`` and mails a receipt;
+  ``SHIPPED`` marks it ``shipped``, publishes ``CUSTOMER_NOTIFIED`` and mails a shipping
+  notice. A customer whose mailbox bounces
   makes that mail effect raise ``MailBounced``: the bus reports it as an ``EventType.ERROR``
   event caused by ``SHIPPED``.
 
@@ -25,10 +35,11 @@ cassette into a fresh system re-causes exactly the recorded events.
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from atlas_eda import Effect, EffectHandler, EffectMonad, Event, EventBus
+from atlas_eda import Effect, EffectHandler, EffectMonad, Event, EventBus, TemporalStore
 from atlas_eda.testing import register_types
 
 __all__ = [
@@ -85,10 +96,13 @@ class MailBounced(Exception):
 
 @dataclass
 class OrderApp:
-    """The system under test: its bus (with an ``EffectHandler``) and the outside world
-    the effects act on (stock levels, charges made, mails sent)."""
+    """The system under test: its bus (with an ``EffectHandler``), its store (each order's
+    document, by order number in ``documents``) and the outside world the effects act on
+    (stock levels, charges made, mails sent)."""
 
     bus: EventBus
+    store: TemporalStore = field(default_factory=lambda: TemporalStore(url="memory://"))
+    documents: dict[int, str] = field(default_factory=dict)
     stock: dict[str, int] = field(default_factory=dict)
     charges: list[dict[str, Any]] = field(default_factory=list)
     mails: list[dict[str, Any]] = field(default_factory=list)
@@ -96,8 +110,10 @@ class OrderApp:
 
 def install(bus: EventBus, app: OrderApp | None = None) -> OrderApp:
     """Subscribe the workflow's handlers on ``bus`` and register its effect performers on
-    ``bus.effect_handler`` (an ``EffectHandler``; one is created when the bus has none)."""
+    ``bus.effect_handler`` (an ``EffectHandler``; one is created when the bus has none).
+    The handlers write to ``app.store`` (a new in-memory store when no ``app`` is given)."""
     app = app or OrderApp(bus)
+    store = app.store
     app.stock.update({"book": 5, "lamp": 1, "desk": 0})
     handler = bus.effect_handler
     if handler is None:
@@ -136,10 +152,14 @@ def install(bus: EventBus, app: OrderApp | None = None) -> OrderApp:
 
     def on_placed(event: Event) -> None:
         order = event.data
+        items = json.dumps(order["items"], sort_keys=True)
+        document = store.create_document(f"Order {order['order']}", items, order["customer"])
+        app.documents[order["order"]] = document
         reservation = handler.handle(
             Effect(OrderEffect.RESERVE_STOCK, {"order": order["order"], "items": order["items"]})
         )
         if not reservation["reserved"]:
+            store.delete_document(document, reason="out of stock")
             bus.publish(
                 OrderEvent.CANCELLED,
                 {"order": order["order"], "reason": "out of stock", **reservation},
@@ -176,6 +196,8 @@ def install(bus: EventBus, app: OrderApp | None = None) -> OrderApp:
         )
 
     def on_payment_failed(event: Event) -> EffectMonad[None]:
+        document = app.documents[event.data["order"]]
+        store.update_document(document, content="payment failed", editor="payments")
         release = Effect(
             OrderEffect.RELEASE_STOCK, {"order": event.data["order"], "items": event.data["items"]}
         )
@@ -183,6 +205,7 @@ def install(bus: EventBus, app: OrderApp | None = None) -> OrderApp:
 
     def on_paid(event: Event) -> EffectMonad[None]:
         paid = event.data
+        store.update_document(app.documents[paid["order"]], content="paid", editor="payments")
         bus.publish(
             OrderEvent.SHIPPED, {"order": paid["order"], "customer": paid["customer"]}, "warehouse"
         )
@@ -195,6 +218,9 @@ def install(bus: EventBus, app: OrderApp | None = None) -> OrderApp:
 
     def on_shipped(event: Event) -> EffectMonad[None]:
         shipped = event.data
+        store.update_document(
+            app.documents[shipped["order"]], content="shipped", editor="warehouse"
+        )
         bus.publish(OrderEvent.CUSTOMER_NOTIFIED, {"order": shipped["order"]}, "mail")
         notice = Effect(
             OrderEffect.SEND_MAIL,
@@ -215,7 +241,8 @@ def _available(app: OrderApp, items: dict[str, int]) -> set[str]:
 
 
 def make_system() -> OrderApp:
-    """A fresh order workflow on a fresh bus: the factory for ``atlas-eda replay --app``."""
+    """A fresh order workflow on a fresh bus and an empty in-memory store: the factory for
+    ``atlas-eda replay --app``."""
     handler = EffectHandler()
     bus = EventBus(effect_handler=handler)
     handler.event_bus = bus

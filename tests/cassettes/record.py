@@ -4,9 +4,11 @@
     python tests/cassettes/record.py OUT_DIR    # writes them to OUT_DIR instead
 
 - ``demo.jsonl``: what ``atlas-eda demo`` does (``atlas_eda.demo.demo_session``), on an
-  in-memory store; replay it into ``atlas_eda.demo:demo_system``.
+  in-memory store, with the store changes each command caused (``atlasstate``); replay it
+  into ``atlas_eda.demo:demo_system``, whose store starts empty.
 - ``order_workflow.jsonl``: the order workflow of ``order_app.py`` handling
-  ``order_app.SESSION``; replay it into ``order_app:make_system``.
+  ``order_app.SESSION``, with the changes its handlers wrote to its store; replay it into
+  ``order_app:make_system``, whose store starts empty.
 - ``shop_orders.jsonl``: the store-backed shop of ``shop_app.py``, recorded with the store
   changes each event caused (``atlasstate``); replay it into ``shop_app:make_system``,
   whose store starts empty.
@@ -35,10 +37,10 @@ __all__ = ["record_all", "record_demo", "record_orders", "record_shop"]
 
 
 def record_demo(path: Path) -> Recorder:
-    """Record the demo's session to ``path``."""
+    """Record the demo's session, with the changes written to its store, to ``path``."""
     system = demo_system("memory://")
     try:
-        with record(system.bus, path) as recorder:
+        with record(system.bus, path, store=system.store) as recorder:
             demo_session(system, out=io.StringIO())
     finally:
         system.store.close()
@@ -46,10 +48,14 @@ def record_demo(path: Path) -> Recorder:
 
 
 def record_orders(path: Path) -> Recorder:
-    """Record the order workflow handling ``order_app.SESSION`` to ``path``."""
+    """Record the order workflow handling ``order_app.SESSION``, with the changes written
+    to its store, to ``path``."""
     app = order_app.make_system()
-    with record(app.bus, path) as recorder:
-        order_app.play_session(app)
+    try:
+        with record(app.bus, path, store=app.store) as recorder:
+            order_app.play_session(app)
+    finally:
+        app.store.close()
     return recorder
 
 
