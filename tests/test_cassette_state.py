@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import shop_app
-from conftest import CASSETTES
+from conftest import CASSETTES, run_cli
 
 from atlas_eda import EventBus, TemporalStore
 from atlas_eda.errors import CassetteError
@@ -337,6 +337,57 @@ def test_a_change_of_an_unknown_document_is_a_cassette_error_naming_the_line(
     app.store.close()
     assert report.divergence is not None
     assert report.divergence.position == 11
+
+
+def test_an_unknown_document_is_refused_before_anything_is_published_or_written(
+    tmp_path: Path,
+) -> None:
+    path = _tampered(tmp_path, 11, _set(0, "document", "11111111-2222-4333-8444-555555555555"))
+    app = shop_app.make_system()
+    with pytest.raises(CassetteError, match="line 11: "):
+        replay(Cassette.load(path), app.bus, store=app.store)
+    assert app.bus.get_history() == []
+    assert app.store.last_position() == 0
+    app.store.close()
+
+
+def _not_a_list(state: list[Any]) -> dict[str, Any]:
+    return {"document": state[0]["document"]}
+
+
+# Each bad state line through the command line: the line it is on and words of the error.
+CLI_BAD_STATE: dict[str, tuple[int, Callable[[list[Any]], Any], str]] = {
+    "not a list": (3, _not_a_list, "line 3: the atlasstate extension must hold a JSON list"),
+    "a value of the wrong type": (
+        3,
+        _set(0, "fields", {"content": 3}),
+        "line 3: atlasstate[0].fields['content'] must be str, got int",
+    ),
+    "an unknown document": (
+        11,
+        _set(0, "document", "11111111-2222-4333-8444-555555555555"),
+        "line 11: atlasstate[0] deleted document 11111111-2222-4333-8444-555555555555, which "
+        "no earlier line of the cassette creates",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CLI_BAD_STATE)
+def test_atlas_eda_replay_refuses_a_bad_state_line_in_one_line(case: str, tmp_path: Path) -> None:
+    number, change, words = CLI_BAD_STATE[case]
+    path = _tampered(tmp_path, number, change)
+    result = run_cli(
+        "replay",
+        str(path),
+        "--app",
+        "shop_app:make_system",
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(CASSETTES)},
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"atlas-eda: error: {path}, {words}"), result.stderr
+    assert len(result.stderr.splitlines()) == 1  # one line, never a traceback
 
 
 # -- the pytest plugin -----------------------------------------------------------------------
