@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .errors import (
         AtlasEdaError,
         ConcurrencyError,
+        DeliveryAfterCommitError,
         DocumentDeletedError,
         DocumentNotFoundError,
         EventCycleError,
@@ -62,6 +63,7 @@ __all__ = [
     "Cursor",
     "DeadLetter",
     "Delivery",
+    "DeliveryAfterCommitError",
     "Document",
     "DocumentDeletedError",
     "DocumentNotFoundError",
@@ -116,6 +118,7 @@ make_lazy(
         ".errors": (
             "AtlasEdaError",
             "ConcurrencyError",
+            "DeliveryAfterCommitError",
             "DocumentDeletedError",
             "DocumentNotFoundError",
             "EventCycleError",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .bus import EventBus
 from .document import Document
@@ -26,7 +26,13 @@ R = TypeVar("R")
 class DocumentService:
     """Creates, updates, deletes and reads documents through the event-driven stack:
     effects performed by ``effect_handler``, state in ``temporal_store``, notifications on
-    ``event_bus``. Unknown ids raise ``DocumentNotFoundError`` (a ``ValueError``)."""
+    ``event_bus``. Unknown ids raise ``DocumentNotFoundError`` (a ``ValueError``).
+
+    Every effect is checked for a performer before anything is written
+    (:class:`UnhandledEffectError`, nothing saved); the effects are performed after the
+    commit, and a performer (or bus subscriber) failing then raises
+    :class:`DeliveryAfterCommitError`, which carries the committed ``document_id``,
+    ``version`` and ``result``: the write happened, do not retry it."""
 
     def __init__(
         self, event_bus: EventBus, temporal_store: TemporalStore, effect_handler: EffectHandler
@@ -43,7 +49,8 @@ class DocumentService:
     def create_document(
         self, title: str, content: str, author: str, *, document_id: str | None = None
     ) -> str:
-        """Create a document; returns its id. Performs a DATABASE_WRITE and a LOGGING effect.
+        """Create a document; returns its id. Performs a DATABASE_WRITE and a LOGGING effect
+        after the commit.
         ``document_id`` is passed to :meth:`TemporalStore.create_document`: the id chosen
         by the caller (a str holding a UUID), or ``None`` for one made by the store."""
         plan = (
@@ -63,11 +70,9 @@ class DocumentService:
                 )
             )
         )
-        return self._perform(
-            plan,
-            lambda data: self.temporal_store.create_document(
-                data["title"], data["content"], data["author"], document_id=document_id
-            ),
+        self.effect_handler.ensure_handled(plan.effects)
+        return self.temporal_store.create_document(
+            title, content, author, document_id=document_id, after_commit=self._runner(plan)
         )
 
     def update_document(
@@ -90,11 +95,9 @@ class DocumentService:
             "update",
             f"Document '{document.title}' was updated by {editor or 'unknown'}",
         )
-        return self._perform(
-            plan,
-            lambda _: self.temporal_store.update_document(
-                document_id, title, content, editor, retries=retries
-            ),
+        self.effect_handler.ensure_handled(plan.effects)
+        return self.temporal_store.update_document(
+            document_id, title, content, editor, retries=retries, after_commit=self._runner(plan)
         )
 
     def delete_document(
@@ -109,9 +112,9 @@ class DocumentService:
             "delete",
             f"Document '{document.title}' was deleted",
         )
-        return self._perform(
-            plan,
-            lambda _: self.temporal_store.delete_document(document_id, reason, retries=retries),
+        self.effect_handler.ensure_handled(plan.effects)
+        return self.temporal_store.delete_document(
+            document_id, reason, retries=retries, after_commit=self._runner(plan)
         )
 
     def get_document(self, document_id: str) -> Document | None:
@@ -151,6 +154,12 @@ class DocumentService:
                 )
             )
         )
+
+    def _runner(self, plan: EffectMonad[Any]) -> Callable[[], object]:
+        """What the store calls after the commit: perform the plan's effects. Their
+        failure reaches the caller as :class:`DeliveryAfterCommitError` (the write is
+        committed; a retry must not write again)."""
+        return lambda: plan.run(self.effect_handler)
 
     def _perform(self, plan: EffectMonad[T], operation: Callable[[T], R]) -> R:
         # Refuse before writing: a missing performer must not leave a write whose

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self, TypeVar
 from uuid import UUID, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
@@ -58,7 +58,10 @@ from ..document_events import (
 from ..errors import (
     AtlasEdaError,
     ConcurrencyError,
+    DeliveryAfterCommitError,
+    EventCycleError,
     InvalidDocumentError,
+    NoEffectHandlerError,
     PositionError,
     StoreOpenError,
 )
@@ -120,6 +123,13 @@ def derived_document_id() -> UUID | None:
     return uuid5(DOCUMENT_ID_NAMESPACE, f"{record[EVENT].id}/{ordinal}")
 
 
+class Committed(NamedTuple):
+    """A write the store committed: the document as saved, and its new event."""
+
+    document: Document
+    event: DocumentEvent
+
+
 class _DocumentApplication(Application[UUID]):
     """eventsourcing's application of the store's documents. Only the store holds it, so
     nothing can ``save`` behind the store's back (no checks, no bus notifications)."""
@@ -172,8 +182,11 @@ class TemporalStore:
     :func:`create_cipher_key` (needs the ``crypto`` extra). A store written with a key
     opens only with that key (:class:`StoreOpenError` otherwise). A SQLite file that is
     not a store, truncated, or read-only is refused unmodified (:func:`check_sqlite_file`).
-    Writes that lose a race with another writer raise :class:`ConcurrencyError`, nothing
-    saved; the ``retries`` argument of each command retries them, waiting a random
+    A write that committed never raises as if it had failed: a failure after the commit
+    (a bus subscriber under ``failure_policy="raise"``, a cycle, the caller's
+    ``after_commit``) is raised as :class:`DeliveryAfterCommitError` carrying the committed
+    result. Writes that lose a race with another writer raise :class:`ConcurrencyError`,
+    nothing saved; the ``retries`` argument of each command retries them, waiting a random
     moment between attempts through ``sleep`` (default :func:`time.sleep`; tests pass
     their own so that nothing waits for real).
     """
@@ -239,6 +252,7 @@ class TemporalStore:
         *,
         document_id: str | None = None,
         retries: int = 0,
+        after_commit: Callable[[], object] | None = None,
     ) -> str:
         """Create and persist a document (version 1); returns its id (in canonical form).
 
@@ -250,7 +264,12 @@ class TemporalStore:
         :class:`InvalidDocumentError`, nothing saved. A database locked by other writers
         past its timeout raises :class:`ConcurrencyError` (nothing saved) after
         ``retries`` further attempts. The event records its cause (see
-        :class:`~atlas_eda.document.Document`)."""
+        :class:`~atlas_eda.document.Document`).
+
+        After the commit the bus event is published, then ``after_commit()`` is called
+        (when given). If either fails, the write is still committed: the failure is raised
+        as :class:`DeliveryAfterCommitError`, whose ``document_id``, ``version`` and
+        ``result`` say what was committed (a retry must not write again)."""
         _check_retries(retries)
         check_text("title", title)
         check_text("content", content)
@@ -259,13 +278,14 @@ class TemporalStore:
         key = chosen if chosen is not None else derived_document_id()
         cause = current_cause()
 
-        def attempt() -> DocumentEvent:
+        def attempt() -> Committed:
             document = Document.create(title, content, author, document_id=key, cause=cause)
             return self._commit(document, derived=chosen is None and key is not None)
 
         committed = self._retrying(None, "create", retries, attempt)
-        self._notify_bus(committed, editor=None)
-        return str(committed.originator_id)
+        document_id = committed.document.document_id
+        self._after_commit("create", committed, document_id, None, after_commit)
+        return document_id
 
     def update_document(
         self,
@@ -275,6 +295,7 @@ class TemporalStore:
         editor: str | None = None,
         *,
         retries: int = 0,
+        after_commit: Callable[[], object] | None = None,
     ) -> bool:
         """Persist a new version; ``None`` leaves a field unchanged. Returns ``False`` for
         an unknown id; raises :class:`DocumentDeletedError` for a deleted document.
@@ -283,7 +304,9 @@ class TemporalStore:
         another writer saved a version first (or the database stays locked past its
         timeout) this raises :class:`ConcurrencyError` and saves nothing. With
         ``retries=N`` the document is read again and the change reapplied on top of the
-        other writer's version, up to N more times.
+        other writer's version, up to N more times. What fails after the commit (the bus,
+        ``after_commit``) raises :class:`DeliveryAfterCommitError`, as for
+        :meth:`create_document`.
         """
         _check_retries(retries)
         check_text("title", title, optional=True)
@@ -291,7 +314,7 @@ class TemporalStore:
         check_text("editor", editor, optional=True)
         cause = current_cause()
 
-        def attempt() -> DocumentEvent | None:
+        def attempt() -> Committed | None:
             document = self._load(document_id)
             if document is None:
                 return None
@@ -301,20 +324,27 @@ class TemporalStore:
         committed = self._retrying(document_id, "update", retries, attempt)
         if committed is None:
             return False
-        self._notify_bus(committed, editor=editor)
+        self._after_commit("update", committed, True, editor, after_commit)
         return True
 
     def delete_document(
-        self, document_id: str, reason: str | None = None, *, retries: int = 0
+        self,
+        document_id: str,
+        reason: str | None = None,
+        *,
+        retries: int = 0,
+        after_commit: Callable[[], object] | None = None,
     ) -> bool:
         """Mark a document deleted (its versions stay readable). Returns ``False`` for an
         unknown id; raises :class:`DocumentDeletedError` if it is already deleted, and
-        :class:`ConcurrencyError` (nothing saved) as :meth:`update_document` does."""
+        :class:`ConcurrencyError` (nothing saved) as :meth:`update_document` does, and
+        :class:`DeliveryAfterCommitError` when what runs after the commit (the bus,
+        ``after_commit``) fails."""
         _check_retries(retries)
         check_text("reason", reason, optional=True)
         cause = current_cause()
 
-        def attempt() -> DocumentEvent | None:
+        def attempt() -> Committed | None:
             document = self._load(document_id)
             if document is None:
                 return None
@@ -324,7 +354,7 @@ class TemporalStore:
         committed = self._retrying(document_id, "delete", retries, attempt)
         if committed is None:
             return False
-        self._notify_bus(committed, editor=None)
+        self._after_commit("delete", committed, True, None, after_commit)
         return True
 
     # -- queries -----------------------------------------------------------------------
@@ -532,9 +562,10 @@ class TemporalStore:
             return None
         return document if isinstance(document, Document) else None
 
-    def _commit(self, document: Document, *, derived: bool = False) -> DocumentEvent:
-        """Save the document's one new event; returns it (as committed). A creation whose
-        id is taken is refused (``derived``: the id was derived in a delivery)."""
+    def _commit(self, document: Document, *, derived: bool = False) -> Committed:
+        """Save the document's one new event; returns it (as committed) with the document.
+        A creation whose id is taken is refused (``derived``: the id was derived in a
+        delivery)."""
         [pending] = document.collect_events()
         try:
             self._application.save(pending)
@@ -549,7 +580,7 @@ class TemporalStore:
             ) from exc
         if self.snapshot_interval and document.version % self.snapshot_interval == 0:
             self._snapshot(document)
-        return as_document_event(pending)
+        return Committed(document, as_document_event(pending))
 
     def _snapshot(self, document: Document) -> None:
         try:
@@ -645,10 +676,32 @@ class TemporalStore:
             state=row["state"],
         )
 
-    def _notify_bus(self, committed: DocumentEvent, *, editor: str | None) -> None:
-        if self.event_bus is not None:
-            event_type, data = live_bus_event(committed, editor=editor)
-            self.event_bus.publish(event_type, data, source="atlas_eda.store")
+    def _after_commit(
+        self,
+        action: str,
+        committed: Committed,
+        result: object,
+        editor: str | None,
+        then: Callable[[], object] | None,
+    ) -> None:
+        """Publish the committed event on the bus, then call ``then`` (the caller's
+        ``after_commit``). The write is durable by now, so what fails here is raised as
+        :class:`DeliveryAfterCommitError` carrying the committed result; inside a delivery
+        an :class:`EventCycleError` or :class:`NoEffectHandlerError` passes unchanged, so
+        that it reaches the outermost publisher (the outermost store write, if any, then
+        wraps it). ``then`` is not called when the bus failed."""
+        try:
+            if self.event_bus is not None:
+                event_type, data = live_bus_event(committed.event, editor=editor)
+                self.event_bus.publish(event_type, data, source="atlas_eda.store")
+            if then is not None:
+                then()
+        except (EventCycleError, NoEffectHandlerError) as exc:
+            if running():
+                raise
+            raise _after_commit_error(action, committed, result, exc) from exc
+        except Exception as exc:  # the write committed: never report it as failed
+            raise _after_commit_error(action, committed, result, exc) from exc
 
     def _document_ids(self) -> list[UUID]:
         # The log is the global order of every stored event; scanning only creations
@@ -681,6 +734,23 @@ def _open_error_message(url: str, settings: Mapping[str, str], exc: BaseExceptio
         f"the server is running and reachable at that host and port (waited {timeout}s; "
         f"'?connect_timeout=N' changes that), that the user, password and database are "
         f"right, and that the schema, if one is given, exists (CREATE SCHEMA name)."
+    )
+
+
+def _after_commit_error(
+    action: str, committed: Committed, result: object, failure: Exception
+) -> DeliveryAfterCommitError:
+    """The error of a committed write whose after-commit step raised ``failure``."""
+    document = committed.document
+    return DeliveryAfterCommitError(
+        f"The {action} of document {document.document_id} was committed (version "
+        f"{document.version}), but what ran after the commit failed: "
+        f"{type(failure).__name__}: {failure}. Do not retry the write: it is durable; "
+        f"the error's document_id, version and result say what was committed.",
+        document_id=document.document_id,
+        version=document.version,
+        result=result,
+        document=document,
     )
 
 
