@@ -48,7 +48,8 @@ def test_a_create_whose_subscriber_fails_is_committed_and_says_so(tmp_path: Path
     assert error.version == 1
     assert error.result == error.document_id
     assert error.document.content == "body"
-    assert "committed" in str(error) and "Do not retry" in str(error)
+    assert "committed" in str(error)
+    assert "Do not retry" in str(error)
     # The write is durable: a reader that opens the file sees exactly one document.
     store.close()
     with TemporalStore(url=f"sqlite:///{tmp_path / 's.db'}") as reopened:
@@ -73,7 +74,7 @@ def test_update_and_delete_whose_subscriber_fails_carry_their_version() -> None:
         store.delete_document(doc_id, reason="gone")
     assert (deleted.value.version, deleted.value.result) == (3, True)
     assert deleted.value.document.is_deleted
-    assert store.latest_version(doc_id) == 3  # noqa: PLR2004
+    assert store.latest_version(doc_id) == 3
 
 
 def test_after_commit_runs_after_the_bus_and_its_failure_is_after_commit() -> None:
@@ -135,9 +136,10 @@ def test_a_service_write_whose_performer_fails_is_committed_and_says_so() -> Non
     assert isinstance(updated.value.__cause__, ConnectionError)
     with pytest.raises(DeliveryAfterCommitError) as deleted:
         service.delete_document(doc_id)
-    assert deleted.value.version == 3  # noqa: PLR2004
+    assert deleted.value.version == 3
     document = store.get_document(doc_id)
-    assert document is not None and document.is_deleted
+    assert document is not None
+    assert document.is_deleted
 
 
 def test_a_service_create_whose_logging_performer_fails_is_not_written_twice() -> None:
@@ -163,3 +165,74 @@ def test_a_service_performs_its_effects_after_the_commit() -> None:
 
 def type_name(effect: Effect) -> str:
     return str(effect.type.name)
+
+
+def _foreign_database(path: Path) -> None:
+    import sqlite3
+
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE people (name TEXT)")
+    connection.execute("INSERT INTO people VALUES ('ann')")
+    connection.commit()
+    connection.close()
+
+
+def _tables_and_journal(path: Path) -> tuple[list[str], str]:
+    import sqlite3
+
+    connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    try:
+        tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master")]
+        [journal] = connection.execute("PRAGMA journal_mode").fetchone()
+    finally:
+        connection.close()
+    return tables, str(journal)
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "file:{path}",
+        "file:{path}?mode=rwc",
+        "file:{path}?mode=rw&cache=shared",
+        "file://{path}?mode=rwc",
+        "file://localhost{path}",
+        "file:{quoted}?mode=rwc",
+    ],
+)
+def test_a_uri_filename_naming_another_applications_database_is_refused_untouched(
+    tmp_path: Path, spelling: str
+) -> None:
+    from urllib.parse import quote
+
+    from atlas_eda import StoreOpenError
+
+    path = tmp_path / "other app.db"
+    _foreign_database(path)
+    before = path.read_bytes()
+    name = spelling.format(path=path, quoted=quote(str(path)))
+    with pytest.raises(StoreOpenError, match="another application"):
+        TemporalStore(url=f"sqlite:///{name}")
+    assert _tables_and_journal(path) == (["people"], "delete")
+    assert path.read_bytes() == before
+
+
+def test_a_uri_filename_naming_a_new_file_or_memory_makes_a_store(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    with TemporalStore(url=f"sqlite:///file:{path}?mode=rwc") as store:
+        doc_id = store.create_document("T", "c", "ann")
+    with TemporalStore(url=f"sqlite:///file:{path}") as store:
+        assert store.get_document(doc_id) is not None
+    with TemporalStore(url="sqlite:///file:scratch?mode=memory&cache=shared") as store:
+        assert store.get_document(store.create_document("T", "c", "ann")) is not None
+
+
+def test_a_uri_filename_on_another_host_or_in_a_missing_directory_is_refused(
+    tmp_path: Path,
+) -> None:
+    from atlas_eda import StoreURLError
+
+    with pytest.raises(StoreURLError, match="local files only"):
+        TemporalStore(url="sqlite:///file://example.com/data.db")
+    with pytest.raises(StoreURLError, match="does not exist"):
+        TemporalStore(url=f"sqlite:///file:{tmp_path / 'missing' / 'x.db'}?mode=rwc")

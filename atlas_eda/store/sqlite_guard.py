@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 
 from ..errors import StoreOpenError
+from .urls import sqlite_uri_file
 
 __all__ = ["check_sqlite_file"]
 
@@ -32,8 +33,14 @@ def check_sqlite_file(path: str, url: str) -> None:
     file cut short), a SQLite database of another application (tables that are not a
     store's), a read-only file, or a read-only directory (SQLite writes its ``-wal`` and
     ``-shm`` files beside the store). A missing or empty file, an empty database and an
-    atlas_eda store pass. The file is only read, through a read-only connection."""
-    if path == ":memory:" or path.startswith("file:"):
+    atlas_eda store pass. The file is only read, through a read-only connection. A SQLite
+    URI filename (``file:path?mode=...``) is checked as the file it names."""
+    if path.startswith("file:"):
+        named = sqlite_uri_file(path)
+        if named is None:
+            return
+        path = named
+    if path == ":memory:":
         return
     file = Path(path)
     directory = file.parent.absolute()
