@@ -236,3 +236,69 @@ def test_a_uri_filename_on_another_host_or_in_a_missing_directory_is_refused(
         TemporalStore(url="sqlite:///file://example.com/data.db")
     with pytest.raises(StoreURLError, match="does not exist"):
         TemporalStore(url=f"sqlite:///file:{tmp_path / 'missing' / 'x.db'}?mode=rwc")
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+# A real process that forks one child per new file; each child opens the file as a new
+# store and is SIGKILLed after a random moment within (and around) how long an open takes.
+_FIRST_OPENS = """
+import os, random, signal, sys, time
+from atlas_eda import TemporalStore
+
+directory, kills, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(seed)
+started = time.perf_counter()
+for i in range(3):
+    TemporalStore(url=f"sqlite:///{directory}/timing{i}.db").close()
+window = (time.perf_counter() - started) / 3 * 1.5
+for i in range(kills):
+    pid = os.fork()
+    if pid == 0:
+        TemporalStore(url=f"sqlite:///{directory}/s{i}.db")
+        os._exit(0)
+    time.sleep(rng.uniform(0, window))
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+print("done", flush=True)
+"""
+
+
+def test_a_first_open_killed_mid_way_leaves_a_file_that_opens(tmp_path: Path) -> None:
+    import shutil
+
+    for name in ("first_open_killed.db", "first_open_killed.db-journal"):
+        shutil.copy(FIXTURES / name, tmp_path / name)
+    with TemporalStore(url=f"sqlite:///{tmp_path / 'first_open_killed.db'}") as store:
+        assert store.last_position() == 0
+        doc_id = store.create_document("T", "c", "ann")
+    assert not (tmp_path / "first_open_killed.db-journal").exists()
+    with TemporalStore(url=f"sqlite:///{tmp_path / 'first_open_killed.db'}") as store:
+        assert store.get_document(doc_id) is not None
+
+
+def test_every_file_opens_after_sigkills_during_its_first_open(tmp_path: Path) -> None:
+    import random
+    import subprocess
+    import sys
+
+    kills = 200
+    seed = random.randrange(2**32)
+    finished = subprocess.run(
+        [sys.executable, "-c", _FIRST_OPENS, str(tmp_path), str(kills), str(seed)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert finished.stdout == "done\n", (seed, finished.stderr[-2000:])
+    journals = len(list(tmp_path.glob("s*.db-journal")))
+    refused = []
+    for i in range(kills):
+        url = f"sqlite:///{tmp_path / f's{i}.db'}"
+        try:
+            with TemporalStore(url=url) as store:
+                store.create_document("T", "c", "ann")
+        except AtlasEdaError as exc:
+            refused.append(f"s{i}.db: {exc}")
+    assert not refused, (seed, journals, refused[:3])
