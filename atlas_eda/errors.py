@@ -217,3 +217,8 @@ class DeliveryAfterCommitError(AtlasEdaError):
         self.version = version
         self.result = result
         self.document = document
+
+
+class OutboxError(AtlasEdaError, LookupError):
+    """``store.outbox`` was asked to perform or discard an entry that is not pending: no
+    entry has that id, or it was already performed or discarded."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from .bus import EventBus
 from .document import Document
@@ -14,6 +14,7 @@ from .effects import Effect, EffectHandler, EffectMonad, EffectType
 from .errors import DocumentNotFoundError
 from .events import Event, EventType
 from .store import TemporalStore
+from .store.outbox import Performer, check_effects
 
 __all__ = ["DocumentService"]
 
@@ -21,6 +22,13 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class OutboxArguments(TypedDict):
+    """The outbox arguments of a store write."""
+
+    effects: tuple[Effect, ...]
+    performer: Performer
 
 
 class DocumentService:
@@ -40,6 +48,11 @@ class DocumentService:
         self.event_bus = event_bus
         self.temporal_store = temporal_store
         self.effect_handler = effect_handler
+        # Effects of earlier writes whose process died (or whose performer failed) before
+        # they were performed: at least once, so now.
+        performed = temporal_store.outbox.retry(effect_handler)
+        if performed:
+            logger.info("performed %d pending outbox entries", len(performed))
         self._unsubscribe = [
             event_bus.subscribe(EventType.DOCUMENT_CREATED, self._handle_document_created),
             event_bus.subscribe(EventType.DOCUMENT_UPDATED, self._handle_document_updated),
@@ -72,7 +85,7 @@ class DocumentService:
         )
         self.effect_handler.ensure_handled(plan.effects)
         return self.temporal_store.create_document(
-            title, content, author, document_id=document_id, after_commit=self._runner(plan)
+            title, content, author, document_id=document_id, **self._outbox(plan)
         )
 
     def update_document(
@@ -97,7 +110,7 @@ class DocumentService:
         )
         self.effect_handler.ensure_handled(plan.effects)
         return self.temporal_store.update_document(
-            document_id, title, content, editor, retries=retries, after_commit=self._runner(plan)
+            document_id, title, content, editor, retries=retries, **self._outbox(plan)
         )
 
     def delete_document(
@@ -114,7 +127,7 @@ class DocumentService:
         )
         self.effect_handler.ensure_handled(plan.effects)
         return self.temporal_store.delete_document(
-            document_id, reason, retries=retries, after_commit=self._runner(plan)
+            document_id, reason, retries=retries, **self._outbox(plan)
         )
 
     def get_document(self, document_id: str) -> Document | None:
@@ -155,11 +168,10 @@ class DocumentService:
             )
         )
 
-    def _runner(self, plan: EffectMonad[Any]) -> Callable[[], object]:
-        """What the store calls after the commit: perform the plan's effects. Their
-        failure reaches the caller as :class:`DeliveryAfterCommitError` (the write is
-        committed; a retry must not write again)."""
-        return lambda: plan.run(self.effect_handler)
+    def _outbox(self, plan: EffectMonad[Any]) -> OutboxArguments:
+        """The store's arguments that save the plan's effects in the write's outbox entry
+        and perform them after the commit with this service's handler."""
+        return {"effects": check_effects(plan.effects), "performer": self.effect_handler}
 
     def _perform(self, plan: EffectMonad[T], operation: Callable[[T], R]) -> R:
         # Refuse before writing: a missing performer must not leave a write whose

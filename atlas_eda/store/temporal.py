@@ -48,6 +48,7 @@ from ..bus import EventBus
 from ..checks import as_uuid, check_count, is_int
 from ..document import Document, check_text
 from ..document_events import (
+    KINDS,
     DocumentEvent,
     EventKind,
     as_document_event,
@@ -55,6 +56,7 @@ from ..document_events import (
     live_bus_event,
     topics,
 )
+from ..effects import Effect
 from ..errors import (
     AtlasEdaError,
     ConcurrencyError,
@@ -69,6 +71,7 @@ from ..timeline import Timeline
 from ..trace import EVENT, Record, running
 from ..views import short_repr
 from .cipher import CIPHER_ENV_VAR, cipher_key_from_env, cipher_settings
+from .outbox import Outbox, Performer, check_effects, outbox_entry
 from .postgres import creation_lock
 from .postgres import listen_connection as open_listen_connection
 from .sqlite_guard import check_sqlite_file
@@ -128,6 +131,16 @@ class Committed(NamedTuple):
 
     document: Document
     event: DocumentEvent
+    outbox_entry: str | None
+    """The id of the outbox entry saved with the write, if any."""
+
+
+class AfterCommit(NamedTuple):
+    """What a write does after its commit, besides publishing: perform its outbox entry
+    through ``performer`` (when given), then call ``then`` (when given)."""
+
+    performer: Performer | None
+    then: Callable[[], object] | None
 
 
 class _DocumentApplication(Application[UUID]):
@@ -226,6 +239,7 @@ class TemporalStore:
                 self._application = _DocumentApplication(self._settings)
         except (PersistenceError, sqlite3.Error, OSError) as exc:
             raise StoreOpenError(_open_error_message(url, self._settings, exc)) from None
+        self._outbox = Outbox(self._application)
         self._check_readable(cipher_key_from_env(cipher_key))
         logger.debug("opened store %s", redact_url(url))
 
@@ -252,6 +266,8 @@ class TemporalStore:
         *,
         document_id: str | None = None,
         retries: int = 0,
+        effects: Sequence[Effect] = (),
+        performer: Performer | None = None,
         after_commit: Callable[[], object] | None = None,
     ) -> str:
         """Create and persist a document (version 1); returns its id (in canonical form).
@@ -275,16 +291,19 @@ class TemporalStore:
         check_text("content", content)
         check_text("author", author)
         chosen = _chosen_id(document_id)
+        pending = check_effects(effects)
         key = chosen if chosen is not None else derived_document_id()
         cause = current_cause()
 
         def attempt() -> Committed:
             document = Document.create(title, content, author, document_id=key, cause=cause)
-            return self._commit(document, derived=chosen is None and key is not None)
+            return self._commit(document, pending, derived=chosen is None and key is not None)
 
         committed = self._retrying(None, "create", retries, attempt)
         document_id = committed.document.document_id
-        self._after_commit("create", committed, document_id, None, after_commit)
+        self._after_commit(
+            "create", committed, document_id, None, AfterCommit(performer, after_commit)
+        )
         return document_id
 
     def update_document(
@@ -295,6 +314,8 @@ class TemporalStore:
         editor: str | None = None,
         *,
         retries: int = 0,
+        effects: Sequence[Effect] = (),
+        performer: Performer | None = None,
         after_commit: Callable[[], object] | None = None,
     ) -> bool:
         """Persist a new version; ``None`` leaves a field unchanged. Returns ``False`` for
@@ -312,6 +333,7 @@ class TemporalStore:
         check_text("title", title, optional=True)
         check_text("content", content, optional=True)
         check_text("editor", editor, optional=True)
+        pending = check_effects(effects)
         cause = current_cause()
 
         def attempt() -> Committed | None:
@@ -319,12 +341,12 @@ class TemporalStore:
             if document is None:
                 return None
             document.update(title=title, content=content, editor=editor, cause=cause)
-            return self._commit(document)
+            return self._commit(document, pending)
 
         committed = self._retrying(document_id, "update", retries, attempt)
         if committed is None:
             return False
-        self._after_commit("update", committed, True, editor, after_commit)
+        self._after_commit("update", committed, True, editor, AfterCommit(performer, after_commit))
         return True
 
     def delete_document(
@@ -333,6 +355,8 @@ class TemporalStore:
         reason: str | None = None,
         *,
         retries: int = 0,
+        effects: Sequence[Effect] = (),
+        performer: Performer | None = None,
         after_commit: Callable[[], object] | None = None,
     ) -> bool:
         """Mark a document deleted (its versions stay readable). Returns ``False`` for an
@@ -342,6 +366,7 @@ class TemporalStore:
         ``after_commit``) fails."""
         _check_retries(retries)
         check_text("reason", reason, optional=True)
+        pending = check_effects(effects)
         cause = current_cause()
 
         def attempt() -> Committed | None:
@@ -349,12 +374,12 @@ class TemporalStore:
             if document is None:
                 return None
             document.delete(reason=reason, cause=cause)
-            return self._commit(document)
+            return self._commit(document, pending)
 
         committed = self._retrying(document_id, "delete", retries, attempt)
         if committed is None:
             return False
-        self._after_commit("delete", committed, True, None, after_commit)
+        self._after_commit("delete", committed, True, None, AfterCommit(performer, after_commit))
         return True
 
     # -- queries -----------------------------------------------------------------------
@@ -441,11 +466,12 @@ class TemporalStore:
         order, up to position ``stop`` (included) when given, only those of ``kinds`` when
         given. Each is eventsourcing's ``Notification``: ``id`` is its position,
         ``originator_id`` and ``originator_version`` its document and version;
-        :meth:`decode` gives the event it holds."""
+        :meth:`decode` gives the event it holds. Only document events are returned: the
+        records of the :attr:`outbox` share the log, so their positions are gaps here."""
         if kinds is not None and not kinds:
             return []
         return self.recorder.select_notifications(
-            start=start, limit=limit, stop=stop, topics=() if kinds is None else topics(kinds)
+            start=start, limit=limit, stop=stop, topics=topics(KINDS if kinds is None else kinds)
         )
 
     def decode(self, stored: StoredEvent) -> DocumentEvent:
@@ -497,6 +523,12 @@ class TemporalStore:
         :func:`atlas_eda.store.postgres.wait_for_notify`; the caller closes it); ``None``
         for SQLite and memory stores, which have no such channel."""
         return open_listen_connection(self.recorder)
+
+    @property
+    def outbox(self) -> Outbox:
+        """The effects writes saved with ``effects=`` that are still to be performed
+        (:meth:`Outbox.pending`, :meth:`Outbox.retry`, :meth:`Outbox.discard`)."""
+        return self._outbox
 
     # -- eventsourcing's objects, for inspection ---------------------------------------
 
@@ -562,13 +594,20 @@ class TemporalStore:
             return None
         return document if isinstance(document, Document) else None
 
-    def _commit(self, document: Document, *, derived: bool = False) -> Committed:
-        """Save the document's one new event; returns it (as committed) with the document.
-        A creation whose id is taken is refused (``derived``: the id was derived in a
-        delivery)."""
+    def _commit(
+        self, document: Document, effects: Sequence[Effect] = (), *, derived: bool = False
+    ) -> Committed:
+        """Save the document's one new event, and the outbox entry of ``effects`` (if any)
+        in the same transaction; returns the event (as committed) with the document and
+        the entry's id. A creation whose id is taken is refused (``derived``: the id was
+        derived in a delivery)."""
         [pending] = document.collect_events()
+        entry = outbox_entry(document.document_id, document.version, effects) if effects else None
         try:
-            self._application.save(pending)
+            if entry is None:
+                self._application.save(pending)
+            else:
+                self._application.save(pending, *entry.collect_events())
         except IntegrityError as exc:
             if document.version == Document.INITIAL_VERSION:
                 raise _id_taken(document.document_id, derived=derived) from exc
@@ -580,7 +619,8 @@ class TemporalStore:
             ) from exc
         if self.snapshot_interval and document.version % self.snapshot_interval == 0:
             self._snapshot(document)
-        return Committed(document, as_document_event(pending))
+        entry_id = None if entry is None else str(entry.id)
+        return Committed(document, as_document_event(pending), entry_id)
 
     def _snapshot(self, document: Document) -> None:
         try:
@@ -682,26 +722,43 @@ class TemporalStore:
         committed: Committed,
         result: object,
         editor: str | None,
-        then: Callable[[], object] | None,
+        steps: AfterCommit,
     ) -> None:
-        """Publish the committed event on the bus, then call ``then`` (the caller's
-        ``after_commit``). The write is durable by now, so what fails here is raised as
-        :class:`DeliveryAfterCommitError` carrying the committed result; inside a delivery
-        an :class:`EventCycleError` or :class:`NoEffectHandlerError` passes unchanged, so
-        that it reaches the outermost publisher (the outermost store write, if any, then
-        wraps it). ``then`` is not called when the bus failed."""
-        try:
-            if self.event_bus is not None:
-                event_type, data = live_bus_event(committed.event, editor=editor)
-                self.event_bus.publish(event_type, data, source="atlas_eda.store")
-            if then is not None:
-                then()
-        except (EventCycleError, NoEffectHandlerError) as exc:
-            if running():
-                raise
-            raise _after_commit_error(action, committed, result, exc) from exc
-        except Exception as exc:  # the write committed: never report it as failed
-            raise _after_commit_error(action, committed, result, exc) from exc
+        """Publish the committed event on the bus, perform its outbox entry (when a
+        performer is given) and call ``steps.then``: each runs even when one before it
+        failed. The write is durable by now, so the first failure is raised as
+        :class:`DeliveryAfterCommitError` carrying the committed result (the others are
+        logged); inside a delivery an :class:`EventCycleError` or
+        :class:`NoEffectHandlerError` passes unchanged, so that it reaches the outermost
+        publisher (the outermost store write, if any, then wraps it)."""
+        failures: list[Exception] = []
+        for step in self._after_commit_steps(committed, editor, steps):
+            try:
+                step()
+            except Exception as exc:  # the write committed: never report it as failed
+                failures.append(exc)
+        if not failures:
+            return
+        first, *others = failures
+        for other in others:
+            logger.error("after the %s of %s, also: %r", action, committed.event, other)
+        if isinstance(first, (EventCycleError, NoEffectHandlerError)) and running():
+            raise first
+        raise _after_commit_error(action, committed, result, first) from first
+
+    def _after_commit_steps(
+        self, committed: Committed, editor: str | None, steps: AfterCommit
+    ) -> list[Callable[[], object]]:
+        bus, entry, performer = self.event_bus, committed.outbox_entry, steps.performer
+        todo: list[Callable[[], object]] = []
+        if bus is not None:
+            event_type, data = live_bus_event(committed.event, editor=editor)
+            todo.append(lambda: bus.publish(event_type, data, source="atlas_eda.store"))
+        if entry is not None and performer is not None:
+            todo.append(lambda: self._outbox.perform(entry, performer))
+        if steps.then is not None:
+            todo.append(steps.then)
+        return todo
 
     def _document_ids(self) -> list[UUID]:
         # The log is the global order of every stored event; scanning only creations
