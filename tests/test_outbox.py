@@ -88,7 +88,7 @@ def test_a_failing_performer_leaves_the_entry_pending_with_its_error() -> None:
     assert pending.attempts == 1
     assert pending.last_error == "ConnectionError: mail server down"
     assert store.outbox.retry(Performed(True)) == []  # logged, recorded, kept
-    assert store.outbox.pending()[0].attempts == 2  # noqa: PLR2004
+    assert store.outbox.pending()[0].attempts == 2
     performer = Performed()
     assert store.outbox.retry(performer, pending.id) == [pending.id]
     assert performer.done[0][2] == pending.key(0)  # the same key at every attempt
@@ -149,7 +149,7 @@ def test_the_timeline_log_and_followers_skip_outbox_records(tmp_path: Path) -> N
     timeline = store.timeline()
     assert [(e.position, e.kind) for e in timeline] == [(1, "created"), (3, "updated")]
     assert timeline.state_at(4)[doc_id].content == "v2"
-    assert store.last_position() == 5  # noqa: PLR2004
+    assert store.last_position() == 5
     bus = EventBus()
     seen: list[str] = []
     bus.subscribe_all(lambda event: seen.append(event.type.name))
@@ -248,7 +248,7 @@ def test_an_effect_cut_off_by_sigkill_is_performed_exactly_once_after_restart(
     killed = _run(url, sent, crash, "update")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     with TemporalStore(url=url) as store:
-        assert store.latest_version(doc_id) == 2  # noqa: PLR2004  (committed)
+        assert store.latest_version(doc_id) == 2
         [pending] = store.outbox.pending()  # not recorded performed
         key = pending.key(1)  # the NOTIFICATION, after the DATABASE_WRITE
     assert sent.read_text().split() == ([] if crash == "commit" else [key])
