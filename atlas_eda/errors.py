@@ -199,3 +199,26 @@ class HandlerFailures(AtlasEdaError, ExceptionGroup):
 
     def derive(self, excs: Sequence[Exception]) -> HandlerFailures:  # type: ignore[override]
         return HandlerFailures(self.message, excs, self.event_id)
+
+
+class DeliveryAfterCommitError(AtlasEdaError):
+    """A store write was committed, and something run after the commit failed: a bus
+    subscriber (``failure_policy="raise"``, an :class:`EventCycleError`, a
+    :class:`NoEffectHandlerError`) or a performer of the write's outbox effects. The write
+    is durable: do not retry it. ``document_id`` and ``version`` name what was committed,
+    ``result`` is what the call would have returned, ``document`` the document as
+    committed; the failure is the ``__cause__``."""
+
+    def __init__(
+        self, message: str, *, document_id: str, version: int, result: object, document: object
+    ) -> None:
+        super().__init__(message)
+        self.document_id = document_id
+        self.version = version
+        self.result = result
+        self.document = document
+
+
+class OutboxError(AtlasEdaError, LookupError):
+    """``store.outbox`` was asked to perform or discard an entry that is not pending: no
+    entry has that id, or it was already performed or discarded."""

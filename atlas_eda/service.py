@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from .bus import EventBus
 from .document import Document
@@ -14,6 +14,7 @@ from .effects import Effect, EffectHandler, EffectMonad, EffectType
 from .errors import DocumentNotFoundError
 from .events import Event, EventType
 from .store import TemporalStore
+from .store.outbox import Performer, check_effects
 
 __all__ = ["DocumentService"]
 
@@ -23,10 +24,23 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+class OutboxArguments(TypedDict):
+    """The outbox arguments of a store write."""
+
+    effects: tuple[Effect, ...]
+    performer: Performer
+
+
 class DocumentService:
     """Creates, updates, deletes and reads documents through the event-driven stack:
     effects performed by ``effect_handler``, state in ``temporal_store``, notifications on
-    ``event_bus``. Unknown ids raise ``DocumentNotFoundError`` (a ``ValueError``)."""
+    ``event_bus``. Unknown ids raise ``DocumentNotFoundError`` (a ``ValueError``).
+
+    Every effect is checked for a performer before anything is written
+    (:class:`UnhandledEffectError`, nothing saved); the effects are performed after the
+    commit, and a performer (or bus subscriber) failing then raises
+    :class:`DeliveryAfterCommitError`, which carries the committed ``document_id``,
+    ``version`` and ``result``: the write happened, do not retry it."""
 
     def __init__(
         self, event_bus: EventBus, temporal_store: TemporalStore, effect_handler: EffectHandler
@@ -34,6 +48,11 @@ class DocumentService:
         self.event_bus = event_bus
         self.temporal_store = temporal_store
         self.effect_handler = effect_handler
+        # Effects of earlier writes whose process died (or whose performer failed) before
+        # they were performed: at least once, so now.
+        performed = temporal_store.outbox.retry(effect_handler)
+        if performed:
+            logger.info("performed %d pending outbox entries", len(performed))
         self._unsubscribe = [
             event_bus.subscribe(EventType.DOCUMENT_CREATED, self._handle_document_created),
             event_bus.subscribe(EventType.DOCUMENT_UPDATED, self._handle_document_updated),
@@ -43,7 +62,8 @@ class DocumentService:
     def create_document(
         self, title: str, content: str, author: str, *, document_id: str | None = None
     ) -> str:
-        """Create a document; returns its id. Performs a DATABASE_WRITE and a LOGGING effect.
+        """Create a document; returns its id. Performs a DATABASE_WRITE and a LOGGING effect
+        after the commit.
         ``document_id`` is passed to :meth:`TemporalStore.create_document`: the id chosen
         by the caller (a str holding a UUID), or ``None`` for one made by the store."""
         plan = (
@@ -63,11 +83,9 @@ class DocumentService:
                 )
             )
         )
-        return self._perform(
-            plan,
-            lambda data: self.temporal_store.create_document(
-                data["title"], data["content"], data["author"], document_id=document_id
-            ),
+        self.effect_handler.ensure_handled(plan.effects)
+        return self.temporal_store.create_document(
+            title, content, author, document_id=document_id, **self._outbox(plan)
         )
 
     def update_document(
@@ -90,11 +108,9 @@ class DocumentService:
             "update",
             f"Document '{document.title}' was updated by {editor or 'unknown'}",
         )
-        return self._perform(
-            plan,
-            lambda _: self.temporal_store.update_document(
-                document_id, title, content, editor, retries=retries
-            ),
+        self.effect_handler.ensure_handled(plan.effects)
+        return self.temporal_store.update_document(
+            document_id, title, content, editor, retries=retries, **self._outbox(plan)
         )
 
     def delete_document(
@@ -109,9 +125,9 @@ class DocumentService:
             "delete",
             f"Document '{document.title}' was deleted",
         )
-        return self._perform(
-            plan,
-            lambda _: self.temporal_store.delete_document(document_id, reason, retries=retries),
+        self.effect_handler.ensure_handled(plan.effects)
+        return self.temporal_store.delete_document(
+            document_id, reason, retries=retries, **self._outbox(plan)
         )
 
     def get_document(self, document_id: str) -> Document | None:
@@ -151,6 +167,11 @@ class DocumentService:
                 )
             )
         )
+
+    def _outbox(self, plan: EffectMonad[Any]) -> OutboxArguments:
+        """The store's arguments that save the plan's effects in the write's outbox entry
+        and perform them after the commit with this service's handler."""
+        return {"effects": check_effects(plan.effects), "performer": self.effect_handler}
 
     def _perform(self, plan: EffectMonad[T], operation: Callable[[T], R]) -> R:
         # Refuse before writing: a missing performer must not leave a write whose

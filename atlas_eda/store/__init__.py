@@ -12,12 +12,14 @@ open, default 5), ``max_overflow`` (extra connections under load, default 10),
 
 Modules: :mod:`.urls` (URLs and their settings), :mod:`.sqlite_guard` (refusing a file
 that must not become a store), :mod:`.cipher` (encryption at rest), :mod:`.postgres`
-(the creation lock and the ``LISTEN`` connection) and :mod:`.temporal` (the store).
+(the creation lock and the ``LISTEN`` connection), :mod:`.outbox` (the effects a write
+performs after its commit, saved with it) and :mod:`.temporal` (the store).
 """
 
 from __future__ import annotations
 
 from .cipher import CIPHER_ENV_VAR, create_cipher_key
+from .outbox import Outbox, PendingEffects, current_outbox_key
 from .sqlite_guard import check_sqlite_file
 from .temporal import DOCUMENT_ID_NAMESPACE, TemporalStore, derived_document_id
 from .urls import DEFAULT_URL, ENV_VAR, persistence_settings, redact_url
@@ -27,9 +29,12 @@ __all__ = [
     "DEFAULT_URL",
     "DOCUMENT_ID_NAMESPACE",
     "ENV_VAR",
+    "Outbox",
+    "PendingEffects",
     "TemporalStore",
     "check_sqlite_file",
     "create_cipher_key",
+    "current_outbox_key",
     "derived_document_id",
     "persistence_settings",
     "redact_url",

@@ -4,13 +4,17 @@ database, and switching a file to WAL mode writes to it)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from pathlib import Path
 
 from ..errors import StoreOpenError
+from .urls import sqlite_uri_file
 
 __all__ = ["check_sqlite_file"]
+
+logger = logging.getLogger(__name__)
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _HEADER_SIZE = 100
@@ -22,6 +26,13 @@ _TRACKING_TABLE = "tracking"
 _TRACKING_COLUMNS = ["application_name", "notification_id"]
 _OBJECTS_SHOWN = 5
 _WRITE_BITS = 0o222
+# A rollback journal's header (sqlite.org/fileformat.html#the_rollback_journal): its
+# magic, then the record count, the nonce and (bytes 16-20) the database's page count when
+# the transaction began.
+_JOURNAL_MAGIC = bytes.fromhex("d9d505f920a163d7")
+_JOURNAL_HEADER_SIZE = 28
+_JOURNAL_INITIAL_PAGES = slice(16, 20)
+_RECOVERY_TIMEOUT_SECONDS = 30.0
 # The header's page size field: 1 stands for 65536, which does not fit its two bytes.
 _LARGEST_PAGE_CODE, _LARGEST_PAGE = 1, 65536
 
@@ -32,8 +43,16 @@ def check_sqlite_file(path: str, url: str) -> None:
     file cut short), a SQLite database of another application (tables that are not a
     store's), a read-only file, or a read-only directory (SQLite writes its ``-wal`` and
     ``-shm`` files beside the store). A missing or empty file, an empty database and an
-    atlas_eda store pass. The file is only read, through a read-only connection."""
-    if path == ":memory:" or path.startswith("file:"):
+    atlas_eda store pass. The file is only read, through a read-only connection, except
+    for the hot journal of an interrupted first open, which SQLite rolls back (the file
+    was empty, so it becomes empty again; see docs/reliability.md). A SQLite
+    URI filename (``file:path?mode=...``) is checked as the file it names."""
+    if path.startswith("file:"):
+        named = sqlite_uri_file(path)
+        if named is None:
+            return
+        path = named
+    if path == ":memory:":
         return
     file = Path(path)
     directory = file.parent.absolute()
@@ -51,8 +70,47 @@ def check_sqlite_file(path: str, url: str) -> None:
             f"Could not open the store at {url!r}: the file is read-only. Nothing was "
             f"written; make it writable (chmod u+w) or open a copy."
         )
+    _recover_first_open(file, url)
+    if file.stat().st_size == 0:
+        return
     _check_header(file, url)
     _check_schema(file, url)
+
+
+def _recover_first_open(file: Path, url: str) -> None:
+    """Roll back the hot journal of a database that was empty when its interrupted
+    transaction began: what a process killed during the first open of a new store leaves
+    (page 1 half made, a ``-journal`` beside it), which the read-only checks below cannot
+    roll back. Its journal's header says the database had 0 pages, so rolling back (done
+    by SQLite itself, through a plain read on a read-write connection) empties the file
+    and touches nobody's data; the file then becomes a new store. A journal of a database
+    that held pages is left alone."""
+    journal = file.with_name(file.name + "-journal")
+    try:
+        with journal.open("rb") as stream:
+            header = stream.read(_JOURNAL_HEADER_SIZE)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreOpenError(f"Could not open the store at {url!r}: {exc}.") from exc
+    if len(header) < _JOURNAL_HEADER_SIZE or not header.startswith(_JOURNAL_MAGIC):
+        return  # empty or zeroed: not a hot journal, SQLite ignores it
+    if int.from_bytes(header[_JOURNAL_INITIAL_PAGES], "big") != 0:
+        return
+    try:
+        # A journal still in use by a live writer holds its lock: SQLite then only reads.
+        connection = sqlite3.connect(file, timeout=_RECOVERY_TIMEOUT_SECONDS)
+        try:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        raise StoreOpenError(
+            f"Could not open the store at {url!r}: rolling back the journal a crash left "
+            f"beside it ({str(journal)!r}) failed: {exc}. Remove both files if the store "
+            f"is new, or restore it from a backup."
+        ) from exc
+    logger.info("rolled back the first open interrupted by a crash: %s", journal)
 
 
 def _read_only(path: Path) -> bool:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self, TypeVar
 from uuid import UUID, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
@@ -48,6 +48,7 @@ from ..bus import EventBus
 from ..checks import as_uuid, check_count, is_int
 from ..document import Document, check_text
 from ..document_events import (
+    KINDS,
     DocumentEvent,
     EventKind,
     as_document_event,
@@ -55,10 +56,14 @@ from ..document_events import (
     live_bus_event,
     topics,
 )
+from ..effects import Effect
 from ..errors import (
     AtlasEdaError,
     ConcurrencyError,
+    DeliveryAfterCommitError,
+    EventCycleError,
     InvalidDocumentError,
+    NoEffectHandlerError,
     PositionError,
     StoreOpenError,
 )
@@ -66,6 +71,7 @@ from ..timeline import Timeline
 from ..trace import EVENT, Record, running
 from ..views import short_repr
 from .cipher import CIPHER_ENV_VAR, cipher_key_from_env, cipher_settings
+from .outbox import Outbox, Performer, check_effects, outbox_entry
 from .postgres import creation_lock
 from .postgres import listen_connection as open_listen_connection
 from .sqlite_guard import check_sqlite_file
@@ -120,6 +126,23 @@ def derived_document_id() -> UUID | None:
     return uuid5(DOCUMENT_ID_NAMESPACE, f"{record[EVENT].id}/{ordinal}")
 
 
+class Committed(NamedTuple):
+    """A write the store committed: the document as saved, and its new event."""
+
+    document: Document
+    event: DocumentEvent
+    outbox_entry: str | None
+    """The id of the outbox entry saved with the write, if any."""
+
+
+class AfterCommit(NamedTuple):
+    """What a write does after its commit, besides publishing: perform its outbox entry
+    through ``performer`` (when given), then call ``then`` (when given)."""
+
+    performer: Performer | None
+    then: Callable[[], object] | None
+
+
 class _DocumentApplication(Application[UUID]):
     """eventsourcing's application of the store's documents. Only the store holds it, so
     nothing can ``save`` behind the store's back (no checks, no bus notifications)."""
@@ -172,8 +195,11 @@ class TemporalStore:
     :func:`create_cipher_key` (needs the ``crypto`` extra). A store written with a key
     opens only with that key (:class:`StoreOpenError` otherwise). A SQLite file that is
     not a store, truncated, or read-only is refused unmodified (:func:`check_sqlite_file`).
-    Writes that lose a race with another writer raise :class:`ConcurrencyError`, nothing
-    saved; the ``retries`` argument of each command retries them, waiting a random
+    A write that committed never raises as if it had failed: a failure after the commit
+    (a bus subscriber under ``failure_policy="raise"``, a cycle, the caller's
+    ``after_commit``) is raised as :class:`DeliveryAfterCommitError` carrying the committed
+    result. Writes that lose a race with another writer raise :class:`ConcurrencyError`,
+    nothing saved; the ``retries`` argument of each command retries them, waiting a random
     moment between attempts through ``sleep`` (default :func:`time.sleep`; tests pass
     their own so that nothing waits for real).
     """
@@ -213,6 +239,7 @@ class TemporalStore:
                 self._application = _DocumentApplication(self._settings)
         except (PersistenceError, sqlite3.Error, OSError) as exc:
             raise StoreOpenError(_open_error_message(url, self._settings, exc)) from None
+        self._outbox = Outbox(self._application)
         self._check_readable(cipher_key_from_env(cipher_key))
         logger.debug("opened store %s", redact_url(url))
 
@@ -239,6 +266,9 @@ class TemporalStore:
         *,
         document_id: str | None = None,
         retries: int = 0,
+        effects: Sequence[Effect] = (),
+        performer: Performer | None = None,
+        after_commit: Callable[[], object] | None = None,
     ) -> str:
         """Create and persist a document (version 1); returns its id (in canonical form).
 
@@ -250,22 +280,31 @@ class TemporalStore:
         :class:`InvalidDocumentError`, nothing saved. A database locked by other writers
         past its timeout raises :class:`ConcurrencyError` (nothing saved) after
         ``retries`` further attempts. The event records its cause (see
-        :class:`~atlas_eda.document.Document`)."""
+        :class:`~atlas_eda.document.Document`).
+
+        After the commit the bus event is published, then ``after_commit()`` is called
+        (when given). If either fails, the write is still committed: the failure is raised
+        as :class:`DeliveryAfterCommitError`, whose ``document_id``, ``version`` and
+        ``result`` say what was committed (a retry must not write again)."""
         _check_retries(retries)
         check_text("title", title)
         check_text("content", content)
         check_text("author", author)
         chosen = _chosen_id(document_id)
+        pending = check_effects(effects)
         key = chosen if chosen is not None else derived_document_id()
         cause = current_cause()
 
-        def attempt() -> DocumentEvent:
+        def attempt() -> Committed:
             document = Document.create(title, content, author, document_id=key, cause=cause)
-            return self._commit(document, derived=chosen is None and key is not None)
+            return self._commit(document, pending, derived=chosen is None and key is not None)
 
         committed = self._retrying(None, "create", retries, attempt)
-        self._notify_bus(committed, editor=None)
-        return str(committed.originator_id)
+        document_id = committed.document.document_id
+        self._after_commit(
+            "create", committed, document_id, None, AfterCommit(performer, after_commit)
+        )
+        return document_id
 
     def update_document(
         self,
@@ -275,6 +314,9 @@ class TemporalStore:
         editor: str | None = None,
         *,
         retries: int = 0,
+        effects: Sequence[Effect] = (),
+        performer: Performer | None = None,
+        after_commit: Callable[[], object] | None = None,
     ) -> bool:
         """Persist a new version; ``None`` leaves a field unchanged. Returns ``False`` for
         an unknown id; raises :class:`DocumentDeletedError` for a deleted document.
@@ -283,48 +325,61 @@ class TemporalStore:
         another writer saved a version first (or the database stays locked past its
         timeout) this raises :class:`ConcurrencyError` and saves nothing. With
         ``retries=N`` the document is read again and the change reapplied on top of the
-        other writer's version, up to N more times.
+        other writer's version, up to N more times. What fails after the commit (the bus,
+        ``after_commit``) raises :class:`DeliveryAfterCommitError`, as for
+        :meth:`create_document`.
         """
         _check_retries(retries)
         check_text("title", title, optional=True)
         check_text("content", content, optional=True)
         check_text("editor", editor, optional=True)
+        pending = check_effects(effects)
         cause = current_cause()
 
-        def attempt() -> DocumentEvent | None:
+        def attempt() -> Committed | None:
             document = self._load(document_id)
             if document is None:
                 return None
             document.update(title=title, content=content, editor=editor, cause=cause)
-            return self._commit(document)
+            return self._commit(document, pending)
 
         committed = self._retrying(document_id, "update", retries, attempt)
         if committed is None:
             return False
-        self._notify_bus(committed, editor=editor)
+        self._after_commit("update", committed, True, editor, AfterCommit(performer, after_commit))
         return True
 
     def delete_document(
-        self, document_id: str, reason: str | None = None, *, retries: int = 0
+        self,
+        document_id: str,
+        reason: str | None = None,
+        *,
+        retries: int = 0,
+        effects: Sequence[Effect] = (),
+        performer: Performer | None = None,
+        after_commit: Callable[[], object] | None = None,
     ) -> bool:
         """Mark a document deleted (its versions stay readable). Returns ``False`` for an
         unknown id; raises :class:`DocumentDeletedError` if it is already deleted, and
-        :class:`ConcurrencyError` (nothing saved) as :meth:`update_document` does."""
+        :class:`ConcurrencyError` (nothing saved) as :meth:`update_document` does, and
+        :class:`DeliveryAfterCommitError` when what runs after the commit (the bus,
+        ``after_commit``) fails."""
         _check_retries(retries)
         check_text("reason", reason, optional=True)
+        pending = check_effects(effects)
         cause = current_cause()
 
-        def attempt() -> DocumentEvent | None:
+        def attempt() -> Committed | None:
             document = self._load(document_id)
             if document is None:
                 return None
             document.delete(reason=reason, cause=cause)
-            return self._commit(document)
+            return self._commit(document, pending)
 
         committed = self._retrying(document_id, "delete", retries, attempt)
         if committed is None:
             return False
-        self._notify_bus(committed, editor=None)
+        self._after_commit("delete", committed, True, None, AfterCommit(performer, after_commit))
         return True
 
     # -- queries -----------------------------------------------------------------------
@@ -411,11 +466,12 @@ class TemporalStore:
         order, up to position ``stop`` (included) when given, only those of ``kinds`` when
         given. Each is eventsourcing's ``Notification``: ``id`` is its position,
         ``originator_id`` and ``originator_version`` its document and version;
-        :meth:`decode` gives the event it holds."""
+        :meth:`decode` gives the event it holds. Only document events are returned: the
+        records of the :attr:`outbox` share the log, so their positions are gaps here."""
         if kinds is not None and not kinds:
             return []
         return self.recorder.select_notifications(
-            start=start, limit=limit, stop=stop, topics=() if kinds is None else topics(kinds)
+            start=start, limit=limit, stop=stop, topics=topics(KINDS if kinds is None else kinds)
         )
 
     def decode(self, stored: StoredEvent) -> DocumentEvent:
@@ -467,6 +523,12 @@ class TemporalStore:
         :func:`atlas_eda.store.postgres.wait_for_notify`; the caller closes it); ``None``
         for SQLite and memory stores, which have no such channel."""
         return open_listen_connection(self.recorder)
+
+    @property
+    def outbox(self) -> Outbox:
+        """The effects writes saved with ``effects=`` that are still to be performed
+        (:meth:`Outbox.pending`, :meth:`Outbox.retry`, :meth:`Outbox.discard`)."""
+        return self._outbox
 
     # -- eventsourcing's objects, for inspection ---------------------------------------
 
@@ -532,12 +594,20 @@ class TemporalStore:
             return None
         return document if isinstance(document, Document) else None
 
-    def _commit(self, document: Document, *, derived: bool = False) -> DocumentEvent:
-        """Save the document's one new event; returns it (as committed). A creation whose
-        id is taken is refused (``derived``: the id was derived in a delivery)."""
+    def _commit(
+        self, document: Document, effects: Sequence[Effect] = (), *, derived: bool = False
+    ) -> Committed:
+        """Save the document's one new event, and the outbox entry of ``effects`` (if any)
+        in the same transaction; returns the event (as committed) with the document and
+        the entry's id. A creation whose id is taken is refused (``derived``: the id was
+        derived in a delivery)."""
         [pending] = document.collect_events()
+        entry = outbox_entry(document.document_id, document.version, effects) if effects else None
         try:
-            self._application.save(pending)
+            if entry is None:
+                self._application.save(pending)
+            else:
+                self._application.save(pending, *entry.collect_events())
         except IntegrityError as exc:
             if document.version == Document.INITIAL_VERSION:
                 raise _id_taken(document.document_id, derived=derived) from exc
@@ -549,7 +619,8 @@ class TemporalStore:
             ) from exc
         if self.snapshot_interval and document.version % self.snapshot_interval == 0:
             self._snapshot(document)
-        return as_document_event(pending)
+        entry_id = None if entry is None else str(entry.id)
+        return Committed(document, as_document_event(pending), entry_id)
 
     def _snapshot(self, document: Document) -> None:
         try:
@@ -645,10 +716,49 @@ class TemporalStore:
             state=row["state"],
         )
 
-    def _notify_bus(self, committed: DocumentEvent, *, editor: str | None) -> None:
-        if self.event_bus is not None:
-            event_type, data = live_bus_event(committed, editor=editor)
-            self.event_bus.publish(event_type, data, source="atlas_eda.store")
+    def _after_commit(
+        self,
+        action: str,
+        committed: Committed,
+        result: object,
+        editor: str | None,
+        steps: AfterCommit,
+    ) -> None:
+        """Publish the committed event on the bus, perform its outbox entry (when a
+        performer is given) and call ``steps.then``: each runs even when one before it
+        failed. The write is durable by now, so the first failure is raised as
+        :class:`DeliveryAfterCommitError` carrying the committed result (the others are
+        logged); inside a delivery an :class:`EventCycleError` or
+        :class:`NoEffectHandlerError` passes unchanged, so that it reaches the outermost
+        publisher (the outermost store write, if any, then wraps it)."""
+        failures: list[Exception] = []
+        for step in self._after_commit_steps(committed, editor, steps):
+            try:
+                step()
+            except Exception as exc:  # the write committed: never report it as failed
+                failures.append(exc)
+        if not failures:
+            return
+        first, *others = failures
+        for other in others:
+            logger.error("after the %s of %s, also: %r", action, committed.event, other)
+        if isinstance(first, (EventCycleError, NoEffectHandlerError)) and running():
+            raise first
+        raise _after_commit_error(action, committed, result, first) from first
+
+    def _after_commit_steps(
+        self, committed: Committed, editor: str | None, steps: AfterCommit
+    ) -> list[Callable[[], object]]:
+        bus, entry, performer = self.event_bus, committed.outbox_entry, steps.performer
+        todo: list[Callable[[], object]] = []
+        if bus is not None:
+            event_type, data = live_bus_event(committed.event, editor=editor)
+            todo.append(lambda: bus.publish(event_type, data, source="atlas_eda.store"))
+        if entry is not None and performer is not None:
+            todo.append(lambda: self._outbox.perform(entry, performer))
+        if steps.then is not None:
+            todo.append(steps.then)
+        return todo
 
     def _document_ids(self) -> list[UUID]:
         # The log is the global order of every stored event; scanning only creations
@@ -681,6 +791,23 @@ def _open_error_message(url: str, settings: Mapping[str, str], exc: BaseExceptio
         f"the server is running and reachable at that host and port (waited {timeout}s; "
         f"'?connect_timeout=N' changes that), that the user, password and database are "
         f"right, and that the schema, if one is given, exists (CREATE SCHEMA name)."
+    )
+
+
+def _after_commit_error(
+    action: str, committed: Committed, result: object, failure: Exception
+) -> DeliveryAfterCommitError:
+    """The error of a committed write whose after-commit step raised ``failure``."""
+    document = committed.document
+    return DeliveryAfterCommitError(
+        f"The {action} of document {document.document_id} was committed (version "
+        f"{document.version}), but what ran after the commit failed: "
+        f"{type(failure).__name__}: {failure}. Do not retry the write: it is durable; "
+        f"the error's document_id, version and result say what was committed.",
+        document_id=document.document_id,
+        version=document.version,
+        result=result,
+        document=document,
     )
 
 

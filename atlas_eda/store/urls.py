@@ -21,6 +21,7 @@ __all__ = [
     "is_postgres",
     "persistence_settings",
     "redact_url",
+    "sqlite_uri_file",
 ]
 
 ENV_VAR = "ATLAS_EDA_STORE_URL"
@@ -197,9 +198,23 @@ def _sqlite_path(url: str) -> str:
         raise StoreURLError(f"{url!r} names no file: use 'sqlite:///path/to/file.db'.")
     if "\x00" in raw:
         raise StoreURLError(f"{url!r}: a file path cannot contain a NUL character.")
-    if raw == ":memory:" or raw.startswith("file:"):
+    if raw == ":memory:":
+        return raw
+    if raw.startswith("file:"):
+        try:
+            file = sqlite_uri_file(raw)
+        except ValueError as exc:
+            raise StoreURLError(f"{url!r}: {exc}") from None
+        if file is not None:
+            _check_directory(url, Path(file))
         return raw
     path = Path(raw)
+    _check_directory(url, path)
+    return str(path)
+
+
+def _check_directory(url: str, path: Path) -> None:
+    """Refuse a database path whose directory is missing, or that is a directory."""
     directory = path.parent.absolute()
     if not directory.exists():
         raise StoreURLError(
@@ -211,4 +226,26 @@ def _sqlite_path(url: str) -> str:
         raise StoreURLError(f"{url!r}: {str(directory)!r} is not a directory.")
     if path.is_dir():
         raise StoreURLError(f"{url!r}: {str(path)!r} is a directory, not a database file.")
-    return str(path)
+
+
+def sqlite_uri_file(name: str) -> str | None:
+    """The file a SQLite URI filename (``file:path?query``, as in
+    ``sqlite:///file:data.db?mode=rwc``) opens, percent-decoded and relative to the current
+    directory when relative, so that it gets the same checks as a plain path; ``None`` for
+    an in-memory database (``file::memory:``, ``mode=memory``). Raises ``ValueError`` for
+    an authority other than ``localhost``, which SQLite refuses too."""
+    rest = name[len("file:") :].partition("#")[0]
+    path, _, query = rest.partition("?")
+    if path.startswith("//"):
+        authority, slash, tail = path[2:].partition("/")
+        if authority not in ("", "localhost"):
+            raise ValueError(
+                f"the URI filename names the host {authority!r}; SQLite opens local files "
+                f"only: use 'file:/absolute/path.db' or 'file:relative.db'."
+            )
+        path = slash + tail
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    path = unquote(path)
+    if not path or path == ":memory:" or params.get("mode") == "memory":
+        return None
+    return path
