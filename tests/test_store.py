@@ -1208,6 +1208,7 @@ def test_every_call_after_close_raises_store_closed_error(kind: str, tmp_path: P
         assert e.value.__cause__ is None, name
     assert "TemporalStore" in repr(store)  # what it was stays readable
     assert store.recorder is not None
+    assert store.snapshots is not None
     if kind == "sqlite":  # and what it stored stays
         with TemporalStore(url=url) as reopened:
             assert latest(reopened, document_id).title == "t"

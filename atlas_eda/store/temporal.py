@@ -127,11 +127,13 @@ MAX_VERSION = 2**63 - 1
 
 class _ClosedApplication:
     """What a closed store holds in place of its application: every use raises
-    :class:`StoreClosedError`."""
+    :class:`StoreClosedError`, but for what stays readable for inspection
+    (``TemporalStore.recorder`` and ``snapshots``)."""
 
-    def __init__(self, url: str, closed_recorder: ApplicationRecorder) -> None:
+    def __init__(self, url: str, closed: _DocumentApplication) -> None:
         self._url = url
-        self.closed_recorder = closed_recorder  # for inspection (TemporalStore.recorder)
+        self.closed_recorder = closed.recorder
+        self.snapshots = closed.snapshots
 
     def __getattr__(self, name: str) -> Any:
         raise StoreClosedError(
@@ -541,9 +543,7 @@ class TemporalStore:
         # Every use of the store goes through its application: a stand-in in its place
         # makes every later call raise the library's error, not eventsourcing's
         # ConnectionPoolClosedError (or, in memory, quietly work on a closed store).
-        self._application = cast(
-            _DocumentApplication, _ClosedApplication(self.url, application.recorder)
-        )
+        self._application = cast(_DocumentApplication, _ClosedApplication(self.url, application))
         application.close()
 
     def __enter__(self) -> Self:
