@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Callable
 from enum import Enum
+from typing import Any
 
 from blinker import Signal
 
@@ -20,13 +21,14 @@ from .checks import check_count
 from .dead_letters import DeadLetter, DeadLetters
 from .dispatch import POLICIES, Dispatcher, FailurePolicy, Middleware
 from .effects import EffectHandler
-from .errors import UnknownEventError
-from .events import Event
+from .errors import InvalidArgumentError, UnknownEventError
+from .events import Event, check_event_type
 from .history import History, Watcher
 from .subscriptions import Handler, Subscriptions
 from .trace import EventTrace
+from .views import short_repr
 
-__all__ = ["DeadLetter", "EventBus", "FailurePolicy", "Handler", "Middleware"]
+__all__ = ["DeadLetter", "EventBus", "FailurePolicy", "Handler", "Middleware", "check_bus"]
 
 # Each nesting level costs a handful of interpreter frames: max_depth may not exceed the
 # recursion limit divided by this, or the interpreter's RecursionError would strike
@@ -111,7 +113,14 @@ class EventBus(Dispatcher):
 
     def get_signal(self, event_type: Enum) -> Signal:
         """The blinker ``Signal`` behind ``event_type`` (created on first use); its
-        ``connected_to`` and ``muted`` context managers work as blinker documents."""
+        ``connect``, ``connected_to`` and ``muted`` work as blinker documents, the
+        receivers being called as ``receiver(event)`` in connection order. Two things
+        are refused with :class:`SubscriptionError`, nothing connected: a ``sender``
+        filter (``connect(r, sender=...)``, ``connected_to(r, sender=...)``,
+        ``connect_via(sender)``), since the bus calls every receiver of the type with
+        every event whatever its ``source`` (so ``has_receivers_for`` answers for any
+        sender alike), and a receiver already connected. A coroutine function is refused
+        with :class:`AsyncHandlerError`."""
         return self._subscriptions.signal(event_type)
 
     def subscribe(
@@ -120,12 +129,16 @@ class EventBus(Dispatcher):
         """Call ``handler(event)`` for every event of ``event_type``, after the handlers
         subscribed before it. Returns the function that unsubscribes it; calling that
         again does nothing (it never removes a later subscription of the same handler).
-        The bus holds the handler strongly unless ``weak=True``."""
+        The bus holds the handler strongly unless ``weak=True``. A handler subscribes
+        once per type: subscribing it again while subscribed (weakly or not) raises
+        :class:`SubscriptionError`; an ``async def`` handler raises
+        :class:`AsyncHandlerError` (the bus is synchronous)."""
         return self._subscriptions.connect(self.get_signal(event_type), handler, weak)
 
     def subscribe_all(self, handler: Handler, *, weak: bool = False) -> Callable[[], None]:
         """Call ``handler(event)`` for every event of any type, after that type's own
-        subscribers. Returns the function that unsubscribes it."""
+        subscribers. Returns the function that unsubscribes it. Refused as
+        :meth:`subscribe` refuses (already subscribed to every event, ``async def``)."""
         return self._subscriptions.connect(self._all, handler, weak)
 
     # -- middleware --------------------------------------------------------------------
@@ -152,7 +165,13 @@ class EventBus(Dispatcher):
 
     def get_history(self, event_type: Enum | None = None, limit: int | None = 100) -> list[Event]:
         """The recorded events, newest first: at most ``limit`` (all with ``None``), only
-        those of ``event_type`` when given."""
+        those of ``event_type`` when given. An ``event_type`` that is no ``Enum`` member
+        raises :class:`InvalidEventError`, a ``limit`` that is no int (or is negative)
+        :class:`InvalidArgumentError` (or ``ValueError``)."""
+        if event_type is not None:
+            check_event_type(event_type)
+        if limit is not None:
+            check_count("limit", limit, type_error=InvalidArgumentError)
         return self._history.events(event_type, limit)
 
     def clear_history(self) -> None:
@@ -216,6 +235,18 @@ class EventBus(Dispatcher):
             f"EventBus(history={len(self._history)}/{self.history_limit}, "
             f"types={len(self._subscriptions)}, middleware={len(self._middleware)})"
         )
+
+
+def check_bus(name: str, value: Any) -> EventBus:
+    """``value`` when it is an :class:`EventBus`; otherwise :class:`InvalidArgumentError`
+    naming the argument ``name`` and what was given (the one check of a bus given to
+    ``DocumentService``, ``record`` and ``replay``)."""
+    if not isinstance(value, EventBus):
+        raise InvalidArgumentError(
+            f"{name} must be an atlas_eda.EventBus, got {type(value).__name__} "
+            f"{short_repr(value)}; pass the bus itself (e.g. system.bus), not its name."
+        )
+    return value
 
 
 def _check_max_depth(max_depth: int) -> None:

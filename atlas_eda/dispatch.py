@@ -18,6 +18,7 @@ routine, ``Dispatcher._deliver_traced`` or, on a bus without traces,
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Mapping
 from enum import Enum
@@ -27,6 +28,7 @@ from typing import Any, Literal
 from .dead_letters import DeadLetter, DeadLetters
 from .effects import EffectHandler, EffectMonad
 from .errors import (
+    AsyncHandlerError,
     AtlasEdaError,
     EventCycleError,
     HandlerFailures,
@@ -55,6 +57,7 @@ from .trace import (
     Owner,
     Record,
     add_failure,
+    add_interrupted,
     add_skipped,
     innermost_own,
     own_records,
@@ -225,6 +228,9 @@ class Dispatcher:
                 record.append(time())
             receiver = result = None  # type: ignore[assignment]
             propagating = self._settle(event, failures) if failures else None
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt: stop, say so
+            add_interrupted(record, exc, time())
+            raise
         finally:
             stack.pop()
             if parent is None and self._watchers.callbacks:
@@ -296,6 +302,9 @@ class Dispatcher:
             # group) holds this frame in its traceback: pin no handler.
             receiver = result = None  # type: ignore[assignment]
             propagating = self._settle(event, failures) if failures else None
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt: stop, say so
+            add_interrupted(record, exc, time())
+            raise
         finally:
             stack.pop()
             if parent is None and self._watchers.callbacks:
@@ -374,9 +383,13 @@ class Dispatcher:
 
     def _returned(self, receiver: Callable[..., Any], event: Event, result: object) -> None:
         """Perform the effects of an ``EffectMonad`` a handler returned; any other value
-        a handler returns is ignored."""
+        a handler returns is ignored, but an awaitable: the bus is synchronous and would
+        never await it, so it is closed and the delivery fails with
+        :class:`AsyncHandlerError`."""
         if isinstance(result, EffectMonad):
             self._run_effects(handler_of(receiver), event, result)
+        elif inspect.isawaitable(result):
+            raise _returned_awaitable(handler_of(receiver), result)
 
     def _run_effects(
         self, receiver: Callable[..., Any], event: Event, monad: EffectMonad[Any]
@@ -399,14 +412,17 @@ class Dispatcher:
         failures.clear()  # a traced exception's traceback keeps the list: pin no handler
         if not failed:
             return propagating
-        self._report(event, failed)
+        reported = self._report(event, failed)
         group = self._apply_policy(event, failed)
         failed.clear()
-        return propagating if propagating is not None else group
+        return propagating or reported or group
 
-    def _report(self, event: Event, failures: Failures) -> None:
+    def _report(self, event: Event, failures: Failures) -> Exception | None:
         """Log each failure, and publish each as an ``ERROR`` event (but failures while
-        handling an ``ERROR`` event, which are only logged: no loops)."""
+        handling an ``ERROR`` event, which are only logged: no loops). Returns the first
+        error that must reach the publisher (a cycle: say an ``ERROR`` handler that
+        publishes ``ERROR``) raised while delivering those ``ERROR`` events, else None."""
+        propagating: Exception | None = None
         for receiver, exc in failures:
             name = qualified_name(receiver)
             logger.error(
@@ -431,8 +447,13 @@ class Dispatcher:
                     },
                     source="atlas_eda.bus",
                 )
+            except _PROPAGATING as report_error:
+                # A loop through the ERROR event is the publisher's to fix, as any loop.
+                logger.error("could not publish the ERROR event for %s: %s", name, report_error)
+                propagating = propagating or report_error
             except AtlasEdaError as report_error:
                 logger.error("could not publish the ERROR event for %s: %s", name, report_error)
+        return propagating
 
     def _apply_policy(self, event: Event, failures: Failures) -> HandlerFailures | None:
         """What the failure policy does with ``failures``: keeps dead letters, or returns
@@ -468,8 +489,8 @@ class Dispatcher:
         stack.append(plain_record(letter.event, self._owner))
         try:
             result = letter.handler(letter.event)
-            if result is not None and isinstance(result, EffectMonad):
-                self._run_effects(letter.handler, letter.event, result)
+            if result is not None:
+                self._returned(letter.handler, letter.event, result)
         except _PROPAGATING:
             raise
         except Exception as exc:
@@ -499,6 +520,19 @@ def _failed(
         failures = []
     failures.append((handler_of(receiver), exc))
     return failures
+
+
+def _returned_awaitable(handler: Callable[..., Any], result: object) -> AsyncHandlerError:
+    """The error of a handler that returned ``result``, an awaitable, which is closed
+    first when it is a coroutine (so Python does not warn that it was never awaited)."""
+    if inspect.iscoroutine(result):
+        result.close()
+    return AsyncHandlerError(
+        f"Handler {qualified_name(handler)} returned {type(result).__name__}, an awaitable; "
+        f"the bus is synchronous and never awaits what handlers return, so the work it "
+        f"stands for was not done (a coroutine is closed). Make the handler do its work "
+        f"when called, or hand the awaitable to your event loop yourself."
+    )
 
 
 def _middleware_raised(middleware: Middleware, event: Event, exc: Exception) -> MiddlewareError:

@@ -222,3 +222,26 @@ class DeliveryAfterCommitError(AtlasEdaError):
 class OutboxError(AtlasEdaError, LookupError):
     """``store.outbox`` was asked to perform or discard an entry that is not pending: no
     entry has that id, or it was already performed or discarded."""
+
+
+class SubscriptionError(AtlasEdaError, ValueError):
+    """A subscription the bus cannot honour was refused, nothing connected: a receiver
+    with a blinker sender filter (the bus delivers every event to every receiver of its
+    type, so a filter would never match), or a handler already connected to that signal
+    (each subscription has its own unsubscribe function, so the same handler cannot hold
+    two)."""
+
+
+class AsyncHandlerError(AtlasEdaError, TypeError):
+    """A coroutine function (``async def``) was given as a handler, or a handler returned
+    an awaitable: the bus is synchronous and would never await it. Refused at subscribe
+    time; at delivery, the awaitable is closed and the delivery counts as failed."""
+
+
+class InvalidArgumentError(AtlasEdaError, TypeError):
+    """An argument of the wrong type was given to a public call (for instance a str where
+    an ``EventBus`` belongs, or a limit that is not an int); nothing was done."""
+
+
+class StoreClosedError(AtlasEdaError):
+    """A ``TemporalStore`` was used after ``close()``: open it again with its URL."""

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypedDict, TypeVar
 
-from .bus import EventBus
+from .bus import EventBus, check_bus
 from .document import Document
 from .effects import Effect, EffectHandler, EffectMonad, EffectType
 from .errors import DocumentNotFoundError
@@ -45,7 +45,7 @@ class DocumentService:
     def __init__(
         self, event_bus: EventBus, temporal_store: TemporalStore, effect_handler: EffectHandler
     ) -> None:
-        self.event_bus = event_bus
+        self.event_bus = check_bus("DocumentService's event_bus", event_bus)
         self.temporal_store = temporal_store
         self.effect_handler = effect_handler
         # Effects of earlier writes whose process died (or whose performer failed) before

@@ -9,6 +9,7 @@ signal's ready-made delivery list and the per-type :data:`Plan` built from them.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
 import weakref
@@ -17,12 +18,14 @@ from enum import Enum
 from typing import Any
 
 from blinker import ANY, Signal
+from blinker._utilities import make_id  # how blinker's registry keys a receiver
 from blinker.base import ANY_ID
 
+from .errors import AsyncHandlerError, SubscriptionError
 from .events import Event, check_event_type, type_name
-from .trace import handler_name
+from .trace import handler_name, qualified_name
 
-__all__ = ["Gone", "Handler", "Plan", "Subscriptions", "handler_of"]
+__all__ = ["Gone", "Handler", "Plan", "Subscriptions", "check_synchronous", "handler_of"]
 
 Handler = Callable[[Event], Any]
 """A subscriber: called as ``handler(event)``; may return an ``EffectMonad`` to be run."""
@@ -96,6 +99,34 @@ class _Calls(list[Callable[[Event], Any]]):
     def __init__(self, receivers: Iterable[_Receiver]) -> None:
         self.receivers = tuple(receivers)
         super().__init__(receiver.call for receiver in self.receivers)
+
+
+def _is_async(handler: object) -> bool:
+    """Whether calling ``handler`` makes a coroutine or an async generator instead of
+    running it: an ``async def`` function or method, a ``functools.partial`` of one, or
+    an object whose ``__call__`` is one."""
+    while isinstance(handler, functools.partial):
+        handler = handler.func
+    if inspect.iscoroutinefunction(handler) or inspect.isasyncgenfunction(handler):
+        return True
+    if inspect.isfunction(handler) or inspect.ismethod(handler) or inspect.isbuiltin(handler):
+        return False
+    call = getattr(type(handler), "__call__", None)  # noqa: B004 - the class's, not the instance's
+    return inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call)
+
+
+def check_synchronous(handler: object) -> None:
+    """Raise :class:`AsyncHandlerError` if ``handler`` is a coroutine function (or a
+    partial of one, or an object with an ``async def __call__``): the bus calls handlers
+    synchronously and would never await what they return."""
+    if _is_async(handler):
+        raise AsyncHandlerError(
+            f"{qualified_name(handler)} is a coroutine function (async def), but the bus is "
+            f"synchronous: it calls handler(event) on the publishing thread and never awaits "
+            f"the result, so the handler would never run. Subscribe a plain function (one "
+            f"that hands the event to your event loop, e.g. with "
+            f"asyncio.run_coroutine_threadsafe, if the work is async)."
+        )
 
 
 def handler_of(receiver: Callable[..., Any]) -> Callable[..., Any]:
@@ -178,11 +209,16 @@ class _OrderedSignal(Signal):
 
     set_class = _OrderedSet  # type: ignore[assignment]
 
-    def __init__(self, plans: _PlanCache, doc: str | None = None) -> None:
+    def __init__(self, plans: _PlanCache, doc: str, label: str) -> None:
         # Set before blinker's __init__, which assigns is_muted (see the property).
+        self.label = label  # what error messages call the signal
         self._plans = plans
         self._deliveries: _Deliveries | None = None
         self._held: dict[Hashable, _Receiver] = {}
+        # One token per connection, made when a receiver connects and dropped when
+        # blinker's registry drops it: an unsubscribe function holds its token, so it
+        # removes its own connection and never a later one of the same receiver.
+        self._tokens: dict[Hashable, object] = {}
         self._version = 0
         self._muted = False
         super().__init__(doc)
@@ -198,10 +234,55 @@ class _OrderedSignal(Signal):
         self._invalidate()
 
     def connect(self, receiver: Any, sender: Any = ANY, weak: bool = True) -> Any:
+        """Connect ``receiver`` as blinker does (``connected_to`` and ``connect_via`` come
+        here too), but refuse with :class:`SubscriptionError` a ``sender`` filter (the
+        bus delivers every event of the type to every receiver: a filter would never
+        match) and a receiver already connected, and with :class:`AsyncHandlerError` a
+        coroutine function. Nothing is connected when it refuses."""
+        receiver_id = self._check_connectable(receiver, sender)
         try:
-            return super().connect(receiver, sender, weak)
+            connected = super().connect(receiver, sender, weak)
+            self._tokens[receiver_id] = object()
+            return connected
         finally:
             self._invalidate()
+
+    def _check_connectable(self, receiver: Any, sender: Any) -> Hashable:
+        """``receiver``'s id in blinker's registry, if it may connect (see connect)."""
+        if sender is not ANY:
+            raise SubscriptionError(
+                f"The signal of {self.label}: a receiver cannot be connected for sender "
+                f"{sender!r}. The bus calls every receiver of an event type with every event "
+                f"of that type (never filtered by sender), so it refuses sender filters "
+                f"rather than never calling the receiver. Connect it for any sender and "
+                f"test event.source inside it."
+            )
+        check_synchronous(receiver)
+        receiver_id: Hashable = make_id(receiver)
+        entry = self.receivers.get(receiver_id)
+        if entry is not None and (not isinstance(entry, weakref.ref) or entry() is not None):
+            raise SubscriptionError(
+                f"{qualified_name(receiver)} is already subscribed to {self.label}; a "
+                f"handler subscribes once per event type (each subscription has its own "
+                f"unsubscribe function). Call the unsubscribe function of the first "
+                f"subscription before subscribing it again, e.g. to change weak=."
+            )
+        return receiver_id
+
+    def connection(self, receiver_id: Hashable) -> object | None:
+        """The token of the receiver ``receiver_id``'s current connection (None if it is
+        not connected)."""
+        return self._tokens.get(receiver_id)
+
+    def disconnect_connection(self, receiver_id: Hashable, token: object) -> None:
+        """Disconnect the receiver ``receiver_id`` if it is still connected by the
+        connection ``token`` names; otherwise do nothing."""
+        if self._tokens.get(receiver_id) is not token:
+            return
+        entry = self.receivers.get(receiver_id)
+        target = entry() if isinstance(entry, weakref.ref) else entry
+        if target is not None:
+            self.disconnect(target)
 
     def disconnect(self, receiver: Callable[..., Any], sender: Any = ANY) -> None:
         try:
@@ -217,6 +298,7 @@ class _OrderedSignal(Signal):
         finally:
             with self._plans.lock:  # not while deliveries() is building from the registry
                 if receiver_id not in self.receivers:
+                    self._tokens.pop(receiver_id, None)
                     held = self._held.pop(receiver_id, None)
                     if held is not None:
                         held.gone()
@@ -258,18 +340,6 @@ class _OrderedSignal(Signal):
         return cached
 
 
-class _StrongRef:
-    """Quacks like a weak reference but holds its target strongly."""
-
-    __slots__ = ("_target",)
-
-    def __init__(self, target: Handler) -> None:
-        self._target = target
-
-    def __call__(self) -> Handler:
-        return self._target
-
-
 class Subscriptions:
     """A bus's receivers: one ordered blinker signal per event type (made on first use),
     one for every event whatever its type, and the delivery plans made from them, kept in
@@ -283,7 +353,9 @@ class Subscriptions:
         # Cleared in place, never replaced: the dispatcher keeps a reference to it.
         self.plans = self._cache.plans
         self._signals: dict[Enum, _OrderedSignal] = {}
-        self.every = _OrderedSignal(self._cache, "every event, whatever its type")
+        self.every = _OrderedSignal(
+            self._cache, "every event, whatever its type", "every event (subscribe_all)"
+        )
         self._lock = threading.Lock()  # connections and signal creation
 
     def __len__(self) -> int:
@@ -299,8 +371,9 @@ class Subscriptions:
             with self._lock:
                 signal = self._signals.get(event_type)
                 if signal is None:
+                    name = type_name(event_type)
                     signal = _OrderedSignal(
-                        self._cache, f"atlas_eda events of type {type_name(event_type)}"
+                        self._cache, f"atlas_eda events of type {name}", f"events of {name}"
                     )
                     self._signals[event_type] = signal
                     self._cache.invalidate()
@@ -308,36 +381,30 @@ class Subscriptions:
 
     def connect(self, signal: Signal, handler: Handler, weak: bool) -> Callable[[], None]:
         """Connect ``handler`` to ``signal`` (weakly if ``weak``); returns the function
-        that disconnects it, once: calling it again does nothing, even after the same
-        handler was connected again."""
+        that disconnects exactly this connection, once: calling it again, or after the
+        handler was disconnected some other way and connected again, does nothing. A
+        handler already connected to ``signal``, a coroutine function or a handler that
+        cannot be weakly referenced with ``weak=True`` is refused, nothing connected."""
         if not callable(handler):
             raise TypeError(f"A handler must be callable as handler(event), got {handler!r}.")
+        if not isinstance(signal, _OrderedSignal):  # pragma: no cover - internal misuse
+            raise TypeError(f"Not a bus signal: {signal!r}.")
         if weak:
             try:
-                ref: Callable[[], Handler | None] = (
-                    weakref.WeakMethod(handler)
-                    if inspect.ismethod(handler)
-                    else weakref.ref(handler)
-                )
+                weakref.WeakMethod(handler) if inspect.ismethod(handler) else weakref.ref(handler)
             except TypeError:
                 raise TypeError(
                     f"{handler!r} cannot be weakly referenced; subscribe it with weak=False."
                 ) from None
         with self._lock:
             signal.connect(handler, weak=weak)
-        if not weak:
-            ref = _StrongRef(handler)
+            receiver_id: Hashable = make_id(handler)
+            token = signal.connection(receiver_id)
         del handler  # the disconnecting closure must not keep a weak handler alive
-        connected = [True]  # disconnecting twice must not undo a later connection
 
         def disconnect() -> None:
             with self._lock:
-                if not connected:
-                    return
-                connected.clear()
-                target = ref()
-                if target is not None:
-                    signal.disconnect(target)
+                signal.disconnect_connection(receiver_id, token)
 
         return disconnect
 

@@ -131,6 +131,16 @@ def add_failure(record: Record, error: BaseException, ended: float) -> None:
     record.append(ended)
 
 
+def add_interrupted(record: Record, error: BaseException, ended: float) -> None:
+    """Log in a traced ``record`` that ``error``, which the bus does not isolate
+    (``SystemExit``, ``KeyboardInterrupt``), interrupted the delivery under way: its
+    trace shows that delivery ``interrupted``, and none after it. Nothing is logged
+    when no delivery was under way (the error struck between deliveries)."""
+    done = sum(1 for entry in record[LOG:] if type(entry) is float or entry[0] == SKIPPED)
+    if done < len(record[NAMES]):
+        add_failure(record, error, ended)
+
+
 def add_skipped(record: Record) -> None:
     """Log in ``record`` that the next receiver went away before its turn."""
     record.append(_SKIPPED_ENTRY)
@@ -219,10 +229,13 @@ class Delivery:
 
     @property
     def outcome(self) -> str:
-        """``"ok"``, or ``"error: Type: message"``."""
+        """``"ok"``, ``"error: Type: message"``, or ``"interrupted: Type: message"``
+        when the handler raised what stops a publish (``SystemExit``,
+        ``KeyboardInterrupt``: the handlers after it were not called)."""
         if self.error is None:
             return "ok"
-        return f"error: {type(self.error).__name__}: {self.error}"
+        kind = "error" if isinstance(self.error, Exception) else "interrupted"
+        return f"{kind}: {type(self.error).__name__}: {self.error}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from atlas_eda import (
     EventBus,
     EventType,
     InvalidDocumentError,
+    StoreClosedError,
     StoreOpenError,
     StoreURLError,
     TemporalStore,
@@ -1166,3 +1167,48 @@ def test_several_processes_can_open_a_new_postgresql_store_at_once(
     store = TemporalStore(url=durable_url)
     assert sorted(store.list_document_ids()) == sorted(out for out, _ in outputs)
     store.close()
+
+
+# -- wrong calls get the library's errors (issue 16, item 16) ------------------------------
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_a_version_no_database_could_hold_is_no_such_version(kind: str, tmp_path: Path) -> None:
+    url = "memory://" if kind == "memory" else sqlite_url(tmp_path / "docs.db")
+    with TemporalStore(url=url) as store:
+        document_id = store.create_document("t", "c", "a")
+        for version in (2**63 - 1, 2**63, 10**30):
+            assert store.get_document(document_id, version=version) is None
+        assert latest(store, document_id).version == 1
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_every_call_after_close_raises_store_closed_error(kind: str, tmp_path: Path) -> None:
+    url = "memory://" if kind == "memory" else sqlite_url(tmp_path / "docs.db")
+    store = TemporalStore(url=url)
+    document_id = store.create_document("t", "c", "a")
+    store.close()
+    store.close()  # closing again does nothing
+    calls = {
+        "create_document": lambda: store.create_document("t", "c", "a"),
+        "update_document": lambda: store.update_document(document_id, title="x"),
+        "delete_document": lambda: store.delete_document(document_id),
+        "get_document": lambda: store.get_document(document_id),
+        "get_document(version)": lambda: store.get_document(document_id, version=1),
+        "get_all_documents": store.get_all_documents,
+        "list_document_ids": store.list_document_ids,
+        "latest_version": lambda: store.latest_version(document_id),
+        "last_position": store.last_position,
+        "notifications": lambda: store.notifications(1, 10),
+        "timeline": lambda: list(store.timeline()),
+    }
+    for name, call in calls.items():
+        with pytest.raises(StoreClosedError, match=r"was closed; open a new TemporalStore") as e:
+            call()
+        assert e.value.__cause__ is None, name
+    assert "TemporalStore" in repr(store)  # what it was stays readable
+    assert store.recorder is not None
+    assert store.snapshots is not None
+    if kind == "sqlite":  # and what it stored stays
+        with TemporalStore(url=url) as reopened:
+            assert latest(reopened, document_id).title == "t"

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self, TypeVar, cast
 from uuid import UUID, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
@@ -65,6 +65,7 @@ from ..errors import (
     InvalidDocumentError,
     NoEffectHandlerError,
     PositionError,
+    StoreClosedError,
     StoreOpenError,
 )
 from ..timeline import Timeline
@@ -141,6 +142,27 @@ class AfterCommit(NamedTuple):
 
     performer: Performer | None
     then: Callable[[], object] | None
+
+
+MAX_VERSION = 2**63 - 1
+"""The largest version a store could hold (SQLite's INTEGER, PostgreSQL's bigint)."""
+
+
+class _ClosedApplication:
+    """What a closed store holds in place of its application: every use raises
+    :class:`StoreClosedError`, but for what stays readable for inspection
+    (``TemporalStore.recorder`` and ``snapshots``)."""
+
+    def __init__(self, url: str, closed: _DocumentApplication) -> None:
+        self._url = url
+        self.closed_recorder = closed.recorder
+        self.snapshots = closed.snapshots
+
+    def __getattr__(self, name: str) -> Any:
+        raise StoreClosedError(
+            f"The store {redact_url(self._url)} was closed; open a new "
+            f"TemporalStore(url=...) to use it again."
+        )
 
 
 class _DocumentApplication(Application[UUID]):
@@ -386,12 +408,15 @@ class TemporalStore:
 
     def get_document(self, document_id: str, version: int | None = None) -> Document | None:
         """The document as it is now, or as it was at ``version`` (1 = as created);
-        ``None`` when there is no such document or no such version."""
+        ``None`` when there is no such document or no such version (one above the
+        largest a database column holds, 2**63 - 1, included)."""
         if version is not None:
             if not is_int(version):
                 raise TypeError(f"version must be an int, got {version!r}.")
             if version < 1:
                 raise ValueError(f"Document versions start at 1, got {version}.")
+            if version > MAX_VERSION:  # no database could store it: none such
+                return None
         document = self._load(document_id, version)
         if document is None or (version is not None and document.version != version):
             return None
@@ -418,7 +443,10 @@ class TemporalStore:
         key = as_uuid(document_id)
         if key is None:
             return None
-        timestamps = [self.decode(stored).timestamp for stored in self.recorder.select_events(key)]
+        timestamps = [
+            self.decode(stored).timestamp
+            for stored in self._application.recorder.select_events(key)
+        ]
         version = bisect.bisect_right(timestamps, when)
         return self.get_document(str(key), version=version) if version else None
 
@@ -428,7 +456,7 @@ class TemporalStore:
         key = as_uuid(document_id)
         if key is None:
             return None
-        newest = self.recorder.select_events(key, desc=True, limit=1)
+        newest = self._application.recorder.select_events(key, desc=True, limit=1)
         return newest[0].originator_version if newest else None
 
     def timeline(self, *, page_size: int | None = None) -> Timeline:
@@ -452,7 +480,7 @@ class TemporalStore:
     def last_position(self) -> int:
         """The position of the newest event in the store's log (0: the store is empty).
         Positions are eventsourcing's notification ids: 1, 2, 3, ... in commit order."""
-        return self.recorder.max_notification_id() or 0
+        return self._application.recorder.max_notification_id() or 0
 
     def notifications(
         self,
@@ -470,7 +498,7 @@ class TemporalStore:
         records of the :attr:`outbox` share the log, so their positions are gaps here."""
         if kinds is not None and not kinds:
             return []
-        return self.recorder.select_notifications(
+        return self._application.recorder.select_notifications(
             start=start, limit=limit, stop=stop, topics=topics(KINDS if kinds is None else kinds)
         )
 
@@ -522,7 +550,7 @@ class TemporalStore:
         this store ``NOTIFY``s (wait on it with
         :func:`atlas_eda.store.postgres.wait_for_notify`; the caller closes it); ``None``
         for SQLite and memory stores, which have no such channel."""
-        return open_listen_connection(self.recorder)
+        return open_listen_connection(self._application.recorder)
 
     @property
     def outbox(self) -> Outbox:
@@ -535,8 +563,12 @@ class TemporalStore:
     @property
     def recorder(self) -> ApplicationRecorder:
         """eventsourcing's application recorder of this store (POPO, SQLite or PostgreSQL),
-        for inspection: what is written through it bypasses the store's checks and bus."""
-        return self._application.recorder
+        for inspection: what is written through it bypasses the store's checks and bus.
+        Still readable once the store is closed, but no longer usable."""
+        application = self._application
+        if isinstance(application, _ClosedApplication):
+            return application.closed_recorder
+        return application.recorder
 
     @property
     def mapper(self) -> Mapper[UUID]:
@@ -565,8 +597,16 @@ class TemporalStore:
 
     def close(self) -> None:
         """Release the database connections (a PostgreSQL pool's threads included). The
-        store is not usable afterwards; what it stored stays."""
-        self._application.close()
+        store is not usable afterwards: any use raises :class:`StoreClosedError` (closing
+        again does nothing); what it stored stays."""
+        application = self._application
+        if isinstance(application, _ClosedApplication):
+            return
+        # Every use of the store goes through its application: a stand-in in its place
+        # makes every later call raise the library's error, not eventsourcing's
+        # ConnectionPoolClosedError (or, in memory, quietly work on a closed store).
+        self._application = cast(_DocumentApplication, _ClosedApplication(self.url, application))
+        application.close()
 
     def __enter__(self) -> Self:
         return self

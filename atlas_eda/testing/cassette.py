@@ -34,7 +34,7 @@ from uuid import UUID
 from cloudevents.core.exceptions import CloudEventValidationError
 from cloudevents.core.v1.event import CloudEvent
 
-from ..bus import EventBus
+from ..bus import EventBus, check_bus
 from ..document_events import KINDS, DocumentEvent, EventKind, cause_of, field_changes, kind_of
 from ..effects import Effect
 from ..errors import CassetteError, CassetteWarning, RecordedEffectError, RecordingError
@@ -429,6 +429,7 @@ class Recorder:
         fsync: bool = False,
         store: TemporalStore | None = None,
     ) -> None:
+        check_bus("the bus to record", bus)
         if bus.history_limit == 0:
             raise ValueError(
                 "Recorder needs the bus's history to build traces: this bus has "

@@ -22,7 +22,7 @@ from uuid import uuid5
 from effect import sync_performer
 from effect.testing import SequenceDispatcher
 
-from ..bus import EventBus
+from ..bus import EventBus, check_bus
 from ..effects import Effect, KnownOutcome, effect_stub
 from ..errors import (
     CassetteError,
@@ -846,6 +846,7 @@ def _check_documents_known(
 
 def _check_replayable(bus: EventBus, mode: str) -> None:
     """Refuse a mode other than the three, and a bus that does not keep what replay reads."""
+    check_bus("the bus to replay into", bus)
     if mode not in MODES:
         raise ValueError(f"replay mode must be one of 'stub', 'perform' or 'check', got {mode!r}.")
     if bus.history_limit == 0:
