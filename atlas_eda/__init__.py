@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         EventCycleError,
         FollowerError,
         HandlerFailures,
+        ImmutablePayloadError,
         InvalidDocumentError,
         InvalidEffectError,
         InvalidEventError,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     )
     from .events import Event, EventId, EventType
     from .follower import StoreFollower
+    from .payloads import FrozenDict, FrozenList, freeze_payload
     from .service import DocumentService
     from .store import TemporalStore
     from .timeline import (
@@ -80,7 +82,10 @@ __all__ = [
     "EventType",
     "FieldChange",
     "FollowerError",
+    "FrozenDict",
+    "FrozenList",
     "HandlerFailures",
+    "ImmutablePayloadError",
     "InvalidDocumentError",
     "InvalidEffectError",
     "InvalidEventError",
@@ -101,6 +106,7 @@ __all__ = [
     "UnhandledEffectError",
     "UnknownAspectError",
     "UnknownEventError",
+    "freeze_payload",
 ]
 
 __version__ = "0.1.0"
@@ -121,6 +127,7 @@ make_lazy(
             "EventCycleError",
             "FollowerError",
             "HandlerFailures",
+            "ImmutablePayloadError",
             "InvalidDocumentError",
             "InvalidEffectError",
             "InvalidEventError",
@@ -137,6 +144,7 @@ make_lazy(
         ),
         ".events": ("Event", "EventId", "EventType"),
         ".follower": ("StoreFollower",),
+        ".payloads": ("FrozenDict", "FrozenList", "freeze_payload"),
         ".service": ("DocumentService",),
         ".store": ("TemporalStore",),
         ".timeline": (
