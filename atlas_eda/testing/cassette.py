@@ -21,6 +21,7 @@ import math
 import os
 import re
 import threading
+import typing
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -708,12 +709,42 @@ def _typed_data(data: Any, name: str) -> Any:
         raise _BadLine(str(exc.args[0])) from None
     if not isinstance(data, dict):
         raise _BadLine(f"the data of a {name} must be a JSON object of its fields")
+    hints = _field_hints(cls)
     try:
-        return cls(**data)
+        return cls(**{key: _as_hinted(value, hints.get(key)) for key, value in data.items()})
     except Exception as exc:  # the recorded fields do not fit the class (any more)
         raise _BadLine(
             f"the recorded fields do not build a {name} ({type(exc).__name__}: {short_repr(exc)})"
         ) from None
+
+
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _field_hints(cls: type[Any]) -> dict[str, Any]:
+    """The resolved field annotations of a registered payload class (none when they cannot
+    be resolved: its fields are then given as JSON reads them)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        try:
+            hints = typing.get_type_hints(cls)
+        except Exception:  # an annotation naming what its module no longer has
+            hints = {}
+        _HINTS[cls] = hints
+    return hints
+
+
+def _as_hinted(value: Any, hint: Any) -> Any:
+    """``value`` as JSON read it, with the lists a ``tuple[...]`` annotation calls for
+    turned back into tuples (JSON has no tuples), all the way down."""
+    if not isinstance(value, list) or typing.get_origin(hint) is not tuple:
+        return value
+    args = typing.get_args(hint)
+    if args[1:] == (Ellipsis,):  # tuple[X, ...]
+        return tuple(_as_hinted(item, args[0]) for item in value)
+    if len(args) == len(value):
+        return tuple(_as_hinted(item, arg) for item, arg in zip(value, args, strict=True))
+    return tuple(value)
 
 
 def _optional_str(attributes: Mapping[str, Any], name: str) -> str | None:
