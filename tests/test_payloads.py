@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from conftest import sqlite_url
+from conftest import run_cli, sqlite_url
 
 from atlas_eda import (
     Event,
@@ -369,3 +369,35 @@ def test_a_cassette_naming_an_unregistered_or_unfitting_class_is_refused_by_line
 def test_register_types_refuses_a_dataclass_that_is_not_frozen() -> None:
     with pytest.raises(TypeRegistrationError, match=r"frozen dataclasses"):
         register_types(MutableOrder)
+
+
+def test_the_cli_registers_a_typed_payload_class_with_types(tmp_path: Path) -> None:
+    (tmp_path / "typed_app.py").write_text(
+        "import dataclasses, enum\n\n\n"
+        "class Beeps(enum.Enum):\n    BEEP = 'beep'\n\n\n"
+        "@dataclasses.dataclass(frozen=True)\nclass Beep:\n    n: int\n\n\n"
+        "@dataclasses.dataclass\nclass Loose:\n    n: int\n",
+        encoding="utf-8",
+    )
+    line = {
+        "specversion": "1.0",
+        "id": "e1",
+        "source": "here",
+        "type": "Beeps.BEEP",
+        "time": "2026-01-01T00:00:00.000000Z",
+        "datacontenttype": "application/json",
+        "data": {"n": 1},
+        "atlasdatatype": "Beep",
+    }
+    (tmp_path / "beeps.jsonl").write_text(json.dumps(line) + "\n", encoding="utf-8")
+    without = run_cli("cassette", "beeps.jsonl", "--types", "typed_app:Beeps", cwd=tmp_path)
+    assert without.returncode == 2
+    assert "unknown data type 'Beep'" in without.stderr
+    types = ["--types", "typed_app:Beeps", "--types", "typed_app:Beep"]
+    with_types = run_cli("cassette", "beeps.jsonl", *types, cwd=tmp_path)
+    assert with_types.returncode == 0, with_types.stderr
+    assert "Beeps.BEEP" in with_types.stdout
+    loose = run_cli("cassette", "beeps.jsonl", "--types", "typed_app:Loose", cwd=tmp_path)
+    assert loose.returncode == 2
+    assert "frozen dataclasses" in loose.stderr
+    assert "Traceback" not in loose.stderr
