@@ -121,11 +121,11 @@ class Event(EventSlots):
     ``data`` follows the payload rule (:mod:`atlas_eda.payloads`; docs/architecture.md,
     "The payload rule"): dicts, lists, sets and tuples are frozen, nested all the way down,
     into read-only equivalents that compare equal to them (a handler changing them gets
-    :class:`ImmutablePayloadError`); immutable values (scalars, enum members, frozen
-    dataclasses and pydantic models, other hashable objects) are kept as they are; a mutable
-    value that cannot be frozen (a dataclass that is not frozen, an object of an unhashable
-    class) raises :class:`InvalidEventError`. So every handler, the history, the trace and
-    the recorder see the data as it was published.
+    :class:`ImmutablePayloadError`); a dataclass that is not frozen, or data nested deeper
+    than Python recurses, raises :class:`InvalidEventError`; everything else (scalars, enum
+    members, frozen dataclasses, pydantic models, objects of other classes) is kept as it
+    is, unguarded: the bus cannot see inside it. So every handler, the history, the trace
+    and the recorder see JSON-like data as it was published.
 
     ``metadata`` is copied into a read-only mapping when the event is built, so neither
     the event nor a mapping the caller keeps can change the other afterwards. Building an

@@ -143,8 +143,9 @@ class FrozenList(list[Any]):
         return (FrozenList, (list(self),))
 
 
-# Kept as they are without a look inside. Not FrozenDict and FrozenList: their constructors
-# are shallow (so that the hot path's copy is C only), so their items are looked at too.
+# Kept as they are without a look inside (and without naming where they are, which costs a
+# repr per item). Not FrozenDict and FrozenList: their constructors are shallow (so that the
+# hot path's copy is C only), so their items are looked at too.
 _KEPT: frozenset[type] = SCALARS | {frozenset, range}
 
 is_tracked: Callable[[object], bool] = gc.is_tracked
@@ -169,17 +170,26 @@ def _freeze(value: Any, where: str) -> Any:
     if kind in _KEPT:
         return value
     if isinstance(value, dict):
-        frozen = {key: _freeze(item, f"{where}[{key!r}]") for key, item in value.items()}
+        frozen = {
+            key: item if type(item) in _KEPT else _freeze(item, f"{where}[{key!r}]")
+            for key, item in value.items()
+        }
         if kind is FrozenDict and all(map(operator.is_, frozen.values(), value.values())):
             return value  # frozen already (event.data published again)
         return FrozenDict(frozen)
     if isinstance(value, list):
-        items = [_freeze(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        items = [
+            item if type(item) in _KEPT else _freeze(item, f"{where}[{i}]")
+            for i, item in enumerate(value)
+        ]
         if kind is FrozenList and all(map(operator.is_, items, value)):
             return value
         return FrozenList(items)
     if isinstance(value, tuple):
-        members = tuple(_freeze(item, f"{where}[{i}]") for i, item in enumerate(value))
+        members = tuple(
+            item if type(item) in _KEPT else _freeze(item, f"{where}[{i}]")
+            for i, item in enumerate(value)
+        )
         if all(map(operator.is_, members, value)):
             return value
         if kind is tuple:
