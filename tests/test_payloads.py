@@ -39,7 +39,7 @@ from atlas_eda.testing import (
 )
 
 
-class Till(enum.Enum):
+class PayloadShop(enum.Enum):
     ORDER_PLACED = "order.placed"
     ORDER_SHIPPED = "order.shipped"
 
@@ -112,10 +112,10 @@ def test_every_mutation_of_event_data_is_refused_and_everyone_sees_the_original(
                 refused.append(name)
                 messages.append(str(exc))
 
-    bus.subscribe(Till.ORDER_PLACED, meddler)
-    bus.subscribe(Till.ORDER_PLACED, lambda event: later.append(event.data))
+    bus.subscribe(PayloadShop.ORDER_PLACED, meddler)
+    bus.subscribe(PayloadShop.ORDER_PLACED, lambda event: later.append(event.data))
     with record(bus, tmp_path / "c.jsonl"):
-        event_id = bus.publish(Till.ORDER_PLACED, nested())
+        event_id = bus.publish(PayloadShop.ORDER_PLACED, nested())
 
     assert refused == [name for name, _ in MUTATIONS]
     assert all("Event data is immutable" in m and "changed copy" in m for m in messages)
@@ -123,7 +123,7 @@ def test_every_mutation_of_event_data_is_refused_and_everyone_sees_the_original(
     assert later == [expected]
     assert bus.get_history()[0].data == expected
     assert bus.trace(event_id).event.data == expected
-    register_types(Till)
+    register_types(PayloadShop)
     recorded = Cassette.load(tmp_path / "c.jsonl").entries[0].event.data
     assert recorded == {"id": "o-1", "lines": [{"sku": "a", "qty": 1}], "pair": [1, [2]]}
 
@@ -132,10 +132,10 @@ def test_a_handler_that_mutates_fails_loudly_and_the_next_handler_sees_the_origi
     bus = EventBus()
     seen: list[Any] = []
     errors: list[Event] = []
-    bus.subscribe(Till.ORDER_PLACED, lambda event: event.data.__setitem__("amount", 0))
-    bus.subscribe(Till.ORDER_PLACED, lambda event: seen.append(dict(event.data)))
+    bus.subscribe(PayloadShop.ORDER_PLACED, lambda event: event.data.__setitem__("amount", 0))
+    bus.subscribe(PayloadShop.ORDER_PLACED, lambda event: seen.append(dict(event.data)))
     bus.subscribe(EventType.ERROR, errors.append)
-    bus.publish(Till.ORDER_PLACED, {"amount": 10})
+    bus.publish(PayloadShop.ORDER_PLACED, {"amount": 10})
     assert seen == [{"amount": 10}]
     assert [e.data["error_type"] for e in errors] == ["ImmutablePayloadError"]
     assert isinstance(ImmutablePayloadError("x"), TypeError)
@@ -144,8 +144,8 @@ def test_a_handler_that_mutates_fails_loudly_and_the_next_handler_sees_the_origi
 def test_the_publishers_own_dict_is_copied_when_the_event_is_built() -> None:
     bus = EventBus()
     data = {"amount": 10, "lines": [1, 2]}
-    bus.publish(Till.ORDER_PLACED, data)
-    event = Event(type=Till.ORDER_PLACED, data=data)
+    bus.publish(PayloadShop.ORDER_PLACED, data)
+    event = Event(type=PayloadShop.ORDER_PLACED, data=data)
     data["amount"] = 0
     data["lines"].append(3)
     assert bus.get_history()[0].data == {"amount": 10, "lines": [1, 2]}
@@ -153,7 +153,7 @@ def test_the_publishers_own_dict_is_copied_when_the_event_is_built() -> None:
 
 
 def test_frozen_data_serialises_pickles_deep_copies_and_compares_equal() -> None:
-    event = Event(type=Till.ORDER_PLACED, data=nested())
+    event = Event(type=PayloadShop.ORDER_PLACED, data=nested())
     data = event.data
     assert type(data) is FrozenDict
     assert type(data["lines"]) is FrozenList
@@ -191,11 +191,22 @@ def test_immutable_values_are_kept_as_they_are() -> None:
     order = OrderPlaced("o-1", 10)
     token = object()
     flat = (1, "a", None, (2.5, b"x"))
-    for value in (order, Till.ORDER_SHIPPED, "text", 3, 2.5, None, b"b", flat, token, range(3)):
-        assert Event(type=Till.ORDER_PLACED, data=value).data is value
-    frozen = Event(type=Till.ORDER_PLACED, data={"a": 1}).data
-    assert Event(type=Till.ORDER_PLACED, data=frozen).data is frozen  # republished as is
-    assert Event(type=Till.ORDER_PLACED, data={1, 2}).data == frozenset({1, 2})
+    for value in (
+        order,
+        PayloadShop.ORDER_SHIPPED,
+        "text",
+        3,
+        2.5,
+        None,
+        b"b",
+        flat,
+        token,
+        range(3),
+    ):
+        assert Event(type=PayloadShop.ORDER_PLACED, data=value).data is value
+    frozen = Event(type=PayloadShop.ORDER_PLACED, data={"a": 1}).data
+    assert Event(type=PayloadShop.ORDER_PLACED, data=frozen).data is frozen  # republished as is
+    assert Event(type=PayloadShop.ORDER_PLACED, data={1, 2}).data == frozenset({1, 2})
 
 
 @pytest.mark.parametrize(
@@ -211,10 +222,10 @@ def test_a_mutable_dataclass_is_refused_when_the_event_is_built(data: Any, where
     seen: list[Event] = []
     bus.subscribe_all(seen.append)
     with pytest.raises(InvalidEventError, match=r"frozen=True") as raised:
-        bus.publish(Till.ORDER_PLACED, data)
+        bus.publish(PayloadShop.ORDER_PLACED, data)
     assert where in str(raised.value)
     with pytest.raises(InvalidEventError, match=r"dataclass that is not frozen"):
-        Event(type=Till.ORDER_PLACED, data=data)
+        Event(type=PayloadShop.ORDER_PLACED, data=data)
     assert seen == []
     assert bus.get_history() == []
 
@@ -227,7 +238,7 @@ def test_data_nested_too_deeply_or_holding_itself_is_refused_with_a_clear_error(
         deep = [deep]
     for data in (looped, deep):
         with pytest.raises(InvalidEventError, match=r"nested too deeply, or holds itself"):
-            EventBus().publish(Till.ORDER_PLACED, data)
+            EventBus().publish(PayloadShop.ORDER_PLACED, data)
 
 
 SAMPLES: list[Any] = [
@@ -249,7 +260,7 @@ SAMPLES: list[Any] = [
     FrozenDict(a=[1]),
     FrozenList([{"a": 1}]),
     OrderPlaced("o", 1),
-    Till.ORDER_PLACED,
+    PayloadShop.ORDER_PLACED,
     bytearray(b"ab"),
     {"raw": bytearray(b"ab")},
     object(),
@@ -275,9 +286,9 @@ def test_freeze_payload_is_freeze_plain_with_a_shortcut(value: Any) -> None:
 @pytest.mark.parametrize("value", SAMPLES, ids=repr)
 def test_publish_freezes_exactly_as_event_does(value: Any) -> None:
     bus = EventBus()
-    bus.publish(Till.ORDER_PLACED, value)
+    bus.publish(PayloadShop.ORDER_PLACED, value)
     published = bus.get_history()[0].data
-    built = Event(type=Till.ORDER_PLACED, data=value).data
+    built = Event(type=PayloadShop.ORDER_PLACED, data=value).data
     assert shape(published) == shape(built)
     assert (published is value) == (built is value)
 
@@ -304,29 +315,29 @@ def test_the_store_and_a_follower_publish_frozen_data(tmp_path: Path) -> None:
 
 
 def test_loaded_and_replayed_events_are_frozen(tmp_path: Path) -> None:
-    register_types(Till)
+    register_types(PayloadShop)
     path = tmp_path / "c.jsonl"
     bus = EventBus()
     with record(bus, path):
-        bus.publish(Till.ORDER_PLACED, {"lines": [{"sku": "a"}]})
+        bus.publish(PayloadShop.ORDER_PLACED, {"lines": [{"sku": "a"}]})
     loaded = Cassette.load(path).entries[0].event
     assert type(loaded.data) is FrozenDict
     assert type(loaded.data["lines"]) is FrozenList
     fresh = EventBus()
     replayed: list[Any] = []
-    fresh.subscribe(Till.ORDER_PLACED, lambda event: replayed.append(event.data))
+    fresh.subscribe(PayloadShop.ORDER_PLACED, lambda event: replayed.append(event.data))
     replay(Cassette.load(path), fresh, "check").assert_no_divergence()
     assert type(replayed[0]) is FrozenDict
     assert type(replayed[0]["lines"][0]) is FrozenDict
 
 
 def test_a_registered_dataclass_payload_round_trips_through_a_cassette(tmp_path: Path) -> None:
-    register_types(Till, OrderPlaced)
+    register_types(PayloadShop, OrderPlaced)
     path = tmp_path / "c.jsonl"
     bus = EventBus()
-    bus.subscribe(Till.ORDER_PLACED, lambda event: None)
+    bus.subscribe(PayloadShop.ORDER_PLACED, lambda event: None)
     with record(bus, path):
-        bus.publish(Till.ORDER_PLACED, OrderPlaced("o-1", 10, ("a", "b")))
+        bus.publish(PayloadShop.ORDER_PLACED, OrderPlaced("o-1", 10, ("a", "b")))
     line = json.loads(path.read_text().splitlines()[0])
     assert line["atlasdatatype"] == "OrderPlaced"
     assert line["data"] == {"order_id": "o-1", "amount": 10, "items": ["a", "b"]}
@@ -344,18 +355,18 @@ def test_an_unregistered_dataclass_payload_is_refused_by_the_recorder(tmp_path: 
         pytest.raises(RecordingError, match=r"data is a Unregistered.*register_types"),
         record(bus, tmp_path / "c.jsonl"),
     ):
-        bus.publish(Till.ORDER_PLACED, Unregistered("o-1"))
+        bus.publish(PayloadShop.ORDER_PLACED, Unregistered("o-1"))
     assert (tmp_path / "c.jsonl").read_text() == ""
 
 
 def test_a_cassette_naming_an_unregistered_or_unfitting_class_is_refused_by_line(
     tmp_path: Path,
 ) -> None:
-    register_types(Till, OrderPlaced)
+    register_types(PayloadShop, OrderPlaced)
     path = tmp_path / "c.jsonl"
     bus = EventBus()
     with record(bus, path):
-        bus.publish(Till.ORDER_PLACED, OrderPlaced("o-1", 10))
+        bus.publish(PayloadShop.ORDER_PLACED, OrderPlaced("o-1", 10))
     good = path.read_text()
     for old, new, message in (
         ('"OrderPlaced"', '"os.system"', r"line 1: unknown data type 'os.system'.*register_types"),
