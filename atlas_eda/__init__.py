@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         EventCycleError,
         FollowerError,
         HandlerFailures,
+        ImmutablePayloadError,
         InvalidArgumentError,
         InvalidDocumentError,
         InvalidEffectError,
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     )
     from .events import Event, EventId, EventType
     from .follower import StoreFollower
+    from .payloads import FrozenDict, FrozenList, freeze_payload
     from .service import DocumentService
     from .store import TemporalStore
     from .timeline import (
@@ -88,7 +90,10 @@ __all__ = [
     "EventType",
     "FieldChange",
     "FollowerError",
+    "FrozenDict",
+    "FrozenList",
     "HandlerFailures",
+    "ImmutablePayloadError",
     "InvalidArgumentError",
     "InvalidDocumentError",
     "InvalidEffectError",
@@ -113,6 +118,7 @@ __all__ = [
     "UnhandledEffectError",
     "UnknownAspectError",
     "UnknownEventError",
+    "freeze_payload",
 ]
 
 __version__ = "0.1.0"
@@ -135,6 +141,7 @@ make_lazy(
             "EventCycleError",
             "FollowerError",
             "HandlerFailures",
+            "ImmutablePayloadError",
             "InvalidArgumentError",
             "InvalidDocumentError",
             "InvalidEffectError",
@@ -155,6 +162,7 @@ make_lazy(
         ),
         ".events": ("Event", "EventId", "EventType"),
         ".follower": ("StoreFollower",),
+        ".payloads": ("FrozenDict", "FrozenList", "freeze_payload"),
         ".service": ("DocumentService",),
         ".store": ("TemporalStore",),
         ".timeline": (

@@ -15,6 +15,12 @@ class InvalidEventError(AtlasEdaError, TypeError):
     ``enum.Enum`` member and a prebuilt event must be an :class:`atlas_eda.Event`."""
 
 
+class ImmutablePayloadError(AtlasEdaError, TypeError):
+    """A handler (or anyone) tried to change an event's data in place: event data is frozen
+    when the event is built (see :mod:`atlas_eda.payloads`), so every handler, the history,
+    the trace and the recorder see it as it was published. Derive a changed copy instead."""
+
+
 class EventCycleError(AtlasEdaError):
     """Publishing nested deeper than the bus's ``max_depth``: almost always handlers that
     publish each other's events forever. ``chain`` holds the event types, outermost first."""

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import InvalidEventError
+from .payloads import freeze_payload
 from .views import short_repr
 
 __all__ = ["EMPTY_METADATA", "Event", "EventId", "EventType", "new_event_id", "type_name"]
@@ -117,6 +118,15 @@ class Event(EventSlots):
     shared by every event caused (directly or not) by the same root event, and
     ``causation_id`` is the id of the event whose handler published this one.
 
+    ``data`` follows the payload rule (:mod:`atlas_eda.payloads`; docs/architecture.md,
+    "The payload rule"): dicts, lists, sets and tuples are frozen, nested all the way down,
+    into read-only equivalents that compare equal to them (a handler changing them gets
+    :class:`ImmutablePayloadError`); a dataclass that is not frozen, or data nested deeper
+    than Python recurses, raises :class:`InvalidEventError`; everything else (scalars, enum
+    members, frozen dataclasses, pydantic models, objects of other classes) is kept as it
+    is, unguarded: the bus cannot see inside it. So every handler, the history, the trace
+    and the recorder see JSON-like data as it was published.
+
     ``metadata`` is copied into a read-only mapping when the event is built, so neither
     the event nor a mapping the caller keeps can change the other afterwards. Building an
     event whose type is not an ``Enum`` member, or whose metadata is not a mapping, raises
@@ -135,6 +145,9 @@ class Event(EventSlots):
 
     def __post_init__(self) -> None:
         check_event_type(self.type)
+        data = freeze_payload(self.data)
+        if data is not self.data:
+            object.__setattr__(self, "data", data)
         if self.metadata is not EMPTY_METADATA:
             object.__setattr__(self, "metadata", frozen_metadata(self.metadata))
 

@@ -462,10 +462,11 @@ def test_an_unregistered_enum_is_an_error_mentioning_register_types(tmp_path: Pa
         _forget(Unregistered)
 
 
-def _forget(enum_class: type[enum.Enum]) -> None:
+def _forget(registered: type[Any]) -> None:
     from atlas_eda.testing import types
 
-    types._registry.pop(enum_class.__name__, None)
+    types._registry.pop(registered.__name__, None)
+    types._payloads.pop(registered.__name__, None)
 
 
 def test_cassettes_never_import_anything(tmp_path: Path) -> None:
@@ -615,6 +616,7 @@ def test_the_testing_guide_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert atlas_eda.testing.registered_types()["Orders"] is namespace["Orders"]
     _forget(namespace["Orders"])
     _forget(namespace["Mail"])
+    _forget(namespace["Placed"])
 
 
 def test_threads_recording_at_once_keep_each_root_with_its_children(tmp_path: Path) -> None:

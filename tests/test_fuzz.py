@@ -30,6 +30,7 @@ from atlas_eda import (
     MiddlewareError,
     TemporalStore,
 )
+from atlas_eda.payloads import freeze_payload, freeze_plain
 from atlas_eda.testing import Cassette, CassetteError, CassetteWarning
 
 FUZZ = settings(
@@ -216,14 +217,20 @@ def test_publish_accepts_exactly_or_refuses_naming_the_field(
     received: list[Event] = []
     bus.subscribe(Ping.PING, received.append)
     event_id, error = attempt(lambda: bus.publish(Ping.PING, data, source, metadata=metadata))
-    # Data and source are the user's own, carried as they are: only metadata that is not a
-    # mapping, or a mapping that cannot be read, is refused.
+    # Source is the user's own, carried as it is; data follows the payload rule
+    # (atlas_eda.payloads): the very object when nothing in it can change, else its frozen
+    # copy, refused only when it nests deeper than Python recurses or holds itself. Only
+    # that, metadata that is not a mapping, or a mapping that cannot be read, is refused.
+    frozen, refusal = attempt(lambda: freeze_plain(data))
     if metadata is not None and not isinstance(metadata, Mapping):
         assert isinstance(error, InvalidEventError)
         # The same words as Event(metadata=...): publish and Event() share one check.
         assert str(error) == (
             f"Event metadata must be a mapping (for example a dict), got {type(metadata).__name__}."
         )
+    elif error is not None and refusal is not None and str(error) == str(refusal):
+        assert isinstance(error, InvalidEventError)
+        assert "nested too deeply, or holds itself" in str(error)
     elif error is not None:
         assert isinstance(error, InvalidEventError)
         assert isinstance(metadata, Mapping)
@@ -235,7 +242,13 @@ def test_publish_accepts_exactly_or_refuses_naming_the_field(
     else:
         [event] = received
         assert event.id == event_id
-        assert event.data is data
+        assert refusal is None
+        if frozen is data:
+            assert event.data is data
+        else:
+            assert type(event.data) is type(frozen)
+            assert event.data == data
+        assert freeze_payload(event.data) is event.data  # frozen: nothing left to freeze
         assert event.source is source
         assert set(event.metadata) == set(metadata or {})
         for key, value in (metadata or {}).items():

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import is_dataclass
 from enum import Enum
 from types import ModuleType
 from typing import Any
@@ -89,21 +90,22 @@ def _attribute(module: ModuleType, path: str, option: str, spec: str) -> Any:
 
 def register_type_specs(specs: Sequence[str]) -> None:
     """Register with the replay harness the classes named ``module:Name`` (``--types``):
-    an Enum class with ``register_types``, an ``Exception`` subclass with
+    an Enum class or a frozen dataclass with ``register_types``, an ``Exception`` subclass with
     ``register_exceptions``; a :class:`CommandError` for a name that is neither."""
     for spec in specs:
         module_name, name = _split_spec(spec, "--types", "myapp.events:OrderEvent")
         found = _attribute(_import(module_name, "--types"), name, "--types", spec)
-        if isinstance(found, type) and issubclass(found, Enum):
-            register_types(found)
+        if isinstance(found, type) and (issubclass(found, Enum) or is_dataclass(found)):
+            register_types(found)  # a dataclass: a typed payload (refused unless frozen)
         elif isinstance(found, type) and issubclass(found, Exception):
             register_exceptions(found)
         else:
             kind = "class" if isinstance(found, type) else type(found).__name__
             raise CommandError(
                 f"--types {spec!r} is a {kind}, not an Enum class nor an Exception "
-                f"subclass; name the Enum class of your event or effect types, or the "
-                f"exception class an effect raises."
+                f"subclass nor a dataclass; name the Enum class of your event or effect "
+                f"types, the exception class an effect raises, or the frozen dataclass of "
+                f"a typed event payload."
             )
 
 

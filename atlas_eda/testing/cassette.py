@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import calendar
 import contextlib
+import dataclasses
 import json
 import math
 import os
 import re
 import threading
+import typing
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ from ..errors import CassetteError, CassetteWarning, RecordedEffectError, Record
 from ..events import EMPTY_METADATA, Event, type_name
 from ..trace import EffectOutcome, EventTrace
 from ..views import short_repr
-from .types import exception_name, resolve_type
+from .types import exception_name, payload_type_name, resolve_payload_type, resolve_type
 
 if TYPE_CHECKING:
     from ..store import TemporalStore
@@ -308,9 +310,23 @@ def _checked(value: Any, field: str, event: Event) -> Any:
         raise RecordingError(
             f"Cannot record {event!r}: {problem}, which cannot be stored as JSON. Use only "
             f"str, int, float, bool, None, lists and dicts with str keys in event data, "
-            f"metadata and effect payloads and results. Nothing of this root event was written."
+            f"metadata and effect payloads and results (event data may also be a frozen "
+            f"dataclass whose class is registered with atlas_eda.testing.register_types). "
+            f"Nothing of this root event was written."
         )
     return value
+
+
+def _typed_payload(data: Any) -> tuple[Any, str | None]:
+    """What to record of an event's ``data``: a frozen dataclass of a registered class as
+    the JSON object of its init fields, with its class name; anything else as it is."""
+    if isinstance(data, type) or not dataclasses.is_dataclass(data):
+        return data, None
+    name = payload_type_name(type(data))
+    if name is None:
+        return data, None  # refused by _checked, which says how to register the class
+    fields = {f.name: getattr(data, f.name) for f in dataclasses.fields(data) if f.init}
+    return fields, name
 
 
 def _effect_record(outcome: EffectOutcome, index: int, event: Event) -> dict[str, Any]:
@@ -389,7 +405,10 @@ def encode_event(
         "datacontenttype": "application/json",
     }
     attributes.update(_extensions(event, effects, state))
-    data = _checked(event.data, "data", event)
+    data, data_type = _typed_payload(event.data)
+    if data_type is not None:
+        attributes["atlasdatatype"] = data_type
+    data = _checked(data, "data", event)
     # The SDK validates the attributes (required ones, extension names); the time is then
     # written with full precision, which the SDK's datetime would cut to microseconds.
     try:
@@ -683,6 +702,52 @@ def _recorded_change(item: Any, index: int) -> RecordedChange:
     return RecordedChange(document, version, kind, fields)
 
 
+def _typed_data(data: Any, name: str) -> Any:
+    """The registered payload class named ``name`` built from the recorded fields ``data``."""
+    try:
+        cls = resolve_payload_type(name)
+    except KeyError as exc:
+        raise _BadLine(str(exc.args[0])) from None
+    if not isinstance(data, dict):
+        raise _BadLine(f"the data of a {name} must be a JSON object of its fields")
+    hints = _field_hints(cls)
+    try:
+        return cls(**{key: _as_hinted(value, hints.get(key)) for key, value in data.items()})
+    except Exception as exc:  # the recorded fields do not fit the class (any more)
+        raise _BadLine(
+            f"the recorded fields do not build a {name} ({type(exc).__name__}: {short_repr(exc)})"
+        ) from None
+
+
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
+def _field_hints(cls: type[Any]) -> dict[str, Any]:
+    """The resolved field annotations of a registered payload class (none when they cannot
+    be resolved: its fields are then given as JSON reads them)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        try:
+            hints = typing.get_type_hints(cls)
+        except Exception:  # an annotation naming what its module no longer has
+            hints = {}
+        _HINTS[cls] = hints
+    return hints
+
+
+def _as_hinted(value: Any, hint: Any) -> Any:
+    """``value`` as JSON read it, with the lists a ``tuple[...]`` annotation calls for
+    turned back into tuples (JSON has no tuples), all the way down."""
+    if not isinstance(value, list) or typing.get_origin(hint) is not tuple:
+        return value
+    args = typing.get_args(hint)
+    if args[1:] == (Ellipsis,):  # tuple[X, ...]
+        return tuple(_as_hinted(item, args[0]) for item in value)
+    if len(args) == len(value):
+        return tuple(_as_hinted(item, arg) for item, arg in zip(value, args, strict=True))
+    return tuple(value)
+
+
 def _optional_str(attributes: Mapping[str, Any], name: str) -> str | None:
     value = attributes.get(name)
     if value is not None and not isinstance(value, str):
@@ -703,6 +768,7 @@ _KNOWN = frozenset(
         "atlasmetadata",
         "atlaseffects",
         "atlasstate",
+        "atlasdatatype",
     }
 )
 """The attributes a recorder writes (``data`` aside): valid extension names, and no
@@ -746,6 +812,9 @@ def _entry(number: int, text: str, types: dict[str, Enum]) -> CassetteEntry:
     data = attributes.pop("data", None)
     if "data_base64" in attributes:
         raise _BadLine("binary data (data_base64) cannot be replayed; data must be JSON")
+    data_type = _optional_str(attributes, "atlasdatatype")
+    if data_type is not None:
+        data = _typed_data(data, data_type)
     if not _plainly_valid(attributes):  # what the SDK would accept, checked cheaply
         try:
             CloudEvent({**attributes, "time": moment}, data)

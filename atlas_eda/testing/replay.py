@@ -32,6 +32,7 @@ from ..errors import (
     UnknownEventError,
 )
 from ..events import Event, EventType, type_name
+from ..payloads import FrozenDict, FrozenList
 from ..store import DOCUMENT_ID_NAMESPACE, TemporalStore
 from ..trace import EffectOutcome, EventTrace
 from ..views import short
@@ -138,15 +139,16 @@ the slower, exact way through :func:`_plain`); far deeper than any recorded data
 
 def _is_json(value: Any, depth: int = 0) -> bool:
     """Whether ``value`` is made only of what JSON reads back as itself: ``str``, ``int``,
-    ``float``, ``bool``, ``None``, lists and dicts with ``str`` keys (exact types)."""
+    ``float``, ``bool``, ``None``, lists and dicts with ``str`` keys (exact types, or the
+    frozen ones event data is made of)."""
     kind = type(value)
     if kind in _SCALARS:
         return True
     if depth > PLAIN_CHECK_DEPTH:
         return False
-    if kind is dict:
+    if kind is dict or kind is FrozenDict:
         return all(type(k) is str and _is_json(v, depth + 1) for k, v in value.items())
-    if kind is list:
+    if kind is list or kind is FrozenList:
         return all(_is_json(v, depth + 1) for v in value)
     return False
 

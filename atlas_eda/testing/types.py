@@ -1,5 +1,7 @@
 """The type registry of the replay harness: cassettes name event and effect types
 ``EnumClass.MEMBER`` and those names resolve only through ``Enum`` classes registered here;
+they name the class of a typed event payload (a frozen dataclass) by its class name, which
+resolves only to a dataclass registered here;
 they name the class of an effect's failure ``module.QualName``, which resolves only to a
 builtin exception or an ``Exception`` class registered here. Nothing named in a cassette is
 ever imported."""
@@ -7,8 +9,10 @@ ever imported."""
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import threading
 from enum import Enum
+from typing import Any
 
 from ..effects import EffectType
 from ..errors import TypeRegistrationError
@@ -16,42 +20,84 @@ from ..events import EventType
 
 __all__ = [
     "exception_name",
+    "payload_type_name",
     "register_exceptions",
     "register_types",
     "registered_exceptions",
+    "registered_payload_types",
     "registered_types",
     "resolve_exception",
+    "resolve_payload_type",
     "resolve_type",
 ]
 
 _registry: dict[str, type[Enum]] = {}
+_payloads: dict[str, type[Any]] = {}
 _exceptions: dict[str, type[Exception]] = {}
 _lock = threading.Lock()
 
 
-def register_types(*enums: type[Enum]) -> None:
-    """Let cassettes name the members of ``enums`` (``EnumClass.MEMBER``). ``EventType``
-    and ``EffectType`` are registered already; registering a class again does nothing.
-    Two different ``Enum`` classes with the same name cannot both be registered
-    (:class:`TypeRegistrationError`): rename one."""
-    for enum_class in enums:
-        if not (isinstance(enum_class, type) and issubclass(enum_class, Enum)):
+def register_types(*classes: type[Any]) -> None:
+    """Let cassettes name the members of ``Enum`` classes (``EnumClass.MEMBER``), and
+    record and rebuild event data that is an instance of a frozen dataclass (a typed
+    payload, named by its class name). ``EventType`` and ``EffectType`` are registered
+    already; registering a class again does nothing. Anything else (a dataclass that is not
+    frozen, which events refuse as data), or two different classes with the same name,
+    raise :class:`TypeRegistrationError`, and nothing of the call is registered."""
+    for cls in classes:
+        if not (isinstance(cls, type) and (issubclass(cls, Enum) or _is_payload_class(cls))):
             raise TypeRegistrationError(
-                f"register_types needs Enum classes (for example register_types(MyEvents)), "
-                f"got {enum_class!r}."
+                f"register_types needs Enum classes or frozen dataclasses (for example "
+                f"register_types(MyEvents, OrderPlaced)), got {cls!r}."
             )
     with _lock:
-        for enum_class in enums:
-            name = enum_class.__name__
-            known = _registry.get(name)
-            if known is not None and known is not enum_class:
+        for cls in classes:
+            name = cls.__name__
+            known = _registry.get(name) or _payloads.get(name)
+            if known is not None and known is not cls:
                 raise TypeRegistrationError(
-                    f"Another Enum class named {name!r} is already registered "
-                    f"({known.__module__}.{known.__qualname__}); cassettes name types "
-                    f"{name}.MEMBER, so {enum_class.__module__}.{enum_class.__qualname__} "
-                    f"would be ambiguous. Rename one of the two classes."
+                    f"Another class named {name!r} is already registered "
+                    f"({known.__module__}.{known.__qualname__}); cassettes name types by "
+                    f"their class name, so {cls.__module__}.{cls.__qualname__} would be "
+                    f"ambiguous. Rename one of the two classes."
                 )
-            _registry[name] = enum_class
+        for cls in classes:
+            if issubclass(cls, Enum):
+                _registry[cls.__name__] = cls
+            else:
+                _payloads[cls.__name__] = cls
+
+
+def _is_payload_class(cls: type[Any]) -> bool:
+    """Whether ``cls`` is a frozen dataclass (what a typed payload is)."""
+    params = getattr(cls, "__dataclass_params__", None)
+    return dataclasses.is_dataclass(cls) and params is not None and bool(params.frozen)
+
+
+def registered_payload_types() -> dict[str, type[Any]]:
+    """The registered payload classes (frozen dataclasses) by name (a copy)."""
+    with _lock:
+        return dict(_payloads)
+
+
+def payload_type_name(cls: type[Any]) -> str | None:
+    """The name a cassette gives the payload class ``cls`` (its class name) when ``cls``
+    itself is registered; ``None`` when it is not."""
+    return cls.__name__ if _payloads.get(cls.__name__) is cls else None
+
+
+def resolve_payload_type(name: str) -> type[Any]:
+    """The registered payload class named ``name``; ``KeyError`` with a message saying how
+    to register it when there is none. Nothing is imported."""
+    found = _payloads.get(name)
+    if found is None:
+        known = ", ".join(sorted(_payloads)) or "none"
+        raise KeyError(
+            f"unknown data type {name!r}: no dataclass named {name!r} is registered "
+            f"(registered: {known}). Call atlas_eda.testing.register_types({name}) before "
+            f"loading the cassette."
+        )
+    return found
 
 
 def registered_types() -> dict[str, type[Enum]]:
