@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from .follower import StoreFollower
     from .service import DocumentService
     from .store import TemporalStore
+    from .store.dead_letters import FollowerDeadLetter
     from .timeline import (
         Cause,
         Cursor,
@@ -79,6 +80,7 @@ __all__ = [
     "EventTrace",
     "EventType",
     "FieldChange",
+    "FollowerDeadLetter",
     "FollowerError",
     "HandlerFailures",
     "InvalidDocumentError",
@@ -137,6 +139,7 @@ make_lazy(
         ),
         ".events": ("Event", "EventId", "EventType"),
         ".follower": ("StoreFollower",),
+        ".store.dead_letters": ("FollowerDeadLetter",),
         ".service": ("DocumentService",),
         ".store": ("TemporalStore",),
         ".timeline": (
