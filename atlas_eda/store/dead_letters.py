@@ -42,6 +42,8 @@ COLUMNS = (
 )
 """The table's columns, in order (what a SQLite store's file check expects)."""
 
+_CREATION_LOCK = 0x41746C6173444C  # any constant: the advisory lock of creating the table
+
 _DEAD = 1
 _RETRYING = 0
 
@@ -93,6 +95,10 @@ class DeadLetterTable:
         key = "BIGSERIAL PRIMARY KEY" if self._postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
         real = "DOUBLE PRECISION" if self._postgres else "REAL"
         with self._transaction() as cursor:
+            if self._postgres:
+                # Concurrent CREATE TABLE IF NOT EXISTS can collide in PostgreSQL's catalog:
+                # followers starting at once take turns (the lock ends with the transaction).
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_CREATION_LOCK,))
             cursor.execute(
                 f"CREATE TABLE IF NOT EXISTS {self._table} (id {key}, follower TEXT NOT NULL, "
                 f"position BIGINT NOT NULL, event_id TEXT NOT NULL, topic TEXT NOT NULL, "
