@@ -11,7 +11,8 @@ per crash** (default 1): each event is published on the bus first and its positi
 recorded after it (the bus's handlers are not part of the database transaction, so no
 order of the two steps can be exactly once for arbitrary handlers). So:
 
-- nothing is ever skipped: a position is recorded only after its event was published;
+- nothing is ever skipped: a position is recorded only after its event was handled, or
+  after its failure was saved as a dead letter (in the same transaction as the position);
 - after a clean stop (``poll`` and ``run`` record the position before returning), or a
   crash between two recorded events, nothing is delivered twice;
 - a crash (even SIGKILL) *while* an event is being handled, or before its position was
@@ -23,6 +24,13 @@ order of the two steps can be exactly once for arbitrary handlers). So:
 Recording a position is a durable commit (an fsync) per event by default: that, not
 reading, bounds a follower's rate. ``commit_every=N`` records every N events (and at the
 end of each poll), trading up to N repeats after a crash for far fewer commits.
+
+Failed deliveries (see :class:`StoreFollower`): under the bus's ``"dead_letter"`` policy
+each failure is saved at once as a durable dead letter
+(:class:`~atlas_eda.store.dead_letters.FollowerDeadLetter`, in the store's database) and
+the follower goes on; under ``"raise"`` the failure reaches the caller and the event is
+delivered again, up to ``max_attempts`` (counted in the database, across restarts), after
+which it becomes a dead letter; an event that cannot be decoded becomes one at once.
 
 There are no background threads: :meth:`StoreFollower.poll` delivers what is there and
 returns; :meth:`StoreFollower.run` polls until a timeout, a limit or a ``stop_event``.
@@ -106,6 +114,14 @@ class StoreFollower:
     ``metadata`` ``{"notification_id", "follower"}``. See the module docstring for the
     delivery guarantee and ``commit_every``. Not thread-safe: drive a follower from one
     thread.
+
+    A delivery whose handlers fail is acknowledged only once it is kept: under the bus's
+    ``"dead_letter"`` policy each failure is saved as a dead letter with the new position
+    (one transaction); under ``"raise"`` the :class:`HandlerFailures` reaches the caller
+    and the position stays, until the ``max_attempts``-th attempt (default 3, counted in
+    the store's database) saves them as dead letters and goes on; under ``"isolate"`` the
+    bus handled the failure and the position moves on. See :meth:`dead_letters`,
+    :meth:`retry_dead_letters` and :meth:`discard_dead_letter`.
 
     ``clock`` (default :func:`time.monotonic`) is what :meth:`run` reads its timeouts
     from, and ``sleep`` (default :func:`time.sleep`) how it waits between polls on
