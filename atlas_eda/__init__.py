@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from .payloads import FrozenDict, FrozenList, freeze_payload
     from .service import DocumentService
     from .store import TemporalStore
+    from .store.dead_letters import FollowerDeadLetter
     from .timeline import (
         Cause,
         Cursor,
@@ -89,6 +90,7 @@ __all__ = [
     "EventTrace",
     "EventType",
     "FieldChange",
+    "FollowerDeadLetter",
     "FollowerError",
     "FrozenDict",
     "FrozenList",
@@ -163,6 +165,7 @@ make_lazy(
         ".events": ("Event", "EventId", "EventType"),
         ".follower": ("StoreFollower",),
         ".payloads": ("FrozenDict", "FrozenList", "freeze_payload"),
+        ".store.dead_letters": ("FollowerDeadLetter",),
         ".service": ("DocumentService",),
         ".store": ("TemporalStore",),
         ".timeline": (

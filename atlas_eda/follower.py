@@ -11,7 +11,8 @@ per crash** (default 1): each event is published on the bus first and its positi
 recorded after it (the bus's handlers are not part of the database transaction, so no
 order of the two steps can be exactly once for arbitrary handlers). So:
 
-- nothing is ever skipped: a position is recorded only after its event was published;
+- nothing is ever skipped: a position is recorded only after its event was handled, or
+  after its failure was saved as a dead letter (in the same transaction as the position);
 - after a clean stop (``poll`` and ``run`` record the position before returning), or a
   crash between two recorded events, nothing is delivered twice;
 - a crash (even SIGKILL) *while* an event is being handled, or before its position was
@@ -23,6 +24,13 @@ order of the two steps can be exactly once for arbitrary handlers). So:
 Recording a position is a durable commit (an fsync) per event by default: that, not
 reading, bounds a follower's rate. ``commit_every=N`` records every N events (and at the
 end of each poll), trading up to N repeats after a crash for far fewer commits.
+
+Failed deliveries (see :class:`StoreFollower`): under the bus's ``"dead_letter"`` policy
+each failure is saved at once as a durable dead letter
+(:class:`~atlas_eda.store.dead_letters.FollowerDeadLetter`, in the store's database) and
+the follower goes on; under ``"raise"`` the failure reaches the caller and the event is
+delivered again, up to ``max_attempts`` (counted in the database, across restarts), after
+which it becomes a dead letter; an event that cannot be decoded becomes one at once.
 
 There are no background threads: :meth:`StoreFollower.poll` delivers what is there and
 returns; :meth:`StoreFollower.run` polls until a timeout, a limit or a ``stop_event``.
@@ -41,17 +49,19 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import IntegrityError, Notification, Tracking
 
 from .bus import EventBus
 from .checks import check_count, is_int
+from .dead_letters import DeadLetter
 from .document_events import KINDS, bus_event
-from .errors import FollowerError, StoreURLError
+from .errors import FollowerError, HandlerFailures, StoreURLError, UnknownEventError
 from .events import Event
 from .store import ENV_VAR, TemporalStore, persistence_settings, redact_url
+from .store.dead_letters import DeadLetterTable, Failure, FollowerDeadLetter
 from .store.postgres import wait_for_notify
 
 if TYPE_CHECKING:
@@ -65,6 +75,13 @@ FOLLOWER_SOURCE = "atlas_eda.follower"
 """The ``source`` of every event a follower publishes."""
 
 _LISTEN_CHECK_SECONDS = 0.1  # how often a wait on LISTEN looks at the stop event
+
+MAX_ATTEMPTS = 3
+"""How many times a follower delivers an event whose handlers fail before it keeps the
+failure as a dead letter and goes on (the default of ``max_attempts``)."""
+
+UNKNOWN_HANDLER = "<unknown handler>"
+"""The handler a dead letter names when the bus kept no trace of the failed delivery."""
 
 
 def event_id_for(document_id: str, version: int) -> str:
@@ -98,6 +115,14 @@ class StoreFollower:
     delivery guarantee and ``commit_every``. Not thread-safe: drive a follower from one
     thread.
 
+    A delivery whose handlers fail is acknowledged only once it is kept: under the bus's
+    ``"dead_letter"`` policy each failure is saved as a dead letter with the new position
+    (one transaction); under ``"raise"`` the :class:`HandlerFailures` reaches the caller
+    and the position stays, until the ``max_attempts``-th attempt (default 3, counted in
+    the store's database) saves them as dead letters and goes on; under ``"isolate"`` the
+    bus handled the failure and the position moves on. See :meth:`dead_letters`,
+    :meth:`retry_dead_letters` and :meth:`discard_dead_letter`.
+
     ``clock`` (default :func:`time.monotonic`) is what :meth:`run` reads its timeouts
     from, and ``sleep`` (default :func:`time.sleep`) how it waits between polls on
     SQLite (on PostgreSQL it waits on ``LISTEN``); tests pass their own so that nothing
@@ -113,23 +138,29 @@ class StoreFollower:
         from_start: bool = False,
         page_size: int = 100,
         commit_every: int = 1,
+        max_attempts: int = MAX_ATTEMPTS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        _check_arguments(bus, name, page_size, commit_every)
+        _check_arguments(bus, name, page_size, commit_every, max_attempts)
         self.url = _followable(url)
         self.bus = bus
         self.name = name
         self.page_size = page_size
         self.commit_every = commit_every
+        self.max_attempts = max_attempts
         self._clock = clock
         self._sleep = sleep
         self._store = TemporalStore(url=self.url, snapshot_interval=0, sleep=sleep)
         self._listener: Connection[Any] | None = None
         try:
             self._tracking = self._store.tracking_recorder()
+            self._letters = DeadLetterTable(self._tracking)
             self._position = self._start_position(from_start)
             self._recorded = self._position
+            # Attempts at events whose handlers failed, by position: durable for a named
+            # follower, so that a restart goes on counting.
+            self._attempts = {} if name is None else self._letters.retrying(name)
         except BaseException:
             self._store.close()
             raise
@@ -255,9 +286,29 @@ class StoreFollower:
         return self._listener
 
     def _deliver(self, notification: Notification) -> None:
+        """Publish the event at ``notification``; its position moves only once it was
+        handled, or once its failure was kept as a dead letter (see :meth:`_failed`)."""
+        try:
+            event = self._event(notification)
+        except Exception as exc:  # kept as a dead letter (and logged), never swallowed
+            failure = Failure(
+                f"<decoding position {notification.id}>", type(exc).__name__, str(exc)
+            )
+            self._failed(notification, "", [failure], exc, attempts=1)
+            return
+        failures, error = self._publish(event)
+        if failures:
+            self._failed(notification, event.id, failures, error)
+            return
+        if self._attempts.pop(notification.id, None) is not None and self.name is not None:
+            self._letters.forget_retrying(self.name, notification.id)
+        self._position = notification.id
+
+    def _event(self, notification: Notification) -> Event:
+        """The bus event of the stored event ``notification`` holds."""
         stored = self._store.decode(notification)
         event_type, data = bus_event(stored)
-        event = Event(
+        return Event(
             type=event_type,
             data=data,
             id=event_id_for(str(notification.originator_id), notification.originator_version),
@@ -265,8 +316,105 @@ class StoreFollower:
             source=FOLLOWER_SOURCE,
             metadata={"notification_id": notification.id, "follower": self.name},
         )
-        self.bus.publish_event(event)
-        self._position = notification.id
+
+    def _publish(self, event: Event) -> tuple[list[Failure], Exception | None]:
+        """Publish ``event``; the failures of its handlers (none: it was handled) and the
+        exception the publication raised, if any. Under the bus's ``"dead_letter"``
+        policy the failures are the letters the bus kept for it; under ``"raise"`` those
+        of the :class:`HandlerFailures` it raised; under ``"isolate"`` there are none (the
+        bus handled the failures: logged them and published ``ERROR`` events)."""
+        keeps_letters = self.bus.failure_policy == "dead_letter"
+        newest = _newest(self.bus.dead_letters) if keeps_letters else None
+        try:
+            self.bus.publish_event(event)
+        except HandlerFailures as group:
+            return self._named(event, group.exceptions), group
+        except Exception as exc:  # a middleware, an EventCycleError ...: the delivery failed
+            return [Failure(UNKNOWN_HANDLER, type(exc).__name__, str(exc))], exc
+        if not keeps_letters:
+            return [], None
+        kept: list[Failure] = []
+        for letter in reversed(self.bus.dead_letters):
+            if letter is newest:
+                break
+            if letter.event.id == event.id:
+                kept.append(
+                    Failure(letter.handler_name, type(letter.error).__name__, str(letter.error))
+                )
+        return kept[::-1], None
+
+    def _named(self, event: Event, errors: Sequence[BaseException]) -> list[Failure]:
+        """A failure per exception of ``errors``, named after its handler from the bus's
+        trace of ``event`` (:data:`UNKNOWN_HANDLER` when it kept none)."""
+        names: dict[int, str] = {}
+        if self.bus.traces:
+            try:
+                trace = self.bus.trace(event.id)
+            except UnknownEventError:
+                pass
+            else:
+                names = {id(d.error): d.handler for d in trace.deliveries if d.error is not None}
+        return [
+            Failure(names.get(id(exc), UNKNOWN_HANDLER), type(exc).__name__, str(exc))
+            for exc in errors
+        ]
+
+    def _failed(
+        self,
+        notification: Notification,
+        event_id: str,
+        failures: list[Failure],
+        error: Exception | None,
+        *,
+        attempts: int | None = None,
+    ) -> None:
+        """Count a failed attempt at ``notification``'s event. Under ``max_attempts`` (and
+        with an ``error`` raised by the publication) the error is raised again: the
+        position stays, the next poll delivers the event again. At ``max_attempts``, or
+        at once for failures the bus kept as dead letters (``error`` is ``None``) and for
+        an event that cannot be decoded, the failures become dead letters and the position
+        moves past the event, both in one transaction; the follower goes on."""
+        position = notification.id
+        limit = 1 if error is None or attempts == 1 else self.max_attempts
+        if self.name is None:
+            made = self._attempts.get(position, 0) + 1
+        else:
+            try:
+                made = self._letters.fail(
+                    self.name,
+                    position,
+                    event_id=event_id,
+                    topic=notification.topic,
+                    failures=failures,
+                    failed_at=time.time(),
+                    max_attempts=limit,
+                    tracking=Tracking(self.name, position),
+                )
+            except IntegrityError:
+                raise _name_taken(self.name, position) from None
+        if made < limit and error is not None:
+            self._attempts[position] = made
+            logger.warning(
+                "follower %r: attempt %d of %d at position %d failed; it is delivered again",
+                self.name,
+                made,
+                limit,
+                position,
+            )
+            raise error
+        self._attempts.pop(position, None)
+        for failure in failures:
+            logger.error(
+                "follower %r gave up on position %d after %d attempt(s), kept as a dead "
+                "letter: %s raised %s: %s",
+                self.name,
+                position,
+                made,
+                failure.handler,
+                failure.error_type,
+                failure.error_message,
+            )
+        self._position = self._recorded = position
 
     def _record(self) -> None:
         """Record the position durably, if it moved since it was last recorded."""
@@ -276,12 +424,74 @@ class StoreFollower:
             try:
                 self._tracking.insert_tracking(Tracking(self.name, self._position))
             except IntegrityError:
-                raise FollowerError(
-                    f"Follower {self.name!r} could not record position {self._position}: "
-                    f"another follower with the same name has already recorded it (run one "
-                    f"process per name). Its events were delivered here as well."
-                ) from None
+                raise _name_taken(self.name, self._position) from None
         self._recorded = self._position
+
+    # -- dead letters --------------------------------------------------------------------
+
+    def dead_letters(self) -> list[FollowerDeadLetter]:
+        """This follower's dead letters, kept in the store's database, oldest first."""
+        return self._letters.letters(self._named_only("dead letters"))
+
+    def discard_dead_letter(self, letter_id: int) -> bool:
+        """Delete this follower's dead letter ``letter_id``; whether there was one."""
+        name = self._named_only("discarding dead letters")
+        letter = self._letters.get(letter_id)
+        return letter is not None and letter.follower == name and self._letters.discard(letter_id)
+
+    def retry_dead_letters(self, ids: Iterable[int] | None = None) -> int:
+        """Deliver again, on this follower's bus, the events of its dead letters (``ids``,
+        or all), oldest first, read again from the store's log with the same
+        ``Event.id``: every handler of the event's type receives it again, so handlers
+        skip ids they have already handled (as with any redelivery). A letter whose event
+        is now handled is deleted; one that fails again stays, with its new error and one
+        more attempt. Returns how many letters were deleted. The position is not moved."""
+        name = self._named_only("retrying dead letters")
+        wanted = None if ids is None else set(ids)
+        letters = [
+            letter
+            for letter in self._letters.letters(name)
+            if wanted is None or letter.id in wanted
+        ]
+        if wanted is not None and (unknown := wanted - {letter.id for letter in letters}):
+            raise ValueError(
+                f"Follower {name!r} has no dead letter {', '.join(map(str, sorted(unknown)))}; "
+                f"list them with dead_letters() (or atlas-eda dead-letters)."
+            )
+        done = 0
+        for letter in letters:
+            failure = self._redeliver(letter)
+            if failure is None:
+                self._letters.discard(letter.id)
+                done += 1
+            else:
+                self._letters.failed_again(letter.id, failure, time.time())
+        return done
+
+    def _redeliver(self, letter: FollowerDeadLetter) -> Failure | None:
+        """Publish the event of ``letter`` again; its failure, or ``None`` when handled."""
+        page = self._store.notifications(letter.position, 1, stop=letter.position)
+        if not page:
+            return Failure(
+                letter.handler, "PositionError", f"no event at position {letter.position}"
+            )
+        try:
+            event = self._event(page[0])
+        except Exception as exc:  # still undecodable: the letter stays
+            return Failure(letter.handler, type(exc).__name__, str(exc))
+        failures, _ = self._publish(event)
+        if not failures:
+            return None
+        same = [failure for failure in failures if failure.handler == letter.handler]
+        return (same or failures)[0]
+
+    def _named_only(self, what: str) -> str:
+        if self.name is None:
+            raise FollowerError(
+                f"A follower without a name keeps no dead letters: {what} needs the "
+                f"follower's name (StoreFollower(url, bus, name))."
+            )
+        return self.name
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -305,7 +515,21 @@ class StoreFollower:
         )
 
 
-def _check_arguments(bus: EventBus, name: str | None, page_size: int, commit_every: int) -> None:
+def _name_taken(name: str | None, position: int) -> FollowerError:
+    return FollowerError(
+        f"Follower {name!r} could not record position {position}: another follower with "
+        f"the same name has already recorded it (run one process per name). Its events "
+        f"were delivered here as well."
+    )
+
+
+def _newest(letters: list[DeadLetter]) -> DeadLetter | None:
+    return letters[-1] if letters else None
+
+
+def _check_arguments(
+    bus: EventBus, name: str | None, page_size: int, commit_every: int, max_attempts: int
+) -> None:
     if not isinstance(bus, EventBus):
         raise TypeError(f"bus must be an atlas_eda.EventBus, got {type(bus).__name__}.")
     if name is not None and (
@@ -315,7 +539,11 @@ def _check_arguments(bus: EventBus, name: str | None, page_size: int, commit_eve
             f"A follower name must be a non-empty str not starting with '__' (or None "
             f"for a follower that records no position), got {name!r}."
         )
-    for label, number in (("page_size", page_size), ("commit_every", commit_every)):
+    for label, number in (
+        ("page_size", page_size),
+        ("commit_every", commit_every),
+        ("max_attempts", max_attempts),
+    ):
         check_count(label, number, minimum=1, type_error=ValueError)
 
 

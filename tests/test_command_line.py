@@ -69,7 +69,7 @@ def test_help_lists_every_command_of_the_table_in_order(
     with pytest.raises(SystemExit) as exited:
         main(["--help"])
     assert exited.value.code == 0
-    listed = re.search(r"\{([a-z,]+)\}", capsys.readouterr().out)
+    listed = re.search(r"\{([a-z,-]+)\}", capsys.readouterr().out)
     assert listed is not None
     assert listed.group(1).split(",") == [
         "demo",
@@ -77,6 +77,7 @@ def test_help_lists_every_command_of_the_table_in_order(
         "show",
         "diff",
         "follow",
+        "dead-letters",
         "cassette",
         "replay",
     ]

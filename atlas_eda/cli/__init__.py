@@ -2,9 +2,10 @@
 its report to the stream it is given).
 
 One module per command (:mod:`.demo`, :mod:`.log`, :mod:`.show`, :mod:`.diff`,
-:mod:`.follow`, :mod:`.cassette`, :mod:`.replay`), each with the function that adds its
-arguments and the one that runs it, gathered in one :class:`~.command.Command` record;
-:data:`COMMANDS` lists them in ``--help`` order and :func:`main` dispatches through it.
+:mod:`.follow`, :mod:`.dead_letters`, :mod:`.cassette`, :mod:`.replay`), each with the
+function that adds its arguments and the one that runs it, gathered in one
+:class:`~.command.Command` record; :data:`COMMANDS` lists them in ``--help`` order and
+:func:`main` dispatches through it.
 Shared by the commands: :mod:`.format` (tables and values, on :mod:`atlas_eda.views`),
 :mod:`.stores` (opening the store a command reads) and :mod:`.apps` (loading the
 ``--types`` and ``--app`` a user names)."""
@@ -18,11 +19,12 @@ from collections.abc import Sequence
 
 from ..demo import DemoSystem, demo_session, demo_system
 from ..errors import AtlasEdaError
-from . import cassette, diff, follow, log, replay, show
+from . import cassette, dead_letters, diff, follow, log, replay, show
 from . import demo as demo_command
 from .apps import import_app_module, load_app, register_type_specs
 from .cassette import run_cassette
 from .command import USAGE_ERROR, Command, CommandError, UsageParser
+from .dead_letters import run_dead_letters
 from .demo import DEMO_URL, run_demo
 from .diff import run_diff
 from .follow import run_follow
@@ -48,6 +50,7 @@ __all__ = [
     "main",
     "register_type_specs",
     "run_cassette",
+    "run_dead_letters",
     "run_demo",
     "run_diff",
     "run_follow",
@@ -62,6 +65,7 @@ COMMANDS: tuple[Command, ...] = (
     show.COMMAND,
     diff.COMMAND,
     follow.COMMAND,
+    dead_letters.COMMAND,
     cassette.COMMAND,
     replay.COMMAND,
 )

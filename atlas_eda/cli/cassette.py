@@ -7,23 +7,36 @@ from collections.abc import Sequence
 
 from ..events import type_name
 from ..testing import Cassette
+from ..testing.cassette import MAX_LINE_BYTES
 from ..views import short_id, when
 from .apps import add_type_options, import_app_module, register_type_specs
-from .command import Command
+from .command import Command, CommandError, integer
 from .format import SUMMARY_WIDTH, data_summary, format_table
 
 __all__ = ["COMMAND", "run_cassette"]
 
 
-def run_cassette(path: str, *, types: Sequence[str] = (), app: str | None = None) -> None:
+def run_cassette(
+    path: str,
+    *,
+    types: Sequence[str] = (),
+    app: str | None = None,
+    max_line_bytes: str | None = None,
+) -> None:
     """Print the cassette at ``path`` as a table: one row per recorded event, with the
     line of the event that caused it and how many effects it performed. ``types``
     (``module:EnumName`` each) and ``app``'s module (``module:factory``; imported, the
-    factory is not called) register the cassette's own event and effect types first."""
+    factory is not called) register the cassette's own event and effect types first.
+    ``max_line_bytes`` (a number, default 64 MiB) is the longest line read."""
+    limit = (
+        MAX_LINE_BYTES if max_line_bytes is None else integer(max_line_bytes, "--max-line-bytes")
+    )
+    if limit < 1:
+        raise CommandError(f"--max-line-bytes must be at least 1, got {max_line_bytes!r}.")
     register_type_specs(types)
     if app is not None:
         import_app_module(app)
-    cassette = Cassette.load(path)
+    cassette = Cassette.load(path, max_line_bytes=limit)
     line_of = {entry.event.id: entry.line for entry in cassette}
     rows = [
         [
@@ -56,10 +69,15 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MODULE:FACTORY",
         help="import MODULE so that it registers its types (the factory is not called)",
     )
+    parser.add_argument(
+        "--max-line-bytes",
+        metavar="N",
+        help=f"refuse a line longer than N bytes (default {MAX_LINE_BYTES}, 64 MiB)",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
-    run_cassette(args.cassette, types=args.types, app=args.app)
+    run_cassette(args.cassette, types=args.types, app=args.app, max_line_bytes=args.max_line_bytes)
     return 0
 
 

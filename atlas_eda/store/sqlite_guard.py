@@ -10,6 +10,8 @@ import sqlite3
 from pathlib import Path
 
 from ..errors import StoreOpenError
+from .dead_letters import COLUMNS as _DEAD_LETTER_COLUMNS
+from .dead_letters import TABLE as _DEAD_LETTER_TABLE
 from .urls import sqlite_uri_file
 
 __all__ = ["check_sqlite_file"]
@@ -174,7 +176,7 @@ def _check_objects(connection: sqlite3.Connection, url: str) -> set[str]:
         f"{kind} {name}"
         for kind, name in objects
         if name not in _STORE_TABLES
-        and name != _TRACKING_TABLE
+        and name not in {_TRACKING_TABLE, _DEAD_LETTER_TABLE, "sqlite_sequence"}
         and not name.startswith("sqlite_autoindex_stored_")
     ]
     if others:
@@ -189,7 +191,12 @@ def _check_objects(connection: sqlite3.Connection, url: str) -> set[str]:
 def _check_columns(connection: sqlite3.Connection, tables: set[str], url: str) -> None:
     for table in tables:
         columns = [row[1] for row in connection.execute(f"PRAGMA table_info({table})")]
-        expected = _TRACKING_COLUMNS if table == _TRACKING_TABLE else _STORE_COLUMNS
+        expected = {
+            _TRACKING_TABLE: _TRACKING_COLUMNS,
+            _DEAD_LETTER_TABLE: list(_DEAD_LETTER_COLUMNS),
+        }.get(table, _STORE_COLUMNS)
+        if table == "sqlite_sequence":  # the dead letters' AUTOINCREMENT ids
+            continue
         if columns != expected:
             raise StoreOpenError(
                 f"Could not open the store at {url!r}: its table {table!r} has the columns "

@@ -17,9 +17,11 @@ import calendar
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
 import re
+import stat
 import threading
 import typing
 import warnings
@@ -37,6 +39,7 @@ from cloudevents.core.exceptions import CloudEventValidationError
 from cloudevents.core.v1.event import CloudEvent
 
 from ..bus import EventBus, check_bus
+from ..checks import check_count
 from ..document_events import KINDS, DocumentEvent, EventKind, cause_of, field_changes, kind_of
 from ..effects import Effect
 from ..errors import CassetteError, CassetteWarning, RecordedEffectError, RecordingError
@@ -64,6 +67,14 @@ __all__ = [
 ]
 
 DEFAULT_SOURCE = "atlas_eda"
+
+MAX_LINE_BYTES = 64 * 1024 * 1024
+"""The longest cassette line :meth:`Cassette.load` reads by default (64 MiB, newline
+excluded): a longer one is refused rather than read into memory without end."""
+
+_TAIL_CHUNK = 64 * 1024  # how much of a cassette's end is read at a time to find its last line
+
+logger = logging.getLogger(__name__)
 """The CloudEvents ``source`` written for events without one (read back as ``None``)."""
 
 _REQUIRED = ("specversion", "id", "source", "type")
@@ -438,7 +449,11 @@ class Recorder:
 
     An event that cannot be recorded (data that is not JSON) raises
     :class:`RecordingError` in the bus's watcher (the bus logs it); nothing of that root
-    event is written, recording stops, and :meth:`close` raises the error again."""
+    event is written, recording stops, and :meth:`close` raises the error again.
+
+    With ``append=True`` an existing cassette is continued rather than truncated; a partial
+    last line (a recorder killed mid-write) is cut off first, and what was dropped is logged
+    as a warning, so the cassette loads again."""
 
     def __init__(
         self,
@@ -447,6 +462,7 @@ class Recorder:
         *,
         fsync: bool = False,
         store: TemporalStore | None = None,
+        append: bool = False,
     ) -> None:
         check_bus("the bus to record", bus)
         if bus.history_limit == 0:
@@ -458,7 +474,10 @@ class Recorder:
         self.error: RecordingError | None = None
         self._fsync = fsync
         self._lock = threading.Lock()
-        self._file: IO[str] | None = self.path.open("w", encoding="utf-8", newline="\n")
+        if append:
+            _repair_tail(self.path)
+        mode = "a" if append else "w"
+        self._file: IO[str] | None = self.path.open(mode, encoding="utf-8", newline="\n")
         self._lines = 0
         self._history_limit = bus.history_limit
         self.store = store
@@ -565,10 +584,43 @@ def record(
     *,
     fsync: bool = False,
     store: TemporalStore | None = None,
+    append: bool = False,
 ) -> Recorder:
     """``with record(bus, "session.jsonl") as recorder:`` records the session to a
-    cassette, with the changes written to ``store`` when given (see :class:`Recorder`)."""
-    return Recorder(bus, path, fsync=fsync, store=store)
+    cassette, with the changes written to ``store`` when given; ``append=True`` continues
+    an existing cassette, its partial last line cut off first (see :class:`Recorder`)."""
+    return Recorder(bus, path, fsync=fsync, store=store, append=append)
+
+
+def _repair_tail(path: Path) -> None:
+    """Cut a partial last line (no newline: a recorder killed while writing it) off the
+    cassette at ``path``, if it exists, logging how much was dropped."""
+    try:
+        file = path.open("r+b")
+    except FileNotFoundError:
+        return
+    with file:
+        size = end = file.seek(0, os.SEEK_END)
+        while end > 0:
+            start = max(0, end - _TAIL_CHUNK)
+            file.seek(start)
+            newline = file.read(end - start).rfind(b"\n")
+            if newline >= 0:
+                end = start + newline + 1
+                break
+            end = start
+        if end == size:
+            return
+        file.truncate(end)
+        file.flush()
+        os.fsync(file.fileno())
+    logger.warning(
+        "cassette %s: dropped a partial last line of %d bytes after byte %d (a recording "
+        "cut off while writing it) before appending",
+        path,
+        size - end,
+        end,
+    )
 
 
 # -- loading -----------------------------------------------------------------------------
@@ -576,6 +628,34 @@ def record(
 
 class _BadLine(Exception):
     pass
+
+
+def _read_lines(file: Path, max_line_bytes: int) -> tuple[list[bytes], bool]:
+    """The lines of the regular file ``file`` (newlines removed), and whether its last
+    line was complete; a :class:`CassetteError` for anything else or a line too long."""
+    if not stat.S_ISREG(file.stat().st_mode):  # stat first: opening a FIFO would block
+        raise CassetteError(
+            f"cassette {str(file)!r} is not a regular file (a directory, device or pipe); "
+            f"give the path of a recorded .jsonl file."
+        )
+    lines: list[bytes] = []
+    with file.open("rb") as stream:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):  # replaced meanwhile
+            raise CassetteError(f"cassette {str(file)!r} is not a regular file.")
+        while line := stream.readline(max_line_bytes + 1):
+            if line.endswith(b"\n"):
+                lines.append(line[:-1])
+                continue
+            if len(line) > max_line_bytes:
+                raise CassetteError(
+                    f"{file}, line {len(lines) + 1}: longer than max_line_bytes="
+                    f"{max_line_bytes} bytes; if the cassette is yours, load it with a "
+                    f"larger max_line_bytes (atlas-eda cassette --max-line-bytes N).",
+                    len(lines) + 1,
+                )
+            lines.append(line)
+            return lines, False
+    return lines, True
 
 
 def _no_constant(name: str) -> Any:
@@ -854,24 +934,30 @@ class Cassette:
         self.path = path
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, strict: bool = True) -> Cassette:
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        strict: bool = True,
+        max_line_bytes: int = MAX_LINE_BYTES,
+    ) -> Cassette:
         """Read the cassette at ``path``. A bad line (malformed JSON, a truncated last
         line, not a CloudEvent, an unknown type, an unparsable time) raises
         :class:`CassetteError` naming its line; with ``strict=False`` it is skipped with a
-        :class:`CassetteWarning` instead. Types resolve only through ``register_types``."""
+        :class:`CassetteWarning` instead. Types resolve only through ``register_types``.
+        Only a regular file is read (a device or a pipe could never end), and a line
+        longer than ``max_line_bytes`` (default :data:`MAX_LINE_BYTES`) raises
+        :class:`CassetteError` naming it, even with ``strict=False``."""
+        check_count("max_line_bytes", max_line_bytes, minimum=1)
         file = Path(path)
         try:
-            raw = file.read_bytes()
+            lines, complete = _read_lines(file, max_line_bytes)
         except FileNotFoundError:
             raise CassetteError(
                 f"cassette {str(file)!r} not found; record one with atlas_eda.testing.record."
             ) from None
         except OSError as exc:
             raise CassetteError(f"cannot read cassette {str(file)!r}: {exc.strerror}.") from None
-        lines = raw.split(b"\n")
-        complete = raw.endswith(b"\n")
-        if complete:
-            lines.pop()
         entries: list[CassetteEntry] = []
         types: dict[str, Enum] = {}
         for number, line in enumerate(lines, 1):
