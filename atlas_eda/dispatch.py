@@ -46,6 +46,7 @@ from .events import (
     type_name,
 )
 from .history import History, Watchers
+from .redaction import redact_text
 from .subscriptions import Gone, Plan, Subscriptions, handler_of
 from .trace import (
     CHILD,
@@ -406,15 +407,17 @@ class Dispatcher:
 
     def _report(self, event: Event, failures: Failures) -> None:
         """Log each failure, and publish each as an ``ERROR`` event (but failures while
-        handling an ``ERROR`` event, which are only logged: no loops)."""
+        handling an ``ERROR`` event, which are only logged: no loops). The message, in the
+        log line and the event, goes through :func:`~atlas_eda.redaction.redact_text`."""
         for receiver, exc in failures:
             name = qualified_name(receiver)
+            message = redact_text(str(exc))
             logger.error(
                 "handler %s failed on %s: %s: %s",
                 name,
                 event,
                 type(exc).__name__,
-                exc,
+                message,
                 exc_info=exc,
             )
             if event.type is EventType.ERROR:
@@ -427,7 +430,7 @@ class Dispatcher:
                         "event_type": type_name(event.type),
                         "handler": name,
                         "error_type": type(exc).__name__,
-                        "error_message": str(exc),
+                        "error_message": message,
                     },
                     source="atlas_eda.bus",
                 )
