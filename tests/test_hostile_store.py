@@ -242,7 +242,7 @@ def test_follower_on_damaged_pages_raises_the_librarys_error(
     damaged_pages: tuple[Path, list[str]],
 ) -> None:
     path, _ = damaged_pages
-    with pytest.raises(AtlasEdaError) as caught:  # noqa: PT012 (opening may already fail)
+    with pytest.raises(AtlasEdaError) as caught:
         with StoreFollower(sqlite_url(path), EventBus(), None, from_start=True) as follower:
             follower.poll()
     assert str(path) in str(caught.value)
