@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     )
     from .events import Event, EventId, EventType
     from .follower import StoreFollower
+    from .redaction import add_redaction_pattern, redact_text
     from .service import DocumentService
     from .store import TemporalStore
     from .timeline import (
@@ -105,6 +106,8 @@ __all__ = [
     "UnhandledEffectError",
     "UnknownAspectError",
     "UnknownEventError",
+    "add_redaction_pattern",
+    "redact_text",
 ]
 
 __version__ = "0.1.0"
@@ -143,6 +146,7 @@ make_lazy(
         ),
         ".events": ("Event", "EventId", "EventType"),
         ".follower": ("StoreFollower",),
+        ".redaction": ("add_redaction_pattern", "redact_text"),
         ".service": ("DocumentService",),
         ".store": ("TemporalStore",),
         ".timeline": (
