@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from conftest import run_cli, sqlite_url
@@ -229,6 +230,7 @@ def test_library_read_paths_raise_store_read_error_on_damaged_pages(
         "timeline": lambda: list(store.timeline()),
         "get_document": lambda: [store.get_document(i) for i in ids],
         "latest_version": lambda: [store.latest_version(i) for i in ids],
+        "events.get": lambda: [list(store.events.get(UUID(i))) for i in ids],
     }
     for name, read in reads.items():
         with pytest.raises(StoreReadError) as caught:

@@ -24,7 +24,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
@@ -157,10 +157,16 @@ class _DocumentApplication(Application[UUID]):
 
 class StoredEventsView:
     """Read-only access to one of eventsourcing's event stores (the store's events or
-    its snapshots): :meth:`get` only, for inspection."""
+    its snapshots): :meth:`get` only, for inspection. ``reading`` turns the database's
+    errors into the store's (a :class:`StoreReadError` naming the store)."""
 
-    def __init__(self, events: EventStore[UUID]) -> None:
+    def __init__(
+        self,
+        events: EventStore[UUID],
+        reading: Callable[[str], AbstractContextManager[None]] | None = None,
+    ) -> None:
         self._events = events
+        self._reading = reading
 
     def get(
         self,
@@ -173,7 +179,10 @@ class StoredEventsView:
     ) -> Iterator[DomainEventProtocol[UUID]]:
         """The decoded events of ``originator_id`` (versions above ``gt``, up to ``lte``),
         oldest first unless ``desc``, at most ``limit``: eventsourcing's ``EventStore.get``."""
-        return self._events.get(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
+        if self._reading is None:
+            return self._events.get(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
+        with self._reading(f"the events of {originator_id}"):
+            return self._events.get(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
 
 
 class TemporalStore:
@@ -517,14 +526,14 @@ class TemporalStore:
     @property
     def events(self) -> StoredEventsView:
         """The stored document events, read-only (``events.get(uuid)``)."""
-        return StoredEventsView(self._application.events)
+        return StoredEventsView(self._application.events, self._reading)
 
     @property
     def snapshots(self) -> StoredEventsView | None:
         """The stored snapshots, read-only (``snapshots.get(uuid)``); ``None`` when
         snapshots are off."""
         snapshots = self._application.snapshots
-        return None if snapshots is None else StoredEventsView(snapshots)
+        return None if snapshots is None else StoredEventsView(snapshots, self._reading)
 
     # -- lifetime ----------------------------------------------------------------------
 
