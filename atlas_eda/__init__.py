@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         AsyncHandlerError,
         AtlasEdaError,
         ConcurrencyError,
+        CorruptStoreError,
         DeliveryAfterCommitError,
         DocumentDeletedError,
         DocumentNotFoundError,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
         RecordedEffectError,
         StoreClosedError,
         StoreOpenError,
+        StoreReadError,
         StoreURLError,
         SubscriptionError,
         UnhandledEffectError,
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from .events import Event, EventId, EventType
     from .follower import StoreFollower
     from .payloads import FrozenDict, FrozenList, freeze_payload
+    from .redaction import add_redaction_pattern, redact_text
     from .service import DocumentService
     from .store import TemporalStore
     from .store.dead_letters import FollowerDeadLetter
@@ -69,6 +72,7 @@ __all__ = [
     "AtlasEdaError",
     "Cause",
     "ConcurrencyError",
+    "CorruptStoreError",
     "Cursor",
     "DeadLetter",
     "Delivery",
@@ -113,6 +117,7 @@ __all__ = [
     "StoreClosedError",
     "StoreFollower",
     "StoreOpenError",
+    "StoreReadError",
     "StoreURLError",
     "SubscriptionError",
     "TemporalStore",
@@ -120,7 +125,9 @@ __all__ = [
     "UnhandledEffectError",
     "UnknownAspectError",
     "UnknownEventError",
+    "add_redaction_pattern",
     "freeze_payload",
+    "redact_text",
 ]
 
 __version__ = "0.1.0"
@@ -137,6 +144,7 @@ make_lazy(
             "AsyncHandlerError",
             "AtlasEdaError",
             "ConcurrencyError",
+            "CorruptStoreError",
             "DeliveryAfterCommitError",
             "DocumentDeletedError",
             "DocumentNotFoundError",
@@ -156,6 +164,7 @@ make_lazy(
             "RecordedEffectError",
             "StoreClosedError",
             "StoreOpenError",
+            "StoreReadError",
             "StoreURLError",
             "SubscriptionError",
             "UnhandledEffectError",
@@ -166,6 +175,7 @@ make_lazy(
         ".follower": ("StoreFollower",),
         ".payloads": ("FrozenDict", "FrozenList", "freeze_payload"),
         ".store.dead_letters": ("FollowerDeadLetter",),
+        ".redaction": ("add_redaction_pattern", "redact_text"),
         ".service": ("DocumentService",),
         ".store": ("TemporalStore",),
         ".timeline": (

@@ -30,6 +30,7 @@ import aspectlib
 from .checks import check_count
 from .errors import UnknownAspectError
 from .events import EventType
+from .redaction import DEFAULT_SECRET_NAMES, REDACTED, normal_name, redact_text
 
 __all__ = [
     "DEFAULT_SECRET_NAMES",
@@ -45,30 +46,9 @@ logger = logging.getLogger(__name__)
 
 _NAME_ATTR = "__atlas_eda_name__"
 
-DEFAULT_SECRET_NAMES: tuple[str, ...] = (
-    "password",
-    "passwd",
-    "token",
-    "secret",
-    "api_key",
-    "authorization",
-    "credential",
-    "private_key",
-)
-"""Parts of argument (and dict key) names whose values :class:`LoggingAspect` never logs.
-Matched case-insensitively, ignoring ``_`` and ``-``: ``api_key`` also covers ``apiKey``,
-``X-Api-Key`` and ``api_keys``."""
-
-REDACTED = "***"
-"""What :class:`LoggingAspect` logs instead of a secret value."""
-
 MIN_REPR = 8
 """The smallest ``max_repr`` a :class:`LoggingAspect` takes: room for a short value and
 its ellipsis."""
-
-
-def _normal(name: str) -> str:
-    return name.lower().replace("_", "").replace("-", "")
 
 
 class _SafeRepr(reprlib.Repr):
@@ -297,7 +277,10 @@ class LoggingAspect(_NamedAspect):
     ``secret_names`` (default :data:`DEFAULT_SECRET_NAMES`: password, token, secret,
     api_key, authorization, ...; compared case-insensitively, ignoring ``_`` and ``-``) is
     logged as ``***``, and so is the value of such a key in a mapping argument. Every
-    argument's repr, and the failure's message, is cut to ``max_repr`` characters."""
+    argument's repr, and the failure's message, is cut to ``max_repr`` characters. The
+    failure's message (logged and in the ``ERROR`` event) goes through
+    :func:`atlas_eda.redaction.redact_text`: values after a secret name, URL passwords and
+    the patterns added with :func:`atlas_eda.redaction.add_redaction_pattern` are hidden."""
 
     def __init__(
         self,
@@ -315,7 +298,7 @@ class LoggingAspect(_NamedAspect):
                 f"({secret_names!r},) for a single name."
             )
         names = tuple(secret_names)
-        if not all(isinstance(n, str) and _normal(n) for n in names):
+        if not all(isinstance(n, str) and normal_name(n) for n in names):
             raise TypeError(f"secret_names must hold non-empty strs, got {names!r}.")
         check_count("max_repr", max_repr, minimum=MIN_REPR, type_error=ValueError)
         self.logger = logger if logger is not None else logging.getLogger(__name__)
@@ -323,7 +306,7 @@ class LoggingAspect(_NamedAspect):
         self.level = level
         self.secret_names = names
         self.max_repr = max_repr
-        self._secret_parts = tuple(_normal(n) for n in names)
+        self._secret_parts = tuple(normal_name(n) for n in names)
         self._repr = _SafeRepr(max_repr, self.is_secret)
         self._ids = itertools.count(1)
 
@@ -331,7 +314,7 @@ class LoggingAspect(_NamedAspect):
         """Whether an argument or key called ``name`` holds a secret (never logged)."""
         if not isinstance(name, str):
             return False
-        normal = _normal(name)
+        normal = normal_name(name)
         return any(part in normal for part in self._secret_parts)
 
     def _format_call(
@@ -376,7 +359,7 @@ class LoggingAspect(_NamedAspect):
                     "request_id": request_id,
                     "method": name,
                     "error_type": type(exc).__name__,
-                    "error_message": str(exc),
+                    "error_message": _message(exc),
                     "execution_time": elapsed,
                 },
                 source="atlas_eda.aspects",
@@ -419,8 +402,9 @@ class LoggingAspect(_NamedAspect):
 
 
 def _message(exc: BaseException) -> str:
+    """The exception's message, secrets hidden (see :mod:`atlas_eda.redaction`)."""
     try:
-        return str(exc)
+        return redact_text(str(exc))
     except Exception:  # a hostile __str__ must not hide the real failure
         return f"<{type(exc).__name__} whose message cannot be shown>"
 

@@ -13,6 +13,7 @@ from time import time
 from typing import Any
 
 from .events import Event
+from .redaction import redact_text
 from .trace import handler_name
 
 __all__ = ["DeadLetter", "DeadLetters"]
@@ -21,12 +22,14 @@ __all__ = ["DeadLetter", "DeadLetters"]
 logger = logging.getLogger("atlas_eda.bus")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class DeadLetter:
     """One failed delivery kept for inspection and retry: the event, the handler that
     raised (held strongly until the letter is retried away or cleared), its name, the
     exception, when it failed (``time.time()``) and how many times it has been tried.
-    ``handler_name`` is the handler's ``__qualname__``, as in traces."""
+    ``handler_name`` is the handler's ``__qualname__``, as in traces. What it shows of
+    the exception (``error_message``, its repr) has secrets hidden
+    (:func:`atlas_eda.redaction.redact_text`); ``error`` is the exception itself."""
 
     event: Event
     handler: Callable[[Event], Any]
@@ -34,6 +37,18 @@ class DeadLetter:
     error: Exception
     failed_at: float
     attempts: int = 1
+
+    @property
+    def error_message(self) -> str:
+        """The exception's type and message, secrets hidden: what is safe to show."""
+        return f"{type(self.error).__name__}: {redact_text(str(self.error))}"
+
+    def __repr__(self) -> str:
+        return (
+            f"DeadLetter(event={self.event!r}, handler_name={self.handler_name!r}, "
+            f"error={self.error_message!r}, failed_at={self.failed_at!r}, "
+            f"attempts={self.attempts!r})"
+        )
 
 
 class DeadLetters:
@@ -71,7 +86,11 @@ class DeadLetters:
                 self._replace(letter, None)
                 done += 1
                 continue
-            logger.warning("dead letter retry: %s failed again: %s", letter.handler_name, error)
+            logger.warning(
+                "dead letter retry: %s failed again: %s",
+                letter.handler_name,
+                redact_text(str(error)),
+            )
             self._replace(
                 letter, dataclasses.replace(letter, error=error, attempts=letter.attempts + 1)
             )

@@ -49,6 +49,7 @@ from .events import (
 )
 from .history import History, Watchers
 from .payloads import FrozenDict, freeze_payload, is_tracked
+from .redaction import redact_text
 from .subscriptions import Gone, Plan, Subscriptions, handler_of
 from .trace import (
     CHILD,
@@ -425,18 +426,21 @@ class Dispatcher:
 
     def _report(self, event: Event, failures: Failures) -> Exception | None:
         """Log each failure, and publish each as an ``ERROR`` event (but failures while
-        handling an ``ERROR`` event, which are only logged: no loops). Returns the first
-        error that must reach the publisher (a cycle: say an ``ERROR`` handler that
-        publishes ``ERROR``) raised while delivering those ``ERROR`` events, else None."""
+        handling an ``ERROR`` event, which are only logged: no loops). The message, in the
+        log line and the event, goes through :func:`~atlas_eda.redaction.redact_text`.
+        Returns the first error that must reach the publisher (a cycle: say an ``ERROR``
+        handler that publishes ``ERROR``) raised while delivering those ``ERROR`` events,
+        else None."""
         propagating: Exception | None = None
         for receiver, exc in failures:
             name = qualified_name(receiver)
+            message = redact_text(str(exc))
             logger.error(
                 "handler %s failed on %s: %s: %s",
                 name,
                 event,
                 type(exc).__name__,
-                exc,
+                message,
                 exc_info=exc,
             )
             if event.type is EventType.ERROR:
@@ -449,7 +453,7 @@ class Dispatcher:
                         "event_type": type_name(event.type),
                         "handler": name,
                         "error_type": type(exc).__name__,
-                        "error_message": str(exc),
+                        "error_message": message,
                     },
                     source="atlas_eda.bus",
                 )

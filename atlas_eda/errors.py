@@ -251,3 +251,21 @@ class InvalidArgumentError(AtlasEdaError, TypeError):
 
 class StoreClosedError(AtlasEdaError):
     """A ``TemporalStore`` was used after ``close()``: open it again with its URL."""
+
+
+class StoreReadError(AtlasEdaError):
+    """A store's database could not be read after it was opened: a damaged page, a
+    schema that cannot be decoded, a connection lost. The message names the store (its URL
+    without the password) and what was being read; the database's own error is the
+    ``__cause__``. Nothing was written."""
+
+
+class CorruptStoreError(StoreReadError):
+    """A stored event is not one this store wrote: its topic names no class registered
+    with :func:`atlas_eda.store.topics.register_topic` (nothing is imported), or its state
+    cannot be decoded. ``position`` is its log position when it was read from the log
+    (``None`` when it was read by document id: the message names the id and version)."""
+
+    def __init__(self, message: str, position: int | None = None) -> None:
+        super().__init__(message)
+        self.position = position

@@ -291,9 +291,7 @@ class StoreFollower:
         try:
             event = self._event(notification)
         except Exception as exc:  # kept as a dead letter (and logged), never swallowed
-            failure = Failure(
-                f"<decoding position {notification.id}>", type(exc).__name__, str(exc)
-            )
+            failure = Failure.of(f"<decoding position {notification.id}>", exc)
             self._failed(notification, "", [failure], exc, attempts=1)
             return
         failures, error = self._publish(event)
@@ -330,7 +328,7 @@ class StoreFollower:
         except HandlerFailures as group:
             return self._named(event, group.exceptions), group
         except Exception as exc:  # a middleware, an EventCycleError ...: the delivery failed
-            return [Failure(UNKNOWN_HANDLER, type(exc).__name__, str(exc))], exc
+            return [Failure.of(UNKNOWN_HANDLER, exc)], exc
         if not keeps_letters:
             return [], None
         kept: list[Failure] = []
@@ -338,9 +336,7 @@ class StoreFollower:
             if letter is newest:
                 break
             if letter.event.id == event.id:
-                kept.append(
-                    Failure(letter.handler_name, type(letter.error).__name__, str(letter.error))
-                )
+                kept.append(Failure.of(letter.handler_name, letter.error))
         return kept[::-1], None
 
     def _named(self, event: Event, errors: Sequence[BaseException]) -> list[Failure]:
@@ -354,10 +350,7 @@ class StoreFollower:
                 pass
             else:
                 names = {id(d.error): d.handler for d in trace.deliveries if d.error is not None}
-        return [
-            Failure(names.get(id(exc), UNKNOWN_HANDLER), type(exc).__name__, str(exc))
-            for exc in errors
-        ]
+        return [Failure.of(names.get(id(exc), UNKNOWN_HANDLER), exc) for exc in errors]
 
     def _failed(
         self,
@@ -478,7 +471,7 @@ class StoreFollower:
         try:
             event = self._event(page[0])
         except Exception as exc:  # still undecodable: the letter stays
-            return Failure(letter.handler, type(exc).__name__, str(exc))
+            return Failure.of(letter.handler, exc)
         failures, _ = self._publish(event)
         if not failures:
             return None

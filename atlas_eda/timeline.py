@@ -19,6 +19,7 @@ from .checks import as_uuid, is_int
 from .document import Document
 from .document_events import UNKNOWN, Cause, EventKind, cause_of, field_changes, kind_of
 from .errors import AtlasEdaError, PositionError
+from .redaction import redact_url
 from .views import fields_table, html_table, short, short_id, when
 
 if TYPE_CHECKING:  # only for annotations: the store sits above this module
@@ -493,12 +494,12 @@ class Timeline(Sequence[RecordedEvent]):
     # -- display -----------------------------------------------------------------------
 
     def __repr__(self) -> str:
-        return f"Timeline({len(self)} events in {self.store.url})"
+        return f"Timeline({len(self)} events in {redact_url(self.store.url)})"
 
     def _repr_html_(self) -> str:
         total = len(self)
         shown = self.events_between(max(total - HTML_ROWS + 1, 1), total)
-        caption = f"Timeline of {self.store.url}: {total} events" + (
+        caption = f"Timeline of {redact_url(self.store.url)}: {total} events" + (
             f", the last {len(shown)} shown" if len(shown) < total else ""
         )
         return html_table(

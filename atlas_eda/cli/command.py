@@ -4,13 +4,14 @@ arguments that several commands share."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
 from ..errors import AtlasEdaError
 
-__all__ = ["Command", "CommandError", "UsageParser", "integer", "position"]
+__all__ = ["MAX_NUMBER", "Command", "CommandError", "UsageParser", "integer", "position"]
 
 USAGE_ERROR = 2
 """The exit status of a usage error or of bad input, as for every command-line tool."""
@@ -43,12 +44,22 @@ class Command:
     description: str | None = None
 
 
+MAX_NUMBER = sys.maxsize
+"""The largest number a numeric argument takes (a count or position past it is refused,
+rather than overflowing what Python's slices and SQLite's integers can hold)."""
+
+
 def integer(text: str, what: str) -> int:
-    """``text`` as an int; a :class:`CommandError` naming the argument ``what`` if not."""
-    try:
-        return int(text)
-    except ValueError:
-        raise CommandError(f"{what} must be a whole number, got {text!r}.") from None
+    """``text`` (ASCII digits, an optional sign) as an int of at most :data:`MAX_NUMBER`;
+    a :class:`CommandError` naming the argument ``what`` if not."""
+    digits = text.strip().removeprefix("-").removeprefix("+")
+    if not (digits.isascii() and digits.isdigit()):
+        raise CommandError(f"{what} must be a whole number, got {text!r}.")
+    if len(digits) > len(str(MAX_NUMBER)) or abs(int(text)) > MAX_NUMBER:
+        raise CommandError(
+            f"{what} is {text.strip()}, too large: the most it takes is {MAX_NUMBER}."
+        )
+    return int(text)
 
 
 def position(text: str, what: str, last: int) -> int:

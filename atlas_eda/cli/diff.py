@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..redaction import redact_url
 from .command import Command, position
 from .format import field_value, format_table, wrapped_rows
 from .stores import add_store_option, open_store
@@ -30,7 +31,8 @@ def run_diff(url: str | None, a: str, b: str) -> None:
             )
         print(
             format_table(
-                f"Differences in {store.url} from position {first} to position {second}: "
+                f"Differences in {redact_url(store.url)} from position {first} to position "
+                f"{second}: "
                 f"{len(diff.added)} added, {len(diff.removed)} removed, "
                 f"{len(diff.changed)} changed",
                 ["document", "change", "field", f"before (#{first})", f"after (#{second})"],

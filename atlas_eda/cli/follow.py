@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 
 from ..bus import EventBus
 from ..events import Event
@@ -60,8 +61,11 @@ def _seconds(timeout: str | None) -> float | None:
         seconds = float(timeout)
     except ValueError:
         seconds = -1.0
-    if not seconds > 0:
-        raise CommandError(f"--timeout must be a positive number of seconds, got {timeout!r}.")
+    if not 0 < seconds < math.inf:
+        raise CommandError(
+            f"--timeout must be a positive, finite number of seconds, got {timeout!r}; "
+            f"leave it out to follow until Ctrl-C."
+        )
     return seconds
 
 

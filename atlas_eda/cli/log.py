@@ -7,6 +7,7 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
+from ..redaction import redact_url
 from ..store import TemporalStore
 from ..timeline import RecordedEvent
 from ..views import when
@@ -42,7 +43,7 @@ def run_log(
             hidden = last - events[-1].position
         else:
             hidden = latest - events[-1].version
-        print(_table(store.url, document_id, events, last))
+        print(_table(redact_url(store.url), document_id, events, last))
         if hidden:
             noun = "event" if hidden == 1 else "events"
             print(

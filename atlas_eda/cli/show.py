@@ -88,14 +88,24 @@ def _as_of(store: TemporalStore, document_id: str, moment: datetime) -> tuple[Do
 
 
 def parse_time(text: str) -> datetime:
-    """An ISO-8601 time; one without a UTC offset is taken as UTC."""
+    """An ISO-8601 time, in UTC; one without a UTC offset is taken as UTC. A time that
+    cannot be moved to UTC (outside the years 1 to 9999 there) is a :class:`CommandError`."""
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise CommandError(
             f"--at {text!r} is not an ISO-8601 time: expected {TIME_FORMAT}."
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        # In UTC here, so that comparing it with the store's times cannot overflow later
+        # (0001-01-01T00:00:00+14:00 is before the first moment a datetime holds in UTC).
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise CommandError(
+            f"--at {text!r} is out of range: in UTC it falls outside the years 1 to 9999."
+        ) from None
 
 
 def versions_line(latest: int, shown: int) -> str:

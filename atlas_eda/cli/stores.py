@@ -16,7 +16,7 @@ from uuid import UUID
 
 from eventsourcing.domain import EventSourcingError
 
-from ..store import ENV_VAR, TemporalStore, persistence_settings
+from ..store import ENV_VAR, TemporalStore, persistence_settings, redact_url
 from .command import CommandError
 
 __all__ = ["add_store_option", "check_existing", "open_store", "resolve_document", "store_url"]
@@ -89,7 +89,7 @@ def open_store(given: str | None) -> Iterator[TemporalStore]:
         yield store
     except (sqlite3.Error, EventSourcingError) as exc:
         raise CommandError(
-            f"could not read the store at {url!r}: {exc}. Is it an atlas_eda store?"
+            f"could not read the store at {redact_url(url)!r}: {exc}. Is it an atlas_eda store?"
         ) from exc
     finally:
         store.close()
@@ -106,8 +106,8 @@ def resolve_document(store: TemporalStore, given: str) -> tuple[str, int]:
     version = store.latest_version(str(key)) if key is not None else None
     if version is None:
         raise CommandError(
-            f"no document has id {given!r} in {store.url}; list the document ids with: "
-            f"atlas-eda log --store {store.url}"
+            f"no document has id {given!r} in {redact_url(store.url)}; list the document ids "
+            f"with: atlas-eda log --store {redact_url(store.url)}"
         )
     return str(key), version
 
@@ -124,6 +124,6 @@ def _by_prefix(store: TemporalStore, given: str) -> UUID | None:
     if len(matches) > 1:
         raise CommandError(
             f"{given!r} is the start of {len(matches)} document ids; give more of the id "
-            f"(list them with: atlas-eda log --store {store.url})."
+            f"(list them with: atlas-eda log --store {redact_url(store.url)})."
         )
     return UUID(matches[0]) if matches else None

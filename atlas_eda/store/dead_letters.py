@@ -20,6 +20,8 @@ from typing import Any, cast
 
 from eventsourcing.persistence import Tracking, TrackingRecorder
 
+from ..redaction import redact_text
+
 __all__ = ["COLUMNS", "TABLE", "DeadLetterTable", "Failure", "FollowerDeadLetter"]
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,12 @@ class Failure:
     handler: str
     error_type: str
     error_message: str
+
+    @classmethod
+    def of(cls, handler: str, exc: BaseException) -> Failure:
+        """The failure of ``handler`` with ``exc``, its message redacted as every message
+        the library keeps is (:func:`~atlas_eda.redaction.redact_text`)."""
+        return cls(handler, type(exc).__name__, redact_text(str(exc)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,12 +31,12 @@ from uuid import UUID, uuid5
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
-from eventsourcing.utils import get_topic
 
 from ..checks import as_uuid
 from ..effects import Effect, EffectHandler, EffectMonad, EffectType
 from ..errors import AtlasEdaError, InvalidEffectError, OutboxError
 from ..views import short_repr
+from .topics import register_topic
 
 __all__ = [
     "OUTBOX_ID_NAMESPACE",
@@ -131,8 +131,9 @@ class OutboxEntry(Aggregate):
         self.status = "discarded"
 
 
+# Registered as the only classes outbox rows may name (stored topics resolve to nothing else).
 OUTBOX_TOPICS: tuple[str, ...] = tuple(
-    get_topic(cls)
+    register_topic(cls)
     for cls in (
         OutboxEntry.Created,
         OutboxEntry.Performed,
@@ -141,6 +142,7 @@ OUTBOX_TOPICS: tuple[str, ...] = tuple(
     )
 )
 """The topics of the outbox's stored events (they share the store's log)."""
+register_topic(OutboxEntry)
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self, TypeVar, cast
 from uuid import UUID, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
+from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import (
     ApplicationRecorder,
     ConnectionUnavailableError,
@@ -60,6 +62,7 @@ from ..effects import Effect
 from ..errors import (
     AtlasEdaError,
     ConcurrencyError,
+    CorruptStoreError,
     DeliveryAfterCommitError,
     EventCycleError,
     InvalidDocumentError,
@@ -67,6 +70,7 @@ from ..errors import (
     PositionError,
     StoreClosedError,
     StoreOpenError,
+    StoreReadError,
 )
 from ..timeline import Timeline
 from ..trace import EVENT, Record, running
@@ -76,6 +80,7 @@ from .outbox import Outbox, Performer, check_effects, outbox_entry
 from .postgres import creation_lock
 from .postgres import listen_connection as open_listen_connection
 from .sqlite_guard import check_sqlite_file
+from .topics import AllowListMapper, register_topic
 from .urls import DEFAULT_URL, ENV_VAR, is_postgres, persistence_settings, redact_url
 
 if TYPE_CHECKING:
@@ -165,6 +170,11 @@ class _ClosedApplication:
         )
 
 
+# The classes the store's rows may name: stored topics resolve to these and nothing else.
+for _stored_class in (Document, Document.Created, Document.Updated, Document.Deleted, Snapshot):
+    register_topic(_stored_class)
+
+
 class _DocumentApplication(Application[UUID]):
     """eventsourcing's application of the store's documents. Only the store holds it, so
     nothing can ``save`` behind the store's back (no checks, no bus notifications)."""
@@ -182,13 +192,26 @@ class _DocumentApplication(Application[UUID]):
                 factory.close()  # a PostgreSQL pool would go on retrying in its threads
             raise
 
+    def construct_mapper(self) -> Mapper[UUID]:
+        """eventsourcing's mapper, resolving only the registered topics (never importing
+        a module a stored row names)."""
+        return self.factory.mapper(
+            transcoder=self.construct_transcoder(), mapper_class=AllowListMapper
+        )
+
 
 class StoredEventsView:
     """Read-only access to one of eventsourcing's event stores (the store's events or
-    its snapshots): :meth:`get` only, for inspection."""
+    its snapshots): :meth:`get` only, for inspection. ``reading`` turns the database's
+    errors into the store's (a :class:`StoreReadError` naming the store)."""
 
-    def __init__(self, events: EventStore[UUID]) -> None:
+    def __init__(
+        self,
+        events: EventStore[UUID],
+        reading: Callable[[str], AbstractContextManager[None]] | None = None,
+    ) -> None:
         self._events = events
+        self._reading = reading
 
     def get(
         self,
@@ -201,7 +224,10 @@ class StoredEventsView:
     ) -> Iterator[DomainEventProtocol[UUID]]:
         """The decoded events of ``originator_id`` (versions above ``gt``, up to ``lte``),
         oldest first unless ``desc``, at most ``limit``: eventsourcing's ``EventStore.get``."""
-        return self._events.get(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
+        if self._reading is None:
+            return self._events.get(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
+        with self._reading(f"the events of {originator_id}"):
+            return self._events.get(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
 
 
 class TemporalStore:
@@ -262,6 +288,9 @@ class TemporalStore:
         except (PersistenceError, sqlite3.Error, OSError) as exc:
             raise StoreOpenError(_open_error_message(url, self._settings, exc)) from None
         self._outbox = Outbox(self._application)
+        mapper = self._application.mapper
+        if isinstance(mapper, AllowListMapper):
+            mapper.where = repr(redact_url(url))
         self._check_readable(cipher_key_from_env(cipher_key))
         logger.debug("opened store %s", redact_url(url))
 
@@ -443,10 +472,9 @@ class TemporalStore:
         key = as_uuid(document_id)
         if key is None:
             return None
-        timestamps = [
-            self.decode(stored).timestamp
-            for stored in self._application.recorder.select_events(key)
-        ]
+        with self._reading(f"the events of document {key}"):
+            stored_events = self._application.recorder.select_events(key)
+            timestamps = [self.decode(stored).timestamp for stored in stored_events]
         version = bisect.bisect_right(timestamps, when)
         return self.get_document(str(key), version=version) if version else None
 
@@ -456,7 +484,8 @@ class TemporalStore:
         key = as_uuid(document_id)
         if key is None:
             return None
-        newest = self._application.recorder.select_events(key, desc=True, limit=1)
+        with self._reading(f"the newest event of document {key}"):
+            newest = self._application.recorder.select_events(key, desc=True, limit=1)
         return newest[0].originator_version if newest else None
 
     def timeline(self, *, page_size: int | None = None) -> Timeline:
@@ -480,7 +509,8 @@ class TemporalStore:
     def last_position(self) -> int:
         """The position of the newest event in the store's log (0: the store is empty).
         Positions are eventsourcing's notification ids: 1, 2, 3, ... in commit order."""
-        return self._application.recorder.max_notification_id() or 0
+        with self._reading("the last position of the log"):
+            return self._application.recorder.max_notification_id() or 0
 
     def notifications(
         self,
@@ -498,13 +528,19 @@ class TemporalStore:
         records of the :attr:`outbox` share the log, so their positions are gaps here."""
         if kinds is not None and not kinds:
             return []
-        return self._application.recorder.select_notifications(
-            start=start, limit=limit, stop=stop, topics=topics(KINDS if kinds is None else kinds)
-        )
+        with self._reading(f"the log from position {start}"):
+            return self._application.recorder.select_notifications(
+                start=start,
+                limit=limit,
+                stop=stop,
+                topics=topics(KINDS if kinds is None else kinds),
+            )
 
     def decode(self, stored: StoredEvent) -> DocumentEvent:
         """The Document event a notification (or any stored event of this store) holds,
-        decrypted and decoded by the store's own mapper."""
+        decrypted and decoded by the store's own mapper. An event the store did not write
+        (an unregistered topic, a state that cannot be decoded) is a
+        :class:`CorruptStoreError` naming its position."""
         return as_document_event(self._application.mapper.to_domain_event(stored))
 
     def copy_until(self, position: int, into: TemporalStore) -> None:
@@ -584,14 +620,14 @@ class TemporalStore:
     @property
     def events(self) -> StoredEventsView:
         """The stored document events, read-only (``events.get(uuid)``)."""
-        return StoredEventsView(self._application.events)
+        return StoredEventsView(self._application.events, self._reading)
 
     @property
     def snapshots(self) -> StoredEventsView | None:
         """The stored snapshots, read-only (``snapshots.get(uuid)``); ``None`` when
         snapshots are off."""
         snapshots = self._application.snapshots
-        return None if snapshots is None else StoredEventsView(snapshots)
+        return None if snapshots is None else StoredEventsView(snapshots, self._reading)
 
     # -- lifetime ----------------------------------------------------------------------
 
@@ -624,12 +660,33 @@ class TemporalStore:
 
     # -- internals ---------------------------------------------------------------------
 
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """Turn the database's own errors while reading ``what`` into a
+        :class:`StoreReadError` naming the store (a lock timeout is left as it is: the
+        write paths retry it)."""
+        try:
+            yield
+        except AtlasEdaError:
+            raise
+        except (PersistenceError, sqlite3.Error, UnicodeDecodeError) as exc:
+            if isinstance(exc, OperationalError | sqlite3.OperationalError) and _is_lock_error(exc):
+                raise
+            raise StoreReadError(
+                f"Could not read {what} from the store at {redact_url(self.url)!r}: "
+                f"{_redacted(str(exc), self._settings)}. If the database is damaged, "
+                f"restore it from a backup."
+            ) from exc
+
     def _load(self, document_id: str | UUID, version: int | None = None) -> Document | None:
         key = as_uuid(document_id)
         if key is None:
             return None
         try:
-            document: object = self.repository.get(key, version=version, projector_func=_project)
+            with self._reading(f"document {key}"):
+                document: object = self.repository.get(
+                    key, version=version, projector_func=_project
+                )
         except AggregateNotFoundError:
             return None
         return document if isinstance(document, Document) else None
@@ -722,12 +779,15 @@ class TemporalStore:
             first = self._first_stored_event()
             if first is not None:
                 self._application.mapper.to_domain_event(first)
-        except MapperDeserialisationError as exc:
+        except CorruptStoreError as exc:
             self.close()
+            cause = exc.__cause__
+            if not isinstance(cause, MapperDeserialisationError):
+                raise StoreOpenError(str(exc)) from None
             given = "no cipher key was given" if cipher_key is None else "a cipher key was given"
             raise StoreOpenError(
                 f"Could not read the store at {redact_url(self.url)!r}: {given}, and its "
-                f"events cannot be decoded with it ({exc}). The store was written with a "
+                f"events cannot be decoded with it ({cause}). The store was written with a "
                 f"different key, or with encryption when none is given now (or the "
                 f"reverse): pass the cipher_key it was written with (or set {CIPHER_ENV_VAR})."
             ) from None
@@ -814,12 +874,15 @@ class TemporalStore:
             return list(self._known_ids)
 
 
+def _redacted(text: str, settings: Mapping[str, str]) -> str:
+    """``text`` without the store's PostgreSQL password (a driver may quote it)."""
+    password = next((v for k, v in settings.items() if k.endswith("POSTGRES_PASSWORD")), "")
+    return text.replace(password, "***") if password else text
+
+
 def _open_error_message(url: str, settings: Mapping[str, str], exc: BaseException) -> str:
     """Why the store could not be opened, and what to do; never the password."""
-    reason = str(exc)
-    password = next((v for k, v in settings.items() if k.endswith("POSTGRES_PASSWORD")), "")
-    if password:
-        reason = reason.replace(password, "***")
+    reason = _redacted(str(exc), settings)
     if not is_postgres(url):
         return (
             f"Could not open the store at {url!r}: {reason}. Check that the file is an "

@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from ..errors import StoreURLError
+from ..redaction import redact_url
 
 __all__ = [
     "DEFAULT_URL",
@@ -88,19 +89,6 @@ def persistence_settings(url: str) -> dict[str, str]:
 def is_postgres(url: str) -> bool:
     """Whether ``url`` names a PostgreSQL store (either spelling of the scheme)."""
     return url.lower().startswith(("postgresql:", "postgres:"))
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password (if any) replaced by ``***``: safe for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, tail = rest.partition("/")
-    userinfo, at, host = authority.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    user = userinfo.partition(":")[0]
-    return f"{scheme}://{user}:***@{host}{slash}{tail}"
 
 
 def _postgres_settings(url: str) -> dict[str, str]:

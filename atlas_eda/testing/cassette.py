@@ -44,6 +44,7 @@ from ..document_events import KINDS, DocumentEvent, EventKind, cause_of, field_c
 from ..effects import Effect
 from ..errors import CassetteError, CassetteWarning, RecordedEffectError, RecordingError
 from ..events import EMPTY_METADATA, Event, type_name
+from ..redaction import redact_text
 from ..trace import EffectOutcome, EventTrace
 from ..views import short_repr
 from .types import exception_name, payload_type_name, resolve_payload_type, resolve_type
@@ -180,7 +181,8 @@ class RecordedError:
         the original was, so that re-recording a replay gives the same cassette."""
         if isinstance(error, RecordedEffectError):
             return cls(error.recorded_type, error.recorded_message)
-        return cls(exception_name(type(error)), str(error))
+        # Secrets in the message stay out of the cassette (atlas_eda.redaction).
+        return cls(exception_name(type(error)), redact_text(str(error)))
 
     @property
     def qualified(self) -> bool:
