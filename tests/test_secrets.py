@@ -19,6 +19,7 @@ from atlas_eda import (
     EventBus,
     EventType,
     LoggingAspect,
+    StoreFollower,
     StoreURLError,
     TemporalStore,
 )
@@ -245,3 +246,19 @@ def test_failing_postgresql_sessions_never_show_the_password(
     assert "leaky:***@" in everything  # the URLs are shown, without their password
     for form in [*_forms(LEAKY_PASSWORD), "wr/ng@pa:ss", "wr%2Fng%40pa%3Ass"]:
         assert form not in everything, form
+
+
+def test_a_followers_durable_dead_letter_keeps_the_message_redacted(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    writer = TemporalStore(url=url)
+    writer.create_document("doc", "content", "ann")
+    bus = EventBus(failure_policy="dead_letter")
+    bus.subscribe(EventType.DOCUMENT_CREATED, _fail)
+    with StoreFollower(url, bus, "indexer", from_start=True) as follower:
+        assert follower.poll() == 1
+    with StoreFollower(url, EventBus(), "indexer") as restarted:
+        [letter] = restarted.dead_letters()
+    assert letter.error_message == f"bad password {REDACTED} for ann"
+    assert SECRET not in repr(letter)
+    writer.close()
+    assert SECRET.encode() not in (tmp_path / "store.db").read_bytes()
