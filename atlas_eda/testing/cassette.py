@@ -272,14 +272,14 @@ def store_changes(store: TemporalStore, after: int) -> tuple[int, dict[str, list
     position = after
     while True:
         page = store.notifications(position + 1, STATE_PAGE)
+        if not page:  # a short page is not the end: the store leaves its outbox rows out
+            return position, changes
         for notification in page:
             event = store.decode(notification)
             cause = cause_of(event)
             if cause is not None:
                 changes.setdefault(cause.event_id, []).append(RecordedChange.of(event))
             position = notification.id
-        if len(page) < STATE_PAGE:
-            return position, changes
 
 
 # -- recording ---------------------------------------------------------------------------
