@@ -7,7 +7,10 @@ event's metadata as a JSON string) and ``atlaseffects`` (a JSON string: the effe
 performed while the event was handled, each with its result or error: the exception's
 class as ``module.QualName`` and its message) and, when recorded with a store,
 ``atlasstate`` (a JSON string: the store changes written while the event was delivered,
-each a document id, version, kind and the fields set, with their values). Types resolve only through
+each a document id, version, kind and the fields set, with their values) and, for a command or
+query (:mod:`atlas_eda.commands`), ``atlasresult`` (a JSON string: ``{"value": ...}``, what its
+handler returned, which must be JSON like event data, or ``{"error": {"type", "message"}}``).
+Types resolve only through
 :func:`atlas_eda.testing.register_types`, exception classes only to builtins and those of
 :func:`atlas_eda.testing.register_exceptions`: a cassette never imports anything."""
 
@@ -40,6 +43,7 @@ from cloudevents.core.v1.event import CloudEvent
 
 from ..bus import EventBus, check_bus
 from ..checks import check_count
+from ..commands import request_kind
 from ..document_events import KINDS, DocumentEvent, EventKind, cause_of, field_changes, kind_of
 from ..effects import Effect
 from ..errors import CassetteError, CassetteWarning, RecordedEffectError, RecordingError
@@ -59,6 +63,7 @@ __all__ = [
     "RecordedChange",
     "RecordedEffect",
     "RecordedError",
+    "RecordedResult",
     "Recorder",
     "effects_of",
     "format_time",
@@ -245,14 +250,36 @@ class RecordedChange:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordedResult:
+    """What a command or query returned (``value``), or the error its handler raised
+    (``error``; then ``value`` is ``None``), as its cassette line's ``atlasresult``
+    records it."""
+
+    value: Any = None
+    error: RecordedError | None = None
+
+    @classmethod
+    def of(cls, trace: EventTrace) -> RecordedResult | None:
+        """The result in ``trace`` of a command or query (``None`` for an event's)."""
+        if trace.answered:
+            return cls(trace.result)
+        errors = [d.error for d in trace.deliveries if d.error is not None]
+        if errors and request_kind(trace.event.type) is not None:
+            return cls(error=RecordedError.of(errors[0]))
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class CassetteEntry:
-    """One line of a cassette: its 1-based line number, the event, its effects and the
-    store changes written while it was delivered (empty when recorded without a store)."""
+    """One line of a cassette: its 1-based line number, the event, its effects, the
+    store changes written while it was delivered (empty when recorded without a store)
+    and, for a command or query, its result."""
 
     line: int
     event: Event
     effects: tuple[RecordedEffect, ...] = ()
     state: tuple[RecordedChange, ...] = ()
+    result: RecordedResult | None = None
 
 
 PENDING_KEPT = 10_000
@@ -372,9 +399,10 @@ def _extensions(
     event: Event,
     effects: tuple[EffectOutcome, ...],
     state: tuple[RecordedChange, ...] | list[RecordedChange],
+    result: RecordedResult | None = None,
 ) -> dict[str, str]:
     """The extension attributes of ``event``'s line: its causation and correlation ids,
-    and its metadata, effects and store changes as JSON text (only those it has)."""
+    and its metadata, effects, store changes and result as JSON text (those it has)."""
     extensions: dict[str, str] = {}
     if event.correlation_id is not None:
         extensions["correlationid"] = event.correlation_id
@@ -389,16 +417,28 @@ def _extensions(
     if state:
         changes = [change.as_json() for change in state]
         extensions["atlasstate"] = json.dumps(changes, separators=(",", ":"), ensure_ascii=False)
+    if result is not None:
+        extensions["atlasresult"] = json.dumps(_result_record(result, event), separators=(",", ":"))
     return extensions
+
+
+def _result_record(result: RecordedResult, event: Event) -> dict[str, Any]:
+    """``result`` as ``atlasresult`` holds it: ``{"value": ...}`` or ``{"error": {"type":
+    ..., "message": ...}}``; a value must be JSON, as event data must."""
+    if result.error is not None:
+        return {"error": {"type": result.error.type, "message": result.error.message}}
+    return {"value": _checked(result.value, "result", event)}
 
 
 def encode_event(
     event: Event,
     effects: tuple[EffectOutcome, ...] = (),
     state: tuple[RecordedChange, ...] | list[RecordedChange] = (),
+    result: RecordedResult | None = None,
 ) -> str:
     """``event`` as one CloudEvents 1.0 structured-mode JSON line (without the newline),
-    with the store changes its delivery wrote (``state``) when there are any;
+    with the store changes its delivery wrote (``state``) when there are any and a
+    command's or query's ``result``;
     :class:`RecordingError` if something in it cannot be stored as JSON."""
     try:
         moment = datetime.fromtimestamp(event.timestamp, UTC)
@@ -417,7 +457,7 @@ def encode_event(
         "time": moment,
         "datacontenttype": "application/json",
     }
-    attributes.update(_extensions(event, effects, state))
+    attributes.update(_extensions(event, effects, state, result))
     data, data_type = _typed_payload(event.data)
     if data_type is not None:
         attributes["atlasdatatype"] = data_type
@@ -514,7 +554,13 @@ class Recorder:
                 nodes = list(trace.walk())
                 state = self._state_of(nodes)
                 text = "".join(
-                    encode_event(node.event, effects_of(node), state.get(node.event.id, ())) + "\n"
+                    encode_event(
+                        node.event,
+                        effects_of(node),
+                        state.get(node.event.id, ()),
+                        RecordedResult.of(node),
+                    )
+                    + "\n"
                     for node in nodes
                 )
             except RecordingError as exc:
@@ -830,6 +876,26 @@ def _as_hinted(value: Any, hint: Any) -> Any:
     return tuple(value)
 
 
+def _recorded_result(item: dict[str, Any] | None) -> RecordedResult | None:
+    if item is None:
+        return None
+    if set(item) == {"value"}:
+        return RecordedResult(item["value"])
+    error = item.get("error")
+    if (
+        set(item) == {"error"}
+        and isinstance(error, dict)
+        and isinstance(error.get("type"), str)
+        and error["type"]
+        and isinstance(error.get("message"), str)
+    ):
+        return RecordedResult(error=RecordedError(error["type"], error["message"]))
+    raise _BadLine(
+        "the atlasresult extension must hold {'value': ...} or {'error': {'type': str, "
+        "'message': str}} (a command's or query's result, or its handler's error)"
+    )
+
+
 def _optional_str(attributes: Mapping[str, Any], name: str) -> str | None:
     value = attributes.get(name)
     if value is not None and not isinstance(value, str):
@@ -851,6 +917,7 @@ _KNOWN = frozenset(
         "atlaseffects",
         "atlasstate",
         "atlasdatatype",
+        "atlasresult",
     }
 )
 """The attributes a recorder writes (``data`` aside): valid extension names, and no
@@ -914,6 +981,7 @@ def _entry(number: int, text: str, types: dict[str, Enum]) -> CassetteEntry:
     effects = tuple(_recorded_effect(item, i, types) for i, item in enumerate(items))
     changes = _extension_json(attributes, "atlasstate", list) or []
     state = tuple(_recorded_change(item, i) for i, item in enumerate(changes))
+    result = _recorded_result(_extension_json(attributes, "atlasresult", dict))
     source = attributes["source"]
     event = Event(
         type=event_type,
@@ -925,7 +993,7 @@ def _entry(number: int, text: str, types: dict[str, Enum]) -> CassetteEntry:
         correlation_id=_optional_str(attributes, "correlationid"),
         causation_id=_optional_str(attributes, "causationid"),
     )
-    return CassetteEntry(number, event, effects, state)
+    return CassetteEntry(number, event, effects, state, result)
 
 
 class Cassette:
