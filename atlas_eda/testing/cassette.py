@@ -48,6 +48,7 @@ from ..document_events import KINDS, DocumentEvent, EventKind, cause_of, field_c
 from ..effects import Effect
 from ..errors import CassetteError, CassetteWarning, RecordedEffectError, RecordingError
 from ..events import EMPTY_METADATA, Event, type_name
+from ..payloads import is_model_class
 from ..redaction import redact_text
 from ..trace import EffectOutcome, EventTrace
 from ..views import short_repr
@@ -351,16 +352,23 @@ def _checked(value: Any, field: str, event: Event) -> Any:
             f"Cannot record {event!r}: {problem}, which cannot be stored as JSON. Use only "
             f"str, int, float, bool, None, lists and dicts with str keys in event data, "
             f"metadata and effect payloads and results (event data may also be a frozen "
-            f"dataclass whose class is registered with atlas_eda.testing.register_types). "
+            f"dataclass or pydantic model whose class is registered with "
+            f"atlas_eda.testing.register_types). "
             f"Nothing of this root event was written."
         )
     return value
 
 
 def _typed_payload(data: Any) -> tuple[Any, str | None]:
-    """What to record of an event's ``data``: a frozen dataclass of a registered class as
-    the JSON object of its init fields, with its class name; anything else as it is."""
-    if isinstance(data, type) or not dataclasses.is_dataclass(data):
+    """What to record of an event's ``data``: a frozen dataclass or pydantic model of a
+    registered class as the JSON object of its fields (a dataclass's init fields; a model's
+    ``model_dump(mode="json")``), with its class name; anything else as it is."""
+    if isinstance(data, type):
+        return data, None
+    if is_model_class(type(data)):
+        name = payload_type_name(type(data))
+        return (data, None) if name is None else (data.model_dump(mode="json"), name)
+    if not dataclasses.is_dataclass(data):
         return data, None
     name = payload_type_name(type(data))
     if name is None:
@@ -838,8 +846,10 @@ def _typed_data(data: Any, name: str) -> Any:
         raise _BadLine(str(exc.args[0])) from None
     if not isinstance(data, dict):
         raise _BadLine(f"the data of a {name} must be a JSON object of its fields")
-    hints = _field_hints(cls)
     try:
+        if is_model_class(cls):  # the model validates (and converts) its own fields
+            return cls.model_validate(data)
+        hints = _field_hints(cls)
         return cls(**{key: _as_hinted(value, hints.get(key)) for key, value in data.items()})
     except Exception as exc:  # the recorded fields do not fit the class (any more)
         raise _BadLine(
