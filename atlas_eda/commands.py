@@ -35,6 +35,7 @@ from .errors import (
 )
 from .events import EMPTY_METADATA, Event, frozen_metadata, new_event_id, type_name
 from .history import History, Watchers
+from .payloads import freeze_payload
 from .subscriptions import Handler
 from .trace import (
     CHILD,
@@ -173,7 +174,7 @@ class Requests:
         draft = EventDraft()
         draft.metadata = EMPTY_METADATA if metadata is None else frozen_metadata(metadata)
         draft.type = request_type
-        draft.data = data
+        draft.data = freeze_payload(data)  # the payload rule, as for every event
         draft.id = event_id = next(new_event_id.ids)
         draft.timestamp = now = time()
         draft.source = None

@@ -23,6 +23,7 @@ from atlas_eda import (
     EventCycleError,
     EventType,
     HandlerConflictError,
+    ImmutablePayloadError,
     InvalidEventError,
     NoEffectHandlerError,
     NoHandlerError,
@@ -476,3 +477,74 @@ def test_then_raises_checks_the_error_and_other_checks_need_it_first() -> None:
         scenario.then_raises(KeyError)
     with pytest.raises(AssertionError, match=r"to raise ValueError, but it returned 0"):
         Scenario(make_shop).when((Stock.LEVEL, None)).then_raises(ValueError)
+
+
+def test_a_commands_data_is_frozen_like_an_events() -> None:
+    bus = EventBus()
+    seen: list[Any] = []
+
+    def keep(message: Event) -> int:
+        seen.append(message.data)
+        with pytest.raises(ImmutablePayloadError):
+            message.data["items"].append("c")
+        return len(message.data["items"])
+
+    bus.handle(Cart.ADD, keep)
+    data = {"items": ["a", "b"]}
+    assert bus.send(Cart.ADD, data) == 2
+    data["items"].append("changed by the caller afterwards")
+    assert seen[0] == {"items": ["a", "b"]}
+    assert bus.get_history()[0].data == {"items": ["a", "b"]}
+
+
+def _request_session(resend: bool) -> list[Any]:
+    """What the bus kept of a command that publishes a child event and of one that fails,
+    sent (Requests.call) or re-sent as recorded messages (Requests.resend)."""
+    bus = EventBus()
+
+    def add(message: Event) -> int:
+        bus.publish(CartEvent.ADDED, {"sku": message.data["sku"]})
+        return 1
+
+    def checkout(message: Event) -> None:
+        raise ValueError(f"no stock for {message.data['sku']}")
+
+    bus.handle(Cart.ADD, add)
+    bus.handle(Cart.CHECKOUT, checkout)
+    bus.subscribe(CartEvent.ADDED, lambda event: None)
+    results: list[Any] = []
+    for command in (Cart.ADD, Cart.CHECKOUT):
+        try:
+            if resend:
+                message = Event(type=command, data={"sku": "x"})
+                results.append(bus.requests.resend(message, None))
+            else:
+                results.append(bus.send(command, {"sku": "x"}))
+        except ValueError as exc:
+            results.append(str(exc))
+    kept: list[Any] = [results]
+    for root in reversed(bus.get_history()):
+        if root.causation_id is not None:
+            continue
+        trace = bus.trace(root.id)
+        kept.append(
+            (
+                root.type,
+                [(d.handler, d.error is None) for d in trace.deliveries],
+                [child.event.type for child in trace.all_children()],
+                trace.result,
+                trace.answered,
+                trace.complete,
+            )
+        )
+    return kept
+
+
+def test_send_and_resend_record_alike() -> None:
+    # Requests.call keeps its own copy of the delivery that resend goes through
+    # (Requests._deliver), for speed; every path: a result, a child event, a failure.
+    sent = _request_session(resend=False)
+    assert sent == _request_session(resend=True)
+    assert sent[0] == [1, "no stock for x"]
+    assert sent[1][2] == [CartEvent.ADDED]
+    assert sent[2][1][0][1] is False
