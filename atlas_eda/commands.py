@@ -187,7 +187,8 @@ class Requests:
             draft.causation_id = cause.id
         draft.__class__ = Event  # type: ignore[assignment]
         message: Event = draft  # type: ignore[assignment]
-        # From here on, _deliver line for line.
+        # From here on, _deliver line for line
+        # (tests/test_commands.py::test_send_and_resend_record_alike holds them equal).
         owner = self._owner
         traces = owner.traces
         record: Record = (
