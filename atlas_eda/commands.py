@@ -35,7 +35,7 @@ from .errors import (
 )
 from .events import EMPTY_METADATA, Event, frozen_metadata, new_event_id, type_name
 from .history import History, Watchers
-from .payloads import freeze_payload
+from .payloads import FrozenDict, freeze_payload, is_tracked
 from .subscriptions import Handler
 from .trace import (
     CHILD,
@@ -174,7 +174,11 @@ class Requests:
         draft = EventDraft()
         draft.metadata = EMPTY_METADATA if metadata is None else frozen_metadata(metadata)
         draft.type = request_type
-        draft.data = freeze_payload(data)  # the payload rule, as for every event
+        # freeze_payload inlined as Dispatcher.publish does (see its comment there).
+        if is_tracked(data):
+            draft.data = freeze_payload(data)
+        else:
+            draft.data = FrozenDict(data) if type(data) is dict else data
         draft.id = event_id = next(new_event_id.ids)
         draft.timestamp = now = time()
         draft.source = None

@@ -548,3 +548,15 @@ def test_send_and_resend_record_alike() -> None:
     assert sent[0] == [1, "no stock for x"]
     assert sent[1][2] == [CartEvent.ADDED]
     assert sent[2][1][0][1] is False
+
+
+def test_a_flat_dict_sent_is_copied_and_frozen() -> None:
+    bus = EventBus()
+    seen: list[Any] = []
+    bus.handle(Cart.ADD, lambda message: seen.append(message.data))
+    data = {"sku": "x", "count": 2}
+    bus.send(Cart.ADD, data)
+    data["sku"] = "changed by the caller afterwards"
+    assert seen == [{"sku": "x", "count": 2}]
+    with pytest.raises(ImmutablePayloadError):
+        seen[0]["count"] = 3
