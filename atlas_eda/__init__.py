@@ -52,6 +52,13 @@ if TYPE_CHECKING:
     from .follower import StoreFollower
     from .payloads import FrozenDict, FrozenList, freeze_payload
     from .redaction import add_redaction_pattern, redact_text
+    from .resilience import (
+        Breaker,
+        CircuitBreakerAspect,
+        CircuitOpenError,
+        Retry,
+        RetryAspect,
+    )
     from .service import DocumentService
     from .store import TemporalStore
     from .store.dead_letters import FollowerDeadLetter
@@ -64,13 +71,17 @@ if TYPE_CHECKING:
         StateDiff,
         Timeline,
     )
-    from .trace import Delivery, EffectOutcome, EventTrace
+    from .trace import Attempt, Delivery, EffectOutcome, EventTrace
 
 __all__ = [
     "AspectWeaver",
     "AsyncHandlerError",
     "AtlasEdaError",
+    "Attempt",
+    "Breaker",
     "Cause",
+    "CircuitBreakerAspect",
+    "CircuitOpenError",
     "ConcurrencyError",
     "CorruptStoreError",
     "Cursor",
@@ -113,6 +124,8 @@ __all__ = [
     "PositionError",
     "RecordedEffectError",
     "RecordedEvent",
+    "Retry",
+    "RetryAspect",
     "StateDiff",
     "StoreClosedError",
     "StoreFollower",
@@ -176,6 +189,13 @@ make_lazy(
         ".payloads": ("FrozenDict", "FrozenList", "freeze_payload"),
         ".store.dead_letters": ("FollowerDeadLetter",),
         ".redaction": ("add_redaction_pattern", "redact_text"),
+        ".resilience": (
+            "Breaker",
+            "CircuitBreakerAspect",
+            "CircuitOpenError",
+            "Retry",
+            "RetryAspect",
+        ),
         ".service": ("DocumentService",),
         ".store": ("TemporalStore",),
         ".timeline": (
@@ -187,6 +207,6 @@ make_lazy(
             "StateDiff",
             "Timeline",
         ),
-        ".trace": ("Delivery", "EffectOutcome", "EventTrace"),
+        ".trace": ("Attempt", "Delivery", "EffectOutcome", "EventTrace"),
     },
 )

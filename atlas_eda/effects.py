@@ -46,6 +46,8 @@ class EffectType(Enum):
     NOTIFICATION = auto()
     LOGGING = auto()
     FILE_OPERATION = auto()
+    # A call to another service: the usual effect to guard with a Retry and a Breaker.
+    HTTP_CALL = auto()
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,6 +380,15 @@ class EffectHandler:
         if stub is not None:
             performer = stub(intent)
             if performer is not None:
+                if (
+                    type(performer).__call__ is KnownOutcome.__call__
+                    and performer.earlier is not None
+                    and isinstance(intent, Effect)
+                ):
+                    known: KnownOutcome = performer
+                    return fx.sync_performer(
+                        lambda _dispatcher, effect: self._replay_attempts(effect, known)
+                    )
                 return _stubbed(performer)
         return self._lookup(intent)
 

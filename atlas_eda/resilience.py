@@ -382,9 +382,8 @@ class RetryAspect(AroundAspect):
     ``LoggingAspect`` it is one logged call, outside it each attempt is logged."""
 
     def __init__(self, retry: Retry, *, metrics: MetricsAspect | None = None) -> None:
-        check_policies(retry, None)
-        if retry is None:
-            raise TypeError("RetryAspect needs a Retry(attempts=..., backoff=...), got None.")
+        if not isinstance(retry, Retry):
+            raise TypeError(f"RetryAspect needs a Retry(attempts=..., backoff=...), got {retry!r}.")
         if metrics is not None and not isinstance(metrics, MetricsAspect):
             raise TypeError(f"metrics must be a MetricsAspect, got {metrics!r}.")
         super().__init__()
@@ -413,9 +412,11 @@ class CircuitBreakerAspect(AroundAspect):
     :class:`CircuitOpenError` without running the method."""
 
     def __init__(self, breaker: Breaker) -> None:
-        check_policies(None, breaker)
-        if breaker is None:
-            raise TypeError("CircuitBreakerAspect needs a Breaker(fail_max=...), got None.")
+        if not isinstance(breaker, Breaker):
+            raise TypeError(
+                f"CircuitBreakerAspect needs a Breaker(fail_max=..., reset_timeout=...), "
+                f"got {breaker!r}."
+            )
         super().__init__()
         self.breaker = breaker
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .cassette import (
         Cassette,
         CassetteEntry,
+        RecordedAttempt,
         RecordedChange,
         RecordedEffect,
         RecordedError,
@@ -52,6 +53,7 @@ __all__ = [
     "CassetteError",
     "CassetteWarning",
     "Divergence",
+    "RecordedAttempt",
     "RecordedChange",
     "RecordedEffect",
     "RecordedEffectError",
@@ -92,6 +94,7 @@ make_lazy(
         ".cassette": (
             "Cassette",
             "CassetteEntry",
+            "RecordedAttempt",
             "RecordedChange",
             "RecordedEffect",
             "RecordedError",
