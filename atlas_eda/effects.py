@@ -145,9 +145,35 @@ def _report(
 
 def _guarded(intent: object, guard: Guarded) -> Any:
     """Perform ``intent`` under ``guard``'s policies, reporting its outcome and attempts."""
+    retry = guard.retry
+    if guard.breaker is None and retry is not None:
+        # A retry policy alone: the first attempt costs no more than a bare performer's.
+        try:
+            result = guard.function(intent)
+        except Exception as exc:
+            return _retrying(intent, guard.function, retry, exc)
+        observer = _observer()
+        if observer is not None:
+            observer(intent, result, None)
+        return result
     retried: list[Attempt] = []
     try:
         result = guard.perform(intent, retried)
+    except Exception as exc:
+        _report(intent, None, exc, retried)
+        raise
+    _report(intent, result, None, retried)
+    return result
+
+
+def _retrying(
+    intent: object, function: Callable[[Any], Any], retry: Retry, error: Exception
+) -> Any:
+    """Go on performing ``intent`` under ``retry`` after its first attempt failed with
+    ``error``, reporting its outcome and attempts."""
+    retried: list[Attempt] = []
+    try:
+        result = retry.retry_after(error, function, intent, on_retry=retried.append)
     except Exception as exc:
         _report(intent, None, exc, retried)
         raise

@@ -126,23 +126,36 @@ class Retry:
         try:
             return fn(*args, **kwargs)  # the common case: no tenacity machinery at all
         except BaseException as exc:
-            if self.attempts == 1 or not self._retryable(exc):
-                raise
-            first = exc
-        # tenacity runs the attempts from here: its first is the failure just seen.
+            return self.retry_after(exc, fn, *args, on_retry=on_retry, sleep=sleep, **kwargs)
+
+    def retry_after(
+        self,
+        error: BaseException,
+        fn: Callable[..., T],
+        *args: Any,
+        on_retry: Callable[[Attempt], None] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """What :meth:`call` does once the first attempt of ``fn(*args, **kwargs)``
+        failed with ``error``: raise it when it is not to be retried, else make the
+        further attempts."""
+        if self.attempts == 1 or not self._retryable(error):
+            raise error
+        # tenacity runs the attempts from here: its first is the failure already seen.
         calls = itertools.count()
 
         def attempt() -> T:
             if next(calls) == 0:
-                raise first
+                raise error
             return fn(*args, **kwargs)
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
-            error = state.outcome.exception() if state.outcome is not None else None
-            assert error is not None  # tenacity sleeps only after a failed attempt
-            logger.debug("retrying %r (attempt %d) after: %r", fn, state.attempt_number, error)
+            failure = state.outcome.exception() if state.outcome is not None else None
+            assert failure is not None  # tenacity sleeps only after a failed attempt
+            logger.debug("retrying %r (attempt %d) after: %r", fn, state.attempt_number, failure)
             if on_retry is not None:
-                on_retry(Attempt(error, state.upcoming_sleep))
+                on_retry(Attempt(failure, state.upcoming_sleep))
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.attempts),
