@@ -15,6 +15,7 @@ from ._lazy import make_lazy
 if TYPE_CHECKING:
     from .aspects import AspectWeaver, LoggingAspect, MetricsAspect
     from .bus import DeadLetter, EventBus
+    from .commands import CommandType, QueryType, Requests
     from .document import Document
     from .effects import Effect, EffectHandler, EffectMonad, EffectType
     from .errors import (
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
         DocumentNotFoundError,
         EventCycleError,
         FollowerError,
+        HandlerConflictError,
         HandlerFailures,
         ImmutablePayloadError,
         InvalidArgumentError,
@@ -35,9 +37,11 @@ if TYPE_CHECKING:
         InvalidEventError,
         MiddlewareError,
         NoEffectHandlerError,
+        NoHandlerError,
         OutboxError,
         PendingResultError,
         PositionError,
+        QuerySideEffectError,
         RecordedEffectError,
         StoreClosedError,
         StoreOpenError,
@@ -82,6 +86,7 @@ __all__ = [
     "Cause",
     "CircuitBreakerAspect",
     "CircuitOpenError",
+    "CommandType",
     "ConcurrencyError",
     "CorruptStoreError",
     "Cursor",
@@ -109,6 +114,7 @@ __all__ = [
     "FollowerError",
     "FrozenDict",
     "FrozenList",
+    "HandlerConflictError",
     "HandlerFailures",
     "ImmutablePayloadError",
     "InvalidArgumentError",
@@ -119,11 +125,15 @@ __all__ = [
     "MetricsAspect",
     "MiddlewareError",
     "NoEffectHandlerError",
+    "NoHandlerError",
     "OutboxError",
     "PendingResultError",
     "PositionError",
+    "QuerySideEffectError",
+    "QueryType",
     "RecordedEffectError",
     "RecordedEvent",
+    "Requests",
     "Retry",
     "RetryAspect",
     "StateDiff",
@@ -151,6 +161,7 @@ make_lazy(
     {
         ".aspects": ("AspectWeaver", "LoggingAspect", "MetricsAspect"),
         ".bus": ("DeadLetter", "EventBus"),
+        ".commands": ("CommandType", "QueryType", "Requests"),
         ".document": ("Document",),
         ".effects": ("Effect", "EffectHandler", "EffectMonad", "EffectType"),
         ".errors": (
@@ -163,6 +174,7 @@ make_lazy(
             "DocumentNotFoundError",
             "EventCycleError",
             "FollowerError",
+            "HandlerConflictError",
             "HandlerFailures",
             "ImmutablePayloadError",
             "InvalidArgumentError",
@@ -171,9 +183,11 @@ make_lazy(
             "InvalidEventError",
             "MiddlewareError",
             "NoEffectHandlerError",
+            "NoHandlerError",
             "OutboxError",
             "PendingResultError",
             "PositionError",
+            "QuerySideEffectError",
             "RecordedEffectError",
             "StoreClosedError",
             "StoreOpenError",

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         RecordedChange,
         RecordedEffect,
         RecordedError,
+        RecordedResult,
         Recorder,
         record,
     )
@@ -58,6 +59,7 @@ __all__ = [
     "RecordedEffect",
     "RecordedEffectError",
     "RecordedError",
+    "RecordedResult",
     "Recorder",
     "RecordingError",
     "ReplayError",
@@ -98,6 +100,7 @@ make_lazy(
             "RecordedChange",
             "RecordedEffect",
             "RecordedError",
+            "RecordedResult",
             "Recorder",
             "record",
         ),
