@@ -56,6 +56,13 @@ if TYPE_CHECKING:
     from .follower import StoreFollower
     from .payloads import FrozenDict, FrozenList, freeze_payload
     from .redaction import add_redaction_pattern, redact_text
+    from .resilience import (
+        Breaker,
+        CircuitBreakerAspect,
+        CircuitOpenError,
+        Retry,
+        RetryAspect,
+    )
     from .service import DocumentService
     from .store import TemporalStore
     from .store.dead_letters import FollowerDeadLetter
@@ -68,13 +75,17 @@ if TYPE_CHECKING:
         StateDiff,
         Timeline,
     )
-    from .trace import Delivery, EffectOutcome, EventTrace
+    from .trace import Attempt, Delivery, EffectOutcome, EventTrace
 
 __all__ = [
     "AspectWeaver",
     "AsyncHandlerError",
     "AtlasEdaError",
+    "Attempt",
+    "Breaker",
     "Cause",
+    "CircuitBreakerAspect",
+    "CircuitOpenError",
     "CommandType",
     "ConcurrencyError",
     "CorruptStoreError",
@@ -123,6 +134,8 @@ __all__ = [
     "RecordedEffectError",
     "RecordedEvent",
     "Requests",
+    "Retry",
+    "RetryAspect",
     "StateDiff",
     "StoreClosedError",
     "StoreFollower",
@@ -190,6 +203,13 @@ make_lazy(
         ".payloads": ("FrozenDict", "FrozenList", "freeze_payload"),
         ".store.dead_letters": ("FollowerDeadLetter",),
         ".redaction": ("add_redaction_pattern", "redact_text"),
+        ".resilience": (
+            "Breaker",
+            "CircuitBreakerAspect",
+            "CircuitOpenError",
+            "Retry",
+            "RetryAspect",
+        ),
         ".service": ("DocumentService",),
         ".store": ("TemporalStore",),
         ".timeline": (
@@ -201,6 +221,6 @@ make_lazy(
             "StateDiff",
             "Timeline",
         ),
-        ".trace": ("Delivery", "EffectOutcome", "EventTrace"),
+        ".trace": ("Attempt", "Delivery", "EffectOutcome", "EventTrace"),
     },
 )

@@ -35,6 +35,7 @@ from .redaction import DEFAULT_SECRET_NAMES, REDACTED, normal_name, redact_text
 __all__ = [
     "DEFAULT_SECRET_NAMES",
     "REDACTED",
+    "AroundAspect",
     "AspectWeaver",
     "LoggingAspect",
     "MetricsAspect",
@@ -184,6 +185,46 @@ class _NamedAspect(aspectlib.Aspect):  # type: ignore[misc]
     ) -> Generator[Any, Any, Any]:
         """This aspect's advice alone (what aspectlib's own ``Aspect.__call__`` would use)."""
         return (yield from _advice(qualified_name(cutpoint), (self,))(cutpoint, *args, **kwargs))
+
+
+class AroundAspect(aspectlib.Aspect):  # type: ignore[misc]
+    """An aspectlib ``Aspect`` that runs each call of the function it is woven onto
+    itself: :meth:`around` gets the function's ``Class.method`` name and ``call``, which
+    performs the call once with its arguments, and returns the call's result (it may call
+    ``call`` again, or not at all). Woven, stacked and rolled back like
+    :class:`LoggingAspect`, keeping the real method name for the aspects around it."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # As _NamedAspect: this aspect supplies its own advice.
+        return object.__new__(cls)
+
+    def __init__(self) -> None:
+        super().__init__(self._advise, bind=True)
+
+    def around(self, name: str, call: Callable[[], Any]) -> Any:
+        """Run the call named ``name``: by default, ``call()`` once."""
+        return call()
+
+    def __call__(self, cutpoint_function: Callable[..., Any]) -> Callable[..., Any]:
+        name = qualified_name(cutpoint_function)
+        around = self.around
+
+        def advise(
+            cutpoint: Callable[..., Any], *args: Any, **kwargs: Any
+        ) -> Generator[Any, Any, None]:
+            yield aspectlib.Return(around(name, functools.partial(cutpoint, *args, **kwargs)))
+
+        wrapper: Callable[..., Any] = aspectlib.Aspect(advise, bind=True)(cutpoint_function)
+        setattr(wrapper, _NAME_ATTR, name)
+        wrapper.__qualname__ = getattr(cutpoint_function, "__qualname__", name)
+        wrapper.__wrapped__ = cutpoint_function  # type: ignore[attr-defined]
+        return wrapper
+
+    def _advise(
+        self, cutpoint: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Generator[Any, Any, None]:
+        name = qualified_name(cutpoint)
+        yield aspectlib.Return(self.around(name, functools.partial(cutpoint, *args, **kwargs)))
 
 
 _MAX_SHARED = 2
@@ -479,7 +520,15 @@ class MetricsAspect(_NamedAspect):
         self.metrics_collector = metrics_collector
         self._reservoir = reservoir
         self._stats: dict[str, _Stats] = {}
+        self._retries: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    def record_retry(self, key: str) -> None:
+        """Count one retry of the method ``key`` (``Class.method``): a
+        :class:`~atlas_eda.resilience.RetryAspect` given this aspect calls it before each
+        further attempt, and :meth:`get_metrics` reports the count as ``retries``."""
+        with self._lock:
+            self._retries[key] = self._retries.get(key, 0) + 1
 
     def _stats_of(self, key: str) -> _Stats:
         stats = self._stats.get(key)
@@ -518,7 +567,8 @@ class MetricsAspect(_NamedAspect):
 
     def get_metrics(self) -> dict[str, dict[str, Any]]:
         """``{"Class.method": {count, total_time, min_time, max_time, errors, avg_time,
-        error_rate, p50, p95, p99}}`` for every method measured so far."""
+        error_rate, p50, p95, p99}}`` for every method measured so far, with ``retries``
+        too for a method retried through :meth:`record_retry`."""
         with self._lock:
             for stats in self._stats.values():
                 stats.fold()
@@ -538,12 +588,15 @@ class MetricsAspect(_NamedAspect):
                     "p95": _percentile(ordered, 0.95),
                     "p99": _percentile(ordered, 0.99),
                 }
+                if key in self._retries:
+                    result[key]["retries"] = self._retries[key]
         return result
 
     def reset(self) -> None:
         """Forget every measurement."""
         with self._lock:
             self._stats.clear()
+            self._retries.clear()
 
 
 @dataclass

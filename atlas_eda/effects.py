@@ -15,7 +15,8 @@ import effect as fx
 
 from .errors import InvalidEffectError, PendingResultError, UnhandledEffectError
 from .events import type_name
-from .trace import RUNNING, file_effect
+from .resilience import NO_SLEEP, Breaker, Guarded, Retry, check_policies
+from .trace import RUNNING, Attempt, file_effect
 from .views import short
 
 __all__ = [
@@ -45,6 +46,8 @@ class EffectType(Enum):
     NOTIFICATION = auto()
     LOGGING = auto()
     FILE_OPERATION = auto()
+    # A call to another service: the usual effect to guard with a Retry and a Breaker.
+    HTTP_CALL = auto()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,20 +126,91 @@ def _observed(intent: object, function: Callable[[Any], Any]) -> Any:
     return result
 
 
+def _report(
+    intent: object, result: Any, error: BaseException | None, retried: list[Attempt]
+) -> None:
+    """Tell whoever listens (see :func:`_observer`) of an effect's outcome; the trace is
+    also told of the attempts retried before it."""
+    if not retried:
+        observer = _observer()
+        if observer is not None:
+            observer(intent, result, error)
+        return
+    if getattr(RUNNING, "stack", None):
+        file_effect(intent, result, error, tuple(retried))
+    told = effect_observer.get()
+    if told is not None:
+        told(intent, result, error)
+
+
+def _guarded(intent: object, guard: Guarded) -> Any:
+    """Perform ``intent`` under ``guard``'s policies, reporting its outcome and attempts."""
+    retry = guard.retry
+    if guard.breaker is None and retry is not None:
+        # A retry policy alone: the first attempt costs no more than a bare performer's.
+        try:
+            result = guard.function(intent)
+        except Exception as exc:
+            return _retrying(intent, guard.function, retry, exc)
+        observer = _observer()
+        if observer is not None:
+            observer(intent, result, None)
+        return result
+    retried: list[Attempt] = []
+    try:
+        result = guard.perform(intent, retried)
+    except Exception as exc:
+        _report(intent, None, exc, retried)
+        raise
+    _report(intent, result, None, retried)
+    return result
+
+
+def _retrying(
+    intent: object, function: Callable[[Any], Any], retry: Retry, error: Exception
+) -> Any:
+    """Go on performing ``intent`` under ``retry`` after its first attempt failed with
+    ``error``, reporting its outcome and attempts."""
+    retried: list[Attempt] = []
+    try:
+        result = retry.retry_after(error, function, intent, on_retry=retried.append)
+    except Exception as exc:
+        _report(intent, None, exc, retried)
+        raise
+    _report(intent, result, None, retried)
+    return result
+
+
 class KnownOutcome:
     """An ``effect`` performer whose outcome is settled before it runs: it succeeds with
     ``result``, or, when ``error`` is given, fails with the exception ``error()`` makes
     (a fresh one each time). Stubs made of these (the replay harness's are) are
     performed by :class:`EffectHandler` without filling a box, with the same result,
-    exception and effect-observer report."""
+    exception and effect-observer report.
 
-    __slots__ = ("error", "result")
+    ``earlier``: when given (check-mode replay), the failures of the attempts recorded
+    before that outcome, one ``error()`` each: an :class:`EffectHandler` plays them,
+    then the outcome, through the retry policy registered for the effect's type (none:
+    one attempt), without waiting, so the trace shows how many attempts that policy
+    makes of them. ``None``: the outcome is given at once."""
+
+    __slots__ = ("earlier", "error", "result")
 
     def __init__(
-        self, result: Any = None, error: Callable[[], BaseException] | None = None
+        self,
+        result: Any = None,
+        error: Callable[[], BaseException] | None = None,
+        earlier: tuple[Callable[[], BaseException], ...] | None = None,
     ) -> None:
         self.result = result
         self.error = error
+        self.earlier = earlier
+
+    def outcome(self) -> Any:
+        """The result, or raise the error, telling nobody."""
+        if self.error is None:
+            return self.result
+        raise self.error()
 
     def __call__(self, dispatcher: Any, intent: object, box: Any) -> None:
         if self.error is None:
@@ -253,7 +327,7 @@ class EffectHandler:
     def __init__(self, temporal_store: Any = None, event_bus: Any = None) -> None:
         self.temporal_store = temporal_store
         self.event_bus = event_bus
-        self._functions: dict[Enum, Performer] = {}
+        self._functions: dict[Enum, Performer | Guarded] = {}
         self._performers: dict[Enum, Any] = {}
         self._lock = threading.Lock()
         # Library intents (Func, Constant, Error) are performed by effect's own dispatcher.
@@ -264,9 +338,25 @@ class EffectHandler:
             cls.__call__ is EffectHandler.__call__ and cls._lookup is EffectHandler._lookup
         )
 
-    def register_handler(self, effect_type: Enum, handler: Performer) -> None:
+    def register_handler(
+        self,
+        effect_type: Enum,
+        handler: Performer,
+        *,
+        retry: Retry | None = None,
+        breaker: Breaker | None = None,
+    ) -> None:
         """Perform every effect of ``effect_type`` with ``handler(effect)``; its return
-        value is the effect's result. Registering a type again replaces its handler."""
+        value is the effect's result. Registering a type again replaces its handler.
+
+        ``retry`` (a :class:`~atlas_eda.resilience.Retry`) calls ``handler`` again while
+        it fails, waiting between attempts (blocking the publishing thread); the trace
+        shows each failed attempt with its error and wait. ``breaker`` (a
+        :class:`~atlas_eda.resilience.Breaker`, named after the effect type and
+        publishing on this handler's ``event_bus`` unless it has its own) guards each
+        attempt: while it is open the effect fails at once with
+        :class:`~atlas_eda.resilience.CircuitOpenError`, ``handler`` not called."""
+        check_policies(retry, breaker)
         if not isinstance(effect_type, Enum):
             raise InvalidEffectError(
                 f"register_handler needs an enum.Enum member as effect type, got {effect_type!r}."
@@ -277,13 +367,33 @@ class EffectHandler:
                 f"{type_name(effect_type)}, got {handler!r}."
             )
 
-        @fx.sync_performer  # type: ignore[untyped-decorator]
-        def perform(dispatcher: Any, intent: Effect) -> Any:
-            return _observed(intent, handler)
+        function: Any = handler
+        if retry is not None or breaker is not None:
+            if breaker is not None:
+                breaker.bind(type_name(effect_type), self.event_bus)
+            function = Guarded(handler, retry, breaker)
+
+            @fx.sync_performer  # type: ignore[untyped-decorator]
+            def perform(dispatcher: Any, intent: Effect) -> Any:
+                return _guarded(intent, function)
+
+        else:
+
+            @fx.sync_performer  # type: ignore[untyped-decorator]
+            def perform(dispatcher: Any, intent: Effect) -> Any:
+                return _observed(intent, handler)
 
         with self._lock:
-            self._functions[effect_type] = handler
+            self._functions[effect_type] = function
             self._performers[effect_type] = perform
+
+    def policies(self, effect_type: Enum) -> tuple[Retry | None, Breaker | None]:
+        """The ``(retry, breaker)`` registered for ``effect_type`` (``None`` for each
+        it has not, or for a type without a handler)."""
+        function = self._functions.get(effect_type)
+        if type(function) is Guarded:
+            return function.retry, function.breaker
+        return None, None
 
     def registered_types(self) -> list[Enum]:
         """The effect types that have a handler, in registration order."""
@@ -296,6 +406,15 @@ class EffectHandler:
         if stub is not None:
             performer = stub(intent)
             if performer is not None:
+                if (
+                    type(performer).__call__ is KnownOutcome.__call__
+                    and performer.earlier is not None
+                    and isinstance(intent, Effect)
+                ):
+                    known: KnownOutcome = performer
+                    return fx.sync_performer(
+                        lambda _dispatcher, effect: self._replay_attempts(effect, known)
+                    )
                 return _stubbed(performer)
         return self._lookup(intent)
 
@@ -341,11 +460,15 @@ class EffectHandler:
             if stub is None:
                 function = self._functions.get(intent.type)
                 if function is not None:
+                    if type(function) is Guarded:
+                        return _guarded(intent, function)
                     return _observed(intent, function)
             else:
                 performer = stub(intent)  # once: a stub may consume what it hands out
                 if performer is not None:
                     if type(performer).__call__ is KnownOutcome.__call__:
+                        if performer.earlier is not None:
+                            return self._replay_attempts(intent, performer)
                         return performer.settle(intent)
                     return self._fill(performer, intent, observed=True)
                 performer = self._lookup(intent)
@@ -353,6 +476,31 @@ class EffectHandler:
                     raise fx.NoPerformerFoundError(intent)
                 return self._fill(performer, intent)
         return fx.sync_perform(self.dispatcher, fx.Effect(intent))
+
+    def _replay_attempts(self, intent: Effect, known: KnownOutcome) -> Any:
+        """``known``'s recorded attempts played through the retry policy registered for
+        ``intent``'s type (see :class:`KnownOutcome`), reported as performing it would."""
+        earlier = iter(known.earlier or ())
+
+        def attempt(_intent: object) -> Any:
+            error = next(earlier, None)
+            if error is not None:
+                raise error()
+            return known.outcome()
+
+        function = self._functions.get(intent.type)
+        retry = function.retry if type(function) is Guarded else None
+        retried: list[Attempt] = []
+        try:
+            if retry is None:
+                result = attempt(intent)
+            else:
+                result = retry.call(attempt, intent, on_retry=retried.append, sleep=NO_SLEEP)
+        except Exception as exc:
+            _report(intent, None, exc, retried)
+            raise
+        _report(intent, result, None, retried)
+        return result
 
     def _fill(self, performer: Any, intent: object, *, observed: bool = False) -> Any:
         """What ``effect.sync_perform`` returns or raises for a performer's outcome; with

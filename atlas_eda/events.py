@@ -36,6 +36,10 @@ class EventType(Enum):
     COMMAND_EXECUTED = "command.executed"
     QUERY_EXECUTED = "query.executed"
     ERROR = "error"
+    # A circuit breaker changed state (atlas_eda.resilience); data names the dependency.
+    CIRCUIT_OPENED = "circuit.opened"
+    CIRCUIT_HALF_OPEN = "circuit.half_open"
+    CIRCUIT_CLOSED = "circuit.closed"
 
 
 class _IdSource:

@@ -19,7 +19,14 @@ from .errors import QuerySideEffectError
 from .events import Event, type_name
 from .views import short, when
 
-__all__ = ["Delivery", "EffectOutcome", "EventTrace", "delivery_under_way", "handler_name"]
+__all__ = [
+    "Attempt",
+    "Delivery",
+    "EffectOutcome",
+    "EventTrace",
+    "delivery_under_way",
+    "handler_name",
+]
 
 
 Record = list[Any]
@@ -205,36 +212,70 @@ def delivery_under_way() -> tuple[Event, str | None] | None:
     return record[EVENT], (names[index] if index < len(names) else None)
 
 
-def file_effect(effect: object, result: Any, error: BaseException | None) -> None:
-    """File an effect's outcome under the innermost delivery of a tracing bus running on
-    this thread; with none running, do nothing."""
+def file_effect(
+    effect: object,
+    result: Any,
+    error: BaseException | None,
+    retried: tuple[Attempt, ...] = (),
+) -> None:
+    """File an effect's outcome (and the failed attempts ``retried`` before it) under the
+    innermost delivery of a tracing bus running on this thread; with none running, do
+    nothing."""
     for record in reversed(getattr(RUNNING, "stack", ())):
         if record[OWNER].traces:
-            record.append((EFFECT, EffectOutcome(effect, result, error)))
+            record.append((EFFECT, EffectOutcome(effect, result, error, retried)))
             return
 
 
 @dataclass(frozen=True, slots=True)
+class Attempt:
+    """One failed attempt of an effect (or call) that a retry policy tried again: the
+    error it raised and the seconds waited before the next attempt."""
+
+    error: BaseException
+    wait: float
+
+    def describe(self) -> str:
+        """``✗ Error: message, waited 0.100 s`` on one line."""
+        return f"✗ {type(self.error).__name__}: {short(self.error, 60)}, waited {self.wait:.3f} s"
+
+
+@dataclass(frozen=True, slots=True)
 class EffectOutcome:
-    """One effect performed through an ``EffectHandler``: its result, or its error."""
+    """One effect performed through an ``EffectHandler``: its result, or its error, and
+    the failed attempts a retry policy made before that final one (``retried``, oldest
+    first; empty when the first attempt was the last)."""
 
     effect: Any
     result: Any = None
     error: BaseException | None = None
+    retried: tuple[Attempt, ...] = ()
 
     @property
     def ok(self) -> bool:
-        """Whether the effect was performed without raising."""
+        """Whether the effect was performed without raising (at its last attempt)."""
         return self.error is None
 
+    @property
+    def attempts(self) -> int:
+        """How many times the effect's performer was called: the retried attempts and
+        the final one."""
+        return len(self.retried) + 1
+
     def describe(self) -> str:
-        """``effect → result`` or ``effect ✗ Error: message`` on one line."""
+        """``effect → result`` or ``effect ✗ Error: message`` on one line, followed by
+        ``after N attempts`` when the effect was retried."""
         outcome = (
             f"→ {short(self.result, 60)}"
             if self.error is None
             else f"✗ {type(self.error).__name__}: {short(self.error, 60)}"
         )
-        return f"{short(self.effect, 80)} {outcome}"
+        tries = f" after {self.attempts} attempts" if self.retried else ""
+        return f"{short(self.effect, 80)} {outcome}{tries}"
+
+    def attempt_lines(self) -> list[str]:
+        """One line per retried attempt: ``attempt 1 ✗ Error: message, waited 0.100 s``."""
+        return [f"attempt {n} {a.describe()}" for n, a in enumerate(self.retried, 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +351,7 @@ class EventTrace:
         """(line, sub-items) pairs: a generic tree both renderers walk."""
         items: list[tuple[str, list[Any]]] = []
         for delivery in self.deliveries:
-            sub: list[Any] = [(f"effect {e.describe()}", []) for e in delivery.effects]
+            sub: list[Any] = [_effect_item(e) for e in delivery.effects]
             sub.extend(child for child in delivery.children)
             items.append(
                 (
@@ -319,7 +360,7 @@ class EventTrace:
                     sub,
                 )
             )
-        items.extend((f"effect {e.describe()}", []) for e in self.effects)
+        items.extend(_effect_item(e) for e in self.effects)
         items.extend((child, []) for child in self.children)  # type: ignore[misc]
         if self.answered:
             items.append((f"result → {short(self.result, 70)}", []))
@@ -340,6 +381,11 @@ class EventTrace:
 
     def _repr_html_(self) -> str:
         return f'<div style="font-family:monospace;font-size:12px">{_render_html(self)}</div>'
+
+
+def _effect_item(outcome: EffectOutcome) -> tuple[str, list[Any]]:
+    """An effect's line in a trace, with a line under it for each retried attempt."""
+    return f"effect {outcome.describe()}", [(line, []) for line in outcome.attempt_lines()]
 
 
 def _render_text(items: list[tuple[Any, list[Any]]], prefix: str, out: list[str]) -> None:

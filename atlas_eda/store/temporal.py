@@ -19,7 +19,6 @@ from __future__ import annotations
 import bisect
 import logging
 import os
-import random
 import sqlite3
 import threading
 import time
@@ -72,8 +71,9 @@ from ..errors import (
     StoreOpenError,
     StoreReadError,
 )
+from ..resilience import Retry
 from ..timeline import Timeline
-from ..trace import EVENT, Record, running
+from ..trace import EVENT, Attempt, Record, running
 from ..views import short_repr
 from .cipher import CIPHER_ENV_VAR, cipher_key_from_env, cipher_settings
 from .outbox import Outbox, Performer, check_effects, outbox_entry
@@ -754,23 +754,31 @@ class TemporalStore:
     ) -> T:
         """Run ``attempt`` (read, change, commit), retrying it up to ``retries`` times
         when it loses a race; a database locked past its timeout counts as a lost race.
-        Between attempts it sleeps a random moment below a cap that doubles each time."""
-        tries = 0
-        while True:
-            try:
-                return self._attempt(document_id, attempt)
-            except ConcurrencyError as exc:
-                if tries >= retries:
-                    if retries:
-                        raise ConcurrencyError(
-                            f"Could not {action} document {document_id or '(new)'} after "
-                            f"{tries + 1} attempts: {exc}",
-                            document_id,
-                        ) from exc
-                    raise
-                logger.debug("retrying %s of %s after: %s", action, document_id, exc)
-                self._sleep(random.uniform(0, min(_BACKOFF_MOST, _BACKOFF_FIRST * 2**tries)))
-                tries += 1
+        The policy is a :class:`~atlas_eda.resilience.Retry`: between attempts it sleeps a
+        random moment below a cap that doubles each time (tenacity's full jitter)."""
+        policy = Retry(
+            retries + 1,
+            backoff=_BACKOFF_FIRST,
+            max_wait=_BACKOFF_MOST,
+            jitter=True,
+            retry_on=ConcurrencyError,
+            sleep=self._sleep,
+        )
+
+        def retrying(tried: Attempt) -> None:
+            logger.debug("retrying %s of %s after: %s", action, document_id, tried.error)
+
+        try:
+            committed: T = policy.call(self._attempt, document_id, attempt, on_retry=retrying)
+        except ConcurrencyError as exc:
+            if not retries:
+                raise
+            raise ConcurrencyError(
+                f"Could not {action} document {document_id or '(new)'} after "
+                f"{retries + 1} attempts: {exc}",
+                document_id,
+            ) from exc
+        return committed
 
     def _attempt(self, document_id: str | None, attempt: Callable[[], T]) -> T:
         """``attempt()``, with a database locked past its timeout as a

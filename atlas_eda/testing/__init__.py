@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .cassette import (
         Cassette,
         CassetteEntry,
+        RecordedAttempt,
         RecordedChange,
         RecordedEffect,
         RecordedError,
@@ -53,6 +54,7 @@ __all__ = [
     "CassetteError",
     "CassetteWarning",
     "Divergence",
+    "RecordedAttempt",
     "RecordedChange",
     "RecordedEffect",
     "RecordedEffectError",
@@ -94,6 +96,7 @@ make_lazy(
         ".cassette": (
             "Cassette",
             "CassetteEntry",
+            "RecordedAttempt",
             "RecordedChange",
             "RecordedEffect",
             "RecordedError",

@@ -61,6 +61,7 @@ __all__ = [
     "DEFAULT_SOURCE",
     "Cassette",
     "CassetteEntry",
+    "RecordedAttempt",
     "RecordedChange",
     "RecordedEffect",
     "RecordedError",
@@ -203,22 +204,39 @@ class RecordedError:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordedAttempt:
+    """A failed attempt of an effect that its retry policy tried again: its error and
+    the seconds waited before the next attempt."""
+
+    error: RecordedError
+    wait: float
+
+
+@dataclass(frozen=True, slots=True)
 class RecordedEffect:
     """One effect performed while an event was handled. ``type`` is the effect's Enum
     member for an :class:`atlas_eda.Effect`, or the intent's class name (a ``str``, such
     as ``"Func"``) for the ``effect`` library's own intents; ``result`` is what the
-    performer returned, ``error`` its failure (``None`` when it succeeded)."""
+    performer returned, ``error`` its failure (``None`` when it succeeded), at its last
+    attempt; ``retried``: the failed attempts before it (optional in a cassette: none
+    recorded means one attempt)."""
 
     type: Enum | str
     payload: Any = None
     description: str = ""
     result: Any = None
     error: RecordedError | None = None
+    retried: tuple[RecordedAttempt, ...] = ()
 
     @property
     def ok(self) -> bool:
         """Whether the effect was performed without raising."""
         return self.error is None
+
+    @property
+    def attempts(self) -> int:
+        """How many times the effect's performer was called."""
+        return len(self.retried) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,7 +411,16 @@ def _effect_record(outcome: EffectOutcome, index: int, event: Event) -> dict[str
     else:
         error = RecordedError.of(outcome.error)
         item["error"] = {"type": error.type, "message": error.message}
+    if outcome.retried:  # absent when the first attempt was the last: old cassettes' shape
+        item["retried"] = [
+            {"error": _error_json(RecordedError.of(a.error)), "wait": a.wait}
+            for a in outcome.retried
+        ]
     return item
+
+
+def _error_json(error: RecordedError) -> dict[str, str]:
+    return {"type": error.type, "message": error.message}
 
 
 def effects_of(trace: EventTrace) -> tuple[EffectOutcome, ...]:
@@ -762,23 +789,46 @@ def _recorded_effect(item: Any, index: int, types: dict[str, Enum]) -> RecordedE
     error = item.get("error")
     recorded_error = None
     if error is not None:
-        if not (
-            isinstance(error, dict)
-            and isinstance(error.get("type"), str)
-            and error["type"]
-            and isinstance(error.get("message"), str)
-        ):
-            raise _BadLine(
-                f"atlaseffects[{index}].error must be {{'type': str, 'message': str}} with a "
-                f"non-empty type (the exception's class, module.QualName)"
-            )
-        recorded_error = RecordedError(error["type"], error["message"])
+        recorded_error = _recorded_error(error, f"atlaseffects[{index}].error")
     description = item.get("description", "")
     if not isinstance(description, str):
         raise _BadLine(f"atlaseffects[{index}].description must be a string")
     return RecordedEffect(
-        effect_type, item.get("payload"), description, item.get("result"), recorded_error
+        effect_type,
+        item.get("payload"),
+        description,
+        item.get("result"),
+        recorded_error,
+        _recorded_attempts(item.get("retried", []), f"atlaseffects[{index}].retried"),
     )
+
+
+def _recorded_error(error: Any, field: str) -> RecordedError:
+    if not (
+        isinstance(error, dict)
+        and isinstance(error.get("type"), str)
+        and error["type"]
+        and isinstance(error.get("message"), str)
+    ):
+        raise _BadLine(
+            f"{field} must be {{'type': str, 'message': str}} with a "
+            f"non-empty type (the exception's class, module.QualName)"
+        )
+    return RecordedError(error["type"], error["message"])
+
+
+def _recorded_attempts(items: Any, field: str) -> tuple[RecordedAttempt, ...]:
+    if not isinstance(items, list):
+        raise _BadLine(f"{field} must be a list of {{'error': ..., 'wait': seconds}}")
+    attempts = []
+    for n, item in enumerate(items):
+        wait = item.get("wait") if isinstance(item, dict) else None
+        if isinstance(wait, bool) or not isinstance(wait, int | float) or not wait >= 0:
+            raise _BadLine(f"{field}[{n}] must be {{'error': ..., 'wait': seconds (0 or more)}}")
+        attempts.append(
+            RecordedAttempt(_recorded_error(item.get("error"), f"{field}[{n}].error"), wait)
+        )
+    return tuple(attempts)
 
 
 _FIELD_TYPES: dict[str, dict[str, tuple[type, ...]]] = {

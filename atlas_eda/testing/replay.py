@@ -15,6 +15,7 @@ cassette names a builtin exception or one registered with
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -211,6 +212,7 @@ class _Seen:
     description: str
     result: Any
     error: tuple[str, str] | None
+    attempts: int = 1
 
     @classmethod
     def of(cls, outcome: EffectOutcome) -> _Seen:
@@ -222,9 +224,11 @@ class _Seen:
             recorded = RecordedError.of(error)
             failure = (recorded.type, recorded.message)
         result = None if error is not None else _plain(outcome.result)
+        tries = outcome.attempts
         if isinstance(intent, Effect):
-            return cls(intent.type, _plain(intent.payload), intent.description, result, failure)
-        return cls(type(intent).__name__, None, "", result, failure)
+            payload = _plain(intent.payload)
+            return cls(intent.type, payload, intent.description, result, failure, tries)
+        return cls(type(intent).__name__, None, "", result, failure, tries)
 
 
 def _effect_text(kind: Enum | str, payload: Any, outcome: str = "") -> str:
@@ -311,16 +315,22 @@ class _Expected(KnownOutcome):
     """A recorded effect standing in for the intent it was made from: equal to a live
     intent of the same type, payload and description (for the ``effect`` library's own
     intents, of the same class name). As a performer it gives the recorded result, or
-    raises the recorded error."""
+    raises the recorded error; with ``attempts`` (check mode), after the recorded failed
+    attempts, played through the live retry policy (see :class:`KnownOutcome`)."""
 
     __slots__ = ("recorded",)
 
-    def __init__(self, recorded: RecordedEffect) -> None:
+    def __init__(self, recorded: RecordedEffect, attempts: bool = False) -> None:
         error = recorded.error
+        earlier = (
+            tuple(functools.partial(replayed_error, a.error) for a in recorded.retried)
+            if attempts
+            else None
+        )
         if error is None:
-            super().__init__(recorded.result)
+            super().__init__(recorded.result, earlier=earlier)
         else:
-            super().__init__(error=lambda: replayed_error(error))
+            super().__init__(error=lambda: replayed_error(error), earlier=earlier)
         self.recorded = recorded
 
     def __eq__(self, other: object) -> bool:
@@ -408,10 +418,11 @@ class _Stub:
     """The stub dispatcher of one root event's tree: a ``SequenceDispatcher`` over the
     recorded effects in execution order; an effect out of that order is taken from the
     rest of the sequence; an effect not recorded at all raises
-    :class:`UnexpectedEffectError` (it is not performed)."""
+    :class:`UnexpectedEffectError` (it is not performed). ``attempts``: the recorded
+    attempts are played through the live retry policies (check mode)."""
 
-    def __init__(self, block: list[CassetteEntry]) -> None:
-        expected = [_Expected(e) for e in _execution_order(block)]
+    def __init__(self, block: list[CassetteEntry], attempts: bool = False) -> None:
+        expected = [_Expected(e, attempts) for e in _execution_order(block)]
         self.sequence = _Sequence([(e, e) for e in expected])  # each its own performer
 
     def __call__(self, intent: object) -> Any:
@@ -486,7 +497,10 @@ def _compare_event(entry: CassetteEntry, event: Event, ids: dict[str, str]) -> D
 
 
 def _compare_effects(
-    entry: CassetteEntry, outcomes: tuple[EffectOutcome, ...], with_results: bool
+    entry: CassetteEntry,
+    outcomes: tuple[EffectOutcome, ...],
+    with_results: bool,
+    attempts: bool = False,
 ) -> Divergence | None:
     name = type_name(entry.event.type)
     seen = [_Seen.of(o) for o in outcomes]
@@ -511,6 +525,12 @@ def _compare_effects(
             reason = (
                 f"{name} effect {n} ({_type_text(rec.type)}): expected description "
                 f"{rec.description!r}, got {got.description!r}"
+            )
+            return Divergence(entry.line, expected, actual, "", reason)
+        if attempts and got.attempts != rec.attempts:
+            reason = (
+                f"{name} effect {n} ({_type_text(rec.type)}): expected {rec.attempts} "
+                f"attempt(s), got {got.attempts}"
             )
             return Divergence(entry.line, expected, actual, "", reason)
         if with_results and got_error != rec_error:
@@ -579,7 +599,9 @@ def _compare_tree(
                 )
             divergence = _compare_cause(entry, event, parents[0][k], parents[1][k])
         if divergence is None and nodes is not None and mode != "stub":
-            divergence = _compare_effects(entry, effects_of(nodes[k]), mode == "perform")
+            divergence = _compare_effects(
+                entry, effects_of(nodes[k]), mode == "perform", attempts=mode == "check"
+            )
         if event.id != recorded.id:
             # A child, caused again under a new id: the ids the store derived in its
             # delivery, for the events (and state) compared after it.
@@ -903,7 +925,7 @@ def _replay_trees(
         next_entry = entries[stop] if stop < len(entries) else None
         root = block[0].event
         try:
-            stub = None if mode == "perform" else _Stub(block)
+            stub = None if mode == "perform" else _Stub(block, attempts=mode == "check")
             if state is not None:
                 state.start()
             if published is None:
