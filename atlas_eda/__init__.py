@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .errors import (
         AsyncHandlerError,
         AtlasEdaError,
+        CircuitOpenError,
         ConcurrencyError,
         CorruptStoreError,
         DeliveryAfterCommitError,
@@ -56,13 +57,7 @@ if TYPE_CHECKING:
     from .follower import StoreFollower
     from .payloads import FrozenDict, FrozenList, freeze_payload
     from .redaction import add_redaction_pattern, redact_text
-    from .resilience import (
-        Breaker,
-        CircuitBreakerAspect,
-        CircuitOpenError,
-        Retry,
-        RetryAspect,
-    )
+    from .resilience import Breaker, CircuitBreakerAspect, Retry, RetryAspect
     from .service import DocumentService
     from .store import TemporalStore
     from .store.dead_letters import FollowerDeadLetter
@@ -167,6 +162,7 @@ make_lazy(
         ".errors": (
             "AsyncHandlerError",
             "AtlasEdaError",
+            "CircuitOpenError",
             "ConcurrencyError",
             "CorruptStoreError",
             "DeliveryAfterCommitError",
@@ -203,13 +199,7 @@ make_lazy(
         ".payloads": ("FrozenDict", "FrozenList", "freeze_payload"),
         ".store.dead_letters": ("FollowerDeadLetter",),
         ".redaction": ("add_redaction_pattern", "redact_text"),
-        ".resilience": (
-            "Breaker",
-            "CircuitBreakerAspect",
-            "CircuitOpenError",
-            "Retry",
-            "RetryAspect",
-        ),
+        ".resilience": ("Breaker", "CircuitBreakerAspect", "Retry", "RetryAspect"),
         ".service": ("DocumentService",),
         ".store": ("TemporalStore",),
         ".timeline": (

@@ -284,3 +284,12 @@ class HandlerConflictError(AtlasEdaError, ValueError):
 class QuerySideEffectError(AtlasEdaError):
     """A query's handler tried to change something: publish an event, send a command or
     write the store. A query only reads; nothing was published, sent or written."""
+
+
+class CircuitOpenError(AtlasEdaError):
+    """A call refused at once, without calling the dependency, because its circuit
+    breaker is open; ``dependency`` is the breaker's name."""
+
+    def __init__(self, message: str, dependency: str) -> None:
+        super().__init__(message)
+        self.dependency = dependency

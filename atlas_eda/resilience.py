@@ -23,7 +23,7 @@ import tenacity
 
 from .aspects import AroundAspect, MetricsAspect
 from .checks import check_count
-from .errors import AtlasEdaError
+from .errors import CircuitOpenError
 from .events import EventType
 from .trace import Attempt
 
@@ -39,15 +39,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class CircuitOpenError(AtlasEdaError):
-    """A call refused at once, without calling the dependency, because its circuit
-    breaker is open; ``dependency`` is the breaker's name."""
-
-    def __init__(self, message: str, dependency: str) -> None:
-        super().__init__(message)
-        self.dependency = dependency
 
 
 def _seconds(name: str, value: object) -> float:
