@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self, TypeVar, cast
@@ -281,6 +282,7 @@ class TemporalStore:
         self._known_ids: list[UUID] = []
         self._indexed_to = 0
         self._timeline: Timeline | None = None
+        self._projections: list[Any] = []
         self._settings = self._eventsourcing_settings(cipher_key)
         try:
             with creation_lock(url, self._settings):
@@ -503,6 +505,20 @@ class TemporalStore:
         """The id of every document ever created here, deleted ones included, in creation
         order."""
         return [str(i) for i in self._document_ids()]
+
+    def project(self, projection: Any) -> Callable[[], None]:
+        """Keep ``projection`` (an :class:`atlas_eda.projections.Projection`) up to date in
+        this process: it catches up now and after each commit of this store (no thread),
+        its failures reported on this store's bus, never raised into the write. Returns
+        the function that stops it."""
+        if not callable(getattr(projection, "catch_up", None)):
+            raise TypeError(
+                f"store.project() takes an atlas_eda.projections.Projection, got "
+                f"{type(projection).__name__}."
+            )
+        projection.catch_up(self)
+        self._projections.append(projection)
+        return lambda: self._projections.remove(projection)
 
     # -- the log: what timelines and followers read ------------------------------------
 
@@ -856,6 +872,7 @@ class TemporalStore:
             todo.append(lambda: bus.publish(event_type, data, source="atlas_eda.store"))
         if entry is not None and performer is not None:
             todo.append(lambda: self._outbox.perform(entry, performer))
+        todo.extend(partial(projection.catch_up, self) for projection in self._projections)
         if steps.then is not None:
             todo.append(steps.then)
         return todo
