@@ -25,8 +25,8 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from functools import partial
 from datetime import datetime
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self, TypeVar, cast
 from uuid import UUID, uuid5
@@ -140,6 +140,8 @@ class Committed(NamedTuple):
     event: DocumentEvent
     outbox_entry: str | None
     """The id of the outbox entry saved with the write, if any."""
+    positions: tuple[int, ...] = ()
+    """The log positions of what the commit recorded (its event first)."""
 
 
 class AfterCommit(NamedTuple):
@@ -511,7 +513,7 @@ class TemporalStore:
         this process: it catches up now and after each commit of this store (no thread),
         its failures reported on this store's bus, never raised into the write. Returns
         the function that stops it."""
-        if not callable(getattr(projection, "catch_up", None)):
+        if not callable(getattr(projection, "after_commit", None)):
             raise TypeError(
                 f"store.project() takes an atlas_eda.projections.Projection, got "
                 f"{type(projection).__name__}."
@@ -718,9 +720,9 @@ class TemporalStore:
         entry = outbox_entry(document.document_id, document.version, effects) if effects else None
         try:
             if entry is None:
-                self._application.save(pending)
+                recordings = self._application.save(pending)
             else:
-                self._application.save(pending, *entry.collect_events())
+                recordings = self._application.save(pending, *entry.collect_events())
         except IntegrityError as exc:
             if document.version == Document.INITIAL_VERSION:
                 raise _id_taken(document.document_id, derived=derived) from exc
@@ -733,7 +735,8 @@ class TemporalStore:
         if self.snapshot_interval and document.version % self.snapshot_interval == 0:
             self._snapshot(document)
         entry_id = None if entry is None else str(entry.id)
-        return Committed(document, as_document_event(pending), entry_id)
+        positions = tuple(r.notification.id for r in recordings)
+        return Committed(document, as_document_event(pending), entry_id, positions)
 
     def _snapshot(self, document: Document) -> None:
         try:
@@ -872,7 +875,10 @@ class TemporalStore:
             todo.append(lambda: bus.publish(event_type, data, source="atlas_eda.store"))
         if entry is not None and performer is not None:
             todo.append(lambda: self._outbox.perform(entry, performer))
-        todo.extend(partial(projection.catch_up, self) for projection in self._projections)
+        todo.extend(
+            partial(projection.after_commit, self, committed.event, committed.positions)
+            for projection in self._projections
+        )
         if steps.then is not None:
             todo.append(steps.then)
         return todo
