@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from .events import Event, EventId, EventType
     from .follower import StoreFollower
     from .payloads import FrozenDict, FrozenList, freeze_payload
+    from .projections import DocumentsByAuthor, Projection, ProjectionError, Table
     from .redaction import add_redaction_pattern, redact_text
     from .service import DocumentService
     from .store import TemporalStore
@@ -82,6 +83,7 @@ __all__ = [
     "DocumentNotFoundError",
     "DocumentService",
     "DocumentState",
+    "DocumentsByAuthor",
     "Effect",
     "EffectHandler",
     "EffectMonad",
@@ -111,6 +113,8 @@ __all__ = [
     "OutboxError",
     "PendingResultError",
     "PositionError",
+    "Projection",
+    "ProjectionError",
     "RecordedEffectError",
     "RecordedEvent",
     "StateDiff",
@@ -120,6 +124,7 @@ __all__ = [
     "StoreReadError",
     "StoreURLError",
     "SubscriptionError",
+    "Table",
     "TemporalStore",
     "Timeline",
     "UnhandledEffectError",
@@ -174,6 +179,7 @@ make_lazy(
         ".events": ("Event", "EventId", "EventType"),
         ".follower": ("StoreFollower",),
         ".payloads": ("FrozenDict", "FrozenList", "freeze_payload"),
+        ".projections": ("DocumentsByAuthor", "Projection", "ProjectionError", "Table"),
         ".store.dead_letters": ("FollowerDeadLetter",),
         ".redaction": ("add_redaction_pattern", "redact_text"),
         ".service": ("DocumentService",),
