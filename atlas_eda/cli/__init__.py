@@ -4,8 +4,8 @@ its report to the stream it is given).
 One module per command (:mod:`.demo`, :mod:`.log`, :mod:`.show`, :mod:`.diff`,
 :mod:`.follow`, :mod:`.dead_letters`, :mod:`.project`, :mod:`.cassette`,
 :mod:`.replay`), each with the function that adds its arguments and the one that runs it,
-gathered in one :class:`~.command.Command` record; :data:`COMMANDS` lists them in ``--help`` order and
-:func:`main` dispatches through it.
+gathered in one :class:`~.command.Command` record; :data:`COMMANDS` lists them in
+``--help`` order and :func:`main` dispatches through it.
 Shared by the commands: :mod:`.format` (tables and values, on :mod:`atlas_eda.views`),
 :mod:`.stores` (opening the store a command reads) and :mod:`.apps` (loading the
 ``--types`` and ``--app`` a user names)."""
