@@ -522,8 +522,9 @@ class Projection(EventsourcingProjection[TrackingRecorder]):
             except IntegrityError:
                 return self._overtaken()
             except Exception as exc:
-                self._failed(store, notification, exc, done)
-                return False
+                if not self._failed(store, notification, exc, done):
+                    return False
+                continue  # kept as a dead letter: the pass goes on past it
             done.applied += 1
             self._forget_retrying([notification])
         return True
@@ -542,9 +543,10 @@ class Projection(EventsourcingProjection[TrackingRecorder]):
 
     def _failed(
         self, store: TemporalStore, notification: Notification, exc: Exception, done: _Pass
-    ) -> None:
+    ) -> bool:
         """Report the failure; count the attempt (durably); at ``max_attempts`` keep it
-        as a dead letter and move the position past it, in one transaction."""
+        as a dead letter and move the position past it, in one transaction. Whether it
+        became a dead letter."""
         handler = f"{type(self).__module__}.{type(self).__qualname__}.apply"
         failure = Failure.of(handler, exc)
         attempts = self._letters.fail(
@@ -593,6 +595,7 @@ class Projection(EventsourcingProjection[TrackingRecorder]):
                 },
                 source="atlas_eda.projections",
             )
+        return dead
 
 
 class DocumentsByAuthor(Projection):
