@@ -31,9 +31,9 @@ from __future__ import annotations
 import logging
 import math
 import re
+import sqlite3
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,11 +42,19 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
 from eventsourcing.persistence import (
     InfrastructureFactory,
     IntegrityError,
+    InterfaceError,
     Notification,
     Tracking,
     TrackingRecorder,
 )
 from eventsourcing.projection import Projection as EventsourcingProjection
+from eventsourcing.sqlite import (
+    SQLITE3_DEFAULT_LOCK_TIMEOUT,
+    SQLiteConnection,
+    SQLiteConnectionPool,
+    SQLiteDatastore,
+    SQLiteTrackingRecorder,
+)
 from eventsourcing.utils import Environment
 
 from .checks import check_count, is_int
@@ -80,6 +88,7 @@ them (SQLite keeps the declared name)."""
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}\Z")
 _PAGE_SIZE = 500
+_STATEMENT_CACHE = 64
 STORE_NAME = "TemporalStore"  # TemporalStore.name: eventsourcing's prefix of its tables
 
 
@@ -122,7 +131,10 @@ class Table:
             f"{name} {TYPES[kind].upper() if postgres else kind}"
             for name, kind in self.columns.items()
         )
-        return f"CREATE TABLE {self.name} ({columns}, PRIMARY KEY ({', '.join(self.key)}))"
+        # On SQLite the rows are stored in their key's B-tree (not in a rowid table plus
+        # an index of the key): one page fewer to write per change.
+        rowid = "" if postgres else " WITHOUT ROWID"
+        return f"CREATE TABLE {self.name} ({columns}, PRIMARY KEY ({', '.join(self.key)})){rowid}"
 
     def expected_types(self, postgres: bool) -> list[tuple[str, str]]:
         """Each column with the type its database reports for it, lower-cased."""
@@ -209,7 +221,6 @@ class Projection(EventsourcingProjection[TrackingRecorder]):
         # The log position up to which nothing is left for this projection in its store
         # (None: unknown); what lets after_commit skip reading the log.
         self._seen: int | None = None
-        self._relaxed: weakref.WeakSet[Any] = weakref.WeakSet()
         view = _open_view(url)
         super().__init__(view)
         datastore: Any = cast(Any, view).datastore
@@ -440,15 +451,8 @@ class Projection(EventsourcingProjection[TrackingRecorder]):
                 cursor.execute(f'SET LOCAL search_path TO "{self._schema}"')
                 yield Sql(cursor, postgres=True)
             return
-        with self._datastore.get_connection(commit=commit) as connection:
-            if commit and connection not in self._relaxed:
-                # A read model is derived: a commit that a power cut loses is lost with
-                # its tracking record and applied again, so it need not wait for an fsync
-                # (a killed process loses nothing: the WAL is in the OS's hands).
-                connection.cursor().execute("PRAGMA synchronous = NORMAL")
-                self._relaxed.add(connection)
-            with connection.transaction(commit=commit) as cursor:
-                yield Sql(cursor, postgres=False)
+        with self._datastore.transaction(commit=commit) as cursor:
+            yield Sql(cursor, postgres=False)
 
     def _check_and_create_tables(self) -> None:
         """Create the tables that are missing, in one transaction, after checking that
@@ -681,17 +685,52 @@ def _open_view(url: str) -> TrackingRecorder:
         raise TypeError(f"A projection's url must be a str, got {type(url).__name__}.")
     if url == MEMORY_URL:
         name = f"file:atlas_eda_projection_{uuid.uuid4().hex}?mode=memory&cache=shared"
-        settings = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": name}
     else:
         settings = persistence_settings(url)
         if settings["PERSISTENCE_MODULE"] == "eventsourcing.popo":
             raise ValueError(f"{url!r}: use {MEMORY_URL!r} for an in-memory read model.")
-    # The store's name: on PostgreSQL the tracking table is the store's own (followers'
-    # positions beside projections' positions, keyed by name).
-    factory = InfrastructureFactory[TrackingRecorder].construct(
-        env=Environment(STORE_NAME, settings)
-    )
-    return factory.tracking_recorder()
+        if "SQLITE_DBNAME" not in settings:
+            # The store's name: on PostgreSQL the tracking table is the store's own
+            # (followers' positions beside projections' positions, keyed by name).
+            factory = InfrastructureFactory[TrackingRecorder].construct(
+                env=Environment(STORE_NAME, settings)
+            )
+            return factory.tracking_recorder()
+        name = settings["SQLITE_DBNAME"]
+    datastore = SQLiteDatastore(name)
+    datastore.pool.close()
+    datastore.pool = _ReadModelPool(db_name=name)
+    recorder = SQLiteTrackingRecorder(datastore)
+    recorder.create_table()
+    return recorder
+
+
+class _ReadModelPool(SQLiteConnectionPool):
+    """eventsourcing's SQLite connection pool, whose connections differ in two ways, both
+    for the cost of the transaction ``store.project()`` adds to each commit (see
+    ``benchmarks/projections.py``): they keep a cache of prepared statements
+    (eventsourcing's keep one, so each statement of a transaction is prepared again:
+    half its time), and they commit with ``synchronous = NORMAL``: a read model is
+    derived, so a commit a power cut loses is lost together with its tracking record and
+    applied again (a killed process loses nothing: the WAL is in the OS's hands)."""
+
+    def _create_connection(self) -> SQLiteConnection:
+        try:
+            connection = sqlite3.connect(
+                database=self.db_name,
+                uri=True,
+                check_same_thread=False,
+                isolation_level=None,  # eventsourcing's transactions BEGIN themselves
+                cached_statements=_STATEMENT_CACHE,
+                timeout=self.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT,
+            )
+        except (sqlite3.Error, TypeError) as exc:
+            raise InterfaceError(exc) from exc
+        if not self.is_sqlite_memory_mode:
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+        connection.row_factory = sqlite3.Row
+        return SQLiteConnection(sqlite_conn=connection, max_age=self.max_age)
 
 
 def _check_class(cls: type[Projection]) -> None:

@@ -31,6 +31,7 @@ from . import (
     components,
     end_to_end,
     memory,
+    projections,
     replay,
     replay_state,
     scaling,
@@ -85,6 +86,7 @@ def all_sections() -> list[Section]:
         replay.SECTION,
         replay_state.SECTION,
         scaling.SECTION,
+        projections.SECTION,
     ]
 
 
