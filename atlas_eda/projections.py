@@ -61,7 +61,8 @@ from .checks import check_count, is_int
 from .document_events import KINDS, DocumentEvent, EventKind, kind_of
 from .errors import AtlasEdaError, PositionError
 from .events import EventType
-from .redaction import redact_text, redact_url
+from .redaction import redact_url
+from .store.dead_letters import TABLE as LETTERS
 from .store.dead_letters import DeadLetterTable, Failure, FollowerDeadLetter
 from .store.urls import persistence_settings
 
@@ -375,7 +376,7 @@ class Projection(EventsourcingProjection[TrackingRecorder]):
             sql.execute(
                 f"DELETE FROM {tracking_table} WHERE application_name = :name", name=self.name
             )
-            sql.execute("DELETE FROM atlas_dead_letters WHERE follower = :name", name=self.name)
+            sql.execute(f"DELETE FROM {LETTERS} WHERE follower = :name", name=self.name)
         self._position = 0
         self._retrying = {}
         return self.catch_up(store)
@@ -395,7 +396,7 @@ class Projection(EventsourcingProjection[TrackingRecorder]):
         past = type(self)(MEMORY_URL, name=self.name, max_attempts=1, page_size=self.page_size)
         past._store = store
         done = past._pass(store, limit=None, until=position)
-        if done.stopped:
+        if done.failures:
             past.close()
             raise ProjectionError(
                 f"{self.name} could not be built as of position {position}: "
@@ -592,7 +593,7 @@ class Projection(EventsourcingProjection[TrackingRecorder]):
                     "event_type": "projection",
                     "handler": handler,
                     "error_type": failure.error_type,
-                    "error_message": redact_text(failure.error_message),
+                    "error_message": failure.error_message,  # redacted by Failure.of
                     "position": notification.id,
                     "attempts": attempts,
                     "dead_letter": dead,

@@ -213,6 +213,23 @@ def test_as_of_builds_the_read_model_at_a_past_position(tmp_path: Path) -> None:
                 view.as_of(6)
 
 
+def test_as_of_raises_on_an_event_that_fails_and_keeps_no_letter(tmp_path: Path) -> None:
+    with TemporalStore(url=sqlite_url(tmp_path / "store.db")) as store:
+        store.create_document("fine", "x", "ada")
+        store.create_document("poison", "x", "ada")
+        Fragile.BROKEN = False
+        try:
+            view = Fragile(sqlite_url(tmp_path / "views.db"))
+            view.catch_up(store)
+        finally:
+            Fragile.BROKEN = True
+        assert len(view.as_of(1).rows()) == 1
+        with pytest.raises(ProjectionError, match="could not be built as of position 2"):
+            view.as_of(2)
+        assert view.dead_letters() == []
+        view.close()
+
+
 # -- bad input -------------------------------------------------------------------------
 
 
