@@ -15,6 +15,7 @@ from ._lazy import make_lazy
 if TYPE_CHECKING:
     from .aspects import AspectWeaver, LoggingAspect, MetricsAspect
     from .bus import DeadLetter, EventBus
+    from .commands import CommandType, QueryType, Requests
     from .document import Document
     from .effects import Effect, EffectHandler, EffectMonad, EffectType
     from .errors import (
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
         DocumentNotFoundError,
         EventCycleError,
         FollowerError,
+        HandlerConflictError,
         HandlerFailures,
         ImmutablePayloadError,
         InvalidArgumentError,
@@ -35,9 +37,11 @@ if TYPE_CHECKING:
         InvalidEventError,
         MiddlewareError,
         NoEffectHandlerError,
+        NoHandlerError,
         OutboxError,
         PendingResultError,
         PositionError,
+        QuerySideEffectError,
         RecordedEffectError,
         StoreClosedError,
         StoreOpenError,
@@ -72,6 +76,7 @@ __all__ = [
     "AsyncHandlerError",
     "AtlasEdaError",
     "Cause",
+    "CommandType",
     "ConcurrencyError",
     "CorruptStoreError",
     "Cursor",
@@ -100,6 +105,7 @@ __all__ = [
     "FollowerError",
     "FrozenDict",
     "FrozenList",
+    "HandlerConflictError",
     "HandlerFailures",
     "ImmutablePayloadError",
     "InvalidArgumentError",
@@ -110,13 +116,17 @@ __all__ = [
     "MetricsAspect",
     "MiddlewareError",
     "NoEffectHandlerError",
+    "NoHandlerError",
     "OutboxError",
     "PendingResultError",
     "PositionError",
     "Projection",
     "ProjectionError",
+    "QuerySideEffectError",
+    "QueryType",
     "RecordedEffectError",
     "RecordedEvent",
+    "Requests",
     "StateDiff",
     "StoreClosedError",
     "StoreFollower",
@@ -143,6 +153,7 @@ make_lazy(
     {
         ".aspects": ("AspectWeaver", "LoggingAspect", "MetricsAspect"),
         ".bus": ("DeadLetter", "EventBus"),
+        ".commands": ("CommandType", "QueryType", "Requests"),
         ".document": ("Document",),
         ".effects": ("Effect", "EffectHandler", "EffectMonad", "EffectType"),
         ".errors": (
@@ -155,6 +166,7 @@ make_lazy(
             "DocumentNotFoundError",
             "EventCycleError",
             "FollowerError",
+            "HandlerConflictError",
             "HandlerFailures",
             "ImmutablePayloadError",
             "InvalidArgumentError",
@@ -163,9 +175,11 @@ make_lazy(
             "InvalidEventError",
             "MiddlewareError",
             "NoEffectHandlerError",
+            "NoHandlerError",
             "OutboxError",
             "PendingResultError",
             "PositionError",
+            "QuerySideEffectError",
             "RecordedEffectError",
             "StoreClosedError",
             "StoreOpenError",

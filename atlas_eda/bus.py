@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Any
 
 from blinker import Signal
 
 from .checks import check_count
+from .commands import Requests
 from .dead_letters import DeadLetter, DeadLetters
-from .dispatch import POLICIES, Dispatcher, FailurePolicy, Middleware
+from .dispatch import POLICIES, Dispatcher, FailurePolicy, Middleware, refuse_request_type
 from .effects import EffectHandler
 from .errors import InvalidArgumentError, UnknownEventError
 from .events import Event, check_event_type
@@ -87,6 +88,7 @@ class EventBus(Dispatcher):
         )
         self._all = self._subscriptions.every
         self._lock = threading.Lock()  # middleware
+        self._requests = Requests(self._owner, self._history, self._watchers, max_depth)
 
     @property
     def history_limit(self) -> int:
@@ -132,7 +134,9 @@ class EventBus(Dispatcher):
         The bus holds the handler strongly unless ``weak=True``. A handler subscribes
         once per type: subscribing it again while subscribed (weakly or not) raises
         :class:`SubscriptionError`; an ``async def`` handler raises
-        :class:`AsyncHandlerError` (the bus is synchronous)."""
+        :class:`AsyncHandlerError` (the bus is synchronous). A command or query type is
+        refused (:class:`InvalidEventError`): it has one handler, see :meth:`handle`."""
+        refuse_request_type(event_type)
         return self._subscriptions.connect(self.get_signal(event_type), handler, weak)
 
     def subscribe_all(self, handler: Handler, *, weak: bool = False) -> Callable[[], None]:
@@ -140,6 +144,34 @@ class EventBus(Dispatcher):
         subscribers. Returns the function that unsubscribes it. Refused as
         :meth:`subscribe` refuses (already subscribed to every event, ``async def``)."""
         return self._subscriptions.connect(self._all, handler, weak)
+
+    # -- commands and queries (atlas_eda.commands) ------------------------------------------
+
+    @property
+    def requests(self) -> Requests:
+        """The registry of this bus's command and query handlers (one per type)."""
+        return self._requests
+
+    def handle(self, request_type: Enum, handler: Handler) -> Callable[[], None]:
+        """Make ``handler(message)`` the one handler of a command or query type (a member
+        of a ``CommandType`` or ``QueryType`` Enum); returns the function that removes it.
+        A second handler for the same type raises :class:`HandlerConflictError`."""
+        return self._requests.add(request_type, handler)
+
+    def send(
+        self, command_type: Enum, data: Any = None, *, metadata: Mapping[str, Any] | None = None
+    ) -> Any:
+        """Call the handler of ``command_type`` with a message carrying ``data`` and return
+        its result (an ``EffectMonad``'s value, once its effects are performed by
+        :attr:`effect_handler`). Its exception propagates; :class:`NoHandlerError` if it has
+        no handler. Recorded in the history and traces like an event."""
+        return self._requests.call("command", command_type, data, metadata, self.effect_handler)
+
+    def ask(self, query_type: Enum, data: Any = None) -> Any:
+        """As :meth:`send`, for a query: its handler may only read; publishing, sending a
+        command or writing the store while it runs raises :class:`QuerySideEffectError`,
+        with nothing done."""
+        return self._requests.call("query", query_type, data, None, self.effect_handler)
 
     # -- middleware --------------------------------------------------------------------
 

@@ -66,10 +66,19 @@ from .trace import (
     plain_record,
     qualified_name,
     record_event,
+    refuse_if_read_only,
     running,
 )
 
-__all__ = ["POLICIES", "Dispatcher", "EventDraft", "FailurePolicy", "Middleware"]
+__all__ = [
+    "POLICIES",
+    "REQUEST_KIND",
+    "Dispatcher",
+    "EventDraft",
+    "FailurePolicy",
+    "Middleware",
+    "refuse_request_type",
+]
 
 # The bus's logger: users (and the CLI) configure the bus's logging by this one name.
 logger = logging.getLogger("atlas_eda.bus")
@@ -173,13 +182,15 @@ class Dispatcher:
         parent: Record | None = None
         if stack:  # nested: the parent is this bus's innermost record on this thread
             parent = stack[-1]
-            if parent[OWNER] is not owner:
+            if parent[OWNER] is not owner:  # a query's record is never the bus's own
+                refuse_if_read_only(stack, "publish", event_type)
                 parent = innermost_own(stack, owner)
         try:
             plan: Plan | None = self._plans[id(event_type)]
         except KeyError:  # a type with a plan was checked when it was planned
             plan = None
             check_event_type(event_type)
+            refuse_request_type(event_type)
         draft = EventDraft()
         draft.metadata = EMPTY_METADATA if metadata is None else frozen_metadata(metadata)
         draft.type = event_type
@@ -255,7 +266,9 @@ class Dispatcher:
                 f"use publish(event_type, data) to build one."
             )
         check_event_type(event.type)
+        refuse_request_type(event.type)
         stack = running()
+        refuse_if_read_only(stack, "publish", event.type)
         parent = innermost_own(stack, self._owner) if stack else None
         if self._owner.traces:
             return self._deliver_traced(event, None, time(), parent, stack)
@@ -543,6 +556,24 @@ def _returned_awaitable(handler: Callable[..., Any], result: object) -> AsyncHan
         f"stands for was not done (a coroutine is closed). Make the handler do its work "
         f"when called, or hand the awaitable to your event loop yourself."
     )
+
+
+REQUEST_KIND = "__atlas_request__"
+"""The class attribute that marks an Enum of command or query types (its value says
+which; see :mod:`atlas_eda.commands`): such types are sent or asked, never published."""
+
+
+def refuse_request_type(event_type: object) -> None:
+    """Raise :class:`InvalidEventError` when ``event_type`` is a command or query type
+    (checked once per type, when it is first planned: not on the hot path)."""
+    kind = getattr(type(event_type), REQUEST_KIND, None)
+    if kind is not None:
+        verb = "send" if kind == "command" else "ask"
+        name = type_name(event_type)  # type: ignore[arg-type]
+        raise InvalidEventError(
+            f"{name} is a {kind} type: it goes to its one handler with "
+            f"bus.{verb}({name}, data), not to subscribers with publish."
+        )
 
 
 def _middleware_raised(middleware: Middleware, event: Event, exc: Exception) -> MiddlewareError:

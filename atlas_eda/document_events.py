@@ -20,7 +20,7 @@ from eventsourcing.utils import get_topic
 from .document import Document
 from .errors import AtlasEdaError
 from .events import EventType, type_name
-from .trace import delivery_under_way
+from .trace import delivery_under_way, refuse_if_read_only, running
 from .views import short_id
 
 __all__ = [
@@ -179,8 +179,11 @@ class Cause:
 def current_cause() -> dict[str, Any] | None:
     """The cause to record with an event written now on this thread: a plain dict (what
     the store's JSON transcoder stores) of :class:`Cause`'s fields for the delivery under
-    way, or ``None`` outside any delivery. The correlation id of an event that has none
+    way, or ``None`` outside any delivery; :class:`~atlas_eda.errors.QuerySideEffectError`
+    inside a query (which may not write). The correlation id of an event that has none
     (a root published prebuilt) is its own id, as the bus gives its children."""
+    # A write inside a query is refused here, before the store builds or commits anything.
+    refuse_if_read_only(running(), "write the store")
     under_way = delivery_under_way()
     if under_way is None:
         return None

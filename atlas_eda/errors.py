@@ -269,3 +269,18 @@ class CorruptStoreError(StoreReadError):
     def __init__(self, message: str, position: int | None = None) -> None:
         super().__init__(message)
         self.position = position
+
+
+class NoHandlerError(AtlasEdaError, LookupError):
+    """``bus.send`` or ``bus.ask`` was given a command or query type that has no handler:
+    register one with ``bus.handle(type, handler)`` first."""
+
+
+class HandlerConflictError(AtlasEdaError, ValueError):
+    """``bus.handle`` was given a command or query type that already has its one handler:
+    remove that one first (``handle`` returned its remover)."""
+
+
+class QuerySideEffectError(AtlasEdaError):
+    """A query's handler tried to change something: publish an event, send a command or
+    write the store. A query only reads; nothing was published, sent or written."""

@@ -9,13 +9,14 @@ The payload rule:
   Frozen values compare equal to the plain ones, serialise with ``json``, pickle and
   deep-copy; any method that would change them raises :class:`ImmutablePayloadError`.
 - A dataclass that is not frozen is refused when the event is built
-  (:class:`InvalidEventError` naming where it is): declare it ``@dataclass(frozen=True)``.
+  (:class:`InvalidEventError` naming where it is): declare it ``@dataclass(frozen=True)``;
+  so is a pydantic model that is not frozen (``model_config = ConfigDict(frozen=True)``).
   So is a tuple subclass other than a ``NamedTuple`` that holds a mutable value, and
   nesting deeper than Python can recurse, or a container that holds itself.
 - Everything else is kept as it is, neither copied nor wrapped: ``str``, ``int``,
-  ``float``, ``bool``, ``None``, ``bytes``, enum members, frozen dataclasses (their fields
-  are their own business: give them tuple fields), pydantic models (declare them frozen),
-  and objects of any other class. The bus cannot see inside those: a ``bytearray``, a numpy
+  ``float``, ``bool``, ``None``, ``bytes``, enum members, frozen dataclasses and frozen
+  pydantic models (their fields are their own business: give them tuple fields), and
+  objects of any other class. The bus cannot see inside those: a ``bytearray``, a numpy
   array or an object of your own mutable class that a handler changes is not protected.
 """
 
@@ -37,6 +38,8 @@ __all__ = [
     "FrozenList",
     "freeze_payload",
     "freeze_plain",
+    "is_frozen_model_class",
+    "is_model_class",
     "is_tracked",
 ]
 
@@ -206,7 +209,25 @@ def _freeze(value: Any, where: str) -> Any:
         if not kind.__dataclass_params__.frozen:
             raise _mutable(value, where, "a dataclass that is not frozen")
         return value
+    if is_model_class(kind) and not is_frozen_model_class(kind):
+        raise _mutable(value, where, "a pydantic model that is not frozen")
     return value
+
+
+def is_model_class(cls: type[Any]) -> bool:
+    """Whether ``cls`` is a pydantic (v2) model class, told by its API (``model_config``,
+    ``model_validate``, ``model_dump``) so that pydantic is never imported here."""
+    return (
+        isinstance(getattr(cls, "model_config", None), dict)
+        and callable(getattr(cls, "model_validate", None))
+        and callable(getattr(cls, "model_dump", None))
+    )
+
+
+def is_frozen_model_class(cls: type[Any]) -> bool:
+    """Whether ``cls`` is a pydantic model class declared frozen
+    (``model_config = ConfigDict(frozen=True)``): its instances refuse assignment."""
+    return is_model_class(cls) and bool(cls.model_config.get("frozen"))
 
 
 def _mutable(value: object, where: str, what: str) -> InvalidEventError:

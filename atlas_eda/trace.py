@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import QuerySideEffectError
 from .events import Event, type_name
 from .views import short, when
 
@@ -61,6 +62,9 @@ RAISED = "raised"
 """Tags a log entry ``(RAISED, exception)``: the running delivery's handler raised."""
 SKIPPED = "skipped"
 """Tags the log entry ``(SKIPPED, None)``: a receiver gone before its turn."""
+RESULT = "result"
+"""Tags the log entry ``(RESULT, value)`` after a command's or query's delivery: what its
+handler returned (the value of a returned ``EffectMonad``)."""
 
 _SKIPPED_ENTRY = (SKIPPED, None)  # one tuple every record shares
 
@@ -70,10 +74,13 @@ class Owner:
     are its own, and whether it traces. It holds no reference to the bus, so history
     records pin nothing."""
 
-    __slots__ = ("traces",)
+    __slots__ = ("read_only", "traces")
 
-    def __init__(self, traces: bool) -> None:
+    def __init__(self, traces: bool, *, read_only: bool = False) -> None:
         self.traces = traces
+        # Marks the records of queries under way: nothing may publish, send or write
+        # inside them (see refuse_if_read_only).
+        self.read_only = read_only
 
 
 def plain_record(event: Event, owner: Owner) -> Record:
@@ -123,6 +130,20 @@ def innermost_own(stack: list[Record], owner: Owner) -> Record | None:
         if owned_by(record, owner):
             return record
     return None
+
+
+def refuse_if_read_only(stack: list[Record], action: str, message_type: object = None) -> None:
+    """Raise :class:`~atlas_eda.errors.QuerySideEffectError` when the innermost delivery
+    on ``stack`` is a query's: ``action`` (followed by ``message_type``'s name, when
+    given) says what was tried, and is refused."""
+    if stack and stack[-1][OWNER].read_only:
+        if message_type is not None:
+            action = f"{action} {type_name(message_type)}"  # type: ignore[arg-type]
+        query = type_name(stack[-1][EVENT].type)
+        raise QuerySideEffectError(
+            f"Query {query} tried to {action}; a query only reads, so nothing was done. "
+            f"Make it a command (bus.send) if it must change something."
+        )
 
 
 def add_failure(record: Record, error: BaseException, ended: float) -> None:
@@ -244,13 +265,17 @@ class EventTrace:
     outside any delivery, and the child events published outside any delivery (such as the
     bus's own ``ERROR`` reports). Every child is itself an ``EventTrace``. ``missing``
     counts the child events (at any depth) that had already left the bus's history when
-    the trace was built, and so are not in it."""
+    the trace was built, and so are not in it. For a command or query (see
+    :mod:`atlas_eda.commands`) that returned, ``answered`` is true and ``result`` is what
+    its handler returned; one that raised has the error in its delivery."""
 
     event: Event
     deliveries: tuple[Delivery, ...]
     effects: tuple[EffectOutcome, ...]
     children: tuple[EventTrace, ...]
     missing: int = 0
+    result: Any = None
+    answered: bool = False
 
     @property
     def complete(self) -> bool:
@@ -296,6 +321,8 @@ class EventTrace:
             )
         items.extend((f"effect {e.describe()}", []) for e in self.effects)
         items.extend((child, []) for child in self.children)  # type: ignore[misc]
+        if self.answered:
+            items.append((f"result → {short(self.result, 70)}", []))
         return items
 
     def tree(self) -> str:
@@ -398,6 +425,8 @@ def build_trace(
     effects: list[EffectOutcome] = []
     children: list[EventTrace] = []
     error: BaseException | None = None
+    result: Any = None
+    answered = False
     for entry in record[LOG:]:  # a copy: the bus may still be appending
         if type(entry) is float:  # a delivery ended
             name = names[index] if index < len(names) else "?"
@@ -424,4 +453,14 @@ def build_trace(
             error = value
         elif tag == SKIPPED:
             index += 1
-    return EventTrace(record[EVENT], tuple(deliveries), tuple(effects), tuple(children), missing)
+        elif tag == RESULT:
+            result, answered = value, True
+    return EventTrace(
+        record[EVENT],
+        tuple(deliveries),
+        tuple(effects),
+        tuple(children),
+        missing,
+        result,
+        answered,
+    )

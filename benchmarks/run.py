@@ -28,6 +28,7 @@ from pathlib import Path
 
 from . import (
     bus,
+    commands,
     components,
     end_to_end,
     memory,
@@ -69,7 +70,7 @@ def bus_sections() -> list[Section]:
     zope.event, history bound, middleware). Each module exposes ``SECTION`` like
     ``benchmarks.time_travel``; add it to the list below.
     """
-    return [bus.SECTION]
+    return [bus.SECTION, commands.SECTION]
 
 
 def all_sections() -> list[Section]:

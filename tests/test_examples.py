@@ -22,3 +22,26 @@ def test_seed_example_runs_and_prints_history_and_metrics() -> None:
     assert "Event: DOCUMENT_CREATED" in result.stdout
     assert "DocumentService.create_document: 1 calls" in result.stdout
     assert "Sending notification: Document 'Event-Driven Architecture with NERV'" in result.stdout
+
+
+def test_commands_example_sends_asks_refuses_and_traces() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "commands.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:6] == [
+        "send Cart.ADD tea:",
+        "  event: added tea",
+        "  result: tea by ann",
+        "ask Stock.COUNT: 1",
+        "send Cart.ADD '': raised ValueError: an item needs a name",
+        "ask Stock.SNEAKY: refused, still 1 document(s)",
+    ]
+    assert lines[7].startswith("Cart.ADD ")
+    assert "child CartEvent.ADDED" in result.stdout
+    assert lines[-1].startswith("└─ result → ")

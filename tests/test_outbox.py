@@ -164,6 +164,21 @@ def test_the_timeline_log_and_followers_skip_outbox_records(tmp_path: Path) -> N
     assert "outbox" not in shown.stdout.lower()
 
 
+def test_a_run_of_outbox_records_longer_than_a_page_does_not_end_the_log() -> None:
+    store = TemporalStore()
+    doc_id = store.create_document("T", "v1", "ann", effects=[NOTE])  # positions 1, 2
+    for _ in range(3):  # each a failed attempt of the pending entry: positions 3, 4, 5
+        assert store.outbox.retry(Performed(True)) == []
+    store.update_document(doc_id, content="v2")  # position 6
+    assert [n.id for n in store.notifications(2, 1)] == [6]  # not [] (the end)
+    assert [n.id for n in store.notifications(1, 2)] == [1]  # a short page, not the end
+    assert [(e.position, e.kind) for e in store.timeline(page_size=1)] == [
+        (1, "created"),
+        (6, "updated"),
+    ]
+    store.close()
+
+
 def _handler(performer: Performed) -> EffectHandler:
     handler = EffectHandler()
     for kind in (EffectType.DATABASE_WRITE, EffectType.LOGGING, EffectType.NOTIFICATION):

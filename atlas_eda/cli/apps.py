@@ -19,6 +19,7 @@ from enum import Enum
 from types import ModuleType
 from typing import Any
 
+from ..payloads import is_model_class
 from ..testing import register_exceptions, register_types
 from .command import CommandError
 
@@ -95,17 +96,19 @@ def register_type_specs(specs: Sequence[str]) -> None:
     for spec in specs:
         module_name, name = _split_spec(spec, "--types", "myapp.events:OrderEvent")
         found = _attribute(_import(module_name, "--types"), name, "--types", spec)
-        if isinstance(found, type) and (issubclass(found, Enum) or is_dataclass(found)):
-            register_types(found)  # a dataclass: a typed payload (refused unless frozen)
+        if isinstance(found, type) and (
+            issubclass(found, Enum) or is_dataclass(found) or is_model_class(found)
+        ):
+            register_types(found)  # a typed payload (refused unless frozen)
         elif isinstance(found, type) and issubclass(found, Exception):
             register_exceptions(found)
         else:
             kind = "class" if isinstance(found, type) else type(found).__name__
             raise CommandError(
                 f"--types {spec!r} is a {kind}, not an Enum class nor an Exception "
-                f"subclass nor a dataclass; name the Enum class of your event or effect "
-                f"types, the exception class an effect raises, or the frozen dataclass of "
-                f"a typed event payload."
+                f"subclass nor a dataclass or pydantic model; name the Enum class of your "
+                f"event or effect types, the exception class an effect raises, or the "
+                f"frozen dataclass or pydantic model of a typed event payload."
             )
 
 

@@ -96,6 +96,11 @@ class AllowListMapper(Mapper[UUID]):
             self._check(stored_event, event.topic, "snapshot topic")
         return event
 
+    def check_topic(self, stored: StoredEvent) -> None:
+        """Raise :class:`CorruptStoreError` naming where ``stored`` sits unless its topic
+        names a registered class (nothing is resolved or imported)."""
+        self._check(stored, stored.topic, "topic")
+
     def _check(self, stored: StoredEvent, topic: object, what: str) -> None:
         if topic is None and what != "topic":
             return

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         RecordedChange,
         RecordedEffect,
         RecordedError,
+        RecordedResult,
         Recorder,
         record,
     )
@@ -56,6 +57,7 @@ __all__ = [
     "RecordedEffect",
     "RecordedEffectError",
     "RecordedError",
+    "RecordedResult",
     "Recorder",
     "RecordingError",
     "ReplayError",
@@ -95,6 +97,7 @@ make_lazy(
             "RecordedChange",
             "RecordedEffect",
             "RecordedError",
+            "RecordedResult",
             "Recorder",
             "record",
         ),

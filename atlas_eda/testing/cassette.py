@@ -7,7 +7,10 @@ event's metadata as a JSON string) and ``atlaseffects`` (a JSON string: the effe
 performed while the event was handled, each with its result or error: the exception's
 class as ``module.QualName`` and its message) and, when recorded with a store,
 ``atlasstate`` (a JSON string: the store changes written while the event was delivered,
-each a document id, version, kind and the fields set, with their values). Types resolve only through
+each a document id, version, kind and the fields set, with their values) and, for a command or
+query (:mod:`atlas_eda.commands`), ``atlasresult`` (a JSON string: ``{"value": ...}``, what its
+handler returned, which must be JSON like event data, or ``{"error": {"type", "message"}}``).
+Types resolve only through
 :func:`atlas_eda.testing.register_types`, exception classes only to builtins and those of
 :func:`atlas_eda.testing.register_exceptions`: a cassette never imports anything."""
 
@@ -40,10 +43,12 @@ from cloudevents.core.v1.event import CloudEvent
 
 from ..bus import EventBus, check_bus
 from ..checks import check_count
+from ..commands import request_kind
 from ..document_events import KINDS, DocumentEvent, EventKind, cause_of, field_changes, kind_of
 from ..effects import Effect
 from ..errors import CassetteError, CassetteWarning, RecordedEffectError, RecordingError
 from ..events import EMPTY_METADATA, Event, type_name
+from ..payloads import is_model_class
 from ..redaction import redact_text
 from ..trace import EffectOutcome, EventTrace
 from ..views import short_repr
@@ -59,6 +64,7 @@ __all__ = [
     "RecordedChange",
     "RecordedEffect",
     "RecordedError",
+    "RecordedResult",
     "Recorder",
     "effects_of",
     "format_time",
@@ -245,14 +251,36 @@ class RecordedChange:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordedResult:
+    """What a command or query returned (``value``), or the error its handler raised
+    (``error``; then ``value`` is ``None``), as its cassette line's ``atlasresult``
+    records it."""
+
+    value: Any = None
+    error: RecordedError | None = None
+
+    @classmethod
+    def of(cls, trace: EventTrace) -> RecordedResult | None:
+        """The result in ``trace`` of a command or query (``None`` for an event's)."""
+        if trace.answered:
+            return cls(trace.result)
+        errors = [d.error for d in trace.deliveries if d.error is not None]
+        if errors and request_kind(trace.event.type) is not None:
+            return cls(error=RecordedError.of(errors[0]))
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class CassetteEntry:
-    """One line of a cassette: its 1-based line number, the event, its effects and the
-    store changes written while it was delivered (empty when recorded without a store)."""
+    """One line of a cassette: its 1-based line number, the event, its effects, the
+    store changes written while it was delivered (empty when recorded without a store)
+    and, for a command or query, its result."""
 
     line: int
     event: Event
     effects: tuple[RecordedEffect, ...] = ()
     state: tuple[RecordedChange, ...] = ()
+    result: RecordedResult | None = None
 
 
 PENDING_KEPT = 10_000
@@ -272,14 +300,14 @@ def store_changes(store: TemporalStore, after: int) -> tuple[int, dict[str, list
     position = after
     while True:
         page = store.notifications(position + 1, STATE_PAGE)
+        if not page:  # a short page is not the end: the store leaves its outbox rows out
+            return position, changes
         for notification in page:
             event = store.decode(notification)
             cause = cause_of(event)
             if cause is not None:
                 changes.setdefault(cause.event_id, []).append(RecordedChange.of(event))
             position = notification.id
-        if len(page) < STATE_PAGE:
-            return position, changes
 
 
 # -- recording ---------------------------------------------------------------------------
@@ -324,16 +352,23 @@ def _checked(value: Any, field: str, event: Event) -> Any:
             f"Cannot record {event!r}: {problem}, which cannot be stored as JSON. Use only "
             f"str, int, float, bool, None, lists and dicts with str keys in event data, "
             f"metadata and effect payloads and results (event data may also be a frozen "
-            f"dataclass whose class is registered with atlas_eda.testing.register_types). "
+            f"dataclass or pydantic model whose class is registered with "
+            f"atlas_eda.testing.register_types). "
             f"Nothing of this root event was written."
         )
     return value
 
 
 def _typed_payload(data: Any) -> tuple[Any, str | None]:
-    """What to record of an event's ``data``: a frozen dataclass of a registered class as
-    the JSON object of its init fields, with its class name; anything else as it is."""
-    if isinstance(data, type) or not dataclasses.is_dataclass(data):
+    """What to record of an event's ``data``: a frozen dataclass or pydantic model of a
+    registered class as the JSON object of its fields (a dataclass's init fields; a model's
+    ``model_dump(mode="json")``), with its class name; anything else as it is."""
+    if isinstance(data, type):
+        return data, None
+    if is_model_class(type(data)):
+        name = payload_type_name(type(data))
+        return (data, None) if name is None else (data.model_dump(mode="json"), name)
+    if not dataclasses.is_dataclass(data):
         return data, None
     name = payload_type_name(type(data))
     if name is None:
@@ -372,9 +407,10 @@ def _extensions(
     event: Event,
     effects: tuple[EffectOutcome, ...],
     state: tuple[RecordedChange, ...] | list[RecordedChange],
+    result: RecordedResult | None = None,
 ) -> dict[str, str]:
     """The extension attributes of ``event``'s line: its causation and correlation ids,
-    and its metadata, effects and store changes as JSON text (only those it has)."""
+    and its metadata, effects, store changes and result as JSON text (those it has)."""
     extensions: dict[str, str] = {}
     if event.correlation_id is not None:
         extensions["correlationid"] = event.correlation_id
@@ -389,16 +425,28 @@ def _extensions(
     if state:
         changes = [change.as_json() for change in state]
         extensions["atlasstate"] = json.dumps(changes, separators=(",", ":"), ensure_ascii=False)
+    if result is not None:
+        extensions["atlasresult"] = json.dumps(_result_record(result, event), separators=(",", ":"))
     return extensions
+
+
+def _result_record(result: RecordedResult, event: Event) -> dict[str, Any]:
+    """``result`` as ``atlasresult`` holds it: ``{"value": ...}`` or ``{"error": {"type":
+    ..., "message": ...}}``; a value must be JSON, as event data must."""
+    if result.error is not None:
+        return {"error": {"type": result.error.type, "message": result.error.message}}
+    return {"value": _checked(result.value, "result", event)}
 
 
 def encode_event(
     event: Event,
     effects: tuple[EffectOutcome, ...] = (),
     state: tuple[RecordedChange, ...] | list[RecordedChange] = (),
+    result: RecordedResult | None = None,
 ) -> str:
     """``event`` as one CloudEvents 1.0 structured-mode JSON line (without the newline),
-    with the store changes its delivery wrote (``state``) when there are any;
+    with the store changes its delivery wrote (``state``) when there are any and a
+    command's or query's ``result``;
     :class:`RecordingError` if something in it cannot be stored as JSON."""
     try:
         moment = datetime.fromtimestamp(event.timestamp, UTC)
@@ -417,7 +465,7 @@ def encode_event(
         "time": moment,
         "datacontenttype": "application/json",
     }
-    attributes.update(_extensions(event, effects, state))
+    attributes.update(_extensions(event, effects, state, result))
     data, data_type = _typed_payload(event.data)
     if data_type is not None:
         attributes["atlasdatatype"] = data_type
@@ -514,7 +562,13 @@ class Recorder:
                 nodes = list(trace.walk())
                 state = self._state_of(nodes)
                 text = "".join(
-                    encode_event(node.event, effects_of(node), state.get(node.event.id, ())) + "\n"
+                    encode_event(
+                        node.event,
+                        effects_of(node),
+                        state.get(node.event.id, ()),
+                        RecordedResult.of(node),
+                    )
+                    + "\n"
                     for node in nodes
                 )
             except RecordingError as exc:
@@ -792,8 +846,10 @@ def _typed_data(data: Any, name: str) -> Any:
         raise _BadLine(str(exc.args[0])) from None
     if not isinstance(data, dict):
         raise _BadLine(f"the data of a {name} must be a JSON object of its fields")
-    hints = _field_hints(cls)
     try:
+        if is_model_class(cls):  # the model validates (and converts) its own fields
+            return cls.model_validate(data)
+        hints = _field_hints(cls)
         return cls(**{key: _as_hinted(value, hints.get(key)) for key, value in data.items()})
     except Exception as exc:  # the recorded fields do not fit the class (any more)
         raise _BadLine(
@@ -830,6 +886,26 @@ def _as_hinted(value: Any, hint: Any) -> Any:
     return tuple(value)
 
 
+def _recorded_result(item: dict[str, Any] | None) -> RecordedResult | None:
+    if item is None:
+        return None
+    if set(item) == {"value"}:
+        return RecordedResult(item["value"])
+    error = item.get("error")
+    if (
+        set(item) == {"error"}
+        and isinstance(error, dict)
+        and isinstance(error.get("type"), str)
+        and error["type"]
+        and isinstance(error.get("message"), str)
+    ):
+        return RecordedResult(error=RecordedError(error["type"], error["message"]))
+    raise _BadLine(
+        "the atlasresult extension must hold {'value': ...} or {'error': {'type': str, "
+        "'message': str}} (a command's or query's result, or its handler's error)"
+    )
+
+
 def _optional_str(attributes: Mapping[str, Any], name: str) -> str | None:
     value = attributes.get(name)
     if value is not None and not isinstance(value, str):
@@ -851,6 +927,7 @@ _KNOWN = frozenset(
         "atlaseffects",
         "atlasstate",
         "atlasdatatype",
+        "atlasresult",
     }
 )
 """The attributes a recorder writes (``data`` aside): valid extension names, and no
@@ -914,6 +991,7 @@ def _entry(number: int, text: str, types: dict[str, Enum]) -> CassetteEntry:
     effects = tuple(_recorded_effect(item, i, types) for i, item in enumerate(items))
     changes = _extension_json(attributes, "atlasstate", list) or []
     state = tuple(_recorded_change(item, i) for i, item in enumerate(changes))
+    result = _recorded_result(_extension_json(attributes, "atlasresult", dict))
     source = attributes["source"]
     event = Event(
         type=event_type,
@@ -925,7 +1003,7 @@ def _entry(number: int, text: str, types: dict[str, Enum]) -> CassetteEntry:
         correlation_id=_optional_str(attributes, "correlationid"),
         causation_id=_optional_str(attributes, "causationid"),
     )
-    return CassetteEntry(number, event, effects, state)
+    return CassetteEntry(number, event, effects, state, result)
 
 
 class Cassette:

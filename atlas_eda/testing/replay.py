@@ -3,6 +3,9 @@ does with what was recorded.
 
 Only root events (no causation id) are re-published, with their original ids and
 timestamps; their children must be caused again by the handlers subscribed on the bus.
+A root command or query (:mod:`atlas_eda.commands`) is re-sent to its handler as recorded
+(``bus.requests.resend``); in ``"check"`` and ``"perform"`` modes what it returned (or the
+error it raised) is compared with its recorded ``atlasresult`` too.
 In ``"stub"`` and ``"check"`` modes effects performed through an ``EffectHandler`` are not
 performed: an ``effect.testing.SequenceDispatcher`` built from the recorded effects of the
 root's tree returns the recorded results (or raises the recorded errors: by class when the
@@ -23,6 +26,7 @@ from effect import sync_performer
 from effect.testing import SequenceDispatcher
 
 from ..bus import EventBus, check_bus
+from ..commands import request_kind
 from ..effects import Effect, KnownOutcome, effect_stub
 from ..errors import (
     CassetteError,
@@ -42,6 +46,7 @@ from .cassette import (
     RecordedChange,
     RecordedEffect,
     RecordedError,
+    RecordedResult,
     effects_of,
     store_changes,
 )
@@ -918,6 +923,10 @@ def _replay_trees(
         count, divergence = _compare_tree(
             block, events, nodes, next_entry, end=end, mode=mode, changes=changes
         )
+        if divergence is None and nodes:
+            divergence = _compare_result(block[0], nodes[0])
+            if divergence is not None:
+                count = 0  # the root itself diverged: nothing of its tree matched
         if (
             disorder is not None
             and disorder < stop
@@ -938,6 +947,50 @@ def _collector(published: list[Event]) -> Callable[[Event], Event]:
     return collect
 
 
+def _deliver_root(bus: EventBus, root: Event) -> bool:
+    """Publish the root event ``root``, or re-send it when it is a command or query;
+    returns whether it was one. A command's exception is not a failure of the replay: it
+    is in the trace, compared with the recorded result (see :func:`_compare_result`)."""
+    if request_kind(root.type) is None:
+        bus.publish_event(root)
+        return False
+    handled = bus.requests.handler(root.type) is not None
+    try:
+        bus.requests.resend(root, bus.effect_handler)
+    except Exception:
+        if not handled:  # NoHandlerError: the replay reports it as a divergence
+            raise
+    return True
+
+
+def _compare_result(entry: CassetteEntry, node: EventTrace) -> Divergence | None:
+    """A divergence when the command or query of ``entry`` returned (or raised) other
+    than it did when recorded (``None`` for an event, or one recorded without a result)."""
+    recorded = entry.result
+    if recorded is None:
+        return None
+    replayed = RecordedResult.of(node)
+    if replayed is not None and replayed.error is None:
+        replayed = RecordedResult(_plain(replayed.value))
+    if replayed == recorded:
+        return None
+    name = type_name(entry.event.type)
+
+    def text(result: RecordedResult | None) -> str:
+        if result is None:
+            return f"{name} (no result)"
+        if result.error is not None:
+            return f"{name} ✗ {result.error.type}: {result.error.message}"
+        return f"{name} → {_json_short(result.value, 60)}"
+
+    diff = ""
+    if recorded.error is None and replayed is not None and replayed.error is None:
+        diff = json_diff(recorded.value, replayed.value, "result")
+    return Divergence(
+        entry.line, text(recorded), text(replayed), diff, f"{name}: the result differs"
+    )
+
+
 def _publish_collected(
     bus: EventBus, root: Event, stub: Callable[[object], Any] | None, published: list[Event]
 ) -> list[Event]:
@@ -945,7 +998,8 @@ def _publish_collected(
     published.clear()
     token = effect_stub.set(stub)
     try:
-        bus.publish_event(root)
+        if _deliver_root(bus, root):
+            published.insert(0, root)  # a command is not seen by middleware
     finally:
         effect_stub.reset(token)
     tree = root.correlation_id or root.id
@@ -956,7 +1010,7 @@ def _publish_collected(
 def _publish(bus: EventBus, root: Event, stub: Callable[[object], Any] | None) -> list[EventTrace]:
     token = effect_stub.set(stub)
     try:
-        bus.publish_event(root)
+        _deliver_root(bus, root)
     finally:
         effect_stub.reset(token)
     try:

@@ -14,16 +14,20 @@ root events published during ``when`` and, depth first, every event they caused,
 the order a synchronous bus publishes them in), and the effects performed while those
 events were handled, event by event in that order (effects a command performs outside
 any event's handling are not in the traces, so not checked). An exception raised by
-``when`` propagates as it is."""
+``when`` propagates as it is, except when ``when`` sends a command or asks a query (an
+``(CommandType member, data)`` pair, say): then its result is checked by ``then_result``
+and its error by ``then_raises``, which must come before any other ``then_*`` check."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from ..bus import EventBus
+from ..commands import request_kind
 from ..effects import Effect
 from ..errors import ScenarioError, UnknownEventError
 from ..events import Event, type_name
@@ -186,25 +190,45 @@ def _check_step(step: object, where: str, commands: bool) -> None:
     raise ScenarioError(f"{where} takes {allowed}; got {step!r}.")
 
 
-def _perform(step: Step, bus: EventBus, system: object) -> None:
+def _perform(step: Step, bus: EventBus, system: object) -> Any:
+    """Publish, send or ask ``step`` (or call it with ``system``); returns a command's or
+    query's result (``None`` for the others)."""
     if isinstance(step, Event):
+        if request_kind(step.type) is not None:
+            return bus.requests.resend(step, bus.effect_handler)
         bus.publish_event(step)
     elif isinstance(step, tuple):
+        kind = request_kind(step[0])
+        if kind == "command":
+            return bus.send(step[0], step[1])
+        if kind == "query":
+            return bus.ask(step[0], step[1])
         bus.publish(step[0], step[1])
     else:
         step(system)
+    return None
+
+
+def _is_request(step: Step) -> bool:
+    """Whether ``step`` sends a command or asks a query."""
+    if isinstance(step, Event):
+        return request_kind(step.type) is not None
+    return isinstance(step, tuple) and request_kind(step[0]) is not None
 
 
 @dataclass(frozen=True, slots=True)
 class ScenarioResult:
     """One run of a scenario: the system ``make_system`` returned, its bus and store, the
     traces of the root events published during ``when``, and, flattened from them, the
-    events (depth first, the publish order) and the effects performed."""
+    events (depth first, the publish order) and the effects performed. When ``when`` is a
+    command or query: its ``result``, or the ``error`` its handler raised."""
 
     system: Any
     bus: EventBus
     store: TemporalStore | None
     traces: tuple[EventTrace, ...]
+    result: Any = None
+    error: Exception | None = None
 
     @property
     def events(self) -> tuple[Event, ...]:
@@ -235,9 +259,15 @@ def _run(make_system: Callable[[], Any], given: tuple[Step, ...], when: Step) ->
     for step in given:
         _perform(step, bus, system)
     roots: list[str] = []
+    result: Any = None
+    error: Exception | None = None
     stop = bus.watch(lambda trace: roots.append(trace.event.id))
     try:
-        _perform(when, bus, system)
+        result = _perform(when, bus, system)
+    except Exception as exc:
+        if not _is_request(when):
+            raise
+        error = exc  # a command's error is an outcome: then_raises checks it
     finally:
         stop()
     traces: list[EventTrace] = []
@@ -253,7 +283,7 @@ def _run(make_system: Callable[[], Any], given: tuple[Step, ...], when: Step) ->
                 f"history_limit."
             )
         traces.append(trace)
-    return ScenarioResult(system, bus, store, tuple(traces))
+    return ScenarioResult(system, bus, store, tuple(traces), result, error)
 
 
 # -- expectations -------------------------------------------------------------------------
@@ -327,6 +357,7 @@ class Scenario:
     _given: tuple[Step, ...] = ()
     _when: Step | None = None
     _run: _Run = field(default_factory=_Run, compare=False, repr=False)
+    _error_checked: bool = False
 
     def given(self, *events: Step) -> Scenario:
         """Events published (each an ``Event`` or an ``(EventType, data)`` pair) or
@@ -340,7 +371,8 @@ class Scenario:
 
     def when(self, action: Step) -> Scenario:
         """What the scenario tests: an ``Event`` or ``(EventType, data)`` pair published on
-        the bus, or a command, a callable ``fn(system)``."""
+        the bus, a command or query sent or asked (a pair or ``Event`` of a
+        ``CommandType`` or ``QueryType`` member), or a callable ``fn(system)``."""
         if self._when is not None:
             raise ScenarioError("when() was already given: a scenario tests one action.")
         _check_step(action, "when()", commands=True)
@@ -355,12 +387,65 @@ class Scenario:
             self._run.result = _run(self.make_system, self._given, self._when)
         return self._run.result
 
+    def _outcome(self, check: str) -> ScenarioResult:
+        """The run, for a ``then_*`` other than :meth:`then_raises`: an ``AssertionError``
+        when ``when``'s command raised and no ``then_raises`` before it expected that."""
+        result = self.run()
+        if result.error is not None and not self._error_checked:
+            error = result.error
+            raise AssertionError(
+                f"{check}: when() raised {type(error).__name__}: {error}. If it should, "
+                f"check it first with then_raises({type(error).__name__})."
+            ) from error
+        return result
+
+    def then_result(self, expected: Any) -> Scenario:
+        """Check what the command or query of ``when`` returned (``ANY`` matches anything,
+        also nested)."""
+        if self._when is not None and not _is_request(self._when):
+            raise ScenarioError(
+                "then_result needs a command or query in when(): a (CommandType member, "
+                "data) or (QueryType member, data) pair, or such an Event."
+            )
+        result = self._outcome("then_result")
+        if not _matches(expected, result.result):
+            raise AssertionError(
+                f"then_result: the result of when() is not the expected one\n\n"
+                f"expected: {_show(expected)}\nactual:   {_show(result.result)}\n"
+                f"{json_diff(_fill(expected, result.result), result.result, 'result')}"
+            )
+        return self
+
+    def then_raises(self, error_type: type[BaseException]) -> Scenario:
+        """Check that the command or query of ``when`` raised ``error_type`` (or a
+        subclass); the ``then_*`` checks after it then look at what happened before."""
+        if not (isinstance(error_type, type) and issubclass(error_type, BaseException)):
+            raise ScenarioError(
+                f"then_raises takes an exception class, such as ValueError; got {error_type!r}."
+            )
+        if self._when is not None and not _is_request(self._when):
+            raise ScenarioError(
+                "then_raises needs a command or query in when(); an exception raised by a "
+                "callable when() propagates as it is (use pytest.raises)."
+            )
+        result = self.run()
+        if not isinstance(result.error, error_type):
+            actual = (
+                "returned " + _show(result.result)
+                if result.error is None
+                else f"raised {type(result.error).__name__}: {result.error}"
+            )
+            raise AssertionError(
+                f"then_raises: expected when() to raise {error_type.__name__}, but it {actual}."
+            )
+        return dataclasses.replace(self, _error_checked=True)
+
     def then_events(self, *expected: object) -> Scenario:
         """Check the events published because of ``when``, in publish order: each an
         ``(EventType, data)`` pair, an ``Event`` (type and data compared), or a bare event
         type (any data). ``ANY`` matches anything, also nested in the data."""
         specs = [_expected_event(spec) for spec in expected]
-        result = self.run()
+        result = self._outcome("then_events")
         actual = [(event.type, event.data) for event in result.events]
         same = [
             _matches(e[0], a[0]) and _matches(e[1], a[1])
@@ -382,7 +467,7 @@ class Scenario:
         event in publish order): each an ``Effect`` (type, payload and description
         compared), an ``(EffectType, payload)`` pair or a bare effect type."""
         specs = [_expected_effect(spec) for spec in expected]
-        result = self.run()
+        result = self._outcome("then_effects")
         outcomes = result.effects
         actual: list[tuple[Any, Any, str]] = []
         for outcome in outcomes:
@@ -431,7 +516,7 @@ class Scenario:
         ``Document`` attribute such as ``title``, ``content``, ``version``,
         ``is_deleted``) has the given value (``ANY`` for "any"). ``doc_id`` may be a
         callable ``fn(system) -> id`` for a document created during the scenario."""
-        result = self.run()
+        result = self._outcome("then_state")
         if result.store is None:
             raise ScenarioError(
                 "then_state needs a store: make_system must return an object with a .store "

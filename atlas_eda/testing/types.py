@@ -1,7 +1,7 @@
 """The type registry of the replay harness: cassettes name event and effect types
 ``EnumClass.MEMBER`` and those names resolve only through ``Enum`` classes registered here;
-they name the class of a typed event payload (a frozen dataclass) by its class name, which
-resolves only to a dataclass registered here;
+they name the class of a typed event payload (a frozen dataclass or frozen pydantic model)
+by its class name, which resolves only to a class registered here;
 they name the class of an effect's failure ``module.QualName``, which resolves only to a
 builtin exception or an ``Exception`` class registered here. Nothing named in a cassette is
 ever imported."""
@@ -17,6 +17,7 @@ from typing import Any
 from ..effects import EffectType
 from ..errors import TypeRegistrationError
 from ..events import EventType
+from ..payloads import is_frozen_model_class
 
 __all__ = [
     "exception_name",
@@ -39,15 +40,17 @@ _lock = threading.Lock()
 
 def register_types(*classes: type[Any]) -> None:
     """Let cassettes name the members of ``Enum`` classes (``EnumClass.MEMBER``), and
-    record and rebuild event data that is an instance of a frozen dataclass (a typed
-    payload, named by its class name). ``EventType`` and ``EffectType`` are registered
-    already; registering a class again does nothing. Anything else (a dataclass that is not
-    frozen, which events refuse as data), or two different classes with the same name,
-    raise :class:`TypeRegistrationError`, and nothing of the call is registered."""
+    record and rebuild event data that is an instance of a frozen dataclass or a frozen
+    pydantic model (a typed payload, named by its class name). ``EventType`` and
+    ``EffectType`` are registered already; registering a class again does nothing. Anything
+    else (a dataclass or model that is not frozen, which events refuse as data), or two
+    different classes with the same name, raise :class:`TypeRegistrationError`, and nothing
+    of the call is registered."""
     for cls in classes:
         if not (isinstance(cls, type) and (issubclass(cls, Enum) or _is_payload_class(cls))):
             raise TypeRegistrationError(
-                f"register_types needs Enum classes or frozen dataclasses (for example "
+                f"register_types needs Enum classes, frozen dataclasses or frozen pydantic "
+                f"models (for example "
                 f"register_types(MyEvents, OrderPlaced)), got {cls!r}."
             )
     with _lock:
@@ -69,13 +72,17 @@ def register_types(*classes: type[Any]) -> None:
 
 
 def _is_payload_class(cls: type[Any]) -> bool:
-    """Whether ``cls`` is a frozen dataclass (what a typed payload is)."""
+    """Whether ``cls`` is a frozen dataclass or frozen pydantic model (what a typed
+    payload is)."""
     params = getattr(cls, "__dataclass_params__", None)
-    return dataclasses.is_dataclass(cls) and params is not None and bool(params.frozen)
+    if dataclasses.is_dataclass(cls) and params is not None:
+        return bool(params.frozen)
+    return is_frozen_model_class(cls)
 
 
 def registered_payload_types() -> dict[str, type[Any]]:
-    """The registered payload classes (frozen dataclasses) by name (a copy)."""
+    """The registered payload classes (frozen dataclasses and pydantic models) by name (a
+    copy)."""
     with _lock:
         return dict(_payloads)
 
