@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from .events import Event, EventId, EventType
     from .follower import StoreFollower
     from .payloads import FrozenDict, FrozenList, freeze_payload
+    from .projections import DocumentsByAuthor, Projection, ProjectionError, Table
     from .redaction import add_redaction_pattern, redact_text
     from .resilience import Breaker, CircuitBreakerAspect, Retry, RetryAspect
     from .service import DocumentService
@@ -93,6 +94,7 @@ __all__ = [
     "DocumentNotFoundError",
     "DocumentService",
     "DocumentState",
+    "DocumentsByAuthor",
     "Effect",
     "EffectHandler",
     "EffectMonad",
@@ -124,6 +126,8 @@ __all__ = [
     "OutboxError",
     "PendingResultError",
     "PositionError",
+    "Projection",
+    "ProjectionError",
     "QuerySideEffectError",
     "QueryType",
     "RecordedEffectError",
@@ -138,6 +142,7 @@ __all__ = [
     "StoreReadError",
     "StoreURLError",
     "SubscriptionError",
+    "Table",
     "TemporalStore",
     "Timeline",
     "UnhandledEffectError",
@@ -197,6 +202,7 @@ make_lazy(
         ".events": ("Event", "EventId", "EventType"),
         ".follower": ("StoreFollower",),
         ".payloads": ("FrozenDict", "FrozenList", "freeze_payload"),
+        ".projections": ("DocumentsByAuthor", "Projection", "ProjectionError", "Table"),
         ".store.dead_letters": ("FollowerDeadLetter",),
         ".redaction": ("add_redaction_pattern", "redact_text"),
         ".resilience": ("Breaker", "CircuitBreakerAspect", "Retry", "RetryAspect"),

@@ -32,6 +32,7 @@ from . import (
     components,
     end_to_end,
     memory,
+    projections,
     replay,
     replay_state,
     resilience,
@@ -88,6 +89,7 @@ def all_sections() -> list[Section]:
         replay_state.SECTION,
         resilience.SECTION,
         scaling.SECTION,
+        projections.SECTION,
     ]
 
 

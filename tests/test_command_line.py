@@ -78,6 +78,7 @@ def test_help_lists_every_command_of_the_table_in_order(
         "diff",
         "follow",
         "dead-letters",
+        "project",
         "cassette",
         "replay",
     ]

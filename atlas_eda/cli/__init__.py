@@ -2,10 +2,10 @@
 its report to the stream it is given).
 
 One module per command (:mod:`.demo`, :mod:`.log`, :mod:`.show`, :mod:`.diff`,
-:mod:`.follow`, :mod:`.dead_letters`, :mod:`.cassette`, :mod:`.replay`), each with the
-function that adds its arguments and the one that runs it, gathered in one
-:class:`~.command.Command` record; :data:`COMMANDS` lists them in ``--help`` order and
-:func:`main` dispatches through it.
+:mod:`.follow`, :mod:`.dead_letters`, :mod:`.project`, :mod:`.cassette`,
+:mod:`.replay`), each with the function that adds its arguments and the one that runs it,
+gathered in one :class:`~.command.Command` record; :data:`COMMANDS` lists them in
+``--help`` order and :func:`main` dispatches through it.
 Shared by the commands: :mod:`.format` (tables and values, on :mod:`atlas_eda.views`),
 :mod:`.stores` (opening the store a command reads) and :mod:`.apps` (loading the
 ``--types`` and ``--app`` a user names)."""
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from ..demo import DemoSystem, demo_session, demo_system
 from ..errors import AtlasEdaError
-from . import cassette, dead_letters, diff, follow, log, replay, show
+from . import cassette, dead_letters, diff, follow, log, project, replay, show
 from . import demo as demo_command
 from .apps import import_app_module, load_app, register_type_specs
 from .cassette import run_cassette
@@ -30,6 +30,7 @@ from .diff import run_diff
 from .follow import run_follow
 from .format import format_table
 from .log import DEFAULT_LIMIT, run_log
+from .project import run_project
 from .replay import run_replay
 from .show import TIME_FORMAT, run_show
 
@@ -55,6 +56,7 @@ __all__ = [
     "run_diff",
     "run_follow",
     "run_log",
+    "run_project",
     "run_replay",
     "run_show",
 ]
@@ -66,6 +68,7 @@ COMMANDS: tuple[Command, ...] = (
     diff.COMMAND,
     follow.COMMAND,
     dead_letters.COMMAND,
+    project.COMMAND,
     cassette.COMMAND,
     replay.COMMAND,
 )

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self, TypeVar, cast
 from uuid import UUID, uuid5
@@ -139,6 +140,8 @@ class Committed(NamedTuple):
     event: DocumentEvent
     outbox_entry: str | None
     """The id of the outbox entry saved with the write, if any."""
+    positions: tuple[int, ...] = ()
+    """The log positions of what the commit recorded (its event first)."""
 
 
 class AfterCommit(NamedTuple):
@@ -283,6 +286,7 @@ class TemporalStore:
         self._known_ids: list[UUID] = []
         self._indexed_to = 0
         self._timeline: Timeline | None = None
+        self._projections: list[Any] = []
         self._settings = self._eventsourcing_settings(cipher_key)
         try:
             with creation_lock(url, self._settings):
@@ -506,6 +510,20 @@ class TemporalStore:
         order."""
         return [str(i) for i in self._document_ids()]
 
+    def project(self, projection: Any) -> Callable[[], None]:
+        """Keep ``projection`` (an :class:`atlas_eda.projections.Projection`) up to date in
+        this process: it catches up now and after each commit of this store (no thread),
+        its failures reported on this store's bus, never raised into the write. Returns
+        the function that stops it."""
+        if not callable(getattr(projection, "after_commit", None)):
+            raise TypeError(
+                f"store.project() takes an atlas_eda.projections.Projection, got "
+                f"{type(projection).__name__}."
+            )
+        projection.catch_up(self)
+        self._projections.append(projection)
+        return lambda: self._projections.remove(projection)
+
     # -- the log: what timelines and followers read ------------------------------------
 
     def last_position(self) -> int:
@@ -717,9 +735,9 @@ class TemporalStore:
         entry = outbox_entry(document.document_id, document.version, effects) if effects else None
         try:
             if entry is None:
-                self._application.save(pending)
+                recordings = self._application.save(pending)
             else:
-                self._application.save(pending, *entry.collect_events())
+                recordings = self._application.save(pending, *entry.collect_events())
         except IntegrityError as exc:
             if document.version == Document.INITIAL_VERSION:
                 raise _id_taken(document.document_id, derived=derived) from exc
@@ -732,7 +750,8 @@ class TemporalStore:
         if self.snapshot_interval and document.version % self.snapshot_interval == 0:
             self._snapshot(document)
         entry_id = None if entry is None else str(entry.id)
-        return Committed(document, as_document_event(pending), entry_id)
+        positions = tuple(r.notification.id for r in recordings)
+        return Committed(document, as_document_event(pending), entry_id, positions)
 
     def _snapshot(self, document: Document) -> None:
         try:
@@ -879,6 +898,10 @@ class TemporalStore:
             todo.append(lambda: bus.publish(event_type, data, source="atlas_eda.store"))
         if entry is not None and performer is not None:
             todo.append(lambda: self._outbox.perform(entry, performer))
+        todo.extend(
+            partial(projection.after_commit, self, committed.event, committed.positions)
+            for projection in self._projections
+        )
         if steps.then is not None:
             todo.append(steps.then)
         return todo

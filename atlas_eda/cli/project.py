@@ -1,0 +1,135 @@
+"""``atlas-eda project``: keep a projection's read model up to date from another process."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+
+from ..projections import Projection
+from .apps import import_app_module
+from .command import Command, CommandError
+from .stores import add_store_option, open_store
+
+__all__ = ["COMMAND", "load_projection", "run_project"]
+
+
+def load_projection(spec: str) -> Projection:
+    """The projection ``--app module:factory`` makes: the module is imported and the
+    factory called without arguments; it must return a
+    :class:`~atlas_eda.projections.Projection`."""
+    module, name = import_app_module(spec)
+    factory = getattr(module, name, None)
+    if not callable(factory):
+        raise CommandError(
+            f"--app {spec!r}: module {module.__name__!r} has no callable {name!r}; name a "
+            f"function that takes no arguments and returns a Projection."
+        )
+    try:
+        made = factory()
+    except Exception as exc:
+        raise CommandError(
+            f"--app {spec!r}: calling {name}() raised {type(exc).__name__}: {exc}."
+        ) from None
+    if not isinstance(made, Projection):
+        raise CommandError(
+            f"--app {spec!r}: {name}() returned a {type(made).__name__}, not an "
+            f"atlas_eda.projections.Projection (for instance DocumentsByAuthor(url))."
+        )
+    return made
+
+
+def run_project(
+    url: str | None,
+    app: str,
+    *,
+    rebuild: bool = False,
+    timeout: str | None = None,
+    idle_timeout: str | None = None,
+) -> str:
+    """Bring the projection ``app`` makes up to date with the store at ``url`` (from the
+    start with ``rebuild``), then keep it so until ``timeout`` seconds, or until nothing
+    new came for ``idle_timeout`` seconds; with neither, stop once caught up. Returns the
+    line that reports what was done."""
+    seconds = _seconds(timeout, "--timeout")
+    idle = _seconds(idle_timeout, "--idle-timeout")
+    with open_store(url) as store:
+        projection = load_projection(app)
+        with projection, contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: stop quietly
+            applied = projection.rebuild(store) if rebuild else 0
+            if seconds is None and idle is None:
+                applied += projection.catch_up(store)
+            else:
+                applied += projection.run(store, timeout=seconds, idle_timeout=idle)
+            letters = len(projection.dead_letters())
+        kept = f"; {letters} dead letter{'s' * (letters != 1)}" if letters else ""
+        return (
+            f"{projection.name}: applied {applied} event{'s' * (applied != 1)}, position "
+            f"{projection.position} of {store.last_position()}{kept}"
+        )
+
+
+def _seconds(text: str | None, option: str) -> float | None:
+    """An option's positive, finite number of seconds, ``None`` when not given."""
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < math.inf:
+        raise CommandError(
+            f"{option} must be a positive, finite number of seconds, got {text!r}; leave it "
+            f"out to stop once the read model is caught up."
+        )
+    return seconds
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    add_store_option(parser)
+    parser.add_argument(
+        "--app",
+        metavar="MODULE:FACTORY",
+        required=True,
+        help="a function that takes no arguments and returns the Projection to run "
+        "(its read model's home is the Projection's url)",
+    )
+    parser.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="empty the read model and apply the log from the start",
+    )
+    parser.add_argument(
+        "--timeout", metavar="SECONDS", help="keep applying new events for this many seconds"
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        metavar="SECONDS",
+        help="keep applying new events until none came for this many seconds",
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    print(
+        run_project(
+            args.store,
+            args.app,
+            rebuild=args.rebuild,
+            timeout=args.timeout,
+            idle_timeout=args.idle_timeout,
+        ),
+        flush=True,
+    )
+    return 0
+
+
+COMMAND = Command(
+    name="project",
+    help="bring a projection's read model up to date with the store",
+    description="Apply the store's document events to the read model of the Projection "
+    "that --app makes, each with its position in one transaction (a killed run resumes "
+    "where it stopped, applying no event twice), then print what was done. By default it "
+    "stops once caught up; --timeout or --idle-timeout keep it polling for new events.",
+    add_arguments=_arguments,
+    run=_run,
+)
