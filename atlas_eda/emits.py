@@ -41,7 +41,7 @@ class Declaration:
     """What one registration declared (internal): the types its handler may emit and those
     of them through which a loop is intended. Keeps the types already warned about."""
 
-    __slots__ = ("allow_cycle", "emits", "lock", "name", "receives", "warned")
+    __slots__ = ("allow_cycle", "emits", "lock", "name", "node", "receives", "warned")
 
     def __init__(
         self, receives: Enum, name: str, emits: tuple[Enum, ...], allow_cycle: tuple[Enum, ...]
@@ -51,6 +51,7 @@ class Declaration:
         self.emits = emits
         self.allow_cycle = allow_cycle
         self.warned: set[Enum] = set()
+        self.node: Any = None  # its atlas_eda.graph.GraphHandler, made on first use
         self.lock = threading.Lock()
 
 

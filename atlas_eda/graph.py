@@ -86,10 +86,16 @@ class GraphHandler:
 
     @classmethod
     def of(cls, declaration: Declaration | None, receives: Enum, name: str, kind: str) -> Any:
-        """The node of a registration (internal): ``declaration`` is what it declared."""
+        """The node of a registration (internal): ``declaration`` is what it declared. A
+        declaration keeps its node: ``bus.check()`` at start-up meets thousands."""
         if declaration is None:
             return cls(receives, name, None, (), kind)
-        return cls(receives, name, declaration.emits, declaration.allow_cycle, kind)
+        node = declaration.node
+        if node is None or node.kind != kind:
+            node = declaration.node = cls(
+                receives, name, declaration.emits, declaration.allow_cycle, kind
+            )
+        return node
 
 
 GraphSource = Callable[[], Iterable[GraphHandler]]
@@ -143,13 +149,32 @@ class EventGraph:
 
     def __init__(self, handlers: Iterable[GraphHandler]) -> None:
         self._handlers = tuple(handlers)
-        index: dict[Enum, int] = {}
+        # Types numbered in the order first met, keyed by id(): an Enum member's hash is
+        # Python code, and bus.check() numbers thousands of them (benchmarks/graph.py).
+        numbers: dict[int, int] = {}
+        types: list[Enum] = []
+        receives: list[int] = []
+        emits: list[list[int]] = []
+        number = numbers.get
         for handler in self._handlers:
-            index.setdefault(handler.receives, len(index))
+            item = handler.receives
+            found = number(id(item))
+            if found is None:
+                found = numbers[id(item)] = len(types)
+                types.append(item)
+            receives.append(found)
+            row = []
             for item in handler.emits or ():
-                index.setdefault(item, len(index))
-        self._index = index
-        self._types = tuple(index)
+                found = number(id(item))
+                if found is None:
+                    found = numbers[id(item)] = len(types)
+                    types.append(item)
+                row.append(found)
+            emits.append(row)
+        self._numbers = numbers
+        self._types = tuple(types)
+        self._receives = receives  # by handler: the number of the type it receives
+        self._emits = emits  # by handler: the numbers of the types it emits
 
     @property
     def types(self) -> tuple[Enum, ...]:
@@ -181,23 +206,29 @@ class EventGraph:
         """``"event"``, ``"command"`` or ``"query"``."""
         return _kind(message_type)
 
+    def _number(self, message_type: Enum) -> int:
+        return self._numbers[id(message_type)]
+
     def _adjacency(self) -> list[list[int]]:
         """Nodes as ints (types first, then handlers) and their successors."""
         count = len(self._types)
-        adjacency: list[list[int]] = [[] for _ in range(count + len(self._handlers))]
-        index = self._index
-        for position, handler in enumerate(self._handlers, start=count):
-            adjacency[index[handler.receives]].append(position)
-            adjacency[position] = [index[item] for item in handler.emits or ()]
+        adjacency: list[list[int]] = [[] for _ in range(count)]
+        for position, receives in enumerate(self._receives, start=count):
+            adjacency[receives].append(position)
+        adjacency.extend(list(emits) for emits in self._emits)
         return adjacency
 
     def is_acyclic(self) -> bool:
-        """Whether the graph has no cycle (``graphlib.TopologicalSorter`` decides)."""
+        """Whether the graph has no cycle: ``graphlib.TopologicalSorter`` decides, on the
+        types alone (a type precedes each type its handlers emit), which has a cycle
+        exactly when the graph of types and handlers has one."""
+        before: list[set[int]] = [set() for _ in self._types]
+        for receives, emits in zip(self._receives, self._emits, strict=True):
+            for item in emits:
+                before[item].add(receives)
         sorter: graphlib.TopologicalSorter[int] = graphlib.TopologicalSorter()
-        for node, successors in enumerate(self._adjacency()):
-            sorter.add(node)
-            for successor in successors:
-                sorter.add(successor, node)
+        for node, predecessors in enumerate(before):
+            sorter.add(node, *predecessors)
         try:
             sorter.prepare()
         except graphlib.CycleError:
@@ -259,10 +290,10 @@ class EventGraph:
         for position, handler in enumerate(self._handlers):
             lines.append(f'    h{position}["{_mermaid_text(self._label(handler))}"]')
         for position, handler in enumerate(self._handlers):
-            lines.append(f"    t{self._index[handler.receives]} --> h{position}")
+            lines.append(f"    t{self._number(handler.receives)} --> h{position}")
             for item in handler.emits or ():
                 arrow = "-.->|allowed loop|" if item in handler.allow_cycle else "-->"
-                lines.append(f"    h{position} {arrow} t{self._index[item]}")
+                lines.append(f"    h{position} {arrow} t{self._number(item)}")
         undeclared = [f"h{p}" for p, h in enumerate(self._handlers) if h.emits is None]
         if undeclared:
             lines.append("    classDef undeclared stroke-dasharray: 4 4")
