@@ -513,48 +513,56 @@ def _svg(graph: EventGraph) -> str:
         'markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
         '<path d="M 0 0 L 10 5 L 0 10 z" fill="#555"/></marker></defs>',
     ]
+    count = len(types)
     for node, successors in enumerate(adjacency):
-        x1, y1 = where[node]
+        allowed = handlers[node - count].allow_cycle if node >= count else ()
         for successor in successors:
-            x2, y2 = where[successor]
-            dash = ""
-            if node >= len(types):
-                handler = handlers[node - len(types)]
-                if types[successor] in handler.allow_cycle:
-                    dash = ' stroke-dasharray="5 3"'
-            if x2 > x1:
-                d = f"M {x1 + _WIDTH} {y1 + _HEIGHT // 2} L {x2} {y2 + _HEIGHT // 2}"
-            else:  # closes a loop: bend back below the boxes
-                bottom = max(y1, y2) + _HEIGHT + _ROW // 3
-                d = (
-                    f"M {x1 + _WIDTH // 2} {y1 + _HEIGHT} C {x1 + _WIDTH // 2} {bottom} "
-                    f"{x2 + _WIDTH // 2} {bottom} {x2 + _WIDTH // 2} {y2 + _HEIGHT}"
-                )
-            parts.append(
-                f'<path d="{d}" fill="none" stroke="#555"{dash} marker-end="url(#arrow)"/>'
-            )
-    for node, (x, y) in enumerate(where):
-        if node < len(types):
-            item = types[node]
-            label, fill, rounded = type_name(item), _FILLS[_kind(item)], 14
-            title = f"{_kind(item)} {label}"
-        else:
-            handler = handlers[node - len(types)]
-            label, fill, rounded = graph._label(handler), _FILLS["handler"], 2
-            title = f"{handler.kind} {handler.name}"
-        dashed = ""
-        if node >= len(types) and handlers[node - len(types)].emits is None:
-            dashed = ' stroke-dasharray="4 3"'
-        shown = label if len(label) <= _CHARS else label[: _CHARS - 1] + "…"
-        parts.append(
-            f"<g><title>{escape(title)}</title>"
-            f'<rect x="{x}" y="{y}" width="{_WIDTH}" height="{_HEIGHT}" rx="{rounded}" '
-            f'fill="{fill}" stroke="#333"{dashed}/>'
-            f'<text x="{x + _WIDTH // 2}" y="{y + _HEIGHT // 2 + 4}" text-anchor="middle">'
-            f"{escape(shown)}</text></g>"
-        )
+            loop = node >= count and types[successor] in allowed
+            parts.append(_svg_edge(where[node], where[successor], loop))
+    parts.extend(_svg_node(graph, node, x, y) for node, (x, y) in enumerate(where))
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
+
+
+def _svg_edge(start: tuple[int, int], end: tuple[int, int], allowed: bool) -> str:
+    """An arrow from the box at ``start`` to the box at ``end`` (dashed when a loop is
+    allowed through it); one closing a loop bends back below the boxes."""
+    (x1, y1), (x2, y2) = start, end
+    dash = ' stroke-dasharray="5 3"' if allowed else ""
+    if x2 > x1:
+        d = f"M {x1 + _WIDTH} {y1 + _HEIGHT // 2} L {x2} {y2 + _HEIGHT // 2}"
+    else:
+        bottom = max(y1, y2) + _HEIGHT + _ROW // 3
+        d = (
+            f"M {x1 + _WIDTH // 2} {y1 + _HEIGHT} C {x1 + _WIDTH // 2} {bottom} "
+            f"{x2 + _WIDTH // 2} {bottom} {x2 + _WIDTH // 2} {y2 + _HEIGHT}"
+        )
+    return f'<path d="{d}" fill="none" stroke="#555"{dash} marker-end="url(#arrow)"/>'
+
+
+def _svg_node(graph: EventGraph, node: int, x: int, y: int) -> str:
+    """The box of ``node`` (a type's number, or the number of types plus a handler's
+    position) at ``x``, ``y``, with its label (shortened to fit) and a tooltip."""
+    types = graph.types
+    dashed = ""
+    if node < len(types):
+        item = types[node]
+        label, fill, rounded = type_name(item), _FILLS[_kind(item)], 14
+        title = f"{_kind(item)} {label}"
+    else:
+        handler = graph.handlers[node - len(types)]
+        label, fill, rounded = graph._label(handler), _FILLS["handler"], 2
+        title = f"{handler.kind} {handler.name}"
+        if handler.emits is None:
+            dashed = ' stroke-dasharray="4 3"'
+    shown = label if len(label) <= _CHARS else label[: _CHARS - 1] + "…"
+    return (
+        f"<g><title>{escape(title)}</title>"
+        f'<rect x="{x}" y="{y}" width="{_WIDTH}" height="{_HEIGHT}" rx="{rounded}" '
+        f'fill="{fill}" stroke="#333"{dashed}/>'
+        f'<text x="{x + _WIDTH // 2}" y="{y + _HEIGHT // 2 + 4}" text-anchor="middle">'
+        f"{escape(shown)}</text></g>"
+    )
 
 
 def graph_from(

@@ -526,6 +526,8 @@ def test_svg_is_well_formed_and_draws_every_node_and_edge() -> None:
     assert "command a_handler_with_a_name_far_too_long_to_fit" in titles
     assert len(list(root.iter(f"{namespace}rect"))) == len(graph.nodes)
     assert len(root.findall(f"{namespace}path")) == len(graph.edges)
+    assert svg.count('stroke-dasharray="5 3"') == 1  # the one allowed loop edge
+    assert svg.count('stroke-dasharray="4 3"') == 1  # the one handler that declared nothing
 
 
 def test_an_empty_graph_draws() -> None:
