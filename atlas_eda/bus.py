@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from typing import Any
 
 from blinker import Signal
 
 from .checks import check_count
-from .commands import Requests
+from .commands import Requests, request_kind
 from .dead_letters import DeadLetter, DeadLetters
 from .dispatch import POLICIES, Dispatcher, FailurePolicy, Middleware, refuse_request_type
 from .effects import EffectHandler
+from .emits import EmitCheck, declare
 from .errors import InvalidArgumentError, UnknownEventError
 from .events import Event, check_event_type
+from .graph import EventGraph, GraphSource, graph_from
 from .history import History, Watcher
 from .subscriptions import Handler, Subscriptions
 from .trace import EventTrace
@@ -57,6 +59,12 @@ class EventBus(Dispatcher):
     and the root's ``correlation_id``; nesting deeper than ``max_depth`` raises
     :class:`EventCycleError`. The newest ``history_limit`` events are kept, each with its
     trace (see :meth:`trace`) unless ``traces=False``.
+
+    Handlers may declare what they publish or send (``emits=`` on :meth:`subscribe` and
+    :meth:`handle`): :meth:`graph` draws the declarations, :meth:`check` finds their
+    cycles before anything runs, and a declaring handler that emits another type is
+    warned about once per type, or refused with :class:`UndeclaredEmitError` when
+    ``strict_graph=True``.
     """
 
     def __init__(
@@ -68,6 +76,7 @@ class EventBus(Dispatcher):
         traces: bool = True,
         failure_policy: FailurePolicy = "isolate",
         dead_letter_limit: int = 1000,
+        strict_graph: bool = False,
     ) -> None:
         check_count("history_limit", history_limit)
         _check_max_depth(max_depth)
@@ -77,6 +86,10 @@ class EventBus(Dispatcher):
                 f"{failure_policy!r}."
             )
         check_count("dead_letter_limit", dead_letter_limit, minimum=1)
+        if not isinstance(strict_graph, bool):
+            raise InvalidArgumentError(
+                f"strict_graph must be True or False, got {short_repr(strict_graph)}."
+            )
         super().__init__(
             Subscriptions(),
             History(history_limit),
@@ -89,6 +102,8 @@ class EventBus(Dispatcher):
         self._all = self._subscriptions.every
         self._lock = threading.Lock()  # middleware
         self._requests = Requests(self._owner, self._history, self._watchers, max_depth)
+        self._emit_check = EmitCheck(strict_graph)
+        self._graph_sources: tuple[GraphSource, ...] = ()
 
     @property
     def history_limit(self) -> int:
@@ -126,7 +141,13 @@ class EventBus(Dispatcher):
         return self._subscriptions.signal(event_type)
 
     def subscribe(
-        self, event_type: Enum, handler: Handler, *, weak: bool = False
+        self,
+        event_type: Enum,
+        handler: Handler,
+        *,
+        weak: bool = False,
+        emits: Iterable[Enum] | None = None,
+        allow_cycle: bool | Iterable[Enum] = False,
     ) -> Callable[[], None]:
         """Call ``handler(event)`` for every event of ``event_type``, after the handlers
         subscribed before it. Returns the function that unsubscribes it; calling that
@@ -135,9 +156,18 @@ class EventBus(Dispatcher):
         once per type: subscribing it again while subscribed (weakly or not) raises
         :class:`SubscriptionError`; an ``async def`` handler raises
         :class:`AsyncHandlerError` (the bus is synchronous). A command or query type is
-        refused (:class:`InvalidEventError`): it has one handler, see :meth:`handle`."""
+        refused (:class:`InvalidEventError`): it has one handler, see :meth:`handle`.
+
+        ``emits`` declares the types the handler may publish or send (``None``: not
+        declared, not checked; ``()``: nothing); ``allow_cycle`` (``True`` or a subset of
+        ``emits``) marks a loop through them as intended (see :meth:`check`). A bad
+        declaration raises :class:`InvalidArgumentError`, nothing subscribed."""
         refuse_request_type(event_type)
-        return self._subscriptions.connect(self.get_signal(event_type), handler, weak)
+        signal = self.get_signal(event_type)
+        declaration = declare(event_type, handler, emits, allow_cycle, request_kind)
+        if declaration is not None:
+            self._owner.emits = self._emit_check
+        return self._subscriptions.connect(signal, handler, weak, declaration)
 
     def subscribe_all(self, handler: Handler, *, weak: bool = False) -> Callable[[], None]:
         """Call ``handler(event)`` for every event of any type, after that type's own
@@ -152,11 +182,67 @@ class EventBus(Dispatcher):
         """The registry of this bus's command and query handlers (one per type)."""
         return self._requests
 
-    def handle(self, request_type: Enum, handler: Handler) -> Callable[[], None]:
+    def handle(
+        self,
+        request_type: Enum,
+        handler: Handler,
+        *,
+        emits: Iterable[Enum] | None = None,
+        allow_cycle: bool | Iterable[Enum] = False,
+    ) -> Callable[[], None]:
         """Make ``handler(message)`` the one handler of a command or query type (a member
         of a ``CommandType`` or ``QueryType`` Enum); returns the function that removes it.
-        A second handler for the same type raises :class:`HandlerConflictError`."""
-        return self._requests.add(request_type, handler)
+        A second handler for the same type raises :class:`HandlerConflictError`.
+        ``emits`` and ``allow_cycle`` declare what it may publish or send, as for
+        :meth:`subscribe` (a query's handler emits nothing)."""
+        remove = self._requests.add(request_type, handler, emits, allow_cycle)
+        if emits is not None:
+            self._owner.emits = self._emit_check
+        return remove
+
+    # -- the declared graph (atlas_eda.graph) ---------------------------------------------
+
+    @property
+    def strict_graph(self) -> bool:
+        """Whether a handler emitting a type it did not declare raises
+        :class:`UndeclaredEmitError` (``True``) or is warned about once per type."""
+        return self._emit_check.strict
+
+    def add_graph_source(self, source: GraphSource) -> Callable[[], None]:
+        """Add ``source`` to what :meth:`graph` draws: called by each :meth:`graph` (and
+        :meth:`check`), it yields a :class:`~atlas_eda.graph.GraphHandler` per handler it
+        runs that the bus did not register itself (a saga manager's steps). Returns the
+        function that removes it."""
+        if not callable(source):
+            raise InvalidArgumentError(
+                f"A graph source must be callable as source() -> iterable of GraphHandler, "
+                f"got {short_repr(source)}."
+            )
+        with self._lock:
+            self._graph_sources = (*self._graph_sources, source)
+
+        def remove() -> None:
+            with self._lock:
+                self._graph_sources = tuple(s for s in self._graph_sources if s is not source)
+
+        return remove
+
+    def graph(self) -> EventGraph:
+        """The declared graph as it stands: each subscriber of an event type (not
+        ``subscribe_all``'s), each command and query handler, and each graph source's
+        handlers, with the types they declared they emit."""
+        return graph_from(
+            self._subscriptions.declarations(),
+            self._requests.declarations(),
+            self._graph_sources,
+        )
+
+    def check(self) -> None:
+        """Find every cycle of the declared graph before anything is published, and raise
+        :class:`~atlas_eda.errors.GraphCycleError` (an :class:`EventCycleError`) naming
+        each one no handler on it allows (``allow_cycle=``); return quietly when there is
+        none. An allowed loop stays bounded by ``max_depth`` at run time."""
+        self.graph().check()
 
     def send(
         self, command_type: Enum, data: Any = None, *, metadata: Mapping[str, Any] | None = None

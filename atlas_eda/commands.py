@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from .dispatch import REQUEST_KIND, EventDraft, Stack
 from .effects import EffectHandler, EffectMonad
+from .emits import Declaration, Declaring, declare
 from .errors import (
     EventCycleError,
     HandlerConflictError,
@@ -83,8 +84,10 @@ def request_kind(message_type: object) -> RequestKind | None:
 
 _VERBS: dict[RequestKind, str] = {"command": "send", "query": "ask"}
 
-# One registration: the type, its handler, the handler's name in traces, and its kind.
-_Entry = tuple[Enum, Handler, str, RequestKind]
+# One registration: the type, its handler, the handler's name in traces, its kind, what
+# to call (the handler, or a Declaring around it: see atlas_eda.emits) and what it
+# declared it emits.
+_Entry = tuple[Enum, Handler, str, RequestKind, Handler, Declaration | None]
 
 
 class Requests:
@@ -102,17 +105,26 @@ class Requests:
         self._watchers = watchers
         self._max_depth = max_depth
 
-    def add(self, request_type: Enum, handler: Handler) -> Callable[[], None]:
-        """Register ``handler`` as the one handler of ``request_type``; returns the
-        function that removes it (calling that again, or after another handler took its
-        place, does nothing)."""
+    def add(
+        self,
+        request_type: Enum,
+        handler: Handler,
+        emits: object = None,
+        allow_cycle: object = False,
+    ) -> Callable[[], None]:
+        """Register ``handler`` as the one handler of ``request_type``, declaring what it
+        ``emits`` (see :mod:`atlas_eda.emits`); returns the function that removes it
+        (calling that again, or after another handler took its place, does nothing)."""
         kind = _checked_kind(request_type, "handle")
         if not callable(handler):
             raise TypeError(
                 f"The handler of {type_name(request_type)} must be callable as "
                 f"handler(message), got {short_repr(handler)}."
             )
-        entry: _Entry = (request_type, handler, handler_name(handler), kind)
+        declaration = declare(request_type, handler, emits, allow_cycle, request_kind)
+        call: Handler = handler if declaration is None else Declaring(handler, declaration)
+        name = handler_name(handler)
+        entry: _Entry = (request_type, handler, name, kind, call, declaration)
         with self._lock:
             held = self._entries.get(id(request_type))
             if held is not None:
@@ -140,6 +152,11 @@ class Requests:
     def items(self) -> list[tuple[Enum, Handler]]:
         """Every registered ``(type, handler)``, in registration order."""
         return [(entry[0], entry[1]) for entry in self._entries.values()]
+
+    def declarations(self) -> list[tuple[Enum, str, Declaration | None, RequestKind]]:
+        """Every registration: its type, its handler's name, what it declared it emits
+        (``None``: nothing) and its kind, in registration order."""
+        return [(entry[0], entry[2], entry[5], entry[3]) for entry in self._entries.values()]
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -169,6 +186,8 @@ class Requests:
         if stack:
             if kind == "command":
                 refuse_if_read_only(stack, "send", request_type)
+                if self._owner.emits is not None:  # see atlas_eda.emits
+                    self._owner.emits.check(stack, request_type, self._owner, "sent")
             parent = self._parent(stack)
         # Built as Dispatcher.publish builds events (see dispatch.EventDraft).
         draft = EventDraft()
@@ -205,7 +224,7 @@ class Requests:
         self._keep(record)
         stack.append(record)
         try:
-            result = entry[1](message)
+            result = entry[4](message)
             if isinstance(result, EffectMonad):
                 result = _run_monad(entry[1], message, result, effect_handler)
         except Exception as exc:
@@ -263,7 +282,7 @@ class Requests:
         self._keep(record)
         stack.append(record)
         try:
-            result = entry[1](message)
+            result = entry[4](message)
             if isinstance(result, EffectMonad):
                 result = _run_monad(entry[1], message, result, effect_handler)
         except Exception as exc:

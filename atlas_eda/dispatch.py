@@ -35,6 +35,7 @@ from .errors import (
     InvalidEventError,
     MiddlewareError,
     NoEffectHandlerError,
+    UndeclaredEmitError,
 )
 from .events import (
     EMPTY_METADATA,
@@ -92,9 +93,10 @@ FailurePolicy = Literal["isolate", "raise", "dead_letter"]
 POLICIES: tuple[FailurePolicy, ...] = ("isolate", "raise", "dead_letter")
 """Every :data:`FailurePolicy`."""
 
-# Errors that must reach the publisher: isolating them would hide a cycle or a
-# misconfigured bus behind an ERROR event nobody may be listening to.
-_PROPAGATING = (EventCycleError, NoEffectHandlerError)
+# Errors that must reach the publisher: isolating them would hide a cycle, a misconfigured
+# bus or (strict_graph=True) a handler emitting what it did not declare behind an ERROR
+# event nobody may be listening to.
+_PROPAGATING = (EventCycleError, NoEffectHandlerError, UndeclaredEmitError)
 
 Failures = list[tuple[Callable[..., Any], Exception]]
 """The handlers that raised during one delivery, each with its exception."""
@@ -185,6 +187,8 @@ class Dispatcher:
             if parent[OWNER] is not owner:  # a query's record is never the bus's own
                 refuse_if_read_only(stack, "publish", event_type)
                 parent = innermost_own(stack, owner)
+            if owner.emits is not None:  # a handler declared emits= (see atlas_eda.emits)
+                owner.emits.check(stack, event_type, owner, "published")
         try:
             plan: Plan | None = self._plans[id(event_type)]
         except KeyError:  # a type with a plan was checked when it was planned
@@ -269,6 +273,8 @@ class Dispatcher:
         refuse_request_type(event.type)
         stack = running()
         refuse_if_read_only(stack, "publish", event.type)
+        if stack and self._owner.emits is not None:
+            self._owner.emits.check(stack, event.type, self._owner, "published")
         parent = innermost_own(stack, self._owner) if stack else None
         if self._owner.traces:
             return self._deliver_traced(event, None, time(), parent, stack)

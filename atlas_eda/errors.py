@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 class AtlasEdaError(Exception):
@@ -293,3 +294,25 @@ class CircuitOpenError(AtlasEdaError):
     def __init__(self, message: str, dependency: str) -> None:
         super().__init__(message)
         self.dependency = dependency
+
+
+class UndeclaredEmitError(AtlasEdaError):
+    """On a bus created with ``EventBus(strict_graph=True)``: a handler that declared what
+    it emits (``emits=``) published or sent a type it did not declare. Nothing was
+    published or sent; add the type to the handler's ``emits=`` (or fix the handler)."""
+
+
+class UndeclaredEmitWarning(UserWarning):
+    """A handler that declared what it emits (``emits=``) published or sent a type it did
+    not declare; warned once per handler and type (``EventBus(strict_graph=True)`` makes
+    it an :class:`UndeclaredEmitError`). The message was published or sent."""
+
+
+class GraphCycleError(EventCycleError):
+    """``bus.check()`` found cycles in the declared event graph that no handler on them
+    allows (``allow_cycle=``). ``cycles`` holds each of them
+    (:class:`atlas_eda.graph.GraphCycle`); ``chain`` the type names of the first."""
+
+    def __init__(self, message: str, chain: tuple[str, ...], cycles: tuple[Any, ...]) -> None:
+        super().__init__(message, chain)
+        self.cycles = cycles

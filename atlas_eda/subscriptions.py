@@ -21,6 +21,7 @@ from blinker import ANY, Signal
 from blinker._utilities import make_id  # how blinker's registry keys a receiver
 from blinker.base import ANY_ID
 
+from .emits import Declaration, Declaring
 from .errors import AsyncHandlerError, SubscriptionError
 from .events import Event, check_event_type, type_name
 from .trace import handler_name, qualified_name
@@ -60,13 +61,18 @@ class _Receiver:
     collected weak one), :meth:`gone` makes every plan that holds it, including one a
     publish is iterating over, skip it instead of asking the registry on every delivery."""
 
-    __slots__ = ("call", "entry", "plans")
+    __slots__ = ("call", "declaration", "entry", "plans")
 
-    def __init__(self, entry: Any) -> None:
+    def __init__(self, entry: Any, declaration: Declaration | None = None) -> None:
         self.entry = entry  # what blinker's registry holds: the receiver or a weak ref
         self.call: Callable[[Event], Any] = (
             _WeakCall(entry) if isinstance(entry, weakref.ref) else entry
         )
+        # What the receiver declared it emits (emits=): only then is it called through
+        # a Declaring, which the run-time check needs (see atlas_eda.emits).
+        self.declaration = declaration
+        if declaration is not None:
+            self.call = Declaring(self.call, declaration)
         # The plans holding ``call`` (weakly: a plan lives while cached or in use).
         self.plans: list[weakref.ref[_Calls]] = []
 
@@ -131,6 +137,8 @@ def check_synchronous(handler: object) -> None:
 
 def handler_of(receiver: Callable[..., Any]) -> Callable[..., Any]:
     """The subscribed handler behind a plan's ``call`` (for reports and dead letters)."""
+    if type(receiver) is Declaring:
+        receiver = receiver.call
     if type(receiver) is _WeakCall:
         return receiver.ref() or receiver
     return receiver
@@ -219,6 +227,8 @@ class _OrderedSignal(Signal):
         # blinker's registry drops it: an unsubscribe function holds its token, so it
         # removes its own connection and never a later one of the same receiver.
         self._tokens: dict[Hashable, object] = {}
+        # What each receiver declared it emits (emits=), set before it connects.
+        self._declared: dict[Hashable, Declaration] = {}
         self._version = 0
         self._muted = False
         super().__init__(doc)
@@ -233,17 +243,31 @@ class _OrderedSignal(Signal):
         self._muted = value
         self._invalidate()
 
-    def connect(self, receiver: Any, sender: Any = ANY, weak: bool = True) -> Any:
+    def connect(
+        self,
+        receiver: Any,
+        sender: Any = ANY,
+        weak: bool = True,
+        declaration: Declaration | None = None,
+    ) -> Any:
         """Connect ``receiver`` as blinker does (``connected_to`` and ``connect_via`` come
         here too), but refuse with :class:`SubscriptionError` a ``sender`` filter (the
         bus delivers every event of the type to every receiver: a filter would never
         match) and a receiver already connected, and with :class:`AsyncHandlerError` a
-        coroutine function. Nothing is connected when it refuses."""
+        coroutine function. Nothing is connected when it refuses. ``declaration`` is
+        what the receiver declared it emits (``subscribe(..., emits=)``)."""
         receiver_id = self._check_connectable(receiver, sender)
+        if declaration is None:
+            self._declared.pop(receiver_id, None)
+        else:
+            self._declared[receiver_id] = declaration
         try:
             connected = super().connect(receiver, sender, weak)
             self._tokens[receiver_id] = object()
             return connected
+        except BaseException:
+            self._declared.pop(receiver_id, None)
+            raise
         finally:
             self._invalidate()
 
@@ -299,6 +323,7 @@ class _OrderedSignal(Signal):
             with self._plans.lock:  # not while deliveries() is building from the registry
                 if receiver_id not in self.receivers:
                     self._tokens.pop(receiver_id, None)
+                    self._declared.pop(receiver_id, None)
                     held = self._held.pop(receiver_id, None)
                     if held is not None:
                         held.gone()
@@ -332,7 +357,9 @@ class _OrderedSignal(Signal):
                     if receiver is None or receiver.entry is not entry:
                         # New, or connected again (blinker then holds a new weak ref;
                         # the old one still reaches the same receiver: it is not gone).
-                        receiver = held[receiver_id] = _Receiver(entry)
+                        receiver = held[receiver_id] = _Receiver(
+                            entry, self._declared.get(receiver_id)
+                        )
                     items.append((receiver, handler_name(target)))
             cached = tuple(items)
             if version == self._version:  # nothing connected meanwhile: safe to keep
@@ -379,8 +406,15 @@ class Subscriptions:
                     self._cache.invalidate()
         return signal
 
-    def connect(self, signal: Signal, handler: Handler, weak: bool) -> Callable[[], None]:
-        """Connect ``handler`` to ``signal`` (weakly if ``weak``); returns the function
+    def connect(
+        self,
+        signal: Signal,
+        handler: Handler,
+        weak: bool,
+        declaration: Declaration | None = None,
+    ) -> Callable[[], None]:
+        """Connect ``handler`` to ``signal`` (weakly if ``weak``), with what it declared
+        it emits (``declaration``, see :mod:`atlas_eda.emits`); returns the function
         that disconnects exactly this connection, once: calling it again, or after the
         handler was disconnected some other way and connected again, does nothing. A
         handler already connected to ``signal``, a coroutine function or a handler that
@@ -397,7 +431,7 @@ class Subscriptions:
                     f"{handler!r} cannot be weakly referenced; subscribe it with weak=False."
                 ) from None
         with self._lock:
-            signal.connect(handler, weak=weak)
+            signal.connect(handler, weak=weak, declaration=declaration)
             receiver_id: Hashable = make_id(handler)
             token = signal.connection(receiver_id)
         del handler  # the disconnecting closure must not keep a weak handler alive
@@ -433,3 +467,15 @@ class Subscriptions:
                 cache.plans[id(event_type)] = plan
                 cache.keep[id(event_type)] = event_type
         return plan
+
+    def declarations(self) -> list[tuple[Enum, str, Declaration | None]]:
+        """Each subscription to an event type (not to every event): the type, the
+        handler's name and what it declared it emits (``None``: nothing), in the order the
+        types got their signals and, within a type, in subscription order."""
+        with self._lock:
+            signals = list(self._signals.items())
+        return [
+            (event_type, name, receiver.declaration)
+            for event_type, signal in signals
+            for receiver, name in signal.deliveries()
+        ]

@@ -13,7 +13,7 @@ import operator
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import QuerySideEffectError
 from .events import Event, type_name
@@ -76,18 +76,29 @@ handler returned (the value of a returned ``EffectMonad``)."""
 _SKIPPED_ENTRY = (SKIPPED, None)  # one tuple every record shares
 
 
+class EmitChecker(Protocol):
+    """What checks a publish or send made inside a handler that declared ``emits=``
+    (internal; :class:`atlas_eda.emits.EmitCheck`)."""
+
+    def check(self, stack: list[Record], message_type: Any, owner: Owner, verb: str) -> None:
+        """Report ``message_type`` if the handler running now did not declare it."""
+
+
 class Owner:
     """Marks the records of one bus (internal): which of the records running on a thread
     are its own, and whether it traces. It holds no reference to the bus, so history
     records pin nothing."""
 
-    __slots__ = ("read_only", "traces")
+    __slots__ = ("emits", "read_only", "traces")
 
     def __init__(self, traces: bool, *, read_only: bool = False) -> None:
         self.traces = traces
         # Marks the records of queries under way: nothing may publish, send or write
         # inside them (see refuse_if_read_only).
         self.read_only = read_only
+        # Set once a handler of the bus declares emits= (see atlas_eda.emits): until then
+        # a nested publish tests this one attribute and nothing else.
+        self.emits: EmitChecker | None = None
 
 
 def plain_record(event: Event, owner: Owner) -> Record:

@@ -31,6 +31,7 @@ from . import (
     commands,
     components,
     end_to_end,
+    graph,
     memory,
     projections,
     replay,
@@ -71,7 +72,7 @@ def bus_sections() -> list[Section]:
     zope.event, history bound, middleware). Each module exposes ``SECTION`` like
     ``benchmarks.time_travel``; add it to the list below.
     """
-    return [bus.SECTION, commands.SECTION]
+    return [bus.SECTION, commands.SECTION, graph.SECTION]
 
 
 def all_sections() -> list[Section]:

@@ -81,6 +81,7 @@ def test_help_lists_every_command_of_the_table_in_order(
         "project",
         "cassette",
         "replay",
+        "graph",
     ]
     assert [command.name for command in COMMANDS] == listed.group(1).split(",")
 

@@ -45,3 +45,27 @@ def test_commands_example_sends_asks_refuses_and_traces() -> None:
     assert lines[7].startswith("Cart.ADD ")
     assert "child CartEvent.ADDED" in result.stdout
     assert lines[-1].startswith("└─ result → ")
+
+
+def test_graph_example_checks_runs_refuses_a_loop_and_warns() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "graph.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:2] == ["event Order.PLACED", "  → OrderFlow.place: emits: Billing.CHARGE"]
+    assert (
+        "  Billing.CHARGE → Order.DECLINED → Billing.CHARGE (handlers: OrderFlow.charge, "
+        "OrderFlow.retry) [allowed]" in lines
+    )
+    assert "published: PLACED, CHARGE, DECLINED, CHARGE, PAID, SHIPPED" in lines
+    assert lines[-2].startswith("check: 1 cycle(s) refused; first: Order.PLACED → Billing.CHARGE")
+    assert lines[-1] == (
+        "warned: Handler main.<locals>.notify of Order.SHIPPED published Order.ABANDONED, "
+        "which it did not declare (emits: nothing). Add Order.ABANDONED to its emits=, or "
+        "make it stop."
+    )

@@ -3,8 +3,8 @@ its report to the stream it is given).
 
 One module per command (:mod:`.demo`, :mod:`.log`, :mod:`.show`, :mod:`.diff`,
 :mod:`.follow`, :mod:`.dead_letters`, :mod:`.project`, :mod:`.cassette`,
-:mod:`.replay`), each with the function that adds its arguments and the one that runs it,
-gathered in one :class:`~.command.Command` record; :data:`COMMANDS` lists them in
+:mod:`.replay`, :mod:`.graph`), each with the function that adds its arguments and the one
+that runs it, gathered in one :class:`~.command.Command` record; :data:`COMMANDS` lists them in
 ``--help`` order and :func:`main` dispatches through it.
 Shared by the commands: :mod:`.format` (tables and values, on :mod:`atlas_eda.views`),
 :mod:`.stores` (opening the store a command reads) and :mod:`.apps` (loading the
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from ..demo import DemoSystem, demo_session, demo_system
 from ..errors import AtlasEdaError
-from . import cassette, dead_letters, diff, follow, log, project, replay, show
+from . import cassette, dead_letters, diff, follow, graph, log, project, replay, show
 from . import demo as demo_command
 from .apps import import_app_module, load_app, register_type_specs
 from .cassette import run_cassette
@@ -29,6 +29,7 @@ from .demo import DEMO_URL, run_demo
 from .diff import run_diff
 from .follow import run_follow
 from .format import format_table
+from .graph import run_graph
 from .log import DEFAULT_LIMIT, run_log
 from .project import run_project
 from .replay import run_replay
@@ -55,6 +56,7 @@ __all__ = [
     "run_demo",
     "run_diff",
     "run_follow",
+    "run_graph",
     "run_log",
     "run_project",
     "run_replay",
@@ -71,6 +73,7 @@ COMMANDS: tuple[Command, ...] = (
     project.COMMAND,
     cassette.COMMAND,
     replay.COMMAND,
+    graph.COMMAND,
 )
 """Every subcommand, in the order ``atlas-eda --help`` lists them."""
 
