@@ -2,7 +2,7 @@
 its report to the stream it is given).
 
 One module per command (:mod:`.demo`, :mod:`.log`, :mod:`.show`, :mod:`.diff`,
-:mod:`.follow`, :mod:`.dead_letters`, :mod:`.cassette`, :mod:`.replay`), each with the
+:mod:`.inspect`, :mod:`.follow`, :mod:`.dead_letters`, :mod:`.cassette`, :mod:`.replay`), each with the
 function that adds its arguments and the one that runs it, gathered in one
 :class:`~.command.Command` record; :data:`COMMANDS` lists them in ``--help`` order and
 :func:`main` dispatches through it.
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from ..demo import DemoSystem, demo_session, demo_system
 from ..errors import AtlasEdaError
-from . import cassette, dead_letters, diff, follow, log, replay, show
+from . import cassette, dead_letters, diff, follow, inspect, log, replay, show
 from . import demo as demo_command
 from .apps import import_app_module, load_app, register_type_specs
 from .cassette import run_cassette
@@ -28,6 +28,7 @@ from .dead_letters import run_dead_letters
 from .demo import DEMO_URL, run_demo
 from .diff import run_diff
 from .follow import run_follow
+from .inspect import run_inspect
 from .format import format_table
 from .log import DEFAULT_LIMIT, run_log
 from .replay import run_replay
@@ -54,6 +55,7 @@ __all__ = [
     "run_demo",
     "run_diff",
     "run_follow",
+    "run_inspect",
     "run_log",
     "run_replay",
     "run_show",
@@ -64,6 +66,7 @@ COMMANDS: tuple[Command, ...] = (
     log.COMMAND,
     show.COMMAND,
     diff.COMMAND,
+    inspect.COMMAND,
     follow.COMMAND,
     dead_letters.COMMAND,
     cassette.COMMAND,
