@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import enum
 import json
+import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -321,3 +325,87 @@ def test_a_filtered_page_reads_a_bounded_stretch_of_the_log(
         rest = test_client.get("/api/events", params={"kind": "deleted", "since": page["next"]})
         assert rest.json()["next"] is None
     store.close()
+
+
+@dataclass
+class Served:
+    """A running ``atlas-eda inspect``: its base URL, and once stopped, its exit status and
+    what it wrote to stderr."""
+
+    base: str
+    returncode: int | None = None
+    stderr: str = ""
+
+
+@contextmanager
+def inspect_process(url: str, *extra: str) -> Iterator[Served]:
+    """``atlas-eda inspect --store URL --port 0 EXTRA`` as a real process, yielded once it
+    printed the address it serves on; stopped with SIGINT (Ctrl-C) afterwards."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "atlas_eda.cli", "inspect", "--store", url, "--port", "0", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    served = Served(base="")
+    try:
+        line = process.stdout.readline()  # printed once the socket listens
+        found = re.search(r" at (http://\S+)/ ", line)
+        assert found, f"no address in {line!r}"
+        served.base = found.group(1)
+        yield served
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        served.returncode = process.returncode
+        served.stderr = process.stderr.read()
+        process.stdout.close()
+        process.stderr.close()
+
+
+def test_the_command_serves_the_store_on_loopback_until_ctrl_c(built: dict[str, Any]) -> None:
+    with inspect_process(built["url"]) as served:
+        assert served.base.startswith("http://127.0.0.1:")
+        client = Client(served.base)
+        assert client.get("/api/summary").json()["last_position"] == 6
+        assert "<title>atlas_eda inspector</title>" in client.get("/").text
+        # another name for this machine is refused: a page elsewhere cannot rebind to it
+        assert client.get("/", headers={"host": "attacker.example"}).status_code == 400
+    assert served.returncode == 0
+    assert "WARNING" not in served.stderr
+
+
+def test_another_bind_address_only_with_host_and_a_warning(built: dict[str, Any]) -> None:
+    with inspect_process(built["url"], "--host", "0.0.0.0") as served:
+        assert served.base.startswith("http://0.0.0.0:")
+        port = served.base.rsplit(":", 1)[1]
+        assert Client(f"http://127.0.0.1:{port}").get("/api/summary").status_code == 200
+    assert "anyone who can reach this address can read the whole store" in served.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--store", "sqlite:////nonexistent/x.db"], "does not exist"),
+        (["--store", "memory://", "--port", "70000"], "--port must be from 0 to 65535"),
+        (["--store", "memory://", "--port", "x"], "--port must be a whole number"),
+        ([], "no store given"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_exit_2(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    from conftest import run_cli
+
+    done = run_cli("inspect", *args, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("atlas-eda: error: ")
+    assert message in line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
 import webbrowser
@@ -79,17 +80,22 @@ def run_inspect(
             lifespan="off",
         )
         server = uvicorn.Server(config)
-        # A free port (--port 0) is known once the socket is bound: say where to look then.
-        config.load()
-        sockets = [config.bind_socket()]
-        served = sockets[0].getsockname()
+        # A free port (--port 0) is known once the socket is bound, and a browser may
+        # connect as soon as the address is printed: listen first, then say where to look.
+        sock = config.bind_socket()
+        sock.listen(config.backlog)
+        served = sock.getsockname()
         shown_host = f"[{served[0]}]" if ":" in served[0] else served[0]
         address = f"http://{shown_host}:{served[1]}/"
-        print(f"Inspecting {redact_url(store.url)} at {address} (read-only; Ctrl-C to stop)")
-        print(flush=True, end="")
+        print(
+            f"Inspecting {redact_url(store.url)} at {address} (read-only; Ctrl-C to stop)",
+            flush=True,
+        )
         if open_page:
             webbrowser.open(address)
-        server.run(sockets=sockets)
+        # uvicorn shuts down cleanly on Ctrl-C, then raises it again: stop quietly.
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run(sockets=[sock])
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:

@@ -213,12 +213,12 @@ async function causeView(params) {
   if (data.cause) {
     chain.append(
       el("li", {}, "bus event ", el("strong", {}, data.cause.event_type), " ", el("code", {}, data.cause.event_id)),
-      el("li", {}, "handler ", el("code", {}, shown(data.cause.handler))),
-      el("li", { class: "this" }, `store change #${e.position}: ${e.kind} `,
-        link(shortId(e.document_id), "document", { id: e.document_id }), ` v${e.version}: ${changesText(e.changes)}`));
+      el("li", {}, "handler ", el("code", {}, shown(data.cause.handler))));
   } else {
-    chain.append(el("li", { class: "this" }, `store change #${e.position}: written outside any bus delivery (no cause recorded).`));
+    chain.append(el("li", {}, "no bus event: written outside any delivery (or before causes were recorded)"));
   }
+  chain.append(el("li", { class: "this" }, `store change #${e.position}: ${e.kind} `,
+    link(shortId(e.document_id), "document", { id: e.document_id }), ` v${e.version}: ${changesText(e.changes)}`));
   const parts = [el("h2", {}, `Cause chain of #${e.position}`), chain,
     el("p", {}, link("state here", "state", { position: e.position }), " · ",
       link("diff to the previous position", "diff", { a: e.position - 1, b: e.position }))];
