@@ -29,8 +29,8 @@ import uvicorn
 from starlette.applications import Starlette
 
 from atlas_eda import EventBus, TemporalStore
-from atlas_eda.inspector.app import SECURITY_HEADERS, create_app
 from atlas_eda.inspector import views
+from atlas_eda.inspector.app import SECURITY_HEADERS, create_app
 
 XSS_TITLE = "<script>window.__pwned = 1</script>"
 XSS_CONTENT = '<img src=x onerror="window.__pwned = 2">'
@@ -127,7 +127,8 @@ def serving(app: Starlette) -> Iterator[str]:
     thread.start()
     deadline = time.monotonic() + 60  # generous: a loaded 2-core machine
     while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        assert thread.is_alive(), "the server stopped while starting"
+        assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.02)
     try:
         yield f"http://127.0.0.1:{port}"
@@ -210,9 +211,7 @@ def test_document_filter_and_history(client: Client, built: dict[str, Any]) -> N
     }
 
 
-def test_state_at_a_position_is_the_whole_store_then(
-    client: Client, built: dict[str, Any]
-) -> None:
+def test_state_at_a_position_is_the_whole_store_then(client: Client, built: dict[str, Any]) -> None:
     empty = client.get("/api/state", params={"position": 0}).json()
     assert empty["count"] == 0
     assert empty["event"] is None
@@ -248,7 +247,9 @@ def test_cause_chain_names_the_event_handler_and_the_root_s_tree(
     assert chain["cause"]["handler"].endswith("ship")
     assert [e["position"] for e in chain["same_delivery"]] == [2, 3]
     assert chain["root"] == built["root"]
-    groups = [(g["cause"]["event_type"], [w["position"] for w in g["writes"]]) for g in chain["tree"]]
+    groups = [
+        (g["cause"]["event_type"], [w["position"] for w in g["writes"]]) for g in chain["tree"]
+    ]
     assert groups == [("Shop.ORDER", [1]), ("Shop.SHIPPED", [2, 3])]
     outside = client.get("/api/cause", params={"position": 4}).json()
     assert outside["cause"] is None

@@ -97,7 +97,8 @@ def test_click_through_timeline_scrubber_diff_and_cause_chain(
     drawn(page, "#/cause?position=2")
     chain = page.locator("#chain li").all_text_contents()
     assert chain[0].startswith("bus event Shop.SHIPPED")
-    assert chain[1].startswith("handler ") and chain[1].endswith("ship")
+    assert chain[1].startswith("handler ")
+    assert chain[1].endswith("ship")
     assert chain[2].startswith("store change #2: updated")
     assert chain[2].endswith("content=shipped, last_editor=courier")
     tree = page.locator("#tree > li")
@@ -121,7 +122,9 @@ def test_click_through_timeline_scrubber_diff_and_cause_chain(
     page.locator("#state-event a", has_text="diff").click()
     drawn(page, "#/diff?a=1&b=2")
     highlighted = page.locator("#changed tr.changed")
-    fields = [highlighted.nth(i).locator("td").first.text_content() for i in range(highlighted.count())]
+    fields = [
+        highlighted.nth(i).locator("td").first.text_content() for i in range(highlighted.count())
+    ]
     assert fields == ["version", "content", "last_editor", "modified_at"]
     content = page.locator('#changed tr[data-field="content"] td')
     assert content.all_text_contents() == ["content", "placed", "shipped"]
@@ -169,8 +172,13 @@ def test_stored_script_payloads_are_shown_as_text_and_never_run(
 ) -> None:
     # Without the Content Security Policy, only the page's own escaping stands in the way.
     page = opened(browser, served["base"], "#/state", bypass_csp=not csp)
-    for route in ("#/state", "#/timeline?since=1", "#/diff?a=4&b=5", "#/cause?position=5",
-                  f"#/document?id={served['note']}"):
+    for route in (
+        "#/state",
+        "#/timeline?since=1",
+        "#/diff?a=4&b=5",
+        "#/cause?position=5",
+        f"#/document?id={served['note']}",
+    ):
         page.evaluate("(r) => { location.hash = r; }", route)
         drawn(page, route)
         view = page.locator("#view")

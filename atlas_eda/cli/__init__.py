@@ -2,8 +2,8 @@
 its report to the stream it is given).
 
 One module per command (:mod:`.demo`, :mod:`.log`, :mod:`.show`, :mod:`.diff`,
-:mod:`.inspect`, :mod:`.follow`, :mod:`.dead_letters`, :mod:`.cassette`, :mod:`.replay`), each with the
-function that adds its arguments and the one that runs it, gathered in one
+:mod:`.inspect`, :mod:`.follow`, :mod:`.dead_letters`, :mod:`.cassette`, :mod:`.replay`),
+each with the function that adds its arguments and the one that runs it, gathered in one
 :class:`~.command.Command` record; :data:`COMMANDS` lists them in ``--help`` order and
 :func:`main` dispatches through it.
 Shared by the commands: :mod:`.format` (tables and values, on :mod:`atlas_eda.views`),
@@ -28,8 +28,8 @@ from .dead_letters import run_dead_letters
 from .demo import DEMO_URL, run_demo
 from .diff import run_diff
 from .follow import run_follow
-from .inspect import run_inspect
 from .format import format_table
+from .inspect import run_inspect
 from .log import DEFAULT_LIMIT, run_log
 from .replay import run_replay
 from .show import TIME_FORMAT, run_show

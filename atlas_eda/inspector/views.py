@@ -215,10 +215,8 @@ def events_view(timeline: Timeline, query: Mapping[str, str]) -> dict[str, Any]:
     stop = min(last, since + SCAN_LIMIT - 1) if chosen else last
     found = timeline.iter_from(since, stop=stop, document_id=chosen.document_id)
     events = list(itertools.islice((e for e in found if chosen.matches(e)), limit))
-    if len(events) == limit:
-        next_position: int | None = events[-1].position + 1
-    else:  # fewer than asked for: everything up to ``stop`` was read
-        next_position = stop + 1
+    # fewer events than asked for: everything up to ``stop`` was read
+    next_position = events[-1].position + 1 if len(events) == limit else stop + 1
     return {
         "since": since,
         "last_position": last,
@@ -297,7 +295,7 @@ def diff_view(timeline: Timeline, query: Mapping[str, str]) -> dict[str, Any]:
 def _groups(events: list[RecordedEvent]) -> Iterator[dict[str, Any]]:
     """The root's writes grouped by the bus event delivery that wrote them, in log order."""
     for _, group in itertools.groupby(
-        events, key=lambda e: (None if e.cause is None else (e.cause.event_id, e.cause.handler))
+        events, key=lambda e: None if e.cause is None else (e.cause.event_id, e.cause.handler)
     ):
         writes = list(group)
         yield {"cause": _cause_json(writes[0].cause), "writes": [event_json(e) for e in writes]}
