@@ -410,3 +410,31 @@ def test_bad_arguments_are_one_line_and_exit_2(
     (line,) = done.stderr.splitlines()
     assert line.startswith("atlas-eda: error: ")
     assert message in line
+
+
+def test_nothing_of_the_extras_is_imported_until_asked_for() -> None:
+    code = (
+        "import sys, atlas_eda.cli, atlas_eda.inspector, atlas_eda.timeline\n"
+        "print(sorted(m for m in ('starlette', 'uvicorn', 'anywidget') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("missing", ["uvicorn", "starlette"])
+def test_without_the_extra_the_command_says_which_to_install(missing: str) -> None:
+    # sys.modules[name] = None makes `import name` fail as if it were not installed
+    code = (
+        f"import sys; sys.modules[{missing!r}] = None\n"
+        "from atlas_eda.cli import main\n"
+        "sys.exit(main(['inspect', '--store', 'memory://']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("atlas-eda: error: the inspector needs the 'inspect' extra")
+    assert line.endswith("pip install 'atlas_eda[inspect]'")

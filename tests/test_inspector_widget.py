@@ -87,3 +87,23 @@ def test_the_widget_script_puts_values_on_the_page_as_text_only() -> None:
     assert "innerHTML" not in script
     assert "insertAdjacentHTML" not in script
     assert "createTextNode" in script
+
+
+def test_without_anywidget_the_widget_says_which_extra_to_install() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['anywidget'] = None\n"
+        "from atlas_eda import TemporalStore\n"
+        "store = TemporalStore(url='memory://')\n"
+        "try:\n"
+        "    store.timeline().widget()\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.startswith("AtlasEdaError Timeline.widget needs anywidget")
+    assert "pip install 'atlas_eda[notebook]'" in done.stdout
