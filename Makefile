@@ -4,12 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean postgres
+.PHONY: demo test lint typecheck unit bench clean postgres chromium
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,notebook,bench,crypto,postgres]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,notebook,bench,crypto,postgres,inspect]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -42,8 +42,25 @@ postgres:
 		echo "the PostgreSQL tests will skip. Install it ('sudo apt-get install postgresql') to run them."; \
 	fi
 
+# Headless Chromium for the inspector's real-browser tests (tests/test_inspector_browser.py),
+# driven by Playwright pointed at Debian's /usr/bin/chromium: Playwright's own browser
+# download is never used. Installed from Debian's packages when missing and we are root;
+# without it the browser tests skip, except under CI (CI=true), where they fail.
+CHROMIUM ?= /usr/bin/chromium
+
+chromium:
+	@if [ -x "$(CHROMIUM)" ]; then \
+		echo "Chromium found at $(CHROMIUM)."; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing Chromium from Debian's packages..."; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	else \
+		echo "Chromium is not installed and cannot be installed here (needs root and apt-get):"; \
+		echo "the browser tests will skip. Install it ('sudo apt-get install chromium') to run them."; \
+	fi
+
 # pytest exits 5 when it collects nothing; make treats that as the failure it is.
-unit: $(STAMP) postgres
+unit: $(STAMP) postgres chromium
 	$(BIN)/python -m pytest
 
 # Benchmarks are a report, not a test: they print every figure with its target and

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # only for annotations: the store sits above this module
     from eventsourcing.persistence import Notification
     from matplotlib.figure import Figure
 
+    from .inspector.widget import TimelineWidget
     from .store import TemporalStore
 
 __all__ = [
@@ -490,6 +491,21 @@ class Timeline(Sequence[RecordedEvent]):
                 f"Timeline.plot needs matplotlib ({exc}): pip install 'atlas_eda[notebook]'."
             ) from exc
         return plot_timeline(self, ax=ax)
+
+    def widget(self, position: int | None = None) -> TimelineWidget:
+        """A notebook widget at ``position`` (default: the end): a scrubber, the whole
+        store there, the diff to the position before and the cause chain of the change;
+        its ``cursor`` and its ``position`` move together (needs the ``notebook`` extra)."""
+        if position is not None:
+            self._check(position)
+        try:
+            # anywidget is an optional extra: import it only when a widget is asked for.
+            from .inspector.widget import TimelineWidget  # noqa: PLC0415
+        except ImportError as exc:
+            raise AtlasEdaError(
+                f"Timeline.widget needs anywidget ({exc}): pip install 'atlas_eda[notebook]'."
+            ) from exc
+        return TimelineWidget(self, position)
 
     # -- display -----------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -80,6 +81,14 @@ def run_cli(
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"  # tmp paths are absolute: four slashes
+
+
+def unavailable(message: str, how_to_run: str) -> NoReturn:
+    """Skip a test whose outside program is missing, saying how to run it; under CI, where
+    every test must run, fail instead."""
+    if UNDER_CI:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(f"{message}. To run them, {how_to_run}.")
 
 
 def _postgres_missing(reason: str) -> None:

@@ -76,6 +76,7 @@ def test_help_lists_every_command_of_the_table_in_order(
         "log",
         "show",
         "diff",
+        "inspect",
         "follow",
         "dead-letters",
         "project",

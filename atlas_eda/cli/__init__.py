@@ -2,7 +2,7 @@
 its report to the stream it is given).
 
 One module per command (:mod:`.demo`, :mod:`.log`, :mod:`.show`, :mod:`.diff`,
-:mod:`.follow`, :mod:`.dead_letters`, :mod:`.project`, :mod:`.cassette`,
+:mod:`.inspect`, :mod:`.follow`, :mod:`.dead_letters`, :mod:`.project`, :mod:`.cassette`,
 :mod:`.replay`, :mod:`.graph`), each with the function that adds its arguments and the one
 that runs it, gathered in one :class:`~.command.Command` record; :data:`COMMANDS` lists them in
 ``--help`` order and :func:`main` dispatches through it.
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from ..demo import DemoSystem, demo_session, demo_system
 from ..errors import AtlasEdaError
-from . import cassette, dead_letters, diff, follow, graph, log, project, replay, show
+from . import cassette, dead_letters, diff, follow, graph, inspect, log, project, replay, show
 from . import demo as demo_command
 from .apps import import_app_module, load_app, register_type_specs
 from .cassette import run_cassette
@@ -30,6 +30,7 @@ from .diff import run_diff
 from .follow import run_follow
 from .format import format_table
 from .graph import run_graph
+from .inspect import run_inspect
 from .log import DEFAULT_LIMIT, run_log
 from .project import run_project
 from .replay import run_replay
@@ -57,6 +58,7 @@ __all__ = [
     "run_diff",
     "run_follow",
     "run_graph",
+    "run_inspect",
     "run_log",
     "run_project",
     "run_replay",
@@ -68,6 +70,7 @@ COMMANDS: tuple[Command, ...] = (
     log.COMMAND,
     show.COMMAND,
     diff.COMMAND,
+    inspect.COMMAND,
     follow.COMMAND,
     dead_letters.COMMAND,
     project.COMMAND,
