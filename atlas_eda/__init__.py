@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         InvalidDocumentError,
         InvalidEffectError,
         InvalidEventError,
+        InvalidSagaError,
         MiddlewareError,
         NoEffectHandlerError,
         NoHandlerError,
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
         PositionError,
         QuerySideEffectError,
         RecordedEffectError,
+        SagaCorrelationError,
+        SagaFailed,
         StoreClosedError,
         StoreOpenError,
         StoreReadError,
@@ -56,6 +59,7 @@ if TYPE_CHECKING:
     from .follower import StoreFollower
     from .payloads import FrozenDict, FrozenList, freeze_payload
     from .redaction import add_redaction_pattern, redact_text
+    from .sagas import Publish, Saga, SagaManager, SagaState, Send, step
     from .service import DocumentService
     from .store import TemporalStore
     from .store.dead_letters import FollowerDeadLetter
@@ -110,6 +114,7 @@ __all__ = [
     "InvalidDocumentError",
     "InvalidEffectError",
     "InvalidEventError",
+    "InvalidSagaError",
     "LoggingAspect",
     "MetricsAspect",
     "MiddlewareError",
@@ -118,11 +123,18 @@ __all__ = [
     "OutboxError",
     "PendingResultError",
     "PositionError",
+    "Publish",
     "QuerySideEffectError",
     "QueryType",
     "RecordedEffectError",
     "RecordedEvent",
     "Requests",
+    "Saga",
+    "SagaCorrelationError",
+    "SagaFailed",
+    "SagaManager",
+    "SagaState",
+    "Send",
     "StateDiff",
     "StoreClosedError",
     "StoreFollower",
@@ -138,6 +150,7 @@ __all__ = [
     "add_redaction_pattern",
     "freeze_payload",
     "redact_text",
+    "step",
 ]
 
 __version__ = "0.1.0"
@@ -168,6 +181,7 @@ make_lazy(
             "InvalidDocumentError",
             "InvalidEffectError",
             "InvalidEventError",
+            "InvalidSagaError",
             "MiddlewareError",
             "NoEffectHandlerError",
             "NoHandlerError",
@@ -176,6 +190,8 @@ make_lazy(
             "PositionError",
             "QuerySideEffectError",
             "RecordedEffectError",
+            "SagaCorrelationError",
+            "SagaFailed",
             "StoreClosedError",
             "StoreOpenError",
             "StoreReadError",
@@ -190,6 +206,7 @@ make_lazy(
         ".payloads": ("FrozenDict", "FrozenList", "freeze_payload"),
         ".store.dead_letters": ("FollowerDeadLetter",),
         ".redaction": ("add_redaction_pattern", "redact_text"),
+        ".sagas": ("Publish", "Saga", "SagaManager", "SagaState", "Send", "step"),
         ".service": ("DocumentService",),
         ".store": ("TemporalStore",),
         ".timeline": (

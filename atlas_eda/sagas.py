@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar, NoReturn, TypeAlias, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeAlias, TypeVar, cast
 from uuid import UUID, uuid5
 
 from .bus import EventBus
@@ -221,7 +221,7 @@ class SagaState:
             compensated=tuple((c["name"], c["error"]) for c in fields["compensated"]),
             failed_compensation=fields["failed_compensation"],
             modified_at=record.modified_on.timestamp(),
-            cause=cause_of(record),
+            cause=cause_of(cast(Any, record)),  # a record holds its newest cause
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -332,9 +332,7 @@ class SagaManager:
             )
             return None
         method, _ = declared.steps[event.type]
-        self._run_step(
-            declared, saga_id, key, record, method, lambda s: getattr(s, method)(event)
-        )
+        self._run_step(declared, saga_id, key, record, method, lambda s: getattr(s, method)(event))
         return str(saga_id)
 
     def run_due(self, now: float | None = None) -> list[str]:
@@ -356,14 +354,18 @@ class SagaManager:
             if declared is None:
                 logger.warning("saga %s (%s) is due but not registered", saga_id, record.saga)
                 continue
-            name = deadline["name"]
+            name: str = deadline["name"]
+
+            def passed(instance: Saga, name: str = name) -> StepResult:
+                return instance.deadline_passed(name, moment)
+
             self._run_step(
                 declared,
-                record.id,
-                record.key,
-                record,
-                f"deadline {name}",
-                lambda s, name=name: s.deadline_passed(name, moment),
+                saga_id=record.id,
+                key=record.key,
+                record=record,
+                step_name=f"deadline {name}",
+                call=passed,
                 deadline_due=True,
             )
             fired.append(saga_id)
@@ -421,15 +423,15 @@ class SagaManager:
             live = self._live.records = {}
         return live
 
-    def _run_step(  # noqa: PLR0913
+    def _run_step(
         self,
         declared: _Declared,
+        *,
         saga_id: UUID,
         key: str,
         record: SagaRecord | None,
         step_name: str,
         call: Callable[[Saga], StepResult],
-        *,
         deadline_due: bool = False,
     ) -> None:
         data = {} if record is None else json.loads(json.dumps(record.fields["data"]))
@@ -508,7 +510,9 @@ class SagaManager:
         return {
             "kind": "effect",
             "type": type_name(compensation.type),
-            "data": _json(declared, f"the payload of the compensation {name}", compensation.payload),
+            "data": _json(
+                declared, f"the payload of the compensation {name}", compensation.payload
+            ),
             "description": compensation.description,
             "name": name,
             "by": version,
@@ -739,4 +743,3 @@ def _action_name(action: Action) -> str:
 def saga_id_of(saga: type[Saga], key: str | int) -> str:
     """The id of ``saga``'s instance for the correlation key ``key``."""
     return str(uuid5(SAGA_ID_NAMESPACE, f"{_saga_name(saga)}/{key}"))
-

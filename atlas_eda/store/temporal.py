@@ -52,14 +52,12 @@ from ..document import Document, check_text
 from ..document_events import (
     KINDS,
     DocumentEvent,
-    EventKind,
     as_document_event,
     current_cause,
     live_bus_event,
     topics,
 )
 from ..effects import Effect
-from ..saga_events import SAGA_KIND, LogKind, SagaRecord, is_saga_event
 from ..errors import (
     AtlasEdaError,
     ConcurrencyError,
@@ -73,6 +71,7 @@ from ..errors import (
     StoreOpenError,
     StoreReadError,
 )
+from ..saga_events import SAGA_KIND, LogKind, SagaRecord, is_saga_event
 from ..timeline import Timeline
 from ..trace import EVENT, Record, running
 from ..views import short_repr
