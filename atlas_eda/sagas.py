@@ -332,7 +332,14 @@ class SagaManager:
             )
             return None
         method, _ = declared.steps[event.type]
-        self._run_step(declared, saga_id, key, record, method, lambda s: getattr(s, method)(event))
+
+        def run(instance: Saga) -> StepResult:
+            result: StepResult = getattr(instance, method)(event)
+            return result
+
+        self._run_step(
+            declared, saga_id=saga_id, key=key, record=record, step_name=method, call=run
+        )
         return str(saga_id)
 
     def run_due(self, now: float | None = None) -> list[str]:
