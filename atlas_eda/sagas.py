@@ -60,6 +60,7 @@ __all__ = [
     "StepResult",
     "saga_id_of",
     "step",
+    "stored_sagas",
 ]
 
 logger = logging.getLogger(__name__)
@@ -409,8 +410,7 @@ class SagaManager:
     def instances(self, saga: str | None = None) -> list[SagaState]:
         """Every instance in the store (only those of the saga named ``saga`` when
         given), in the order they started, at their latest version."""
-        states = (self.get(saga_id) for saga_id in self.store.saga_ids())
-        return [s for s in states if s is not None and (saga is None or s.saga == saga)]
+        return stored_sagas(self.store, saga)
 
     # -- internals ---------------------------------------------------------------------
 
@@ -621,6 +621,13 @@ class SagaManager:
         if entry["kind"] == "command":
             return Send(member, entry["data"])
         return Effect(member, entry["data"], entry["description"])
+
+
+def stored_sagas(store: TemporalStore, saga: str | None = None) -> list[SagaState]:
+    """Every saga instance in ``store`` (only those of the saga named ``saga`` when
+    given), in the order they started, at their latest version; no manager needed."""
+    records = (store.get_saga(saga_id) for saga_id in store.saga_ids())
+    return [SagaState.of(r) for r in records if r is not None and (saga is None or r.saga == saga)]
 
 
 def _saga_name(saga: type[Saga]) -> str:

@@ -80,6 +80,7 @@ def test_help_lists_every_command_of_the_table_in_order(
         "dead-letters",
         "cassette",
         "replay",
+        "sagas",
     ]
     assert [command.name for command in COMMANDS] == listed.group(1).split(",")
 

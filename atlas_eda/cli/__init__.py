@@ -2,8 +2,8 @@
 its report to the stream it is given).
 
 One module per command (:mod:`.demo`, :mod:`.log`, :mod:`.show`, :mod:`.diff`,
-:mod:`.follow`, :mod:`.dead_letters`, :mod:`.cassette`, :mod:`.replay`), each with the
-function that adds its arguments and the one that runs it, gathered in one
+:mod:`.follow`, :mod:`.dead_letters`, :mod:`.cassette`, :mod:`.replay`, :mod:`.sagas`), each
+with the function that adds its arguments and the one that runs it, gathered in one
 :class:`~.command.Command` record; :data:`COMMANDS` lists them in ``--help`` order and
 :func:`main` dispatches through it.
 Shared by the commands: :mod:`.format` (tables and values, on :mod:`atlas_eda.views`),
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from ..demo import DemoSystem, demo_session, demo_system
 from ..errors import AtlasEdaError
-from . import cassette, dead_letters, diff, follow, log, replay, show
+from . import cassette, dead_letters, diff, follow, log, replay, sagas, show
 from . import demo as demo_command
 from .apps import import_app_module, load_app, register_type_specs
 from .cassette import run_cassette
@@ -31,6 +31,7 @@ from .follow import run_follow
 from .format import format_table
 from .log import DEFAULT_LIMIT, run_log
 from .replay import run_replay
+from .sagas import run_sagas
 from .show import TIME_FORMAT, run_show
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "run_follow",
     "run_log",
     "run_replay",
+    "run_sagas",
     "run_show",
 ]
 
@@ -68,6 +70,7 @@ COMMANDS: tuple[Command, ...] = (
     dead_letters.COMMAND,
     cassette.COMMAND,
     replay.COMMAND,
+    sagas.COMMAND,
 )
 """Every subcommand, in the order ``atlas-eda --help`` lists them."""
 
