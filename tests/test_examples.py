@@ -45,3 +45,30 @@ def test_commands_example_sends_asks_refuses_and_traces() -> None:
     assert lines[7].startswith("Cart.ADD ")
     assert "child CartEvent.ADDED" in result.stdout
     assert lines[-1].startswith("└─ result → ")
+
+
+def test_order_saga_example_ships_compensates_and_diffs() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "order_saga.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:7] == [
+        "order 1: completed after placed -> stock_reserved -> paid -> shipped",
+        "order 2: failed after placed -> stock_reserved",
+        "  failed: effect Fulfilment.CHARGE_CARD raised CardDeclined: card refused for 5000; "
+        "undone: Fulfilment.RELEASE_STOCK",
+        "order 3: failed after placed -> stock_reserved -> paid",
+        "  failed: effect Fulfilment.SEND_MAIL raised MailBounced: mailbox "
+        "nobody@invalid.example does not exist; undone: Fulfilment.REFUND, "
+        "Fulfilment.RELEASE_STOCK",
+        "order 4: failed after placed",
+        "  failed: effect Fulfilment.RESERVE_STOCK raised OutOfStock: out of desk; undone: nothing",
+    ]
+    assert lines[7] == "stock {'book': 3, 'lamp': 1, 'desk': 0}, charges 2, refunds 1"
+    assert "  status: 'compensating' -> 'failed'" in lines
+    assert lines[-1] == "due later: []"
