@@ -34,6 +34,7 @@ from . import (
     memory,
     replay,
     replay_state,
+    sagas,
     scaling,
     time_travel,
     timeline_memory,
@@ -85,6 +86,7 @@ def all_sections() -> list[Section]:
         end_to_end.SECTION,
         replay.SECTION,
         replay_state.SECTION,
+        sagas.SECTION,
         scaling.SECTION,
     ]
 
