@@ -312,6 +312,40 @@ def test_run_due_after_a_restart_fires_the_stored_deadlines(tmp_path: Path) -> N
     again.store.close()
 
 
+class Forgetful(Saga):
+    """Reminded without ``types``: its command compensation is unknown to a new process."""
+
+    starts_with = Flow.ONE
+    correlation_key = "id"
+
+    @step(Flow.ONE)
+    def placed(self, event: Event) -> StepResult:
+        self.compensate_with(Send(Desk.CANCEL, {"id": self.key}))
+        self.set_deadline(1.0, "answer")
+        return None
+
+
+def test_a_compensation_of_a_type_this_process_does_not_know_is_named(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path / "forgetful.db")
+    system = System(url, flowing=False)
+    system.sagas.register(Forgetful)
+    system.bus.publish(Flow.ONE, {"id": "f"})
+    system.store.close()
+    again = System(url, flowing=False)  # a new process: Desk was never seen by its manager
+    again.sagas.register(Forgetful)
+    [fired] = again.sagas.run_due(now=2.0)
+    state = again.sagas.get(fired)
+    assert state is not None
+    assert state.status == "compensation_failed"
+    assert state.failed_compensation == "Desk.CANCEL"
+    [(name, error)] = state.compensated
+    assert name == "Desk.CANCEL"
+    assert error is not None
+    assert "names a type this process does not know: add its Enum class to Forgetful.types" in error
+    assert again.world.done == []
+    again.store.close()
+
+
 def test_a_deadline_handler_may_set_another_deadline() -> None:
     system = System("memory://", flowing=False)
     system.sagas.register(Patient)
