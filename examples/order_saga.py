@@ -30,16 +30,16 @@ from atlas_eda.sagas import StepResult
 from atlas_eda.testing import register_exceptions, register_types
 
 
-class Checkout(Enum):
+class OrderStep(Enum):
     """What happens to an order."""
 
-    PLACED = "checkout.placed"
-    STOCK_RESERVED = "checkout.stock_reserved"
-    PAID = "checkout.paid"
-    SHIPPED = "checkout.shipped"
+    PLACED = "order_step.placed"
+    STOCK_RESERVED = "order_step.stock_reserved"
+    PAID = "order_step.paid"
+    SHIPPED = "order_step.shipped"
 
 
-class Fulfilment(Enum):
+class OrderWork(Enum):
     """What the saga asks the outside world to do (and to undo)."""
 
     RESERVE_STOCK = "stock.reserve"
@@ -53,16 +53,16 @@ class OutOfStock(Exception):
     """The warehouse cannot reserve the items."""
 
 
-class CardDeclined(Exception):
+class PaymentRefused(Exception):
     """The payment provider refused the charge."""
 
 
-class MailBounced(Exception):
+class ReceiptBounced(Exception):
     """The mail server refused the recipient."""
 
 
-register_types(Checkout, Fulfilment)
-register_exceptions(OutOfStock, CardDeclined, MailBounced)
+register_types(OrderStep, OrderWork)
+register_exceptions(OutOfStock, PaymentRefused, ReceiptBounced)
 
 CARD_LIMIT = 1000
 """The payment provider refuses larger amounts."""
@@ -79,44 +79,44 @@ class OrderSaga(Saga):
     a declined card releases the stock; a receipt that bounces refunds the charge and
     releases the stock (an order the customer cannot be told about is not shipped)."""
 
-    starts_with = Checkout.PLACED
+    starts_with = OrderStep.PLACED
     correlation_key = "order"
 
-    @step(Checkout.PLACED, emits=(Checkout.STOCK_RESERVED,))
+    @step(OrderStep.PLACED, emits=(OrderStep.STOCK_RESERVED,))
     def placed(self, event: Event) -> StepResult:
         """Reserve the stock (undone by releasing it); pay within the window."""
         order = event.data
         self.data.update(customer=order["customer"], items=order["items"], amount=order["amount"])
         self.compensate_with(
-            Effect(Fulfilment.RELEASE_STOCK, {"order": self.key, "items": order["items"]})
+            Effect(OrderWork.RELEASE_STOCK, {"order": self.key, "items": order["items"]})
         )
         self.set_deadline(event.timestamp + PAYMENT_WINDOW, "payment")
         return [
-            Effect(Fulfilment.RESERVE_STOCK, {"order": self.key, "items": order["items"]}),
-            Publish(Checkout.STOCK_RESERVED, {"order": order["order"]}),
+            Effect(OrderWork.RESERVE_STOCK, {"order": self.key, "items": order["items"]}),
+            Publish(OrderStep.STOCK_RESERVED, {"order": order["order"]}),
         ]
 
-    @step(Checkout.STOCK_RESERVED, emits=(Checkout.PAID,))
+    @step(OrderStep.STOCK_RESERVED, emits=(OrderStep.PAID,))
     def stock_reserved(self, event: Event) -> StepResult:
         """Charge the card (undone by a refund)."""
         amount = self.data["amount"]
-        self.compensate_with(Effect(Fulfilment.REFUND, {"order": self.key, "amount": amount}))
+        self.compensate_with(Effect(OrderWork.REFUND, {"order": self.key, "amount": amount}))
         return [
-            Effect(Fulfilment.CHARGE_CARD, {"order": self.key, "amount": amount}),
-            Publish(Checkout.PAID, {"order": event.data["order"]}),
+            Effect(OrderWork.CHARGE_CARD, {"order": self.key, "amount": amount}),
+            Publish(OrderStep.PAID, {"order": event.data["order"]}),
         ]
 
-    @step(Checkout.PAID, emits=(Checkout.SHIPPED,))
+    @step(OrderStep.PAID, emits=(OrderStep.SHIPPED,))
     def paid(self, event: Event) -> StepResult:
         """Paid in time: mail the receipt, then ship."""
         self.clear_deadline()
         receipt = {"to": self.data["customer"], "subject": f"Receipt for order {self.key}"}
         return [
-            Effect(Fulfilment.SEND_MAIL, receipt, "receipt"),
-            Publish(Checkout.SHIPPED, {"order": event.data["order"]}),
+            Effect(OrderWork.SEND_MAIL, receipt, "receipt"),
+            Publish(OrderStep.SHIPPED, {"order": event.data["order"]}),
         ]
 
-    @step(Checkout.SHIPPED)
+    @step(OrderStep.SHIPPED)
     def shipped(self, event: Event) -> StepResult:
         """Shipped: the saga is done."""
         self.complete()
@@ -160,20 +160,20 @@ def make_system(url: str = "memory://") -> OrderSagaApp:
 
     def charge(effect: Effect) -> str:
         if effect.payload["amount"] > CARD_LIMIT:
-            raise CardDeclined(f"card refused for {effect.payload['amount']}")
+            raise PaymentRefused(f"card refused for {effect.payload['amount']}")
         app.charges.append(effect.payload)
         return f"tx-{effect.payload['order']}"
 
     def mail(effect: Effect) -> None:
         if effect.payload["to"] in BOUNCING:
-            raise MailBounced(f"mailbox {effect.payload['to']} does not exist")
+            raise ReceiptBounced(f"mailbox {effect.payload['to']} does not exist")
         app.mails.append(effect.payload)
 
-    handler.register_handler(Fulfilment.RESERVE_STOCK, reserve)
-    handler.register_handler(Fulfilment.RELEASE_STOCK, release)
-    handler.register_handler(Fulfilment.CHARGE_CARD, charge)
-    handler.register_handler(Fulfilment.REFUND, app.refunds.append)
-    handler.register_handler(Fulfilment.SEND_MAIL, mail)
+    handler.register_handler(OrderWork.RESERVE_STOCK, reserve)
+    handler.register_handler(OrderWork.RELEASE_STOCK, release)
+    handler.register_handler(OrderWork.CHARGE_CARD, charge)
+    handler.register_handler(OrderWork.REFUND, app.refunds.append)
+    handler.register_handler(OrderWork.SEND_MAIL, mail)
     return app
 
 
@@ -189,7 +189,7 @@ SESSION: tuple[dict[str, Any], ...] = (
 def play_session(app: OrderSagaApp) -> None:
     """Place every order of :data:`SESSION`."""
     for order in SESSION:
-        app.bus.publish(Checkout.PLACED, order, source="web")
+        app.bus.publish(OrderStep.PLACED, order, source="web")
 
 
 def main() -> None:

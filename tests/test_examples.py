@@ -60,14 +60,14 @@ def test_order_saga_example_ships_compensates_and_diffs() -> None:
     assert lines[:7] == [
         "order 1: completed after placed -> stock_reserved -> paid -> shipped",
         "order 2: failed after placed -> stock_reserved",
-        "  failed: effect Fulfilment.CHARGE_CARD raised CardDeclined: card refused for 5000; "
-        "undone: Fulfilment.RELEASE_STOCK",
+        "  failed: effect OrderWork.CHARGE_CARD raised PaymentRefused: card refused for 5000; "
+        "undone: OrderWork.RELEASE_STOCK",
         "order 3: failed after placed -> stock_reserved -> paid",
-        "  failed: effect Fulfilment.SEND_MAIL raised MailBounced: mailbox "
-        "nobody@invalid.example does not exist; undone: Fulfilment.REFUND, "
-        "Fulfilment.RELEASE_STOCK",
+        "  failed: effect OrderWork.SEND_MAIL raised ReceiptBounced: mailbox "
+        "nobody@invalid.example does not exist; undone: OrderWork.REFUND, "
+        "OrderWork.RELEASE_STOCK",
         "order 4: failed after placed",
-        "  failed: effect Fulfilment.RESERVE_STOCK raised OutOfStock: out of desk; undone: nothing",
+        "  failed: effect OrderWork.RESERVE_STOCK raised OutOfStock: out of desk; undone: nothing",
     ]
     assert lines[7] == "stock {'book': 3, 'lamp': 1, 'desk': 0}, charges 2, refunds 1"
     assert "  status: 'compensating' -> 'failed'" in lines
