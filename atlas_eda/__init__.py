@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         InvalidDocumentError,
         InvalidEffectError,
         InvalidEventError,
+        InvalidSagaError,
         MiddlewareError,
         NoEffectHandlerError,
         NoHandlerError,
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
         PositionError,
         QuerySideEffectError,
         RecordedEffectError,
+        SagaCorrelationError,
+        SagaFailed,
         StoreClosedError,
         StoreOpenError,
         StoreReadError,
@@ -63,6 +66,7 @@ if TYPE_CHECKING:
     from .projections import DocumentsByAuthor, Projection, ProjectionError, Table
     from .redaction import add_redaction_pattern, redact_text
     from .resilience import Breaker, CircuitBreakerAspect, Retry, RetryAspect
+    from .sagas import Publish, Saga, SagaManager, SagaState, Send, step
     from .service import DocumentService
     from .store import TemporalStore
     from .store.dead_letters import FollowerDeadLetter
@@ -126,6 +130,7 @@ __all__ = [
     "InvalidDocumentError",
     "InvalidEffectError",
     "InvalidEventError",
+    "InvalidSagaError",
     "LoggingAspect",
     "MetricsAspect",
     "MiddlewareError",
@@ -136,6 +141,7 @@ __all__ = [
     "PositionError",
     "Projection",
     "ProjectionError",
+    "Publish",
     "QuerySideEffectError",
     "QueryType",
     "RecordedEffectError",
@@ -143,6 +149,12 @@ __all__ = [
     "Requests",
     "Retry",
     "RetryAspect",
+    "Saga",
+    "SagaCorrelationError",
+    "SagaFailed",
+    "SagaManager",
+    "SagaState",
+    "Send",
     "StateDiff",
     "StoreClosedError",
     "StoreFollower",
@@ -161,6 +173,7 @@ __all__ = [
     "add_redaction_pattern",
     "freeze_payload",
     "redact_text",
+    "step",
 ]
 
 __version__ = "0.1.0"
@@ -193,6 +206,7 @@ make_lazy(
             "InvalidDocumentError",
             "InvalidEffectError",
             "InvalidEventError",
+            "InvalidSagaError",
             "MiddlewareError",
             "NoEffectHandlerError",
             "NoHandlerError",
@@ -201,6 +215,8 @@ make_lazy(
             "PositionError",
             "QuerySideEffectError",
             "RecordedEffectError",
+            "SagaCorrelationError",
+            "SagaFailed",
             "StoreClosedError",
             "StoreOpenError",
             "StoreReadError",
@@ -220,6 +236,7 @@ make_lazy(
         ".store.dead_letters": ("FollowerDeadLetter",),
         ".redaction": ("add_redaction_pattern", "redact_text"),
         ".resilience": ("Breaker", "CircuitBreakerAspect", "Retry", "RetryAspect"),
+        ".sagas": ("Publish", "Saga", "SagaManager", "SagaState", "Send", "step"),
         ".service": ("DocumentService",),
         ".store": ("TemporalStore",),
         ".timeline": (

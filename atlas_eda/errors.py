@@ -316,3 +316,24 @@ class GraphCycleError(EventCycleError):
     def __init__(self, message: str, chain: tuple[str, ...], cycles: tuple[Any, ...]) -> None:
         super().__init__(message, chain)
         self.cycles = cycles
+
+
+class InvalidSagaError(AtlasEdaError, ValueError):
+    """A saga was declared or used wrongly: a ``Saga`` subclass without a start type or a
+    correlation key, a step that returns something other than commands, events and
+    effects, a compensation that is not a command (``Send``) or an ``Effect``, saga data
+    that cannot be stored as JSON. The message names the saga and what to do."""
+
+
+class SagaCorrelationError(InvalidSagaError, LookupError):
+    """An event a saga reacts to lacks the saga's correlation key in its data, so no
+    instance can be found for it: publish the key with the event (the message names it)."""
+
+
+class SagaFailed(AtlasEdaError):
+    """Raised by ``Saga.fail(reason)`` inside a step: the saga manager catches it, runs
+    the registered compensations in reverse order and ends the saga ``failed``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -17,7 +17,12 @@ LABELLED_ROWS = 40
 """Up to this many documents, each row is labelled with its short id; past it the labels
 would overlap."""
 
-KIND_COLOURS = {"created": "tab:green", "updated": "tab:blue", "deleted": "tab:red"}
+KIND_COLOURS = {
+    "created": "tab:green",
+    "updated": "tab:blue",
+    "deleted": "tab:red",
+    "saga": "tab:purple",
+}
 """The colour of each kind of event in timeline plots."""
 
 

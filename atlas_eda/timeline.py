@@ -20,6 +20,7 @@ from .document import Document
 from .document_events import UNKNOWN, Cause, EventKind, cause_of, field_changes, kind_of
 from .errors import AtlasEdaError, PositionError
 from .redaction import redact_url
+from .saga_events import SAGA_KIND, LogKind, is_saga_event, saga_changes
 from .views import fields_table, html_table, short, short_id, when
 
 if TYPE_CHECKING:  # only for annotations: the store sits above this module
@@ -35,6 +36,7 @@ __all__ = [
     "Cursor",
     "DocumentState",
     "EventKind",
+    "LogKind",
     "RecordedEvent",
     "StateDiff",
     "Timeline",
@@ -61,12 +63,14 @@ class RecordedEvent:
     version after the event, what kind of change, when (aware UTC), ``changes``, a dict
     of each field the event set to its new value, and ``cause``: the bus event and
     handler it was written by (a :class:`Cause`), or ``None`` for a write outside any
-    delivery and for events stored before causes were recorded."""
+    delivery and for events stored before causes were recorded. A version of a saga
+    instance (:mod:`atlas_eda.sagas`) has kind ``"saga"``: ``document_id`` is then the
+    saga's id, ``version`` its version and ``changes`` the saga fields it set."""
 
     position: int
     document_id: str
     version: int
-    kind: EventKind
+    kind: LogKind
     timestamp: datetime
     changes: dict[str, Any] = field(hash=False)
     cause: Cause | None = None
@@ -272,7 +276,8 @@ class _StateIndex:
             state = dict(self._checkpoints[position // self._every])
         if position > base:
             for event in self._timeline.events_between(base + 1, position):
-                state[event.document_id] = _apply(state.get(event.document_id), event)
+                if event.kind != SAGA_KIND:  # the state is the documents'
+                    state[event.document_id] = _apply(state.get(event.document_id), event)
         return state
 
     def _extend(self, position: int) -> None:
@@ -281,7 +286,8 @@ class _StateIndex:
             return
         state = self._state
         for event in self._timeline.events_between(self._folded + 1, target):
-            state[event.document_id] = _apply(state.get(event.document_id), event)
+            if event.kind != SAGA_KIND:  # the state is the documents'
+                state[event.document_id] = _apply(state.get(event.document_id), event)
             if event.position % self._every == 0:
                 self._checkpoints.append(dict(state))
         self._folded = target
@@ -321,7 +327,9 @@ class _CauseIndex:
 
 class Timeline(Sequence[RecordedEvent]):
     """The store's global ordered log, read lazily in pages of ``page_size``. Its length
-    follows the store as it grows; events, once recorded, never move."""
+    follows the store as it grows; events, once recorded, never move. It shows document
+    events and the versions of saga instances (kind ``"saga"``); states and diffs are
+    the documents' (a saga's versions are read with ``SagaManager.get``)."""
 
     def __init__(
         self, store: TemporalStore, *, page_size: int = _PAGE, checkpoint_every: int = 1000
@@ -377,7 +385,7 @@ class Timeline(Sequence[RecordedEvent]):
             limit = (
                 self.page_size if stop is None else min(self.page_size, stop - next_position + 1)
             )
-            page = self.store.notifications(next_position, limit, stop=stop)
+            page = self.store.notifications(next_position, limit, stop=stop, sagas=True)
             if not page:
                 return
             for notification in page:
@@ -394,13 +402,23 @@ class Timeline(Sequence[RecordedEvent]):
     def event_at(self, position: int) -> RecordedEvent:
         """The event at ``position`` (1-based); :class:`PositionError` when there is none."""
         self._check(position, allow_zero=False)
-        page = self.store.notifications(position, 1)
+        page = self.store.notifications(position, 1, sagas=True)
         if not page or page[0].id != position:
             raise PositionError(f"No event is recorded at position {position}.")
         return self._decode(page[0])
 
     def _decode(self, notification: Notification) -> RecordedEvent:
-        event = self.store.decode(notification)
+        event = self.store.decode_logged(notification)
+        if is_saga_event(event):
+            return RecordedEvent(
+                position=notification.id,
+                document_id=str(event.originator_id),
+                version=event.originator_version,
+                kind=SAGA_KIND,
+                timestamp=event.timestamp.astimezone(UTC),
+                changes=saga_changes(event),
+                cause=cause_of(event),
+            )
         return RecordedEvent(
             position=notification.id,
             document_id=str(event.originator_id),
@@ -445,8 +463,8 @@ class Timeline(Sequence[RecordedEvent]):
     # -- time travel -------------------------------------------------------------------
 
     def state_at(self, position: int) -> dict[str, DocumentState]:
-        """The whole store right after ``position`` (0: empty), deleted documents
-        included, keyed by document id in creation order."""
+        """The whole store's documents right after ``position`` (0: empty), deleted ones
+        included, keyed by document id in creation order (saga versions leave it as is)."""
         self._check(position)
         return self._index.state_at(position)
 

@@ -38,6 +38,7 @@ from . import (
     replay,
     replay_state,
     resilience,
+    sagas,
     scaling,
     time_travel,
     timeline_memory,
@@ -91,6 +92,7 @@ def all_sections() -> list[Section]:
         replay.SECTION,
         replay_state.SECTION,
         resilience.SECTION,
+        sagas.SECTION,
         scaling.SECTION,
         projections.SECTION,
     ]

@@ -83,6 +83,7 @@ def test_help_lists_every_command_of_the_table_in_order(
         "cassette",
         "replay",
         "graph",
+        "sagas",
     ]
     assert [command.name for command in COMMANDS] == listed.group(1).split(",")
 

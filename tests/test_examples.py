@@ -69,3 +69,30 @@ def test_graph_example_checks_runs_refuses_a_loop_and_warns() -> None:
         "which it did not declare (emits: nothing). Add Order.ABANDONED to its emits=, or "
         "make it stop."
     )
+
+
+def test_order_saga_example_ships_compensates_and_diffs() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "order_saga.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:7] == [
+        "order 1: completed after placed -> stock_reserved -> paid -> shipped",
+        "order 2: failed after placed -> stock_reserved",
+        "  failed: effect OrderWork.CHARGE_CARD raised PaymentRefused: card refused for 5000; "
+        "undone: OrderWork.RELEASE_STOCK",
+        "order 3: failed after placed -> stock_reserved -> paid",
+        "  failed: effect OrderWork.SEND_MAIL raised ReceiptBounced: mailbox "
+        "nobody@invalid.example does not exist; undone: OrderWork.REFUND, "
+        "OrderWork.RELEASE_STOCK",
+        "order 4: failed after placed",
+        "  failed: effect OrderWork.RESERVE_STOCK raised OutOfStock: out of desk; undone: nothing",
+    ]
+    assert lines[7] == "stock {'book': 3, 'lamp': 1, 'desk': 0}, charges 2, refunds 1"
+    assert "  status: 'compensating' -> 'failed'" in lines
+    assert lines[-1] == "due later: []"

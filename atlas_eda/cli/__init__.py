@@ -3,9 +3,9 @@ its report to the stream it is given).
 
 One module per command (:mod:`.demo`, :mod:`.log`, :mod:`.show`, :mod:`.diff`,
 :mod:`.inspect`, :mod:`.follow`, :mod:`.dead_letters`, :mod:`.project`, :mod:`.cassette`,
-:mod:`.replay`, :mod:`.graph`), each with the function that adds its arguments and the one
-that runs it, gathered in one :class:`~.command.Command` record; :data:`COMMANDS` lists them in
-``--help`` order and :func:`main` dispatches through it.
+:mod:`.replay`, :mod:`.graph`, :mod:`.sagas`), each with the function that adds its arguments
+and the one that runs it, gathered in one :class:`~.command.Command` record; :data:`COMMANDS`
+lists them in ``--help`` order and :func:`main` dispatches through it.
 Shared by the commands: :mod:`.format` (tables and values, on :mod:`atlas_eda.views`),
 :mod:`.stores` (opening the store a command reads) and :mod:`.apps` (loading the
 ``--types`` and ``--app`` a user names)."""
@@ -19,7 +19,19 @@ from collections.abc import Sequence
 
 from ..demo import DemoSystem, demo_session, demo_system
 from ..errors import AtlasEdaError
-from . import cassette, dead_letters, diff, follow, graph, inspect, log, project, replay, show
+from . import (
+    cassette,
+    dead_letters,
+    diff,
+    follow,
+    graph,
+    inspect,
+    log,
+    project,
+    replay,
+    sagas,
+    show,
+)
 from . import demo as demo_command
 from .apps import import_app_module, load_app, register_type_specs
 from .cassette import run_cassette
@@ -34,6 +46,7 @@ from .inspect import run_inspect
 from .log import DEFAULT_LIMIT, run_log
 from .project import run_project
 from .replay import run_replay
+from .sagas import run_sagas
 from .show import TIME_FORMAT, run_show
 
 __all__ = [
@@ -62,6 +75,7 @@ __all__ = [
     "run_log",
     "run_project",
     "run_replay",
+    "run_sagas",
     "run_show",
 ]
 
@@ -77,6 +91,7 @@ COMMANDS: tuple[Command, ...] = (
     cassette.COMMAND,
     replay.COMMAND,
     graph.COMMAND,
+    sagas.COMMAND,
 )
 """Every subcommand, in the order ``atlas-eda --help`` lists them."""
 

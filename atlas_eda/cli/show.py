@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import json
 from datetime import UTC, datetime
 from uuid import UUID
 
 from ..document import Document
 from ..document_events import as_document_event, cause_of
-from ..store import TemporalStore
+from ..sagas import SagaState
+from ..store import TemporalStore, redact_url
 from ..timeline import Cause, DocumentState
 from ..views import when
 from .command import Command, CommandError, integer
 from .format import cause_line, field_value, format_table, wrapped_rows
-from .stores import add_store_option, open_store, resolve_document
+from .stores import PREFIX_LENGTH, add_store_option, open_store, resolve_document
 
-__all__ = ["COMMAND", "TIME_FORMAT", "parse_time", "run_show"]
+__all__ = ["COMMAND", "TIME_FORMAT", "find_saga", "parse_time", "run_show", "show_saga"]
 
 TIME_FORMAT = (
     "YYYY-MM-DDTHH:MM:SS[.ffffff][+HH:MM], e.g. 2024-05-01T12:30:00 or 2024-05-01T12:30:00.5+02:00"
@@ -37,6 +39,14 @@ def run_show(
     cause of the version shown (the bus event and handler that wrote it)."""
     moment = parse_time(at) if at is not None else None
     with open_store(url) as store:
+        saga_id = find_saga(store, document)
+        if saga_id is not None:
+            if moment is not None:
+                raise CommandError(
+                    f"{saga_id} is a saga: --at is for documents; give --version N instead."
+                )
+            show_saga(store, saga_id, None if version is None else integer(version, "--version"))
+            return
         document_id, latest = resolve_document(store, document)
         if version is not None:
             found, how = _at_version(store, document_id, integer(version, "--version"), latest)
@@ -54,6 +64,59 @@ def run_show(
         print()
         print(versions_line(latest, state.version))
         print(cause_line(state.version, _cause(store, document_id, state.version)))
+
+
+def find_saga(store: TemporalStore, given: str) -> str | None:
+    """The id of the saga instance ``given`` names (its id, or a unique prefix of at
+    least 4 characters), or ``None`` when it names none."""
+    prefix = given.strip().lower()
+    if len(prefix) < PREFIX_LENGTH:
+        return None
+    matches = [i for i in store.saga_ids() if i.startswith(prefix)]
+    if len(matches) > 1:
+        raise CommandError(
+            f"{given!r} is the start of {len(matches)} saga ids; give more of the id (list "
+            f"them with: atlas-eda sagas --store {redact_url(store.url)})."
+        )
+    return matches[0] if matches else None
+
+
+def show_saga(store: TemporalStore, saga_id: str, version: int | None) -> None:
+    """Print every field of a saga instance at its latest version or at ``version``, the
+    list of its versions and the cause of the version shown."""
+    latest = store.get_saga(saga_id)
+    if latest is None:  # pragma: no cover  (the id came from the log)
+        raise CommandError(f"saga {saga_id} could not be read.")
+    if version is not None and not 1 <= version <= latest.version:
+        raise CommandError(
+            f"saga {saga_id} has no version {version}: versions run from 1 to {latest.version}."
+        )
+    record = latest if version is None else store.get_saga(saga_id, version)
+    if record is None:  # pragma: no cover  (checked above)
+        raise CommandError(f"saga {saga_id} could not be read at version {version}.")
+    state = SagaState.of(record)
+    how = f"latest version {state.version}" if version is None else f"version {version}"
+    rows: list[list[str]] = []
+    for name, value in state.as_dict().items():
+        rows.extend(wrapped_rows([name, saga_value(value)]))
+    rows.extend(wrapped_rows(["modified_at", field_value("modified_at", state.modified_at)]))
+    print(format_table(f"Saga {saga_id}, {how}", ["field", "value"], rows))
+    print()
+    print(versions_line(latest.version, state.version))
+    print(cause_line(state.version, state.cause))
+
+
+def saga_value(value: object) -> str:
+    """A saga field's value as text: sequences joined, ``None`` as empty, dicts as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, tuple):
+        return ", ".join(
+            saga_value(item) if isinstance(item, tuple) else str(item) for item in value
+        )
+    return str(value)
 
 
 def _cause(store: TemporalStore, document_id: str, version: int) -> Cause | None:
@@ -124,7 +187,9 @@ def versions_line(latest: int, shown: int) -> str:
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("document", metavar="DOC_ID", help="the document's id (or a prefix)")
+    parser.add_argument(
+        "document", metavar="DOC_ID", help="the document's (or a saga's) id, or a prefix"
+    )
     add_store_option(parser)
     moment = parser.add_mutually_exclusive_group()
     moment.add_argument("--version", metavar="N", help="the document at version N (1 = created)")
@@ -143,10 +208,11 @@ def _run(args: argparse.Namespace) -> int:
 
 COMMAND = Command(
     name="show",
-    help="every field of a document, now or at a version or time",
+    help="every field of a document (or a saga), now or at a version or time",
     description="Print every field of a document at its latest version, at a given "
     "version, or as it was at a given time, list its versions, and say which bus event "
-    "and handler wrote the version shown.",
+    "and handler wrote the version shown. Given a saga's id, the same for the saga "
+    "(--version only).",
     add_arguments=_arguments,
     run=_run,
 )

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self, TypeVar, cast
 from uuid import UUID, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
-from eventsourcing.domain import Snapshot
+from eventsourcing.domain import AggregateEvent, Snapshot
 from eventsourcing.persistence import (
     ApplicationRecorder,
     ConnectionUnavailableError,
@@ -52,7 +52,6 @@ from ..document import Document, check_text
 from ..document_events import (
     KINDS,
     DocumentEvent,
-    EventKind,
     as_document_event,
     current_cause,
     live_bus_event,
@@ -73,6 +72,7 @@ from ..errors import (
     StoreReadError,
 )
 from ..resilience import Retry
+from ..saga_events import SAGA_KIND, LogKind, SagaRecord, is_saga_event
 from ..timeline import Timeline
 from ..trace import EVENT, Attempt, Record, running
 from ..views import short_repr
@@ -89,7 +89,12 @@ if TYPE_CHECKING:
     from eventsourcing.persistence import Notification
     from psycopg import Connection
 
-__all__ = ["DOCUMENT_ID_NAMESPACE", "StoredEventsView", "TemporalStore", "derived_document_id"]
+__all__ = [
+    "DOCUMENT_ID_NAMESPACE",
+    "StoredEventsView",
+    "TemporalStore",
+    "derived_document_id",
+]
 
 T = TypeVar("T")
 
@@ -178,6 +183,13 @@ class _ClosedApplication:
 # The classes the store's rows may name: stored topics resolve to these and nothing else.
 for _stored_class in (Document, Document.Created, Document.Updated, Document.Deleted, Snapshot):
     register_topic(_stored_class)
+
+# Saga instances (atlas_eda.sagas) share the log: their rows are registered, and shown only
+# to readers that ask for them (notifications(sagas=True), or kinds with "saga").
+_SAGA_TOPICS = frozenset(
+    register_topic(cls) for cls in (SagaRecord, SagaRecord.Started, SagaRecord.Changed)
+)
+_LOGGED_TOPICS = _DOCUMENT_TOPICS | _SAGA_TOPICS
 
 
 class _DocumentApplication(Application[UUID]):
@@ -538,32 +550,39 @@ class TemporalStore:
         limit: int,
         *,
         stop: int | None = None,
-        kinds: Collection[EventKind] | None = None,
+        kinds: Collection[LogKind] | None = None,
+        sagas: bool = False,
     ) -> Sequence[Notification]:
         """At most ``limit`` stored events from position ``start`` on (included), in log
         order, up to position ``stop`` (included) when given, only those of ``kinds`` when
         given. Each is eventsourcing's ``Notification``: ``id`` is its position,
         ``originator_id`` and ``originator_version`` its document and version;
-        :meth:`decode` gives the event it holds. Only document events are returned: the
-        records of the :attr:`outbox` share the log, so their positions are gaps here."""
+        :meth:`decode` gives the event it holds. Only document events are returned, and
+        with ``sagas=True`` (or ``"saga"`` in ``kinds``) the versions of saga instances
+        too (:meth:`decode_logged` decodes both): the records of the :attr:`outbox` share
+        the log, so their positions are gaps here."""
         if kinds is not None and not kinds:
             return []
         recorder = self._application.recorder
+        kept_topics = _LOGGED_TOPICS if sagas else _DOCUMENT_TOPICS
         with self._reading(f"the log from position {start}"):
             if kinds is not None:
+                wanted = topics(k for k in kinds if k != SAGA_KIND)
+                if SAGA_KIND in kinds:
+                    wanted.extend(sorted(_SAGA_TOPICS))
                 return recorder.select_notifications(
-                    start=start, limit=limit, stop=stop, topics=topics(kinds)
+                    start=start, limit=limit, stop=stop, topics=wanted
                 )
             # Read every topic, so that a row no atlas_eda class wrote is refused by
             # position rather than skipped unseen; drop the outbox's own rows. An empty
             # result still means the end of the log: a page of outbox rows only is read past.
             while True:
                 page = recorder.select_notifications(start=start, limit=limit, stop=stop)
-                kept = [n for n in page if n.topic in _DOCUMENT_TOPICS]
+                kept = [n for n in page if n.topic in kept_topics]
                 if len(kept) == len(page):
                     return page
                 for notification in page:
-                    if notification.topic not in _DOCUMENT_TOPICS:
+                    if notification.topic not in kept_topics:
                         cast(AllowListMapper, self._application.mapper).check_topic(notification)
                 if kept or len(page) < limit:
                     return kept
@@ -575,6 +594,56 @@ class TemporalStore:
         (an unregistered topic, a state that cannot be decoded) is a
         :class:`CorruptStoreError` naming its position."""
         return as_document_event(self._application.mapper.to_domain_event(stored))
+
+    def decode_logged(self, stored: StoredEvent) -> AggregateEvent:
+        """As :meth:`decode`, but a saga instance's version is returned too (a
+        ``SagaRecord`` event), for readers of ``notifications(sagas=True)``."""
+        decoded = self._application.mapper.to_domain_event(stored)
+        if is_saga_event(decoded):
+            return cast(AggregateEvent, decoded)
+        return as_document_event(decoded)
+
+    # -- saga instances: what atlas_eda.sagas reads and writes --------------------------
+
+    def save_saga(self, record: SagaRecord) -> None:
+        """Save the pending versions of the saga instance ``record`` (one transaction).
+        A version another writer saved first is a :class:`ConcurrencyError`, nothing
+        saved."""
+        try:
+            self._attempt(str(record.id), lambda: self._application.save(record))
+        except IntegrityError as exc:
+            raise ConcurrencyError(
+                f"Saga {record.id} was changed by another writer meanwhile (version "
+                f"{record.version} already exists). Nothing was saved; handle the event "
+                f"again to read the saga anew.",
+                str(record.id),
+            ) from exc
+
+    def get_saga(self, saga_id: str | UUID, version: int | None = None) -> SagaRecord | None:
+        """The saga instance ``saga_id`` now, or at ``version``; ``None`` when no saga has
+        that id (a document's id included) or it has no such version."""
+        key = as_uuid(saga_id)
+        if key is None or (version is not None and not 1 <= version <= MAX_VERSION):
+            return None
+        try:
+            with self._reading(f"saga {key}"):
+                found: object = self.repository.get(key, version=version)
+        except AggregateNotFoundError:
+            return None
+        if not isinstance(found, SagaRecord):
+            return None
+        return found if version is None or found.version == version else None
+
+    def saga_ids(self) -> list[str]:
+        """The id of every saga instance started in this store, in log order."""
+        found: list[str] = []
+        position = 1
+        while True:
+            page = self.notifications(position, _INDEX_PAGE, kinds=[SAGA_KIND])
+            if not page:
+                return found
+            found.extend(str(n.originator_id) for n in page if n.originator_version == 1)
+            position = page[-1].id + 1
 
     def copy_until(self, position: int, into: TemporalStore) -> None:
         """Write the events at positions 1 to ``position`` into the empty store ``into``,
