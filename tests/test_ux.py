@@ -1,0 +1,151 @@
+"""What a new user tripped on (issue 21, part 4): subscribing with a decorator and
+``once=True``, and the other small things covered in the tests of their own modules."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from conftest import Ping
+
+from atlas_eda import Event, EventBus, InvalidArgumentError
+from atlas_eda.errors import AsyncHandlerError, UndeclaredEmitError
+
+
+def test_on_subscribes_the_decorated_function_and_returns_it_unchanged() -> None:
+    bus = EventBus()
+    seen: list[Any] = []
+
+    def handler(event: Event) -> None:
+        seen.append(event.data)
+
+    decorated = bus.on(Ping.PING)(handler)
+    assert decorated is handler
+    bus.publish(Ping.PING, 1)
+    assert seen == [1]
+
+
+def test_subscribe_with_only_a_type_is_a_decorator() -> None:
+    bus = EventBus()
+    seen: list[Any] = []
+
+    @bus.subscribe(Ping.PING)
+    def handler(event: Event) -> None:
+        seen.append(event.data)
+
+    @bus.on(Ping.PONG, emits=())
+    def other(event: Event) -> None:
+        seen.append(("pong", event.data))
+
+    bus.publish(Ping.PING, 1)
+    bus.publish(Ping.PONG, 2)
+    assert seen == [1, ("pong", 2)]
+    handler(Event(type=Ping.PING, data=3))  # still the plain function
+    assert seen[-1] == 3
+    with pytest.raises(Exception, match="already subscribed"):
+        bus.subscribe(Ping.PING, handler)
+
+
+def test_once_delivers_one_event_then_unsubscribes() -> None:
+    bus = EventBus()
+    seen: list[Any] = []
+
+    @bus.on(Ping.PING, once=True)
+    def first(event: Event) -> None:
+        seen.append(event.data)
+
+    bus.publish(Ping.PING, 1)
+    bus.publish(Ping.PING, 2)
+    assert seen == [1]
+    assert bus.trace(bus.get_history(limit=1)[0].id).deliveries == ()
+    first_delivery = bus.trace(bus.get_history(limit=None)[-1].id).deliveries
+    assert [d.handler for d in first_delivery] == [first.__qualname__]
+
+
+def test_once_unsubscribes_even_when_the_handler_raises_and_the_letter_retries_it() -> None:
+    bus = EventBus(failure_policy="dead_letter")
+    calls: list[Any] = []
+
+    def flaky(event: Event) -> None:
+        calls.append(event.data)
+        if len(calls) == 1:
+            raise ValueError("first try fails")
+
+    bus.subscribe(Ping.PING, flaky, once=True)
+    bus.publish(Ping.PING, 1)
+    bus.publish(Ping.PING, 2)
+    assert calls == [1]
+    [letter] = bus.dead_letters
+    assert letter.handler is flaky
+    assert bus.retry_dead_letters() == 1  # the retry calls the handler, not the used wrapper
+    assert calls == [1, 1]
+
+
+def test_once_returns_an_unsubscribe_that_works_before_the_event() -> None:
+    bus = EventBus()
+    seen: list[Any] = []
+    unsubscribe = bus.subscribe(Ping.PING, seen.append, once=True)
+    unsubscribe()
+    bus.publish(Ping.PING, 1)
+    assert seen == []
+
+
+def test_once_runs_exactly_once_when_threads_publish_together() -> None:
+    bus = EventBus()
+    seen: list[Any] = []
+    lock = threading.Lock()
+
+    def record(event: Event) -> None:
+        with lock:
+            seen.append(event.data)
+
+    bus.subscribe(Ping.PING, record, once=True)
+    start = threading.Barrier(8)
+
+    def publish(n: int) -> None:
+        start.wait()
+        for i in range(50):
+            bus.publish(Ping.PING, (n, i))
+
+    threads = [threading.Thread(target=publish, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(seen) == 1
+
+
+def test_once_keeps_the_declared_graph_working() -> None:
+    bus = EventBus(strict_graph=True)
+
+    @bus.on(Ping.PING, once=True, emits=(Ping.PONG,))
+    def answers(event: Event) -> None:
+        bus.publish(Ping.OTHER)
+
+    [declared] = bus.graph().handlers
+    assert (declared.name, declared.receives, declared.emits) == (
+        answers.__qualname__,
+        Ping.PING,
+        (Ping.PONG,),
+    )
+    with pytest.raises(UndeclaredEmitError, match=r"answers of Ping\.PING published Ping\.OTHER"):
+        bus.publish(Ping.PING)
+    assert bus.graph().handlers == ()  # used: gone from the graph too
+
+
+def test_once_with_weak_and_an_async_handler_are_refused_nothing_subscribed() -> None:
+    bus = EventBus()
+
+    def handler(event: Event) -> None:
+        pass
+
+    async def coroutine(event: Event) -> None:
+        pass
+
+    with pytest.raises(InvalidArgumentError, match="once=True with weak=True"):
+        bus.subscribe(Ping.PING, handler, once=True, weak=True)
+    with pytest.raises(AsyncHandlerError):
+        bus.subscribe(Ping.PING, coroutine, once=True)
+    bus.publish(Ping.PING)
+    assert bus.trace(bus.get_history(limit=1)[0].id).deliveries == ()
