@@ -11,7 +11,7 @@ from ..testing.cassette import MAX_LINE_BYTES
 from ..views import short_id, when
 from .apps import add_type_options, import_app_module, register_type_specs
 from .command import Command, CommandError, integer
-from .format import SUMMARY_WIDTH, data_summary, format_table
+from .format import FULL, SUMMARY_WIDTH, add_width_options, data_summary, format_table, value_width
 
 __all__ = ["COMMAND", "run_cassette"]
 
@@ -22,12 +22,16 @@ def run_cassette(
     types: Sequence[str] = (),
     app: str | None = None,
     max_line_bytes: str | None = None,
+    width: str | None = None,
+    full: bool = False,
 ) -> None:
     """Print the cassette at ``path`` as a table: one row per recorded event, with the
     line of the event that caused it and how many effects it performed. ``types``
     (``module:EnumName`` each) and ``app``'s module (``module:factory``; imported, the
     factory is not called) register the cassette's own event and effect types first.
-    ``max_line_bytes`` (a number, default 64 MiB) is the longest line read."""
+    ``max_line_bytes`` (a number, default 64 MiB) is the longest line read. Cells are cut
+    at 80 characters, or at ``width``; ``full`` cuts nothing (ids shown whole too)."""
+    cells = value_width(width, full, SUMMARY_WIDTH)
     limit = (
         MAX_LINE_BYTES if max_line_bytes is None else integer(max_line_bytes, "--max-line-bytes")
     )
@@ -43,7 +47,7 @@ def run_cassette(
             entry.line,
             when(entry.event.timestamp, precise=True),
             type_name(entry.event.type),
-            short_id(entry.event.id, tail=True),
+            entry.event.id if cells == FULL else short_id(entry.event.id, tail=True),
             line_of.get(entry.event.causation_id or "", ""),
             data_summary(entry.event.data),
             len(entry.effects),
@@ -56,7 +60,7 @@ def run_cassette(
             f"Cassette {path}: {len(cassette)} events, {roots} root events",
             ["line", "time (UTC)", "type", "id", "caused by", "data", "effects"],
             rows,
-            max_width=SUMMARY_WIDTH,
+            max_width=cells,
         )
     )
 
@@ -74,10 +78,18 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"refuse a line longer than N bytes (default {MAX_LINE_BYTES}, 64 MiB)",
     )
+    add_width_options(parser)
 
 
 def _run(args: argparse.Namespace) -> int:
-    run_cassette(args.cassette, types=args.types, app=args.app, max_line_bytes=args.max_line_bytes)
+    run_cassette(
+        args.cassette,
+        types=args.types,
+        app=args.app,
+        max_line_bytes=args.max_line_bytes,
+        width=args.width,
+        full=args.full,
+    )
     return 0
 
 
