@@ -10,7 +10,9 @@ import pytest
 from conftest import Ping
 
 from atlas_eda import Event, EventBus, InvalidArgumentError
+from atlas_eda.cli.cassette import for_the_command_line
 from atlas_eda.errors import AsyncHandlerError, UndeclaredEmitError
+from atlas_eda.testing.types import resolve_payload_type
 
 
 def test_on_subscribes_the_decorated_function_and_returns_it_unchanged() -> None:
@@ -149,3 +151,18 @@ def test_once_with_weak_and_an_async_handler_are_refused_nothing_subscribed() ->
         bus.subscribe(Ping.PING, coroutine, once=True)
     bus.publish(Ping.PING)
     assert bus.trace(bus.get_history(limit=1)[0].id).deliveries == ()
+
+
+def test_the_cassette_command_tells_how_to_register_a_payload_class_by_option() -> None:
+    with pytest.raises(KeyError) as caught:
+        resolve_payload_type("OrderPlaced")
+    message = for_the_command_line(f"x.jsonl, line 2: {caught.value.args[0]}")
+    assert message.startswith("x.jsonl, line 2: unknown data type 'OrderPlaced'")
+    assert message.endswith(
+        "Name the module that defines it: --types MODULE:OrderPlaced (repeatable), or --app "
+        "MODULE:FACTORY for a module that registers it."
+    )
+    assert "register_types" not in message
+    assert for_the_command_line("x.jsonl, line 1: malformed JSON") == (
+        "x.jsonl, line 1: malformed JSON"
+    )

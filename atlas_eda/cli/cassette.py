@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Sequence
 
+from ..errors import CassetteError
 from ..events import type_name
 from ..testing import Cassette
 from ..testing.cassette import MAX_LINE_BYTES
@@ -13,7 +15,28 @@ from .apps import add_type_options, import_app_module, register_type_specs
 from .command import Command, CommandError, integer
 from .format import FULL, SUMMARY_WIDTH, add_width_options, data_summary, format_table, value_width
 
-__all__ = ["COMMAND", "run_cassette"]
+__all__ = ["COMMAND", "for_the_command_line", "run_cassette"]
+
+_PYTHON_ADVICE = re.compile(
+    r"Call atlas_eda\.testing\.register_types\((?P<name>\w+)\) before loading the cassette\."
+)
+_UNKNOWN_CLASS = re.compile(r"no (?:Enum class|dataclass) named '(?P<name>\w+)'")
+
+
+def for_the_command_line(message: str) -> str:
+    """A cassette loader's ``message`` with its advice to call ``register_types`` (a
+    Python call) told as the command's options instead: ``--types module:Name`` or
+    ``--app module:factory``. Any other message is returned unchanged."""
+    advice = _PYTHON_ADVICE.search(message)
+    if advice is None:
+        return message
+    unknown = _UNKNOWN_CLASS.search(message)
+    name = unknown["name"] if unknown else advice["name"]
+    return (
+        f"{message[: advice.start()]}Name the module that defines it: --types "
+        f"MODULE:{name} (repeatable), or --app MODULE:FACTORY for a module that registers "
+        f"it.{message[advice.end() :]}"
+    )
 
 
 def run_cassette(
@@ -40,7 +63,10 @@ def run_cassette(
     register_type_specs(types)
     if app is not None:
         import_app_module(app)
-    cassette = Cassette.load(path, max_line_bytes=limit)
+    try:
+        cassette = Cassette.load(path, max_line_bytes=limit)
+    except CassetteError as exc:
+        raise CommandError(for_the_command_line(str(exc))) from None
     line_of = {entry.event.id: entry.line for entry in cassette}
     rows = [
         [
