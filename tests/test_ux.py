@@ -166,3 +166,21 @@ def test_the_cassette_command_tells_how_to_register_a_payload_class_by_option() 
     assert for_the_command_line("x.jsonl, line 1: malformed JSON") == (
         "x.jsonl, line 1: malformed JSON"
     )
+
+
+def test_trace_tree_cuts_values_by_default_and_width_or_full_show_more() -> None:
+    bus = EventBus()
+    bus.subscribe(Ping.PING, lambda event: None)
+    data = {"note": "x" * 200}
+    event_id = bus.publish(Ping.PING, data)
+    trace = bus.trace(event_id)
+    whole = str(data)
+
+    default = trace.tree()
+    assert whole not in default
+    assert f"data={whole[:69]}…" in default.splitlines()[0]
+    assert trace.tree(width=30).splitlines()[0].endswith(f"data={whole[:29]}…")
+    assert trace.tree(full=True).splitlines()[0].endswith(f"data={whole}")
+    assert trace.tree(full=True).splitlines()[1:] == default.splitlines()[1:]
+    with pytest.raises(ValueError, match="width must be"):
+        trace.tree(width=3)
