@@ -14,6 +14,8 @@ from atlas_eda.cli.cassette import for_the_command_line
 from atlas_eda.errors import AsyncHandlerError, UndeclaredEmitError
 from atlas_eda.testing.types import resolve_payload_type
 
+pytest_plugins = ["pytester"]
+
 
 def test_on_subscribes_the_decorated_function_and_returns_it_unchanged() -> None:
     bus = EventBus()
@@ -184,3 +186,61 @@ def test_trace_tree_cuts_values_by_default_and_width_or_full_show_more() -> None
     assert trace.tree(full=True).splitlines()[1:] == default.splitlines()[1:]
     with pytest.raises(ValueError, match="width must be"):
         trace.tree(width=3)
+
+
+FAILING_CHECKS = """
+import enum
+
+from atlas_eda import EffectHandler, EventBus
+from atlas_eda.testing import Cassette, Scenario, record, register_types, replay
+
+
+class Flow(enum.Enum):
+    A = "a"
+    B = "b"
+
+
+class Mail(enum.Enum):
+    SEND = "send"
+
+
+register_types(Flow, Mail)
+
+
+def make(answers=True):
+    bus = EventBus(effect_handler=EffectHandler())
+    if answers:
+        bus.subscribe(Flow.A, lambda event: bus.publish(Flow.B, event.data))
+    return bus
+
+
+def test_scenario_events(): Scenario(make).when((Flow.A, 1)).then_events((Flow.A, 1))
+
+
+def test_scenario_effects(): Scenario(make).when((Flow.A, 1)).then_effects((Mail.SEND, 1))
+
+
+def test_replay(tmp_path):
+    bus = make()
+    with record(bus, tmp_path / "flow.jsonl"):
+        bus.publish(Flow.A, 1)
+    report = replay(Cassette.load(tmp_path / "flow.jsonl"), make(answers=False))
+    report.assert_no_divergence()
+"""
+
+
+def test_failed_checks_show_the_test_s_frame_not_the_library_s(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_checks=FAILING_CHECKS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--tb=long")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed") == 3, result.stdout.str()
+    output = result.stdout.str()
+    assert "diverged after" in output
+    assert "then_events: the events published" in output
+    assert "then_effects: " in output
+    for test in ("events", "effects"):
+        assert f"def test_scenario_{test}(): Scenario(" in output
+    assert "report.assert_no_divergence()" in output
+    assert "atlas_eda/testing/scenario.py" not in output
+    assert "atlas_eda/testing/replay.py" not in output
+    assert "raise AssertionError(" not in output
