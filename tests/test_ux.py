@@ -1,5 +1,8 @@
 """What a new user tripped on (issue 21, part 4): subscribing with a decorator and
-``once=True``, and the other small things covered in the tests of their own modules."""
+``once=True``, ``EventTrace.tree(width=, full=)``, the cassette command's advice for an
+unknown type, and scenario and replay failures that point at the test, not the library.
+The CLI's ``--width`` / ``--full`` and prefix checks are in test_cli_time_travel.py, the
+plot's in test_timeline.py."""
 
 from __future__ import annotations
 
