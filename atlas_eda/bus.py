@@ -45,6 +45,8 @@ loop long before the interpreter's recursion limit."""
 
 H = TypeVar("H", bound=Handler)
 
+_DECORATE: Any = object()  # subscribe's handler when none is given: it is then a decorator
+
 
 class EventBus(Dispatcher):
     """Publishes events synchronously to the handlers subscribed to their type.
@@ -158,7 +160,6 @@ class EventBus(Dispatcher):
     def subscribe(
         self,
         event_type: Enum,
-        handler: None = None,
         *,
         weak: bool = False,
         emits: Iterable[Enum] | None = None,
@@ -169,7 +170,7 @@ class EventBus(Dispatcher):
     def subscribe(
         self,
         event_type: Enum,
-        handler: Handler | None = None,
+        handler: Any = _DECORATE,
         *,
         weak: bool = False,
         emits: Iterable[Enum] | None = None,
@@ -197,7 +198,7 @@ class EventBus(Dispatcher):
         declared, not checked; ``()``: nothing); ``allow_cycle`` (``True`` or a subset of
         ``emits``) marks a loop through them as intended (see :meth:`check`). A bad
         declaration raises :class:`InvalidArgumentError`, nothing subscribed."""
-        if handler is None:
+        if handler is _DECORATE:  # an explicit None is refused below, as any non-callable
             return self.on(event_type, weak=weak, emits=emits, allow_cycle=allow_cycle, once=once)
         refuse_request_type(event_type)
         signal = self.get_signal(event_type)
@@ -207,6 +208,8 @@ class EventBus(Dispatcher):
                     f"once=True with weak=True for {short_repr(handler)}: a once handler is "
                     f"held until its event comes; subscribe it with weak=False."
                 )
+            if not callable(handler):  # the wrapper is callable: check what it wraps
+                raise TypeError(f"A handler must be callable as handler(event), got {handler!r}.")
             check_synchronous(handler)
             handler = wrapper = Once(handler)
         declaration = declare(event_type, handler, emits, allow_cycle, request_kind)

@@ -154,17 +154,21 @@ def test_once_with_weak_and_an_async_handler_are_refused_nothing_subscribed() ->
         bus.subscribe(Ping.PING, handler, once=True, weak=True)
     with pytest.raises(AsyncHandlerError):
         bus.subscribe(Ping.PING, coroutine, once=True)
+    for not_callable in (None, 42):
+        with pytest.raises(TypeError, match="must be callable"):
+            bus.subscribe(Ping.PING, not_callable, once=True)
     bus.publish(Ping.PING)
     assert bus.trace(bus.get_history(limit=1)[0].id).deliveries == ()
 
 
 def test_the_cassette_command_tells_how_to_register_a_payload_class_by_option() -> None:
     with pytest.raises(KeyError) as caught:
-        resolve_payload_type("OrderPlaced")
+        resolve_payload_type("NeverRegisteredPayload")
     message = for_the_command_line(f"x.jsonl, line 2: {caught.value.args[0]}")
-    assert message.startswith("x.jsonl, line 2: unknown data type 'OrderPlaced'")
+    assert message.startswith("x.jsonl, line 2: unknown data type 'NeverRegisteredPayload'")
     assert message.endswith(
-        "Name the module that defines it: --types MODULE:OrderPlaced (repeatable), or --app "
+        "Name the module that defines it: --types MODULE:NeverRegisteredPayload (repeatable), "
+        "or --app "
         "MODULE:FACTORY for a module that registers it."
     )
     assert "register_types" not in message
