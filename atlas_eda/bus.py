@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from blinker import Signal
 
@@ -27,7 +27,7 @@ from .errors import InvalidArgumentError, UnknownEventError
 from .events import Event, check_event_type
 from .graph import EventGraph, GraphSource, graph_from
 from .history import History, Watcher
-from .subscriptions import Handler, Subscriptions
+from .subscriptions import Handler, Once, Subscriptions, check_synchronous
 from .trace import EventTrace
 from .views import short_repr
 
@@ -42,6 +42,10 @@ MAX_DEPTH = 64
 """How deeply publishes may nest inside handlers by default before
 :class:`EventCycleError`: far deeper than any intended chain of events, and reached by a
 loop long before the interpreter's recursion limit."""
+
+H = TypeVar("H", bound=Handler)
+
+_DECORATE: Any = object()  # subscribe's handler when none is given: it is then a decorator
 
 
 class EventBus(Dispatcher):
@@ -140,6 +144,7 @@ class EventBus(Dispatcher):
         with :class:`AsyncHandlerError`."""
         return self._subscriptions.signal(event_type)
 
+    @overload
     def subscribe(
         self,
         event_type: Enum,
@@ -148,7 +153,30 @@ class EventBus(Dispatcher):
         weak: bool = False,
         emits: Iterable[Enum] | None = None,
         allow_cycle: bool | Iterable[Enum] = False,
-    ) -> Callable[[], None]:
+        once: bool = False,
+    ) -> Callable[[], None]: ...
+
+    @overload
+    def subscribe(
+        self,
+        event_type: Enum,
+        *,
+        weak: bool = False,
+        emits: Iterable[Enum] | None = None,
+        allow_cycle: bool | Iterable[Enum] = False,
+        once: bool = False,
+    ) -> Callable[[H], H]: ...
+
+    def subscribe(
+        self,
+        event_type: Enum,
+        handler: Any = _DECORATE,
+        *,
+        weak: bool = False,
+        emits: Iterable[Enum] | None = None,
+        allow_cycle: bool | Iterable[Enum] = False,
+        once: bool = False,
+    ) -> Callable[[], None] | Callable[[H], H]:
         """Call ``handler(event)`` for every event of ``event_type``, after the handlers
         subscribed before it. Returns the function that unsubscribes it; calling that
         again does nothing (it never removes a later subscription of the same handler).
@@ -158,16 +186,65 @@ class EventBus(Dispatcher):
         :class:`AsyncHandlerError` (the bus is synchronous). A command or query type is
         refused (:class:`InvalidEventError`): it has one handler, see :meth:`handle`.
 
+        Without ``handler`` it is a decorator (as :meth:`on`): ``@bus.subscribe(T.A)``
+        subscribes the function it decorates and gives it back unchanged.
+
+        ``once=True`` unsubscribes the handler before its first delivery, so it is called
+        for one event only, even when several threads publish at once (it cannot be
+        combined with ``weak=True``; each ``once`` subscription is its own, so the same
+        function may hold several).
+
         ``emits`` declares the types the handler may publish or send (``None``: not
         declared, not checked; ``()``: nothing); ``allow_cycle`` (``True`` or a subset of
         ``emits``) marks a loop through them as intended (see :meth:`check`). A bad
         declaration raises :class:`InvalidArgumentError`, nothing subscribed."""
+        if handler is _DECORATE:  # an explicit None is refused below, as any non-callable
+            return self.on(event_type, weak=weak, emits=emits, allow_cycle=allow_cycle, once=once)
         refuse_request_type(event_type)
         signal = self.get_signal(event_type)
+        if once:
+            if weak:
+                raise InvalidArgumentError(
+                    f"once=True with weak=True for {short_repr(handler)}: a once handler is "
+                    f"held until its event comes; subscribe it with weak=False."
+                )
+            if not callable(handler):  # the wrapper is callable: check what it wraps
+                raise TypeError(f"A handler must be callable as handler(event), got {handler!r}.")
+            check_synchronous(handler)
+            handler = wrapper = Once(handler)
         declaration = declare(event_type, handler, emits, allow_cycle, request_kind)
         if declaration is not None:
             self._owner.emits = self._emit_check
-        return self._subscriptions.connect(signal, handler, weak, declaration)
+        unsubscribe = self._subscriptions.connect(signal, handler, weak, declaration)
+        if once:
+            wrapper.attach(unsubscribe)
+        return unsubscribe
+
+    def on(
+        self,
+        event_type: Enum,
+        *,
+        weak: bool = False,
+        emits: Iterable[Enum] | None = None,
+        allow_cycle: bool | Iterable[Enum] = False,
+        once: bool = False,
+    ) -> Callable[[H], H]:
+        """A decorator that subscribes the function it decorates to ``event_type`` (with
+        :meth:`subscribe`'s options) and returns the function unchanged::
+
+            @bus.on(OrderEvent.PLACED)
+            def reserve_stock(event): ...
+
+        To unsubscribe it later, use :meth:`subscribe`, which returns the function that
+        does."""
+
+        def decorator(handler: H) -> H:
+            self.subscribe(
+                event_type, handler, weak=weak, emits=emits, allow_cycle=allow_cycle, once=once
+            )
+            return handler
+
+        return decorator
 
     def subscribe_all(self, handler: Handler, *, weak: bool = False) -> Callable[[], None]:
         """Call ``handler(event)`` for every event of any type, after that type's own

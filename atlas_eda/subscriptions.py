@@ -26,10 +26,52 @@ from .errors import AsyncHandlerError, SubscriptionError
 from .events import Event, check_event_type, type_name
 from .trace import handler_name, qualified_name
 
-__all__ = ["Gone", "Handler", "Plan", "Subscriptions", "check_synchronous", "handler_of"]
+__all__ = [
+    "Gone",
+    "Handler",
+    "Once",
+    "Plan",
+    "Subscriptions",
+    "check_synchronous",
+    "handler_of",
+]
 
 Handler = Callable[[Event], Any]
 """A subscriber: called as ``handler(event)``; may return an ``EffectMonad`` to be run."""
+
+
+class Once:
+    """A handler subscribed with ``once=True``: its first delivery unsubscribes it, then
+    calls it (so it is unsubscribed even when it raises). Deliveries racing on other
+    threads with plans made before the unsubscribe find it already used and call nothing:
+    the handler runs exactly once. It bears the handler's name, so traces and the graph
+    name the handler, not this wrapper. The publish path knows nothing of it."""
+
+    def __init__(self, handler: Handler) -> None:
+        functools.update_wrapper(self, handler)
+        self.handler = handler
+        self.unsubscribe: Callable[[], None] | None = None
+        self._used = False
+        self._lock = threading.Lock()
+
+    def attach(self, unsubscribe: Callable[[], None]) -> None:
+        """Give the wrapper the function that unsubscribes it; called at once when an
+        event already came (on another thread) between connecting and this call."""
+        with self._lock:
+            self.unsubscribe = unsubscribe
+            used = self._used
+        if used:
+            unsubscribe()
+
+    def __call__(self, event: Event) -> Any:
+        with self._lock:
+            if self._used:
+                return None
+            self._used = True
+            unsubscribe = self.unsubscribe
+        if unsubscribe is not None:
+            unsubscribe()
+        return self.handler(event)
 
 
 class Gone(Exception):
@@ -141,6 +183,8 @@ def handler_of(receiver: Callable[..., Any]) -> Callable[..., Any]:
         receiver = receiver.call
     if type(receiver) is _WeakCall:
         return receiver.ref() or receiver
+    if type(receiver) is Once:  # a dead letter's retry calls the handler itself
+        return receiver.handler
     return receiver
 
 

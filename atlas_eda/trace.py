@@ -10,11 +10,13 @@ from __future__ import annotations
 import functools
 import html
 import operator
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .checks import check_count
 from .errors import QuerySideEffectError
 from .events import Event, type_name
 from .views import short, when
@@ -27,6 +29,18 @@ __all__ = [
     "delivery_under_way",
     "handler_name",
 ]
+
+DATA_WIDTH = 70
+"""How much of an event's data (and of a command's result) a trace line shows by default."""
+
+EFFECT_WIDTH = 80
+"""How much of an effect a trace line shows by default."""
+
+VALUE_WIDTH = 60
+"""How much of an effect's result or of an error's message a trace line shows by default."""
+
+MIN_WIDTH = 8
+"""The narrowest ``width`` :meth:`EventTrace.tree` takes."""
 
 
 Record = list[Any]
@@ -246,9 +260,11 @@ class Attempt:
     error: BaseException
     wait: float
 
-    def describe(self) -> str:
-        """``✗ Error: message, waited 0.100 s`` on one line."""
-        return f"✗ {type(self.error).__name__}: {short(self.error, 60)}, waited {self.wait:.3f} s"
+    def describe(self, width: int | None = None) -> str:
+        """``✗ Error: message, waited 0.100 s`` on one line, the message cut at 60
+        characters (at ``width`` when given)."""
+        message = short(self.error, width or VALUE_WIDTH)
+        return f"✗ {type(self.error).__name__}: {message}, waited {self.wait:.3f} s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,20 +289,22 @@ class EffectOutcome:
         the final one."""
         return len(self.retried) + 1
 
-    def describe(self) -> str:
+    def describe(self, width: int | None = None) -> str:
         """``effect → result`` or ``effect ✗ Error: message`` on one line, followed by
-        ``after N attempts`` when the effect was retried."""
+        ``after N attempts`` when the effect was retried. The effect is cut at 80
+        characters and the result or message at 60, or each at ``width`` when given."""
         outcome = (
-            f"→ {short(self.result, 60)}"
+            f"→ {short(self.result, width or VALUE_WIDTH)}"
             if self.error is None
-            else f"✗ {type(self.error).__name__}: {short(self.error, 60)}"
+            else f"✗ {type(self.error).__name__}: {short(self.error, width or VALUE_WIDTH)}"
         )
         tries = f" after {self.attempts} attempts" if self.retried else ""
-        return f"{short(self.effect, 80)} {outcome}{tries}"
+        return f"{short(self.effect, width or EFFECT_WIDTH)} {outcome}{tries}"
 
-    def attempt_lines(self) -> list[str]:
-        """One line per retried attempt: ``attempt 1 ✗ Error: message, waited 0.100 s``."""
-        return [f"attempt {n} {a.describe()}" for n, a in enumerate(self.retried, 1)]
+    def attempt_lines(self, width: int | None = None) -> list[str]:
+        """One line per retried attempt: ``attempt 1 ✗ Error: message, waited 0.100 s``
+        (each message cut as :meth:`Attempt.describe` cuts it)."""
+        return [f"attempt {n} {a.describe(width)}" for n, a in enumerate(self.retried, 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,19 +368,19 @@ class EventTrace:
         for child in self.all_children():
             yield from child.walk()
 
-    def _headline(self) -> str:
+    def _headline(self, width: int | None = None) -> str:
         event = self.event
         source = f" from {event.source}" if event.source else ""
         return (
             f"{type_name(event.type)} {event.id}{source} at {when(event.timestamp)} "
-            f"data={short(event.data, 70)}"
+            f"data={short(event.data, width or DATA_WIDTH)}"
         )
 
-    def _lines(self) -> list[tuple[str, list[Any]]]:
+    def _lines(self, width: int | None = None) -> list[tuple[str, list[Any]]]:
         """(line, sub-items) pairs: a generic tree both renderers walk."""
         items: list[tuple[str, list[Any]]] = []
         for delivery in self.deliveries:
-            sub: list[Any] = [_effect_item(e) for e in delivery.effects]
+            sub: list[Any] = [_effect_item(e, width) for e in delivery.effects]
             sub.extend(child for child in delivery.children)
             items.append(
                 (
@@ -371,16 +389,22 @@ class EventTrace:
                     sub,
                 )
             )
-        items.extend(_effect_item(e) for e in self.effects)
+        items.extend(_effect_item(e, width) for e in self.effects)
         items.extend((child, []) for child in self.children)  # type: ignore[misc]
         if self.answered:
-            items.append((f"result → {short(self.result, 70)}", []))
+            items.append((f"result → {short(self.result, width or DATA_WIDTH)}", []))
         return items
 
-    def tree(self) -> str:
-        """The trace as an indented text tree, one line per event, delivery and effect."""
-        lines = [self._headline()]
-        _render_text(self._lines(), "", lines)
+    def tree(self, *, width: int | None = None, full: bool = False) -> str:
+        """The trace as an indented text tree, one line per event, delivery and effect.
+        Values are cut short by default (event data and results at 70 characters, effects
+        at 80, their results and errors at 60); ``width`` cuts each at that many
+        characters instead (at least 8), ``full=True`` shows every value whole."""
+        if width is not None:
+            check_count("width", width, minimum=MIN_WIDTH)
+        cut = sys.maxsize if full else width
+        lines = [self._headline(cut)]
+        _render_text(self._lines(cut), "", lines, cut)
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -394,22 +418,25 @@ class EventTrace:
         return f'<div style="font-family:monospace;font-size:12px">{_render_html(self)}</div>'
 
 
-def _effect_item(outcome: EffectOutcome) -> tuple[str, list[Any]]:
+def _effect_item(outcome: EffectOutcome, width: int | None = None) -> tuple[str, list[Any]]:
     """An effect's line in a trace, with a line under it for each retried attempt."""
-    return f"effect {outcome.describe()}", [(line, []) for line in outcome.attempt_lines()]
+    lines = outcome.attempt_lines(width)
+    return f"effect {outcome.describe(width)}", [(line, []) for line in lines]
 
 
-def _render_text(items: list[tuple[Any, list[Any]]], prefix: str, out: list[str]) -> None:
+def _render_text(
+    items: list[tuple[Any, list[Any]]], prefix: str, out: list[str], width: int | None = None
+) -> None:
     for index, item in enumerate(items):
         last = index == len(items) - 1
         branch, extension = ("└─ ", "   ") if last else ("├─ ", "│  ")
         label, sub = (item, []) if isinstance(item, EventTrace) else item
         if isinstance(label, EventTrace):
-            out.append(f"{prefix}{branch}child {label._headline()}")
-            _render_text(label._lines(), prefix + extension, out)
+            out.append(f"{prefix}{branch}child {label._headline(width)}")
+            _render_text(label._lines(width), prefix + extension, out, width)
         else:
             out.append(f"{prefix}{branch}{label}")
-            _render_text(sub, prefix + extension, out)
+            _render_text(sub, prefix + extension, out, width)
 
 
 def _render_html(trace: EventTrace) -> str:

@@ -233,7 +233,10 @@ def test_cassette_prints_user_types_with_types_or_app(tmp_path: Path) -> None:
     unknown = run_cli("cassette", ORDERS, cwd=tmp_path)
     assert unknown.returncode == 2
     assert "line 1: unknown type 'OrderEvent.PLACED'" in unknown.stderr
-    assert "register_types" in unknown.stderr
+    # Told as the command's options, not as a Python call (issue 21, part 4).
+    assert "--types MODULE:OrderEvent (repeatable), or --app MODULE:FACTORY" in unknown.stderr
+    assert "register_types" not in unknown.stderr
+    assert unknown.stderr.count("\n") == 1
 
     types = ["--types", "order_app:OrderEvent", "--types", "order_app:OrderEffect"]
     by_types = run_cli("cassette", ORDERS, *types, cwd=tmp_path, env=env)

@@ -501,3 +501,99 @@ def test_position_past_the_end_of_an_empty_store(
     assert err.startswith("atlas-eda: error: ")
     assert "last recorded position is 0" in err
     assert "no events yet" in err
+
+
+# -- --width / --full and short prefixes (issue 21, part 4) ----------------------------
+
+LONG_TITLE = "A title long enough to be cut in every table of the command line " * 2
+
+
+@pytest.fixture
+def long_values(tmp_path: Path) -> tuple[str, str]:
+    """A store with one document whose title is far wider than any default cell: its
+    URL and the document's id."""
+    url = f"sqlite:///{tmp_path / 'long.db'}"
+    store = TemporalStore(url=url)
+    try:
+        document_id = store.create_document("Short", "body", "ann")
+        store.update_document(document_id, title=LONG_TITLE.strip())
+    finally:
+        store.close()
+    return url, document_id
+
+
+def test_log_cuts_long_values_by_default_and_width_or_full_show_more(
+    long_values: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, _ = long_values
+    title = LONG_TITLE.strip()
+    status, default, _ = run_main(["log", "--store", url], capsys)
+    assert status == 0
+    assert title not in default
+    assert "title='A title long enough t…'" in default
+
+    status, wide, _ = run_main(["log", "--store", url, "--width", "60"], capsys)
+    assert status == 0
+    changes = table_rows(wide)[1][5]
+    assert changes.startswith("title='A title long enough to be cut")
+    assert len(changes) == 60
+
+    status, full, _ = run_main(["log", "--store", url, "--full"], capsys)
+    assert status == 0
+    assert f"title={title!r}" in full
+
+
+def test_show_and_diff_print_values_whole_with_full_and_wrap_at_width(
+    long_values: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, document_id = long_values
+    title = LONG_TITLE.strip()
+    status, out, _ = run_main(["show", document_id, "--store", url, "--full"], capsys)
+    assert status == 0
+    assert re.search(rf"^title +{re.escape(title)}$", out, re.MULTILINE)  # one line, whole
+
+    status, out, _ = run_main(["show", document_id, "--store", url, "--width", "20"], capsys)
+    assert status == 0
+    assert fields(out)["title"] == title  # wrapped, nothing lost
+    body = out.split("-----\n", 1)[1].split("\n\n", 1)[0]
+    assert max(len(line) for line in body.splitlines()) <= len("deletion_reason  ") + 20
+
+    status, out, _ = run_main(["diff", "--store", url, "1", "2", "--full"], capsys)
+    assert status == 0
+    assert any(line.rstrip().endswith(title) for line in out.splitlines())
+    status, default, _ = run_main(["diff", "--store", url, "1", "2"], capsys)
+    assert not any(title in line for line in default.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--width", "3"], "--width must be at least 8, got 3"),
+        (["--width", "wide"], "--width must be a whole number, got 'wide'"),
+        (["--width", "20", "--full"], "not allowed with"),
+    ],
+)
+def test_bad_width_is_one_clear_line(
+    long_values: tuple[str, str], args: list[str], expected: str
+) -> None:
+    url, document_id = long_values
+    for command in (["log"], ["show", document_id], ["diff", "0", "1"]):
+        result = run_cli(*command, "--store", url, *args, cwd=Path())
+        assert result.returncode == 2, result.stdout
+        assert result.stdout == ""
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert expected in result.stderr
+
+
+def test_a_prefix_shorter_than_four_characters_is_refused_saying_so(filled: Filled) -> None:
+    short = filled.alpha[:3]
+    for command in (["show", short], ["log", "--doc", short]):
+        result = run_cli(*command, "--store", filled.url, cwd=Path())
+        assert result.returncode == 2, result.stdout
+        assert result.stderr == (
+            f"atlas-eda: error: {short!r} is shorter than the 4 characters a prefix needs; "
+            f"give at least 4 characters of the id (list the ids with: atlas-eda log "
+            f"--store {filled.url}).\n"
+        )
+    four = ok(run_cli("show", filled.alpha[:4], "--store", filled.url, cwd=Path()))
+    assert f"Document {filled.alpha}" in four

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
@@ -44,7 +45,7 @@ from atlas_eda import (
     TemporalStore,
     Timeline,
 )
-from atlas_eda.plotting import KIND_COLOURS
+from atlas_eda.plotting import KIND_COLOURS, plot_timeline, row_label
 from atlas_eda.testing.postgres import PostgresCluster
 from atlas_eda.timeline import HTML_ROWS
 
@@ -1250,6 +1251,62 @@ def test_plot_draws_on_given_axes_and_leaves_the_rest_of_the_figure_alone(
     assert bottom.get_xlabel() == "mine"
     assert tuple(figure.get_size_inches()) == size
     render(figure)
+
+
+def test_plot_labels_rows_by_title_with_the_short_id_after_it(
+    script: tuple[Live, dict[str, str]],
+) -> None:
+    live, ids = script
+    figure = live.timeline.plot()
+    render(figure)  # Agg: tick labels are only final once drawn
+    (ax,) = figure.axes
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    # each document's latest title (a deleted one keeps its last), cut to 28 characters
+    assert labels == [
+        f"Alpha 2 · {ids['A'][:8]}",
+        f"Beta · {ids['B'][:8]}",
+        f"Gamma 2 · {ids['C'][:8]}",
+        f"Delta · {ids['D'][:8]}",
+    ]
+    assert row_label("0123456789", "x" * 40) == "x" * 27 + "… · 01234567"
+    assert row_label("0123456789", None) == "01234567"
+
+
+def test_plot_time_ticks_show_hours_and_the_legend_is_outside_the_data(
+    script: tuple[Live, dict[str, str]],
+) -> None:
+    figure = script[0].timeline.plot()
+    render(figure)
+    (ax,) = figure.axes
+    ticks = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert ticks
+    # the script takes milliseconds: hours to the microsecond, so that no two ticks match
+    assert all(re.fullmatch(r"\d\d:\d\d:\d\d\.\d{6}", tick) for tick in ticks), ticks
+    assert len(set(ticks)) == len(ticks)
+    day = min(e.timestamp for e in script[0].timeline).astimezone(UTC)
+    assert ax.get_title().endswith(f" on {day:%Y-%m-%d} (UTC)")
+
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    legend = ax.get_legend()
+    assert legend is not None
+    box = legend.get_window_extent(renderer)
+    axes_box = ax.get_window_extent(renderer)
+    assert box.x0 >= axes_box.x1  # right of the axes: no dot under it
+    assert box.x1 <= figure.bbox.x1  # and still inside the figure
+
+
+def test_plot_over_days_shows_the_date_with_hours(store: TemporalStore) -> None:
+    store.create_document("Report", "v1", "ann")
+    [created] = store.timeline()
+    later = dataclasses.replace(
+        created, timestamp=created.timestamp + timedelta(days=3), kind="updated", version=2
+    )
+    figure = plot_timeline([created, later])  # what it reads of a timeline: a sequence
+    render(figure)
+    ticks = [t.get_text() for t in figure.axes[0].get_xticklabels() if t.get_text()]
+    assert ticks
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", tick) for tick in ticks), ticks
+    assert figure.axes[0].get_title() == "2 events over 1 documents"
 
 
 def test_an_empty_store_plots_without_error(store: TemporalStore) -> None:

@@ -5,15 +5,21 @@ from __future__ import annotations
 import argparse
 
 from ..redaction import redact_url
+from ..views import TEXT_CELL_WIDTH
 from .command import Command, position
-from .format import field_value, format_table, wrapped_rows
+from .format import add_width_options, field_value, format_table, value_width, wrapped_rows
 from .stores import add_store_option, open_store
 
 __all__ = ["COMMAND", "run_diff"]
 
 
-def run_diff(url: str | None, a: str, b: str) -> None:
-    """Print what differs in the store between positions ``a`` and ``b`` (0 = empty)."""
+def run_diff(
+    url: str | None, a: str, b: str, *, width: str | None = None, full: bool = False
+) -> None:
+    """Print what differs in the store between positions ``a`` and ``b`` (0 = empty).
+    Values are wrapped at 48 characters, or at ``width``; ``full`` prints each line of a
+    value whole."""
+    cells = value_width(width, full, TEXT_CELL_WIDTH)
     with open_store(url) as store:
         timeline = store.timeline()
         last = len(timeline)
@@ -26,7 +32,14 @@ def run_diff(url: str | None, a: str, b: str) -> None:
         for document_id, change, name, before, after in diff.rows():
             rows.extend(
                 wrapped_rows(
-                    [document_id, change, name, field_value(name, before), field_value(name, after)]
+                    [
+                        document_id,
+                        change,
+                        name,
+                        field_value(name, before),
+                        field_value(name, after),
+                    ],
+                    cells,
                 )
             )
         print(
@@ -37,6 +50,7 @@ def run_diff(url: str | None, a: str, b: str) -> None:
                 f"{len(diff.changed)} changed",
                 ["document", "change", "field", f"before (#{first})", f"after (#{second})"],
                 rows,
+                max_width=cells,
             )
         )
 
@@ -45,10 +59,11 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     add_store_option(parser)
     parser.add_argument("a", metavar="A", help="the earlier position (0 = before any event)")
     parser.add_argument("b", metavar="B", help="the later position")
+    add_width_options(parser)
 
 
 def _run(args: argparse.Namespace) -> int:
-    run_diff(args.store, args.a, args.b)
+    run_diff(args.store, args.a, args.b, width=args.width, full=args.full)
     return 0
 
 

@@ -4,6 +4,8 @@ times through ``views.when`` (to the microsecond where a time can be pasted back
 
 from __future__ import annotations
 
+import argparse
+import sys
 import textwrap
 from collections.abc import Sequence
 from typing import Any
@@ -12,15 +14,20 @@ from ..checks import is_int
 from ..timeline import Cause, RecordedEvent
 from ..views import TEXT_CELL_WIDTH, when
 from ..views import text_table as format_table
+from .command import CommandError, integer
 
 __all__ = [
+    "FULL",
+    "MIN_WIDTH",
     "SUMMARY_WIDTH",
+    "add_width_options",
     "cause_cell",
     "cause_line",
     "data_summary",
     "field_value",
     "format_table",
     "summary",
+    "value_width",
     "wrapped_rows",
 ]
 
@@ -31,6 +38,44 @@ SUMMARY_WIDTH = 80
 CHANGE_WIDTH = 24
 """The longest a changed value's repr is in a log summary; longer ones are cut, keeping
 their last character (the closing quote or bracket)."""
+
+
+MIN_WIDTH = 8
+"""The narrowest ``--width`` takes: room for a short id and its ellipsis."""
+
+FULL = sys.maxsize
+"""The width ``--full`` gives: nothing is cut or wrapped."""
+
+
+def add_width_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--width N`` and ``--full`` (one or the other) to a command's parser."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--width",
+        metavar="N",
+        help=f"cut (or wrap) each value at N characters instead of the default "
+        f"(at least {MIN_WIDTH})",
+    )
+    group.add_argument(
+        "--full", action="store_true", help="print every value whole: nothing cut or wrapped"
+    )
+
+
+def value_width(width: str | None, full: bool, default: int) -> int:
+    """The widest a table cell may be: ``default`` when neither ``--width`` nor ``--full``
+    was given, :data:`FULL` for ``--full``, else ``--width`` (a :class:`CommandError`
+    when it is not a number of at least :data:`MIN_WIDTH`)."""
+    if full:
+        return FULL
+    if width is None:
+        return default
+    found = integer(width, "--width")
+    if found < MIN_WIDTH:
+        raise CommandError(
+            f"--width must be at least {MIN_WIDTH}, got {found}; give a wider one, or --full "
+            f"to print values whole."
+        )
+    return found
 
 
 def field_value(name: str, value: Any) -> str:
@@ -54,21 +99,22 @@ def wrap(text: str, width: int = TEXT_CELL_WIDTH) -> list[str]:
     return lines
 
 
-def wrapped_rows(row: Sequence[str]) -> list[list[str]]:
-    """One table row per line of the row's longest cell; further lines leave the cells
-    that have no more text empty."""
-    columns = [wrap(cell) for cell in row]
+def wrapped_rows(row: Sequence[str], width: int = TEXT_CELL_WIDTH) -> list[list[str]]:
+    """One table row per line of the row's longest cell (cells wrapped at ``width``);
+    further lines leave the cells that have no more text empty."""
+    columns = [wrap(cell, width) for cell in row]
     height = max(len(c) for c in columns)
     return [[c[i] if i < len(c) else "" for c in columns] for i in range(height)]
 
 
-def summary(event: RecordedEvent) -> str:
-    """What an event changed, on one line: each new value, long ones shortened."""
+def summary(event: RecordedEvent, width: int = CHANGE_WIDTH) -> str:
+    """What an event changed, on one line: each new value, those longer than ``width``
+    shortened."""
     parts = []
     for name, value in event.changes.items():
         text = repr(value)
-        if len(text) > CHANGE_WIDTH:
-            text = text[: CHANGE_WIDTH - 2] + "…" + text[-1]
+        if len(text) > width:
+            text = text[: width - 2] + "…" + text[-1]
         parts.append(f"{name}={text}")
     return ", ".join(parts)
 

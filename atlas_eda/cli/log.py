@@ -12,7 +12,15 @@ from ..store import TemporalStore
 from ..timeline import RecordedEvent
 from ..views import when
 from .command import Command, CommandError, integer, position
-from .format import SUMMARY_WIDTH, cause_cell, format_table, summary
+from .format import (
+    CHANGE_WIDTH,
+    SUMMARY_WIDTH,
+    add_width_options,
+    cause_cell,
+    format_table,
+    summary,
+    value_width,
+)
 from .stores import add_store_option, open_store, resolve_document
 
 __all__ = ["COMMAND", "DEFAULT_LIMIT", "run_log"]
@@ -25,10 +33,20 @@ MAX_PAGE = 200
 
 
 def run_log(
-    url: str | None, *, document: str | None = None, since: str = "1", limit: str | None = None
+    url: str | None,
+    *,
+    document: str | None = None,
+    since: str = "1",
+    limit: str | None = None,
+    width: str | None = None,
+    full: bool = False,
 ) -> None:
     """Print the store's log from position ``since`` on, oldest first, at most ``limit``
-    rows (only ``document``'s events when given); reads only the rows it prints."""
+    rows (only ``document``'s events when given); reads only the rows it prints. Each
+    changed value is cut at 24 characters and each cell at 80, unless ``width`` (each
+    value and cell cut at that many) or ``full`` (nothing cut)."""
+    cells = value_width(width, full, SUMMARY_WIDTH)
+    changes = CHANGE_WIDTH if width is None and not full else cells
     rows_wanted = DEFAULT_LIMIT if limit is None else integer(limit, "--limit")
     if rows_wanted < 1:
         raise CommandError(f"--limit must be at least 1, got {rows_wanted}.")
@@ -43,7 +61,7 @@ def run_log(
             hidden = last - events[-1].position
         else:
             hidden = latest - events[-1].version
-        print(_table(redact_url(store.url), document_id, events, last))
+        print(_table(redact_url(store.url), document_id, events, last, (cells, changes)))
         if hidden:
             noun = "event" if hidden == 1 else "events"
             print(
@@ -70,7 +88,14 @@ def _page(
     return list(itertools.islice(timeline.iter_from(start, document_id=document_id), rows))
 
 
-def _table(url: str, document_id: str | None, events: Sequence[RecordedEvent], last: int) -> str:
+def _table(
+    url: str,
+    document_id: str | None,
+    events: Sequence[RecordedEvent],
+    last: int,
+    widths: tuple[int, int],
+) -> str:
+    cells, changes = widths
     scope = f", document {document_id}" if document_id else ""
     span = f"positions {events[0].position} to {events[-1].position}" if events else "no events"
     rows: list[list[Any]] = [
@@ -80,7 +105,7 @@ def _table(url: str, document_id: str | None, events: Sequence[RecordedEvent], l
             e.document_id,
             e.version,
             e.kind,
-            summary(e),
+            summary(e, changes),
             cause_cell(e.cause),
         ]
         for e in events
@@ -89,7 +114,7 @@ def _table(url: str, document_id: str | None, events: Sequence[RecordedEvent], l
         f"Log of {url}{scope}: {span} (the log has {last} in all)",
         ["position", "time (UTC)", "document", "version", "kind", "changes", "cause"],
         rows,
-        max_width=SUMMARY_WIDTH,
+        max_width=cells,
     )
 
 
@@ -102,10 +127,18 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit", metavar="N", help=f"print at most N events (default {DEFAULT_LIMIT})"
     )
+    add_width_options(parser)
 
 
 def _run(args: argparse.Namespace) -> int:
-    run_log(args.store, document=args.doc, since=args.since, limit=args.limit)
+    run_log(
+        args.store,
+        document=args.doc,
+        since=args.since,
+        limit=args.limit,
+        width=args.width,
+        full=args.full,
+    )
     return 0
 
 

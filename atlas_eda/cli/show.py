@@ -12,9 +12,16 @@ from ..document_events import as_document_event, cause_of
 from ..sagas import SagaState
 from ..store import TemporalStore, redact_url
 from ..timeline import Cause, DocumentState
-from ..views import when
+from ..views import TEXT_CELL_WIDTH, when
 from .command import Command, CommandError, integer
-from .format import cause_line, field_value, format_table, wrapped_rows
+from .format import (
+    add_width_options,
+    cause_line,
+    field_value,
+    format_table,
+    value_width,
+    wrapped_rows,
+)
 from .stores import PREFIX_LENGTH, add_store_option, open_store, resolve_document
 
 __all__ = ["COMMAND", "TIME_FORMAT", "find_saga", "parse_time", "run_show", "show_saga"]
@@ -32,11 +39,19 @@ ENDS_SHOWN = 5
 
 
 def run_show(
-    document: str, url: str | None, *, version: str | None = None, at: str | None = None
+    document: str,
+    url: str | None,
+    *,
+    version: str | None = None,
+    at: str | None = None,
+    width: str | None = None,
+    full: bool = False,
 ) -> None:
     """Print every field of a document at its latest version, at ``version``, or as of the
     ISO-8601 time ``at`` (UTC when it has no offset), the list of its versions, and the
-    cause of the version shown (the bus event and handler that wrote it)."""
+    cause of the version shown (the bus event and handler that wrote it). Values are
+    wrapped at 48 characters, or at ``width``; ``full`` prints each line of a value whole."""
+    cells = value_width(width, full, TEXT_CELL_WIDTH)
     moment = parse_time(at) if at is not None else None
     with open_store(url) as store:
         saga_id = find_saga(store, document)
@@ -59,8 +74,9 @@ def run_show(
         state = DocumentState.of(found)
         rows: list[list[str]] = []
         for name, value in state.as_dict().items():
-            rows.extend(wrapped_rows([name, field_value(name, value)]))
-        print(format_table(f"Document {document_id}, {how}", ["field", "value"], rows))
+            rows.extend(wrapped_rows([name, field_value(name, value)], cells))
+        title = f"Document {document_id}, {how}"
+        print(format_table(title, ["field", "value"], rows, max_width=cells))
         print()
         print(versions_line(latest, state.version))
         print(cause_line(state.version, _cause(store, document_id, state.version)))
@@ -199,10 +215,18 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         help=f"the document as it was at this time, ISO 8601: {TIME_FORMAT}; "
         "a time without an offset is UTC",
     )
+    add_width_options(parser)
 
 
 def _run(args: argparse.Namespace) -> int:
-    run_show(args.document, args.store, version=args.version, at=args.at)
+    run_show(
+        args.document,
+        args.store,
+        version=args.version,
+        at=args.at,
+        width=args.width,
+        full=args.full,
+    )
     return 0
 
 

@@ -96,12 +96,19 @@ def open_store(given: str | None) -> Iterator[TemporalStore]:
 
 
 def resolve_document(store: TemporalStore, given: str) -> tuple[str, int]:
-    """The full id of the document ``given`` names (its id, or a unique prefix of it, such
-    as the 8 characters the demo prints) and its latest version."""
+    """The full id of the document ``given`` names (its id, or a unique prefix of it of at
+    least :data:`PREFIX_LENGTH` characters, such as the 8 characters the demo prints) and
+    its latest version; a :class:`CommandError` saying what to give instead if none."""
     key: UUID | None
     try:
         key = UUID(given)
     except ValueError:
+        if len(given.strip()) < PREFIX_LENGTH:
+            raise CommandError(
+                f"{given.strip()!r} is shorter than the {PREFIX_LENGTH} characters a prefix "
+                f"needs; give at least {PREFIX_LENGTH} characters of the id (list the ids "
+                f"with: atlas-eda log --store {redact_url(store.url)})."
+            ) from None
         key = _by_prefix(store, given)
     version = store.latest_version(str(key)) if key is not None else None
     if version is None:
@@ -113,14 +120,11 @@ def resolve_document(store: TemporalStore, given: str) -> tuple[str, int]:
 
 
 def _by_prefix(store: TemporalStore, given: str) -> UUID | None:
-    """The id of the one document whose id starts with ``given``; ``None`` when none does
-    (or ``given`` is too short to name one); a :class:`CommandError` when several do."""
+    """The id of the one document whose id starts with ``given`` (at least
+    :data:`PREFIX_LENGTH` characters); ``None`` when none does; a :class:`CommandError`
+    when several do."""
     prefix = given.strip().lower()
-    matches = (
-        [i for i in store.list_document_ids() if i.startswith(prefix)]
-        if len(prefix) >= PREFIX_LENGTH
-        else []
-    )
+    matches = [i for i in store.list_document_ids() if i.startswith(prefix)]
     if len(matches) > 1:
         raise CommandError(
             f"{given!r} is the start of {len(matches)} document ids; give more of the id "

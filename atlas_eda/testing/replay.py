@@ -112,6 +112,7 @@ class ReplayReport:
 
     def assert_no_divergence(self) -> None:
         """Raise ``AssertionError`` describing the first divergence, if any."""
+        __tracebackhide__ = True  # a divergence points at the test, not here
         if self.divergence is not None:
             where = f" of {self.cassette}" if self.cassette else ""
             raise AssertionError(

@@ -390,6 +390,7 @@ class Scenario:
     def _outcome(self, check: str) -> ScenarioResult:
         """The run, for a ``then_*`` other than :meth:`then_raises`: an ``AssertionError``
         when ``when``'s command raised and no ``then_raises`` before it expected that."""
+        __tracebackhide__ = True  # a failed check points at the test, not here
         result = self.run()
         if result.error is not None and not self._error_checked:
             error = result.error
@@ -402,6 +403,7 @@ class Scenario:
     def then_result(self, expected: Any) -> Scenario:
         """Check what the command or query of ``when`` returned (``ANY`` matches anything,
         also nested)."""
+        __tracebackhide__ = True  # a failed check points at the test, not here
         if self._when is not None and not _is_request(self._when):
             raise ScenarioError(
                 "then_result needs a command or query in when(): a (CommandType member, "
@@ -419,6 +421,7 @@ class Scenario:
     def then_raises(self, error_type: type[BaseException]) -> Scenario:
         """Check that the command or query of ``when`` raised ``error_type`` (or a
         subclass); the ``then_*`` checks after it then look at what happened before."""
+        __tracebackhide__ = True  # a failed check points at the test, not here
         if not (isinstance(error_type, type) and issubclass(error_type, BaseException)):
             raise ScenarioError(
                 f"then_raises takes an exception class, such as ValueError; got {error_type!r}."
@@ -444,6 +447,7 @@ class Scenario:
         """Check the events published because of ``when``, in publish order: each an
         ``(EventType, data)`` pair, an ``Event`` (type and data compared), or a bare event
         type (any data). ``ANY`` matches anything, also nested in the data."""
+        __tracebackhide__ = True  # a failed check points at the test, not here
         specs = [_expected_event(spec) for spec in expected]
         result = self._outcome("then_events")
         actual = [(event.type, event.data) for event in result.events]
@@ -466,6 +470,7 @@ class Scenario:
         """Check the effects performed while the events of ``when`` were handled (event by
         event in publish order): each an ``Effect`` (type, payload and description
         compared), an ``(EffectType, payload)`` pair or a bare effect type."""
+        __tracebackhide__ = True  # a failed check points at the test, not here
         specs = [_expected_effect(spec) for spec in expected]
         result = self._outcome("then_effects")
         outcomes = result.effects
@@ -516,6 +521,7 @@ class Scenario:
         ``Document`` attribute such as ``title``, ``content``, ``version``,
         ``is_deleted``) has the given value (``ANY`` for "any"). ``doc_id`` may be a
         callable ``fn(system) -> id`` for a document created during the scenario."""
+        __tracebackhide__ = True  # a failed check points at the test, not here
         result = self._outcome("then_state")
         if result.store is None:
             raise ScenarioError(
