@@ -252,6 +252,20 @@ def test_cassette_prints_user_types_with_types_or_app(tmp_path: Path) -> None:
     assert row_14[5] == "12"  # caused by the SHIPPED of line 12
 
 
+def test_replay_tells_an_unknown_type_as_its_options(tmp_path: Path) -> None:
+    shutil.copy(CASSETTES / ORDERS, tmp_path)
+    (tmp_path / "bare_app.py").write_text(
+        "from atlas_eda import EventBus\n\n\ndef make():\n    return EventBus()\n",
+        encoding="utf-8",
+    )
+    env = {"PYTHONPATH": str(tmp_path)}
+    unknown = run_cli("replay", ORDERS, "--app", "bare_app:make", cwd=tmp_path, env=env)
+    assert unknown.returncode == 2, unknown.stderr
+    assert "--types MODULE:OrderEvent (repeatable), or --app MODULE:FACTORY" in unknown.stderr
+    assert "register_types" not in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+
+
 def test_types_registers_enums_of_a_module_that_does_not(tmp_path: Path) -> None:
     (tmp_path / "plain_types.py").write_text(
         textwrap.dedent(

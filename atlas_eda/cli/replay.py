@@ -10,11 +10,12 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from ..errors import CassetteWarning, ScenarioError
+from ..errors import CassetteError, CassetteWarning, ScenarioError
 from ..testing import Cassette, replay
 from ..testing.replay import MODES, ReplayReport
 from ..testing.scenario import system_parts
 from .apps import add_type_options, import_app_module, load_app, register_type_specs
+from .cassette import for_the_command_line
 from .command import Command, CommandError
 
 __all__ = ["COMMAND", "run_replay"]
@@ -58,7 +59,10 @@ def _load(path: str, *, strict: bool) -> Cassette:
     standard error, one line each."""
     with warnings.catch_warnings(record=True) as skipped:
         warnings.simplefilter("always", CassetteWarning)
-        cassette = Cassette.load(path, strict=strict)
+        try:
+            cassette = Cassette.load(path, strict=strict)
+        except CassetteError as exc:  # its advice told as this command's options
+            raise CommandError(for_the_command_line(str(exc))) from None
     for warning in skipped:
         print(f"atlas-eda: warning: {warning.message}", file=sys.stderr)
     return cassette
