@@ -1,4 +1,5 @@
-"""The source document's example and the demo run as a user runs them."""
+"""The examples under examples/ (the source document's among them) run as a user runs
+them: ``python examples/NAME.py``."""
 
 from __future__ import annotations
 
@@ -9,15 +10,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_seed_example_runs_and_prints_history_and_metrics() -> None:
+def run_example(name: str) -> subprocess.CompletedProcess[str]:
+    """Run ``examples/NAME.py`` in a new interpreter; it must exit 0."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "seed_example.py")],
+        [sys.executable, str(ROOT / "examples" / f"{name}.py")],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_seed_example_runs_and_prints_history_and_metrics() -> None:
+    result = run_example("seed_example")
     assert "Event: DOCUMENT_UPDATED" in result.stdout
     assert "Event: DOCUMENT_CREATED" in result.stdout
     assert "DocumentService.create_document: 1 calls" in result.stdout
@@ -25,14 +32,7 @@ def test_seed_example_runs_and_prints_history_and_metrics() -> None:
 
 
 def test_commands_example_sends_asks_refuses_and_traces() -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "commands.py")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_example("commands")
     lines = result.stdout.splitlines()
     assert lines[:6] == [
         "send Cart.ADD tea:",
@@ -48,14 +48,7 @@ def test_commands_example_sends_asks_refuses_and_traces() -> None:
 
 
 def test_graph_example_checks_runs_refuses_a_loop_and_warns() -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "graph.py")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_example("graph")
     lines = result.stdout.splitlines()
     assert lines[:2] == ["event Order.PLACED", "  → OrderFlow.place: emits: Billing.CHARGE"]
     assert (
@@ -72,14 +65,7 @@ def test_graph_example_checks_runs_refuses_a_loop_and_warns() -> None:
 
 
 def test_order_saga_example_ships_compensates_and_diffs() -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "order_saga.py")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_example("order_saga")
     lines = result.stdout.splitlines()
     assert lines[:7] == [
         "order 1: completed after placed -> stock_reserved -> paid -> shipped",
