@@ -4,6 +4,7 @@ arguments that several commands share."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +61,24 @@ def integer(text: str, what: str) -> int:
             f"{what} is {text.strip()}, too large: the most it takes is {MAX_NUMBER}."
         )
     return int(text)
+
+
+def seconds(text: str | None, what: str, otherwise: str) -> float | None:
+    """``text`` as a positive, finite number of seconds, ``None`` when not given; a
+    :class:`CommandError` naming the argument ``what`` if not, ending with ``otherwise``
+    (what leaving it out does)."""
+    if text is None:
+        return None
+    try:
+        found = float(text)
+    except ValueError:
+        found = -1.0
+    if not 0 < found < math.inf:
+        raise CommandError(
+            f"{what} must be a positive, finite number of seconds, got {text!r}; leave it "
+            f"out to {otherwise}."
+        )
+    return found
 
 
 def position(text: str, what: str, last: int) -> int:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 
 from ..bus import EventBus
 from ..events import Event
 from ..follower import StoreFollower
 from ..views import when
 from .command import Command, CommandError, integer
+from .command import seconds as as_seconds
 from .stores import add_store_option, check_existing, store_url
 
 __all__ = ["COMMAND", "run_follow"]
@@ -35,7 +35,7 @@ def run_follow(
     followed = store_url(url)
     check_existing(followed)
     count = _count(limit)
-    seconds = _seconds(timeout)
+    seconds = as_seconds(timeout, "--timeout", "follow until Ctrl-C")
     bus = EventBus()
     bus.subscribe_all(_print_event)
     with (
@@ -51,22 +51,6 @@ def _count(limit: str | None) -> int | None:
     if count is not None and count < 1:
         raise CommandError(f"--limit must be at least 1, got {limit!r}.")
     return count
-
-
-def _seconds(timeout: str | None) -> float | None:
-    """``--timeout`` as a positive number of seconds, ``None`` when not given."""
-    if timeout is None:
-        return None
-    try:
-        seconds = float(timeout)
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds < math.inf:
-        raise CommandError(
-            f"--timeout must be a positive, finite number of seconds, got {timeout!r}; "
-            f"leave it out to follow until Ctrl-C."
-        )
-    return seconds
 
 
 def _print_event(event: Event) -> None:

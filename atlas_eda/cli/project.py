@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 
 from ..projections import Projection
 from .apps import import_app_module
 from .command import Command, CommandError
+from .command import seconds as as_seconds
 from .stores import add_store_option, open_store
+
+UNTIL_CAUGHT_UP = "stop once the read model is caught up"
 
 __all__ = ["COMMAND", "load_projection", "run_project"]
 
@@ -51,8 +53,8 @@ def run_project(
     start with ``rebuild``), then keep it so until ``timeout`` seconds, or until nothing
     new came for ``idle_timeout`` seconds; with neither, stop once caught up. Returns the
     line that reports what was done."""
-    seconds = _seconds(timeout, "--timeout")
-    idle = _seconds(idle_timeout, "--idle-timeout")
+    seconds = as_seconds(timeout, "--timeout", UNTIL_CAUGHT_UP)
+    idle = as_seconds(idle_timeout, "--idle-timeout", UNTIL_CAUGHT_UP)
     with open_store(url) as store:
         projection = load_projection(app)
         with projection, contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: stop quietly
@@ -67,22 +69,6 @@ def run_project(
             f"{projection.name}: applied {applied} event{'s' * (applied != 1)}, position "
             f"{projection.position} of {store.last_position()}{kept}"
         )
-
-
-def _seconds(text: str | None, option: str) -> float | None:
-    """An option's positive, finite number of seconds, ``None`` when not given."""
-    if text is None:
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds < math.inf:
-        raise CommandError(
-            f"{option} must be a positive, finite number of seconds, got {text!r}; leave it "
-            f"out to stop once the read model is caught up."
-        )
-    return seconds
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
