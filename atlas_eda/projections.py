@@ -32,6 +32,7 @@ import logging
 import math
 import re
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -41,7 +42,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
 
 from eventsourcing.persistence import (
     InfrastructureFactory,
-    IntegrityError,
     InterfaceError,
     Notification,
     Tracking,
@@ -228,13 +228,18 @@ class Projection(EventsourcingProjection[TrackingRecorder]):
         self._datastore = datastore
         self._schema: str | None = getattr(datastore, "schema", None)
         self._postgres = self._schema is not None
+        pool = getattr(datastore, "pool", None)
+        self._writer: sqlite3.Connection | None = None
+        self._writer_lock = threading.Lock()
+        if isinstance(pool, _ReadModelPool) and not pool.is_sqlite_memory_mode:
+            self._writer = pool.connect()
         try:
             self._check_and_create_tables()
             self._letters = DeadLetterTable(view)
             self._retrying = self._letters.retrying(self.name)
             self._position = self.view.max_tracking_id(self.name) or 0
         except BaseException:
-            datastore.close()
+            self.close()
             raise
 
     # -- what a subclass writes --------------------------------------------------------
@@ -408,6 +413,9 @@ class Projection(EventsourcingProjection[TrackingRecorder]):
 
     def close(self) -> None:
         """Release the read model's database connections; what it holds stays."""
+        if self._writer is not None:
+            with self._writer_lock:
+                self._writer.close()
         self._datastore.close()
 
     def __enter__(self) -> Self:
@@ -446,6 +454,25 @@ class Projection(EventsourcingProjection[TrackingRecorder]):
 
     @contextmanager
     def _transaction(self, *, commit: bool = True) -> Iterator[Sql]:
+        writer = self._writer
+        if writer is not None:
+            # The read model's own SQLite file: one kept connection, BEGIN and COMMIT on
+            # it directly. eventsourcing's pooled transaction (a connection taken and
+            # returned under the pool's locks, a cursor wrapper, a transaction object)
+            # is a third of what store.project() adds to each commit; see
+            # benchmarks/projections.py. Errors are sqlite3's own.
+            with self._writer_lock:
+                writer.execute("BEGIN")
+                try:
+                    yield Sql(writer.cursor(), postgres=False)
+                except BaseException:
+                    writer.rollback()
+                    raise
+                if commit:
+                    writer.commit()
+                else:
+                    writer.rollback()
+            return
         if self._schema is not None:
             with self._datastore.transaction(commit=commit) as cursor:
                 # The user's SQL names tables plainly: they live in the store's schema.
@@ -509,10 +536,11 @@ class Projection(EventsourcingProjection[TrackingRecorder]):
                 for notification in page:
                     self.apply(store.decode(notification), sql)
                 cast(Any, self.view)._insert_tracking(sql.cursor, Tracking(self.name, page[-1].id))
-        except IntegrityError:
-            return self._overtaken()
-        except Exception:  # rolled back: find the failing event one by one
-            return self._apply_one_by_one(store, page, done)
+        except Exception:  # rolled back
+            # Another process got there first (its changes may break the read model's
+            # keys before eventsourcing refuses the tracking record), or find the
+            # failing event one by one.
+            return self._overtaken() or self._apply_one_by_one(store, page, done)
         self._position = page[-1].id
         done.applied += len(page)
         self._forget_retrying(page)
@@ -524,9 +552,9 @@ class Projection(EventsourcingProjection[TrackingRecorder]):
         for notification in page:
             try:
                 self.process_event(store.decode(notification), Tracking(self.name, notification.id))
-            except IntegrityError:
-                return self._overtaken()
             except Exception as exc:
+                if self._overtaken():
+                    return True
                 if not self._failed(store, notification, exc, done):
                     return False
                 continue  # kept as a dead letter: the pass goes on past it
@@ -535,10 +563,13 @@ class Projection(EventsourcingProjection[TrackingRecorder]):
         return True
 
     def _overtaken(self) -> bool:
-        """Another process recorded a later position first: nothing of this page was
-        kept; go on from that position."""
-        self._position = self.view.max_tracking_id(self.name) or 0
-        logger.info("projection %s was overtaken; going on from %d", self.name, self._position)
+        """Whether another process recorded a later position first: then nothing of this
+        page was kept, and the pass goes on from that position."""
+        recorded = self.view.max_tracking_id(self.name) or 0
+        if recorded <= self._position:
+            return False
+        self._position = recorded
+        logger.info("projection %s was overtaken; going on from %d", self.name, recorded)
         return True
 
     def _forget_retrying(self, page: Sequence[Notification]) -> None:
@@ -716,6 +747,10 @@ class _ReadModelPool(SQLiteConnectionPool):
     applied again (a killed process loses nothing: the WAL is in the OS's hands)."""
 
     def _create_connection(self) -> SQLiteConnection:
+        return SQLiteConnection(sqlite_conn=self.connect(), max_age=self.max_age)
+
+    def connect(self) -> sqlite3.Connection:
+        """A new connection to the read model's database, set up as described above."""
         try:
             connection = sqlite3.connect(
                 database=self.db_name,
@@ -731,7 +766,7 @@ class _ReadModelPool(SQLiteConnectionPool):
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
         connection.row_factory = sqlite3.Row
-        return SQLiteConnection(sqlite_conn=connection, max_age=self.max_age)
+        return connection
 
 
 def _check_class(cls: type[Projection]) -> None:

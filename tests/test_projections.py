@@ -177,6 +177,43 @@ def test_a_poison_event_becomes_a_dead_letter_after_max_attempts(tmp_path: Path)
             assert [row["document_id"] for row in view.rows()] != [poison]
 
 
+class Strict(Projection):
+    """Inserts a row per created document keyed by title: a second document with a
+    title already seen breaks the table's key (the database refuses the write)."""
+
+    kinds: ClassVar[tuple[str, ...]] = ("created",)
+    tables: ClassVar[tuple[Table, ...]] = (Table("titles", {"title": "TEXT"}, key=("title",)),)
+
+    def apply(self, event: DocumentEvent, sql: Sql) -> None:
+        sql.execute("INSERT INTO titles VALUES (:title)", title=getattr(event, "title"))  # noqa: B009
+
+
+@pytest.mark.parametrize("home", ["file", "memory"])
+def test_a_constraint_the_read_model_breaks_is_a_failure_not_a_lost_race(
+    tmp_path: Path, home: str
+) -> None:
+    # The database's own IntegrityError from apply() is the projection's failure (reported,
+    # counted, dead-lettered), not "another process recorded this position first".
+    bus = EventBus()
+    errors: list[Any] = []
+    bus.subscribe(EventType.ERROR, errors.append)
+    url = sqlite_url(tmp_path / "views.db") if home == "file" else "memory://"
+    with TemporalStore(bus, url=sqlite_url(tmp_path / "store.db")) as store:
+        store.create_document("same", "x", "ada")
+        twin = store.create_document("same", "y", "bob")
+        store.create_document("other", "z", "cy")
+        with Strict(url, max_attempts=2) as view:
+            assert view.catch_up(store) == 1  # stops at the twin, reported
+            assert view.position == 1
+            assert [e.data["error_type"] for e in errors] == ["IntegrityError"]
+            assert view.catch_up(store) == 1  # second attempt: a dead letter, then on
+            assert view.position == store.last_position() == 3
+            [letter] = view.dead_letters()
+            assert (letter.position, letter.attempts) == (2, 2)
+            assert letter.event_id == f"{twin}:1"
+            assert sorted(row["title"] for row in view.rows()) == ["other", "same"]
+
+
 # -- rebuild and time travel ----------------------------------------------------------
 
 
