@@ -26,6 +26,8 @@ from .store.dead_letters import DeadLetterTable, tracked_names
 from .views import text_table
 
 __all__ = [
+    "DEFAULT_BACKLOG",
+    "DEFAULT_LAG",
     "BreakerCheck",
     "Check",
     "CheckResult",
