@@ -42,11 +42,14 @@ from ._harness import (
     time_row,
 )
 
-__all__ = ["SECTION", "run"]
+__all__ = ["SECTION", "run", "system"]
 
 
-def _system(path: Path, *, traces: bool) -> tuple[Callable[[], object], TemporalStore, EventBus]:
-    """A demo-like system on a SQLite file; returns the create-and-update step."""
+def system(
+    path: Path, *, traces: bool
+) -> tuple[Callable[[], object], TemporalStore, EventBus, EffectHandler]:
+    """A demo-like system on a SQLite file; returns the create-and-update step, its store,
+    bus and effect handler."""
     bus = EventBus(traces=traces)
     store = TemporalStore(bus, url=f"sqlite:///{path}")
     handler = EffectHandler(temporal_store=store, event_bus=bus)
@@ -72,7 +75,7 @@ def _system(path: Path, *, traces: bool) -> tuple[Callable[[], object], Temporal
     step()
     assert seen, "the benchmark system delivered no DOCUMENT_UPDATED event"
     seen.clear()
-    return step, store, bus
+    return step, store, bus, handler
 
 
 def run(config: Config) -> list[Row]:
@@ -81,8 +84,8 @@ def run(config: Config) -> list[Row]:
     repeats = 7 if config.quick else 41
     min_time = 0.05 if config.quick else 0.2
     with tempfile.TemporaryDirectory(prefix="atlas_eda_bench_") as tmp:
-        traced, store_a, bus_a = _system(Path(tmp) / "traced.db", traces=True)
-        untraced, store_b, _ = _system(Path(tmp) / "untraced.db", traces=False)
+        traced, store_a, bus_a, _ = system(Path(tmp) / "traced.db", traces=True)
+        untraced, store_b, _, _ = system(Path(tmp) / "untraced.db", traces=False)
         try:
             s = interleaved_per_call(
                 {"traced": traced, "untraced": untraced}, repeats=repeats, min_time=min_time

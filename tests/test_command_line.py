@@ -84,6 +84,8 @@ def test_help_lists_every_command_of_the_table_in_order(
         "replay",
         "graph",
         "sagas",
+        "health",
+        "metrics",
     ]
     assert [command.name for command in COMMANDS] == listed.group(1).split(",")
 

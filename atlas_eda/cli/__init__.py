@@ -3,9 +3,10 @@ its report to the stream it is given).
 
 One module per command (:mod:`.demo`, :mod:`.log`, :mod:`.show`, :mod:`.diff`,
 :mod:`.inspect`, :mod:`.follow`, :mod:`.dead_letters`, :mod:`.project`, :mod:`.cassette`,
-:mod:`.replay`, :mod:`.graph`, :mod:`.sagas`), each with the function that adds its arguments
-and the one that runs it, gathered in one :class:`~.command.Command` record; :data:`COMMANDS`
-lists them in ``--help`` order and :func:`main` dispatches through it.
+:mod:`.replay`, :mod:`.graph`, :mod:`.sagas`, :mod:`.health`, :mod:`.metrics`), each with
+the function that adds its arguments and the one that runs it, gathered in one
+:class:`~.command.Command` record; :data:`COMMANDS` lists them in ``--help`` order and
+:func:`main` dispatches through it.
 Shared by the commands: :mod:`.format` (tables and values, on :mod:`atlas_eda.views`),
 :mod:`.stores` (opening the store a command reads) and :mod:`.apps` (loading the
 ``--types`` and ``--app`` a user names)."""
@@ -25,8 +26,10 @@ from . import (
     diff,
     follow,
     graph,
+    health,
     inspect,
     log,
+    metrics,
     project,
     replay,
     sagas,
@@ -42,8 +45,10 @@ from .diff import run_diff
 from .follow import run_follow
 from .format import format_table
 from .graph import run_graph
+from .health import run_health
 from .inspect import run_inspect
 from .log import DEFAULT_LIMIT, run_log
+from .metrics import run_metrics
 from .project import run_project
 from .replay import run_replay
 from .sagas import run_sagas
@@ -71,8 +76,10 @@ __all__ = [
     "run_diff",
     "run_follow",
     "run_graph",
+    "run_health",
     "run_inspect",
     "run_log",
+    "run_metrics",
     "run_project",
     "run_replay",
     "run_sagas",
@@ -92,6 +99,8 @@ COMMANDS: tuple[Command, ...] = (
     replay.COMMAND,
     graph.COMMAND,
     sagas.COMMAND,
+    health.COMMAND,
+    metrics.COMMAND,
 )
 """Every subcommand, in the order ``atlas-eda --help`` lists them."""
 

@@ -22,7 +22,14 @@ from eventsourcing.persistence import Tracking, TrackingRecorder
 
 from ..redaction import redact_text
 
-__all__ = ["COLUMNS", "TABLE", "DeadLetterTable", "Failure", "FollowerDeadLetter"]
+__all__ = [
+    "COLUMNS",
+    "TABLE",
+    "DeadLetterTable",
+    "Failure",
+    "FollowerDeadLetter",
+    "tracked_names",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -283,3 +290,19 @@ def _letter(row: Any) -> FollowerDeadLetter:
         attempts=int(row["attempts"]),
         failed_at=float(row["failed_at"]),
     )
+
+
+def tracked_names(tracking: TrackingRecorder) -> list[str]:
+    """The names with a position in ``tracking``'s table (eventsourcing's tracking
+    recorder of a SQLite or PostgreSQL store: durable followers), sorted; eventsourcing's
+    own ``__migration__`` marker left out. eventsourcing has no call that lists them."""
+    recorder: Any = tracking
+    datastore = recorder.datastore
+    table = getattr(recorder, "tracking_table_name", "tracking")  # SQLite's is fixed
+    schema = getattr(datastore, "schema", None)
+    qualified = f'"{schema}"."{table}"' if schema is not None else f'"{table}"'
+    with datastore.transaction(commit=False) as cursor:
+        cursor.execute(f"SELECT DISTINCT application_name FROM {qualified}")
+        rows = cursor.fetchall()
+    names = (row["application_name"] for row in rows)
+    return sorted(name for name in names if not name.startswith("__"))
