@@ -262,7 +262,7 @@ async function sagasView(params) {
       { position: data.position, offset: data.offset + data.sagas.length })
     : null;
   show(el("h2", { id: "sagas-title" }, `Sagas at position ${data.position}`),
-    el("p", { class: "muted", id: "sagas-count" }, `${data.count} saga instances started by position ${data.position}.`),
+    el("p", { class: "muted", id: "sagas-count" }, `${data.count} saga instance${data.count === 1 ? "" : "s"} started by position ${data.position}.`),
     table(["saga id", "saga", "key", "version", "status", "step", "data", "cause of this version"], rows,
       { id: "sagas" }), more);
 }
@@ -307,7 +307,7 @@ function projectionPart(p, position) {
       p.lag ? `${p.lag} behind the store's end.` : "up to date with the store's end."));
   if (p.error) part.append(el("p", { class: "error" }, p.error));
   for (const t of p.tables) {
-    part.append(el("h4", {}, `${t.name} as of position ${position}: ${t.count} rows`),
+    part.append(el("h4", {}, `${t.name} as of position ${position}: ${t.count} row${t.count === 1 ? "" : "s"}`),
       table(t.columns, t.rows.map((row) => el("tr", {},
         ...t.columns.map((c) => el("td", { class: "value" }, shown(row[c]))))), { "data-table": t.name }));
   }
