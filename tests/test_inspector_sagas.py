@@ -186,6 +186,42 @@ def test_projections_view_shows_the_lag_and_the_read_model_as_of_the_position(
     )
 
 
+class Picky(DocumentsByAuthor):
+    """A read model whose ``apply`` raises on the document titled Notes."""
+
+    def apply(self, event: Any, sql: Any) -> None:
+        if getattr(event, "title", None) == "Notes":
+            raise ValueError("notes are not welcome")
+        super().apply(event, sql)
+
+
+def test_a_projection_that_cannot_be_built_says_why_and_the_others_still_show(
+    trips: dict[str, Any],
+) -> None:
+    store = TemporalStore(url=trips["url"])
+    with (
+        Picky(name="picky") as picky,
+        DocumentsByAuthor() as fine,
+        serving(create_app(store.timeline(), projections=[picky, fine])) as base,
+    ):
+        client = Client(base)
+        before = client.get("/api/projections", params={"position": "2"}).json()
+        after = client.get("/api/projections", params={"position": "3"}).json()
+    store.close()
+    assert [p["error"] for p in before["projections"]] == [None, None]
+    assert before["projections"][0]["tables"][0]["count"] == 1
+    broken, shown = after["projections"]
+    assert "picky could not be built as of position 3" in broken["error"]
+    assert "notes are not welcome" in broken["error"]
+    assert broken["tables"] == []
+    assert (shown["name"], shown["error"], shown["tables"][0]["count"]) == (
+        "DocumentsByAuthor",
+        None,
+        2,
+    )
+    assert (shown["tracked"], shown["lag"]) == (0, 6)  # an in-memory read model never run
+
+
 def test_without_projections_the_view_says_it_has_none(trips: dict[str, Any]) -> None:
     store = TemporalStore(url=trips["url"])
     with serving(create_app(store.timeline())) as base:

@@ -419,13 +419,15 @@ class ProjectionsView:
     class, the position its read model has reached (read anew on each request: another
     process may be running it) and its lag behind the store's end, and its tables
     :meth:`~atlas_eda.projections.Projection.as_of` ``position`` (default: the end), at
-    most ``limit`` rows each. Without projections it says how to name them."""
+    most ``limit`` rows each (a projection that cannot be built there says why in its
+    ``error``). Without projections ``enabled`` is false: the page then says how to name
+    them."""
 
     def __init__(self, projections: Sequence[Projection] = ()) -> None:
         self.projections = tuple(projections)
         # A read model as of a position never changes (the log only grows): the last one
         # built for each projection is kept, so re-drawing the same position is free.
-        self._built: dict[str, tuple[int, Projection]] = {}
+        self._built: dict[int, tuple[int, Projection]] = {}
 
     def __call__(self, timeline: Timeline, query: Mapping[str, str]) -> dict[str, Any]:
         """The JSON-ready answer for ``query`` (``position``, ``limit``)."""
@@ -437,14 +439,15 @@ class ProjectionsView:
             "last_position": last,
             "enabled": bool(self.projections),
             "projections": [
-                self._one(timeline, projection, position, limit, last)
-                for projection in self.projections
+                self._one(timeline, index, position, limit, last)
+                for index in range(len(self.projections))
             ],
         }
 
     def _one(
-        self, timeline: Timeline, projection: Projection, position: int, limit: int, last: int
+        self, timeline: Timeline, index: int, position: int, limit: int, last: int
     ) -> dict[str, Any]:
+        projection = self.projections[index]
         tracked = projection.view.max_tracking_id(projection.name) or 0
         answer: dict[str, Any] = {
             "name": projection.name,
@@ -456,7 +459,7 @@ class ProjectionsView:
             "tables": [],
         }
         try:
-            past = self._as_of(timeline, projection, position)
+            past = self._as_of(timeline, index, position)
         except ProjectionError as exc:
             answer["error"] = str(exc)
             return answer
@@ -472,14 +475,15 @@ class ProjectionsView:
             )
         return answer
 
-    def _as_of(self, timeline: Timeline, projection: Projection, position: int) -> Projection:
-        built = self._built.get(projection.name)
+    def _as_of(self, timeline: Timeline, index: int, position: int) -> Projection:
+        built = self._built.pop(index, None)
         if built is not None and built[0] == position:
+            self._built[index] = built
             return built[1]
-        past = projection.as_of(position, timeline.store)
         if built is not None:
             built[1].close()
-        self._built[projection.name] = (position, past)
+        past = self.projections[index].as_of(position, timeline.store)
+        self._built[index] = (position, past)
         return past
 
 
