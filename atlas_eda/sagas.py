@@ -45,7 +45,7 @@ from .errors import (
     SagaFailed,
 )
 from .events import Event, type_name
-from .saga_events import SagaRecord, SagaStatus
+from .saga_events import SAGA_KIND, SagaRecord, SagaStatus
 from .store import TemporalStore
 from .views import short_repr
 
@@ -59,7 +59,9 @@ __all__ = [
     "Send",
     "StepResult",
     "saga_id_of",
+    "saga_positions",
     "step",
+    "stored_saga",
     "stored_sagas",
 ]
 
@@ -73,6 +75,7 @@ ENDED: frozenset[str] = frozenset({"completed", "failed", "compensation_failed"}
 """The statuses of a saga that reacts to nothing more."""
 
 _STEP_MARK = "__atlas_saga_step__"
+_LOG_PAGE = 500  # saga rows read per query while finding where each version is
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -387,8 +390,7 @@ class SagaManager:
     def get(self, saga_id: str, version: int | None = None) -> SagaState | None:
         """The saga instance ``saga_id`` now, or at ``version`` (1 = its start); ``None``
         when there is no such instance or version."""
-        record = self.store.get_saga(saga_id, version)
-        return None if record is None else SagaState.of(record)
+        return stored_saga(self.store, saga_id, version)
 
     def history(self, saga_id: str) -> list[SagaState]:
         """Every version of the instance ``saga_id``, oldest first (empty: no such saga)."""
@@ -631,6 +633,30 @@ def stored_sagas(store: TemporalStore, saga: str | None = None) -> list[SagaStat
     given), in the order they started, at their latest version; no manager needed."""
     records = (store.get_saga(saga_id) for saga_id in store.saga_ids())
     return [SagaState.of(r) for r in records if r is not None and (saga is None or r.saga == saga)]
+
+
+def stored_saga(store: TemporalStore, saga_id: str, version: int | None = None) -> SagaState | None:
+    """The saga instance ``saga_id`` in ``store`` now, or at ``version``; ``None`` when
+    there is no such instance or version (no manager needed)."""
+    record = store.get_saga(saga_id, version)
+    return None if record is None else SagaState.of(record)
+
+
+def saga_positions(store: TemporalStore, until: int | None = None) -> dict[str, list[int]]:
+    """Where each version of every saga instance is in the store's log: by saga id, in
+    the order the instances started, the positions of its versions (version ``v`` at
+    index ``v - 1``), only those up to position ``until`` when given, so that an
+    instance's version as of a position is the length of its list. Reads the saga rows of
+    the log only."""
+    found: dict[str, list[int]] = {}
+    position = 1
+    while True:
+        page = store.notifications(position, _LOG_PAGE, stop=until, kinds=[SAGA_KIND])
+        if not page:
+            return found
+        for notification in page:
+            found.setdefault(str(notification.originator_id), []).append(notification.id)
+        position = page[-1].id + 1
 
 
 def _saga_name(saga: type[Saga]) -> str:

@@ -11,7 +11,9 @@ this process and asked over real HTTP (urllib), as the page asks it:
 - scrubbing: ``GET /api/state?position=p`` for 20 random positions after the first, to
   the last position, where the page's state view opens (it builds the timeline's
   checkpoint index over the whole log, and is reported alone as info); the slowest of
-  the 20 (target ≤ 500 ms), and their median as info.
+  the 20 (target ≤ 500 ms), and their median as info;
+- the sagas view: ``GET /api/sagas?position=p`` for 5 random positions (info): the file
+  holds no saga, so this is what finding the saga rows of a big log costs.
 
 Every answer is checked (its position, its length) before a figure is kept.
 """
@@ -36,6 +38,7 @@ __all__ = ["SECTION"]
 
 FRESH_SERVERS = 5
 SCRUBS = 20
+SAGA_VIEWS = 5
 FIRST_PAGE = 50
 
 
@@ -96,6 +99,15 @@ def _scrub(base: str, position: int) -> float:
     return seconds
 
 
+def _sagas(base: str, position: int) -> float:
+    start = time.perf_counter()
+    answer = _get(f"{base}/api/sagas?position={position}")
+    seconds = time.perf_counter() - start
+    if answer["position"] != position or answer["count"] != 0:
+        raise RuntimeError(f"the sagas view at {position} is not the (empty) sagas at {position}")
+    return seconds
+
+
 def run(config: Config) -> list[Row]:
     events = 100_000 if config.quick else 1_000_000
     path = cached_file(config.cache_dir, events)
@@ -117,6 +129,7 @@ def run(config: Config) -> list[Row]:
     with _served(path) as base:
         index_seconds = _scrub(base, events)
         scrubs = [_scrub(base, rng.randint(1, events)) for _ in range(SCRUBS)]
+        sagas = [_sagas(base, rng.randint(1, events)) for _ in range(SAGA_VIEWS)]
     label = f"{events:,}-event store"
     rows += [
         Row(
@@ -136,6 +149,12 @@ def run(config: Config) -> list[Row]:
         Row(f"  median scrub of {SCRUBS}", median(scrubs) * 1e3, "ms"),
         Row(
             "  the first scrub (builds the checkpoint index over the whole log)", index_seconds, "s"
+        ),
+        Row(
+            f"inspector, {label}: sagas view at a random position, median of {SAGA_VIEWS}",
+            median(sagas) * 1e3,
+            "ms",
+            note=f"GET /api/sagas (no saga in this log); slowest {max(sagas) * 1e3:.0f} ms",
         ),
     ]
     return rows

@@ -339,11 +339,13 @@ class Served:
 
 
 @contextmanager
-def inspect_process(url: str, *extra: str) -> Iterator[Served]:
-    """``atlas-eda inspect --store URL --port 0 EXTRA`` as a real process, yielded once it
-    printed the address it serves on; stopped with SIGINT (Ctrl-C) afterwards."""
+def inspect_process(url: str, *extra: str, cwd: Path | None = None) -> Iterator[Served]:
+    """``atlas-eda inspect --store URL --port 0 EXTRA`` as a real process (in ``cwd``
+    when given), yielded once it printed the address it serves on; stopped with SIGINT
+    (Ctrl-C) afterwards."""
     process = subprocess.Popen(
         [sys.executable, "-m", "atlas_eda.cli", "inspect", "--store", url, "--port", "0", *extra],
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from conftest import unavailable
 from test_inspector import XSS_CONTENT, XSS_EDITOR, XSS_TITLE, build_store, inspect_process
+from test_inspector_sagas import XSS_TRAVELLER, build_saga_store, write_app_module
 
 from atlas_eda import TemporalStore
 
@@ -190,3 +191,105 @@ def test_stored_script_payloads_are_shown_as_text_and_never_run(
         assert page.evaluate("typeof window.__pwned") == "undefined"
     page.screenshot(path=tmp_path / "payloads.png", full_page=True)
     assert not page.dialogs
+
+
+@pytest.fixture
+def trips_served(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    url = f"sqlite:///{tmp_path / 'trips.db'}"
+    views_url = f"sqlite:///{tmp_path / 'views.db'}"
+    made = build_saga_store(url, views_url)
+    spec = write_app_module(tmp_path, views_url)
+    with inspect_process(url, "--app", spec, cwd=tmp_path) as process:
+        yield {**made, "url": url, "base": process.base}
+
+
+def test_sagas_and_projections_move_with_the_scrubber(
+    browser: Any, trips_served: dict[str, Any], tmp_path: Path
+) -> None:
+    page = opened(browser, trips_served["base"], "#/sagas")
+    assert page.locator("#sagas-title").text_content() == "Sagas at position 6"
+    rows = page.locator("#sagas tbody tr")
+    assert rows.count() == 2
+    cells = rows.nth(0).locator("td").all_text_contents()
+    assert cells[1:6] == ["TripSaga", "t1", "v2", "completed", "paid"]
+    assert XSS_TRAVELLER in cells[6]  # the saga's state, shown as text
+    assert page.locator("#nav-sagas").get_attribute("class") == "current"
+    page.screenshot(path=tmp_path / "sagas.png", full_page=True)
+
+    # the scrubber moves the sagas view through time: at 3, t1 was booked and t2 not started
+    page.locator("#scrubber").fill("3")
+    drawn(page, "#/sagas?position=3")
+    assert page.locator("#sagas-count").text_content() == "1 saga instance started by position 3."
+    cells = rows.nth(0).locator("td").all_text_contents()
+    assert cells[3:6] == ["v1", "running", "booked"]
+
+    # one saga's history, from its link; its versions link into the cause view
+    rows.nth(0).locator("td a").first.click()
+    drawn(page, f"#/saga?id={trips_served['t1']}&position=3")
+    assert page.locator("#saga-versions tbody tr").count() == 1
+    page.locator("#forward").click()
+    drawn(page, f"#/saga?id={trips_served['t1']}&position=4")
+    page.locator("#forward").click()
+    drawn(page, f"#/saga?id={trips_served['t1']}&position=5")
+    versions = page.locator("#saga-versions tbody tr")
+    assert versions.count() == 2
+    assert page.locator('#saga-state tr[data-field="status"] td').nth(1).text_content() == (
+        "completed"
+    )
+    assert "Trip.PAID" in (versions.nth(1).text_content() or "")
+    page.screenshot(path=tmp_path / "saga.png", full_page=True)
+    versions.nth(1).locator("a.cause-link").click()
+    drawn(page, "#/cause?position=5")
+    chain = page.locator("#chain li").all_text_contents()
+    assert chain[0].startswith("bus event Trip.PAID")
+    assert chain[2].startswith("store change #5: saga")
+
+    # the projections of --app: lag, and the read model as of the scrubber's position
+    page.locator("#nav-projections").click()
+    drawn(page, "#/projections")
+    assert page.locator("p.lag").text_content() == (
+        "Its read model has reached position 3: 3 behind the store's end."
+    )
+    table = page.locator('table[data-table="documents_by_author"] tbody tr')
+    assert table.count() == 2
+    page.screenshot(path=tmp_path / "projections.png", full_page=True)
+    page.locator("#scrubber").fill("2")
+    drawn(page, "#/projections?position=2")
+    assert table.count() == 1
+    assert table.nth(0).locator("td").nth(2).text_content() == "Plan"
+    page.locator("#back").click()
+    drawn(page, "#/projections?position=1")
+    assert page.locator("h4").text_content() == "documents_by_author as of position 1: 1 row"
+
+    # nothing stored ran as script anywhere
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert page.locator("#view script").count() == 0
+    assert not page.dialogs
+
+
+@pytest.mark.parametrize("csp", [False, True], ids=["page-escaping-alone", "with-csp"])
+def test_a_script_in_saga_state_is_shown_as_text_and_never_runs(
+    browser: Any, trips_served: dict[str, Any], csp: bool
+) -> None:
+    page = opened(browser, trips_served["base"], "#/sagas", bypass_csp=not csp)
+    for route in (
+        "#/sagas",
+        f"#/saga?id={trips_served['t1']}",
+        "#/timeline?since=1",
+        "#/cause?position=2",
+    ):
+        page.evaluate("(r) => { location.hash = r; }", route)
+        drawn(page, route)
+        view = page.locator("#view")
+        assert XSS_TRAVELLER in (view.text_content() or "")
+        assert view.locator("script").count() == 0
+        assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert not page.dialogs
+
+
+def test_without_app_the_projections_view_says_how_to_enable_it(
+    browser: Any, served: dict[str, Any]
+) -> None:
+    page = opened(browser, served["base"], "#/projections")
+    text = page.locator("#projections-off").text_content() or ""
+    assert "Start the inspector with --app module:factory" in text

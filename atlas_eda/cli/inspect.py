@@ -7,9 +7,12 @@ import contextlib
 import ipaddress
 import logging
 import webbrowser
+from collections.abc import Iterator
 
+from ..projections import Projection
 from ..redaction import redact_url
 from .command import Command, CommandError, integer
+from .project import load_projections
 from .stores import add_store_option, open_store
 
 __all__ = ["COMMAND", "DEFAULT_PORT", "run_inspect"]
@@ -43,12 +46,29 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def _projections(app: str | None) -> Iterator[list[Projection]]:
+    """The projections ``--app module:factory`` makes (none without it), closed after."""
+    made = [] if app is None else load_projections(app)
+    try:
+        yield made
+    finally:
+        for projection in made:
+            projection.close()
+
+
 def run_inspect(
-    url: str | None, *, port: str | None = None, host: str | None = None, open_page: bool = False
+    url: str | None,
+    *,
+    port: str | None = None,
+    host: str | None = None,
+    open_page: bool = False,
+    app: str | None = None,
 ) -> None:
     """Serve the read-only inspector of the store at ``url`` on ``host`` (default
     127.0.0.1: this machine only) and ``port`` until Ctrl-C; open it in the browser when
-    ``open_page``. Needs the ``inspect`` extra."""
+    ``open_page``. With ``app`` (``module:factory``, as ``atlas-eda project --app``),
+    the projections the factory returns are shown too. Needs the ``inspect`` extra."""
     try:
         # The server is an optional extra: imported only when the inspector is asked for.
         import uvicorn  # noqa: PLC0415
@@ -71,9 +91,9 @@ def run_inspect(
             bind,
         )
         hosts = ["*"]
-    with open_store(url) as store:
+    with open_store(url) as store, _projections(app) as projections:
         config = uvicorn.Config(
-            create_app(store.timeline(), hosts=hosts),
+            create_app(store.timeline(), hosts=hosts, projections=projections),
             host=bind,
             port=chosen_port,
             log_level="warning",
@@ -110,10 +130,16 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         "address lets others read the store, and is warned about)",
     )
     parser.add_argument("--open", action="store_true", help="open the page in a web browser")
+    parser.add_argument(
+        "--app",
+        metavar="MODULE:FACTORY",
+        help="show projections too: a function that takes no arguments and returns a "
+        "Projection or a list of them (as for atlas-eda project)",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
-    run_inspect(args.store, port=args.port, host=args.host, open_page=args.open)
+    run_inspect(args.store, port=args.port, host=args.host, open_page=args.open, app=args.app)
     return 0
 
 
@@ -122,8 +148,9 @@ COMMAND = Command(
     help="browse the store's timeline in a web browser (read-only)",
     description="Serve a read-only page on 127.0.0.1 showing the store's timeline (paged "
     "and filtered), the whole store at any position (a scrubber), each document's "
-    "versions, the diff between two positions and the cause chain of every change. It "
-    "follows new commits while open. Needs the 'inspect' extra.",
+    "versions, the diff between two positions, the cause chain of every change and the "
+    "saga instances; with --app, the projections' read models too. It follows new "
+    "commits while open. Needs the 'inspect' extra.",
     add_arguments=_arguments,
     run=_run,
 )

@@ -13,32 +13,65 @@ from .stores import add_store_option, open_store
 
 UNTIL_CAUGHT_UP = "stop once the read model is caught up"
 
-__all__ = ["COMMAND", "load_projection", "run_project"]
+__all__ = ["COMMAND", "load_projection", "load_projections", "run_project"]
+
+
+def _made(spec: str, what: str) -> tuple[object, str]:
+    """What the factory of ``--app module:factory`` returns, called without arguments,
+    with the factory's name; ``what`` says what it should return."""
+    module, name = import_app_module(spec)
+    factory = getattr(module, name, None)
+    if not callable(factory):
+        raise CommandError(
+            f"--app {spec!r}: module {module.__name__!r} has no callable {name!r}; name a "
+            f"function that takes no arguments and returns {what}."
+        )
+    try:
+        return factory(), name
+    except Exception as exc:
+        raise CommandError(
+            f"--app {spec!r}: calling {name}() raised {type(exc).__name__}: {exc}."
+        ) from None
 
 
 def load_projection(spec: str) -> Projection:
     """The projection ``--app module:factory`` makes: the module is imported and the
     factory called without arguments; it must return a
     :class:`~atlas_eda.projections.Projection`."""
-    module, name = import_app_module(spec)
-    factory = getattr(module, name, None)
-    if not callable(factory):
-        raise CommandError(
-            f"--app {spec!r}: module {module.__name__!r} has no callable {name!r}; name a "
-            f"function that takes no arguments and returns a Projection."
-        )
-    try:
-        made = factory()
-    except Exception as exc:
-        raise CommandError(
-            f"--app {spec!r}: calling {name}() raised {type(exc).__name__}: {exc}."
-        ) from None
+    made, name = _made(spec, "a Projection")
     if not isinstance(made, Projection):
         raise CommandError(
             f"--app {spec!r}: {name}() returned a {type(made).__name__}, not an "
             f"atlas_eda.projections.Projection (for instance DocumentsByAuthor(url))."
         )
     return made
+
+
+def load_projections(spec: str) -> list[Projection]:
+    """The projections ``--app module:factory`` makes: as :func:`load_projection`, but
+    the factory may also return a list or tuple of projections (with distinct names).
+    On a refusal, the projections it made are closed."""
+    made, name = _made(spec, "a Projection or a list of them")
+    found = list(made) if isinstance(made, list | tuple) else [made]
+    wrong = [type(p).__name__ for p in found if not isinstance(p, Projection)]
+    names = [p.name for p in found if isinstance(p, Projection)]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if not wrong and not twice and found:
+        return [p for p in found if isinstance(p, Projection)]
+    for projection in found:
+        if isinstance(projection, Projection):
+            projection.close()
+    if twice:
+        raise CommandError(
+            f"--app {spec!r}: {name}() returned two projections named {twice[0]!r}; give "
+            f"each its own name (Projection(url, name=...))."
+        )
+    returned = ", ".join(wrong) if wrong else "an empty list"
+    raise CommandError(
+        f"--app {spec!r}: {name}() returned {returned}, not an "
+        f"atlas_eda.projections.Projection nor a list of them (for instance "
+        f"[DocumentsByAuthor(url)])."
+    )
 
 
 def run_project(

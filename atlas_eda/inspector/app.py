@@ -7,7 +7,7 @@ rebinding)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -20,8 +20,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import PositionError
+from ..projections import Projection
 from ..timeline import Timeline
-from .views import VIEWS, InspectorInputError
+from .views import VIEWS, InspectorInputError, ProjectionsView
 
 __all__ = ["LOOPBACK_HOSTS", "SECURITY_HEADERS", "create_app"]
 
@@ -78,9 +79,10 @@ def _static_route(path: str, name: str, media_type: str) -> Route:
     return Route(path, serve, methods=["GET"])
 
 
-def _view_route(timeline: Timeline, name: str) -> Route:
-    view = VIEWS[name]
+View = Callable[[Timeline, Mapping[str, str]], dict[str, Any]]
 
+
+def _view_route(timeline: Timeline, name: str, view: View) -> Route:
     async def answer(request: Request) -> Response:
         # Run on the event loop's thread: the store is read by one request at a time.
         try:
@@ -94,12 +96,20 @@ def _view_route(timeline: Timeline, name: str) -> Route:
     return Route(f"/api/{name}", answer, methods=["GET"])
 
 
-def create_app(timeline: Timeline, *, hosts: Sequence[str] = LOOPBACK_HOSTS) -> Starlette:
+def create_app(
+    timeline: Timeline,
+    *,
+    hosts: Sequence[str] = LOOPBACK_HOSTS,
+    projections: Sequence[Projection] = (),
+) -> Starlette:
     """The read-only inspector of ``timeline``'s store: the page at ``/`` and the JSON
-    views at ``/api/<view>`` (GET only: any other method is answered 405). Requests whose
-    ``Host`` is not one of ``hosts`` are refused (400)."""
+    views at ``/api/<view>`` (GET only: any other method is answered 405), the
+    ``projections`` among them (their read models are read, never written: the caller
+    keeps them and closes them). Requests whose ``Host`` is not one of ``hosts`` are
+    refused (400)."""
+    views: dict[str, View] = {**VIEWS, "projections": ProjectionsView(projections)}
     routes = [_static_route(path, *static) for path, static in _STATIC.items()]
-    routes += [_view_route(timeline, name) for name in VIEWS]
+    routes += [_view_route(timeline, name, view) for name, view in views.items()]
     return Starlette(
         routes=routes,
         middleware=[

@@ -1,17 +1,18 @@
 """What the inspector shows, as plain JSON-ready dicts built on a :class:`Timeline`: a page
 of the log (filtered by document, kind, time range and text), the whole store at a
 position, a document's versions, the diff between two positions and the cause chain of a
-change. The web server (:mod:`.app`) and the notebook widget (:mod:`.widget`) both answer
-from here, so the two show the same thing; nothing here writes.
+change, the saga instances as of a position and one instance's versions, and the
+projections of the user's code (:class:`ProjectionsView`) with their read models as of a
+position. The web server (:mod:`.app`) and the notebook widget (:mod:`.widget`) both answer
+from here, so the two show the same thing; nothing here writes to the store.
 
-Views of sagas and projections belong here too, once the timeline records them: one
-function each, named in :data:`VIEWS`.
+A new view is one more function here, named in :data:`VIEWS`.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +20,9 @@ from typing import Any
 from ..checks import as_uuid
 from ..document_events import KINDS, Cause
 from ..errors import AtlasEdaError
+from ..projections import Projection, ProjectionError
 from ..redaction import redact_url
+from ..sagas import SagaState, saga_positions, stored_saga
 from ..timeline import DocumentState, RecordedEvent, StateDiff, Timeline
 from ..views import when
 
@@ -29,11 +32,15 @@ __all__ = [
     "VIEWS",
     "EventFilter",
     "InspectorInputError",
+    "ProjectionsView",
     "cause_view",
     "diff_view",
     "document_view",
     "event_json",
     "events_view",
+    "saga_json",
+    "saga_view",
+    "sagas_view",
     "state_view",
     "summary_view",
 ]
@@ -122,14 +129,13 @@ def _limit(text: str | None, default: int) -> int:
     return min(_number(text, "limit", default, lowest=1), MAX_LIMIT)
 
 
-def _document_id(text: str | None) -> str | None:
+def _document_id(text: str | None, what: str = "document") -> str | None:
     if text is None or text == "":
         return None
     key = as_uuid(text.strip())
     if key is None:
         raise InspectorInputError(
-            f"document must be a whole document id (a UUID), got {text!r}; copy it from "
-            f"the timeline."
+            f"{what} must be a whole {what} id (a UUID), got {text!r}; copy it from the timeline."
         )
     return str(key)
 
@@ -325,6 +331,162 @@ def cause_view(timeline: Timeline, query: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def saga_json(state: SagaState) -> dict[str, Any]:
+    """One saga instance at one version: its id, saga, key, version, status, last step,
+    steps done, own data, compensations still registered, deadline, why it failed, the
+    compensations run (with their errors), when (UTC) and its cause."""
+    deadline = state.deadline
+    return {
+        "id": state.id,
+        "saga": state.saga,
+        "key": state.key,
+        "version": state.version,
+        "status": state.status,
+        "step": state.step,
+        "steps": list(state.steps),
+        "data": state.data,  # the saga's own state, kept as JSON by the saga manager
+        "compensations": list(state.compensations),
+        "deadline": None
+        if deadline is None
+        else {"name": deadline[0], "at": when(deadline[1], precise=True)},
+        "reason": state.reason,
+        "compensated": [{"name": name, "error": error} for name, error in state.compensated],
+        "failed_compensation": state.failed_compensation,
+        "modified_at": when(state.modified_at, precise=True),
+        "cause": _cause_json(state.cause),
+    }
+
+
+def _saga_at(timeline: Timeline, saga_id: str, positions: list[int]) -> dict[str, Any]:
+    state = stored_saga(timeline.store, saga_id, len(positions))
+    if state is None:  # the log named this version a moment ago: the store is not the same
+        raise InspectorInputError(f"saga {saga_id} has no version {len(positions)} any more.")
+    return {**saga_json(state), "position": positions[-1]}
+
+
+def sagas_view(timeline: Timeline, query: Mapping[str, str]) -> dict[str, Any]:
+    """Every saga instance started by ``position`` (default: the end), in the order they
+    started, each as it stood right after that position (``position``: where its version
+    then was written); the instances ``offset`` to ``offset + limit`` of them."""
+    position = _position(timeline, query.get("position"), "position", len(timeline))
+    offset = _number(query.get("offset"), "offset", 0)
+    limit = _limit(query.get("limit"), 100)
+    found = saga_positions(timeline.store, position)
+    shown = itertools.islice(found.items(), offset, offset + limit)
+    return {
+        "position": position,
+        "last_position": len(timeline),
+        "count": len(found),
+        "offset": offset,
+        "sagas": [_saga_at(timeline, saga_id, versions) for saga_id, versions in shown],
+    }
+
+
+def saga_view(timeline: Timeline, query: Mapping[str, str]) -> dict[str, Any]:
+    """The saga instance ``id`` as it stood right after ``position`` (default: the end;
+    ``saga`` is ``None`` before it started) and its versions up to there, oldest first:
+    each stored event (what it set, its cause) with the status and step it left."""
+    saga_id = _document_id(query.get("id"), "saga")
+    if saga_id is None:
+        raise InspectorInputError("id is missing: give a saga id (a UUID).")
+    position = _position(timeline, query.get("position"), "position", len(timeline))
+    if stored_saga(timeline.store, saga_id) is None:
+        raise InspectorInputError(
+            f"no saga instance has id {saga_id} in this store; the sagas view lists them."
+        )
+    positions = saga_positions(timeline.store, position).get(saga_id, [])
+    versions = []
+    for version, at in enumerate(positions[:MAX_LIMIT], start=1):
+        state = stored_saga(timeline.store, saga_id, version)
+        versions.append(
+            {
+                **event_json(timeline.event_at(at)),
+                "status": None if state is None else state.status,
+                "step": None if state is None else state.step,
+            }
+        )
+    return {
+        "id": saga_id,
+        "position": position,
+        "last_position": len(timeline),
+        "saga": _saga_at(timeline, saga_id, positions) if positions else None,
+        "versions": versions,
+    }
+
+
+class ProjectionsView:
+    """The view of the user's projections (``atlas-eda inspect --app``): each one's name,
+    class, the position its read model has reached (read anew on each request: another
+    process may be running it) and its lag behind the store's end, and its tables
+    :meth:`~atlas_eda.projections.Projection.as_of` ``position`` (default: the end), at
+    most ``limit`` rows each (a projection that cannot be built there says why in its
+    ``error``). Without projections ``enabled`` is false: the page then says how to name
+    them."""
+
+    def __init__(self, projections: Sequence[Projection] = ()) -> None:
+        self.projections = tuple(projections)
+        # A read model as of a position never changes (the log only grows): the last one
+        # built for each projection is kept, so re-drawing the same position is free.
+        self._built: dict[int, tuple[int, Projection]] = {}
+
+    def __call__(self, timeline: Timeline, query: Mapping[str, str]) -> dict[str, Any]:
+        """The JSON-ready answer for ``query`` (``position``, ``limit``)."""
+        last = len(timeline)
+        position = _position(timeline, query.get("position"), "position", last)
+        limit = _limit(query.get("limit"), 100)
+        return {
+            "position": position,
+            "last_position": last,
+            "enabled": bool(self.projections),
+            "projections": [
+                self._one(timeline, index, position, limit, last)
+                for index in range(len(self.projections))
+            ],
+        }
+
+    def _one(
+        self, timeline: Timeline, index: int, position: int, limit: int, last: int
+    ) -> dict[str, Any]:
+        projection = self.projections[index]
+        tracked = projection.view.max_tracking_id(projection.name) or 0
+        answer: dict[str, Any] = {
+            "name": projection.name,
+            "class": type(projection).__qualname__,
+            "url": redact_url(projection.url),
+            "tracked": tracked,
+            "lag": max(last - tracked, 0),
+            "error": None,
+            "tables": [],
+        }
+        try:
+            past = self._as_of(timeline, index, position)
+        except ProjectionError as exc:
+            answer["error"] = str(exc)
+            return answer
+        for table in projection.tables:
+            rows = past.rows(table.name)
+            answer["tables"].append(
+                {
+                    "name": table.name,
+                    "columns": list(table.columns),
+                    "count": len(rows),
+                    "rows": [{k: _plain(v) for k, v in row.items()} for row in rows[:limit]],
+                }
+            )
+        return answer
+
+    def _as_of(self, timeline: Timeline, index: int, position: int) -> Projection:
+        built = self._built.pop(index, None)
+        if built is not None and built[0] == position:
+            self._built[index] = built
+            return built[1]
+        if built is not None:
+            built[1].close()
+        past = self.projections[index].as_of(position, timeline.store)
+        self._built[index] = (position, past)
+        return past
+
+
 VIEWS: dict[str, Callable[[Timeline, Mapping[str, str]], dict[str, Any]]] = {
     "summary": summary_view,
     "events": events_view,
@@ -332,6 +494,10 @@ VIEWS: dict[str, Callable[[Timeline, Mapping[str, str]], dict[str, Any]]] = {
     "document": document_view,
     "diff": diff_view,
     "cause": cause_view,
+    "sagas": sagas_view,
+    "saga": saga_view,
 }
 """Every view by the name its endpoint has (``/api/<name>``), each taking the timeline
-and the request's query parameters and returning a JSON-ready dict."""
+and the request's query parameters and returning a JSON-ready dict. The projections view
+(``/api/projections``) is added by :func:`~atlas_eda.inspector.app.create_app`: it needs
+the user's projections."""

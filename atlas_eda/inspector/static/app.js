@@ -1,5 +1,5 @@
 // The atlas_eda inspector's page: hash routes (#/timeline, #/state, #/document, #/diff,
-// #/cause) drawn from the read-only JSON views at /api/<view>. Every stored value is put
+// #/cause, #/sagas, #/saga, #/projections) drawn from the read-only JSON views at /api/<view>. Every stored value is put
 // on the page as text (textContent, text nodes): never as HTML.
 "use strict";
 
@@ -73,8 +73,18 @@ function setScrubber(position) {
   document.getElementById("of").textContent = `of ${last}`;
 }
 
+// Views that show the store as of one position: the scrubber moves them, not to the state.
+const AT_POSITION = new Set(["state", "sagas", "saga", "projections"]);
+
 function goTo(position) {
   const bounded = Math.max(0, Math.min(last, Math.trunc(Number(position)) || 0));
+  if (AT_POSITION.has(route.view)) {
+    const params = new URLSearchParams(route.params);
+    params.delete("offset");
+    params.set("position", String(bounded));
+    location.hash = `#/${route.view}?${params}`;
+    return;
+  }
   const view = route.view === "diff" ? "diff" : "state";
   const params = view === "diff" ? { a: Math.max(bounded - 1, 0), b: bounded } : { position: bounded };
   location.hash = `#/${view}?${new URLSearchParams(params)}`;
@@ -86,7 +96,8 @@ function eventRow(e, selected) {
   return el("tr", { class: selected ? "selected" : null, "data-position": e.position },
     el("td", {}, link(String(e.position), "cause", { position: e.position }, { class: "cause-link" })),
     el("td", {}, e.time),
-    el("td", {}, link(shortId(e.document_id), "document", { id: e.document_id }, { title: e.document_id })),
+    el("td", {}, link(shortId(e.document_id), e.kind === "saga" ? "saga" : "document", { id: e.document_id },
+      { title: e.document_id })),
     el("td", {}, `v${e.version}`),
     el("td", { class: `kind-${e.kind}` }, e.kind),
     el("td", { class: "value" }, changesText(e.changes)),
@@ -234,7 +245,92 @@ async function causeView(params) {
   show(...parts);
 }
 
-const VIEWS = { timeline: timelineView, state: stateView, document: documentView, diff: diffView, cause: causeView };
+function sagaLink(s, position) {
+  return link(shortId(s.id), "saga", { id: s.id, position }, { title: s.id });
+}
+
+async function sagasView(params) {
+  const data = await fetchView("sagas", params);
+  setScrubber(data.position);
+  const rows = data.sagas.map((s) => el("tr", { "data-saga": s.id },
+    el("td", {}, sagaLink(s, data.position)), el("td", {}, s.saga), el("td", { class: "value" }, s.key),
+    el("td", {}, `v${s.version}`), el("td", { class: `status-${s.status}` }, s.status),
+    el("td", {}, shown(s.step)), el("td", { class: "value" }, shown(s.data)),
+    el("td", {}, link(causeText(s.cause), "cause", { position: s.position }))));
+  const more = data.count > data.offset + data.sagas.length
+    ? link(`next ${data.sagas.length} sagas`, "sagas",
+      { position: data.position, offset: data.offset + data.sagas.length })
+    : null;
+  show(el("h2", { id: "sagas-title" }, `Sagas at position ${data.position}`),
+    el("p", { class: "muted", id: "sagas-count" }, `${data.count} saga instance${data.count === 1 ? "" : "s"} started by position ${data.position}.`),
+    table(["saga id", "saga", "key", "version", "status", "step", "data", "cause of this version"], rows,
+      { id: "sagas" }), more);
+}
+
+function sagaStateTable(s) {
+  const fields = [["saga", s.saga], ["key", s.key], ["version", `v${s.version}`], ["status", s.status],
+    ["step", s.step], ["steps done", s.steps.join(", ")], ["data", s.data], ["compensations", s.compensations],
+    ["deadline", s.deadline && `${s.deadline.name} at ${s.deadline.at} UTC`], ["why it failed", s.reason],
+    ["compensated", s.compensated.map((c) => (c.error ? `${c.name} (raised ${c.error})` : c.name)).join(", ")],
+    ["failed compensation", s.failed_compensation], ["modified (UTC)", s.modified_at],
+    ["cause", causeText(s.cause)]];
+  return table(["field", "value"], fields.map(([name, value]) => el("tr", { "data-field": name },
+    el("td", {}, name), el("td", { class: "value" }, shown(value)))), { id: "saga-state" });
+}
+
+async function sagaView(params) {
+  const data = await fetchView("saga", params);
+  setScrubber(data.position);
+  const s = data.saga;
+  const summary = s
+    ? el("p", { id: "saga-summary" }, `${s.saga} ${s.key}: ${s.status}, version ${s.version} written at #${s.position} (`,
+      link("cause chain", "cause", { position: s.position }), ")")
+    : el("p", { id: "saga-summary" }, `Not started yet at position ${data.position}.`);
+  const rows = data.versions.map((v) => el("tr", {},
+    el("td", {}, `v${v.version}`),
+    el("td", {}, link(String(v.position), "saga", { id: data.id, position: v.position })),
+    el("td", {}, v.time), el("td", { class: `status-${v.status}` }, shown(v.status)), el("td", {}, shown(v.step)),
+    el("td", { class: "value" }, changesText(v.changes)),
+    el("td", {}, link(causeText(v.cause), "cause", { position: v.position }, { class: "cause-link" }))));
+  show(el("h2", {}, "Saga ", el("code", {}, data.id), ` at position ${data.position}`), summary,
+    s ? sagaStateTable(s) : null,
+    el("h3", {}, "Its versions"),
+    el("p", { class: "muted" }, `${data.versions.length} versions up to position ${data.position}, oldest first.`),
+    table(["version", "position", "time (UTC)", "status", "step", "what it set", "cause"], rows,
+      { id: "saga-versions" }));
+}
+
+function projectionPart(p, position) {
+  const part = el("section", { class: "projection", "data-projection": p.name },
+    el("h3", {}, p.name, " ", el("span", { class: "muted" }, `(${p.class}, read model at ${p.url})`)),
+    el("p", { class: "lag" }, `Its read model has reached position ${p.tracked}: `,
+      p.lag ? `${p.lag} behind the store's end.` : "up to date with the store's end."));
+  if (p.error) part.append(el("p", { class: "error" }, p.error));
+  for (const t of p.tables) {
+    part.append(el("h4", {}, `${t.name} as of position ${position}: ${t.count} row${t.count === 1 ? "" : "s"}`),
+      table(t.columns, t.rows.map((row) => el("tr", {},
+        ...t.columns.map((c) => el("td", { class: "value" }, shown(row[c]))))), { "data-table": t.name }));
+  }
+  return part;
+}
+
+async function projectionsView(params) {
+  const data = await fetchView("projections", params);
+  setScrubber(data.position);
+  const title = el("h2", { id: "projections-title" }, `Projections at position ${data.position}`);
+  if (!data.enabled) {
+    show(title, el("p", { id: "projections-off" }, "No projections are shown: projections live in your code, ",
+      "not in the store. Start the inspector with --app module:factory (a function that takes no arguments ",
+      "and returns a Projection or a list of them, as for atlas-eda project) to see their read models here."));
+    return;
+  }
+  show(title, ...data.projections.map((p) => projectionPart(p, data.position)));
+}
+
+const VIEWS = {
+  timeline: timelineView, state: stateView, document: documentView, diff: diffView, cause: causeView,
+  sagas: sagasView, saga: sagaView, projections: projectionsView,
+};
 
 // -- routing and following new commits --------------------------------------------------
 
@@ -246,8 +342,9 @@ function parseHash() {
 
 async function render() {
   route = parseHash();
-  for (const name of ["timeline", "state", "diff"]) {
-    document.getElementById(`nav-${name}`).classList.toggle("current", name === route.view);
+  for (const name of ["timeline", "state", "diff", "sagas", "projections"]) {
+    const current = name === route.view || (name === "sagas" && route.view === "saga");
+    document.getElementById(`nav-${name}`).classList.toggle("current", current);
   }
   if (route.view === "timeline" || route.view === "document") setScrubber(currentPosition());
   try {
@@ -270,7 +367,7 @@ async function poll() {
       last = summary.last_position;
       setScrubber(Math.min(currentPosition(), last));
       const following = document.getElementById("follow").checked;
-      if (route.view === "state" && wasAtEnd && following) goTo(last);
+      if (AT_POSITION.has(route.view) && wasAtEnd && following) goTo(last);
       else if (route.view === "timeline" && route.atEnd) await render();
     }
   } catch (error) {
