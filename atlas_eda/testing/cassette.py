@@ -19,6 +19,7 @@ from __future__ import annotations
 import calendar
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import math
@@ -35,20 +36,22 @@ from decimal import ROUND_FLOOR, Decimal, InvalidOperation, localcontext
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any, Literal
 from uuid import UUID
 
+import msgspec
 from cloudevents.core.exceptions import CloudEventValidationError
 from cloudevents.core.v1.event import CloudEvent
 
 from ..bus import EventBus, check_bus
 from ..checks import check_count
 from ..commands import request_kind
+from ..dispatch import EventDraft
 from ..document_events import KINDS, DocumentEvent, EventKind, cause_of, field_changes, kind_of
 from ..effects import Effect
 from ..errors import CassetteError, CassetteWarning, RecordedEffectError, RecordingError
-from ..events import EMPTY_METADATA, Event, type_name
-from ..payloads import is_model_class
+from ..events import EMPTY_METADATA, Event, frozen_metadata, type_name
+from ..payloads import freeze_payload, is_model_class
 from ..redaction import redact_text
 from ..trace import EffectOutcome, EventTrace
 from ..views import short_repr
@@ -140,10 +143,35 @@ _EXACT_DIGITS = 15
 seconds that is 25 significant digits, exact in Decimal's 28."""
 
 
+_SECONDS: dict[str, int] = {}
+"""Seconds since the epoch of the ``YYYY-MM-DDTHH:MM:SS`` prefixes (UTC, not before
+1970) of times :func:`parse_time` took its fast path for: a time written by
+:func:`format_time` in the same second as one parsed before costs a dict lookup."""
+
+_SECONDS_PREFIX = 19
+"""The length of a ``YYYY-MM-DDTHH:MM:SS`` prefix."""
+
+
 def parse_time(text: str) -> float:
     """An RFC 3339 time as seconds since the epoch (every fractional digit kept, so
     :func:`format_time`'s output parses back to the very same float); ``ValueError``
     when ``text`` is not an RFC 3339 time."""
+    if (
+        type(text) is str
+        and text[-1:] == "Z"
+        and text[_SECONDS_PREFIX : _SECONDS_PREFIX + 1] == "."
+    ):
+        # A second seen before (only a prefix the regular expression matched is kept)
+        # with ASCII digits after it: what the fast path below gives, without the match.
+        seconds = _SECONDS.get(text[:_SECONDS_PREFIX])
+        fraction = text[_SECONDS_PREFIX + 1 : -1]
+        if (
+            seconds is not None
+            and len(fraction) <= _EXACT_DIGITS
+            and fraction.isdigit()
+            and fraction.isascii()
+        ):
+            return float(f"{seconds}.{fraction}")
     match = _TIME.match(text) if isinstance(text, str) else None
     if match is None:
         raise ValueError(f"{text!r} is not an RFC 3339 time like 2026-01-31T12:00:00.000000Z")
@@ -154,6 +182,9 @@ def parse_time(text: str) -> float:
         # one decimal string, which float() rounds correctly, as the Decimal sum below.
         seconds = _utc_minute(text[:16]) + int(match.group(6))
         if seconds >= 0:
+            if len(_SECONDS) >= _MINUTES_KEPT:
+                _SECONDS.clear()
+            _SECONDS[text[:_SECONDS_PREFIX]] = seconds
             return float(f"{seconds}.{fraction}")
     year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
     offset = match.group(8)
@@ -752,17 +783,38 @@ def _finite(text: str) -> float:
     return value
 
 
+_DECODER = msgspec.json.Decoder()
+"""msgspec's JSON decoder, untyped: dicts, lists, str, int, float, bool and None, as
+``json.loads`` gives them."""
+
+
 def _loads(text: str) -> Any:
     """Strict JSON, as a recorder writes it: no NaN/Infinity, no number that overflows to
-    an infinite float, nesting shallow enough to decode (else ``ValueError``)."""
+    an infinite float, nesting shallow enough to decode (else ``ValueError``).
+
+    msgspec decodes first: it refuses everything :func:`plain_loads` refuses (NaN,
+    Infinity, numbers out of range, too deep) and more (lone surrogates), and gives what it
+    accepts exactly as ``json.loads`` does (tests/test_cassette_json.py holds the two
+    equal). Whatever msgspec refuses is decoded again by :func:`plain_loads`, so what is
+    accepted, and the message of what is not, are those of ``json.loads``."""
+    try:
+        return _DECODER.decode(text)
+    except (msgspec.DecodeError, RecursionError):
+        return plain_loads(text)
+
+
+def plain_loads(text: str) -> Any:
+    """:func:`_loads` by the standard library alone: the definition of what a cassette's
+    JSON may hold, and the messages of what it may not."""
     try:
         return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except RecursionError:
         raise ValueError("nested too deeply to decode") from None
 
 
-def _extension_json(attributes: Mapping[str, Any], name: str, expected: type) -> Any:
-    raw = attributes.get(name)
+def _extension_json(raw: Any, name: str, expected: type) -> Any:
+    """The JSON value of the extension ``name`` (its text ``raw``), which must be a JSON
+    ``expected`` (``None`` when there is none)."""
     if raw is None:
         return None
     if not isinstance(raw, str):
@@ -999,8 +1051,153 @@ def _plainly_valid(attributes: dict[str, Any]) -> bool:
     )
 
 
+_NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class _Line(msgspec.Struct, forbid_unknown_fields=True):
+    """A cassette line as a recorder writes it, whose attributes :func:`_plainly_valid`
+    accepts by their shape alone: only the attributes a recorder writes, ``specversion``
+    1.0, the required ones non-empty strings, ``datacontenttype`` absent or a non-empty
+    string, the extensions absent, ``null`` or strings (the time is checked after)."""
+
+    specversion: Literal["1.0"]
+    id: _NonEmpty
+    source: _NonEmpty
+    type: _NonEmpty
+    time: str
+    datacontenttype: _NonEmpty | msgspec.UnsetType = msgspec.UNSET
+    correlationid: str | None = None
+    causationid: str | None = None
+    atlasmetadata: str | None = None
+    atlaseffects: str | None = None
+    atlasstate: str | None = None
+    atlasdatatype: str | None = None
+    atlasresult: str | None = None
+    data: Any = None
+
+
+class _Error(msgspec.Struct):
+    """An effect's error as :func:`_recorded_error` accepts it (other keys ignored)."""
+
+    type: _NonEmpty
+    message: str
+
+
+class _Attempt(msgspec.Struct):
+    """A failed attempt as :func:`_recorded_attempts` accepts it (other keys ignored)."""
+
+    error: _Error
+    wait: Annotated[int, msgspec.Meta(ge=0)] | Annotated[float, msgspec.Meta(ge=0)]
+
+
+class _Effect(msgspec.Struct):
+    """An ``atlaseffects`` item as :func:`_recorded_effect` accepts it (other keys ignored;
+    the type is resolved after)."""
+
+    type: str
+    payload: Any = None
+    description: str = ""
+    result: Any = None
+    error: _Error | None = None
+    retried: list[_Attempt] = []
+
+
+_LINE_DECODER = msgspec.json.Decoder(_Line)
+_EFFECTS_DECODER = msgspec.json.Decoder(list[_Effect])
+
+_LAST_SECOND = 253_402_300_799.0
+"""9999-12-31T23:59:59Z: a time from 1970 until before it is sure to be a ``datetime``."""
+
+
 def _entry(number: int, text: str, types: dict[str, Enum]) -> CassetteEntry:
-    """The entry of line ``number``; ``types`` caches the types resolved so far."""
+    """:func:`plain_entry`, faster: a line shaped as a recorder writes it (msgspec decodes
+    and checks its shape in one pass, :class:`_Line`) is read here; anything else, or
+    anything this path is not sure of, is left to :func:`plain_entry`, so that what is
+    accepted, and the message of what is not, are the same
+    (tests/test_cassette_json.py holds the two equal)."""
+    try:
+        line = _LINE_DECODER.decode(text)
+    except (msgspec.DecodeError, RecursionError):
+        return plain_entry(number, text, types)
+    try:
+        timestamp = parse_time(line.time)
+    except ValueError:
+        return plain_entry(number, text, types)
+    if line.atlasdatatype is not None or not 0.0 <= timestamp < _LAST_SECOND:
+        return plain_entry(number, text, types)
+    event_type = types.get(line.type)
+    if event_type is None:
+        try:
+            event_type = types[line.type] = resolve_type(line.type)
+        except KeyError:
+            return plain_entry(number, text, types)
+    try:
+        metadata = _extension_json(line.atlasmetadata, "atlasmetadata", dict) or EMPTY_METADATA
+        effects = _fast_effects(line.atlaseffects, types)
+        changes = _extension_json(line.atlasstate, "atlasstate", list) or []
+        state = tuple(_recorded_change(item, i) for i, item in enumerate(changes))
+        result = _recorded_result(_extension_json(line.atlasresult, "atlasresult", dict))
+    except _BadLine:
+        return plain_entry(number, text, types)
+    # Built as Dispatcher.publish builds events (dispatch.EventDraft): the type is a
+    # registered Enum member and the data is frozen here, as Event() would check and
+    # freeze them, at a third of its cost (tests/test_cassette_json.py: equal entries).
+    draft = EventDraft()
+    draft.type = event_type
+    draft.data = freeze_payload(line.data)
+    draft.id = line.id
+    draft.timestamp = timestamp
+    source = line.source
+    draft.source = None if source == DEFAULT_SOURCE else source
+    draft.metadata = EMPTY_METADATA if metadata is EMPTY_METADATA else frozen_metadata(metadata)
+    draft.correlation_id = line.correlationid
+    draft.causation_id = line.causationid
+    draft.__class__ = Event  # type: ignore[assignment]
+    event: Event = draft  # type: ignore[assignment]
+    return CassetteEntry(number, event, effects, state, result)
+
+
+def _fast_effects(raw: str | None, types: dict[str, Enum]) -> tuple[RecordedEffect, ...]:
+    """The recorded effects of an ``atlaseffects`` extension, decoded and checked by msgspec
+    (:class:`_Effect`); :class:`_BadLine` for anything else (:func:`plain_entry` then says
+    what is wrong)."""
+    if raw is None:
+        return ()
+    try:
+        items = _EFFECTS_DECODER.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        raise _BadLine("atlaseffects") from None
+    effects = []
+    for item in items:
+        name = item.type
+        effect_type: Enum | str | None = types.get(name) if "." in name else name
+        if effect_type is None:
+            try:
+                effect_type = types[name] = resolve_type(name)
+            except KeyError:
+                raise _BadLine("atlaseffects") from None
+        error = item.error
+        effects.append(
+            RecordedEffect(
+                effect_type,
+                item.payload,
+                item.description,
+                item.result,
+                None if error is None else RecordedError(error.type, error.message),
+                tuple(
+                    RecordedAttempt(RecordedError(a.error.type, a.error.message), a.wait)
+                    for a in item.retried
+                ),
+            )
+        )
+    return tuple(effects)
+
+
+def plain_entry(number: int, text: str, types: dict[str, Enum]) -> CassetteEntry:
+    """The entry of line ``number`` (``text``) by the plain rules, one check after another:
+    the definition of what a cassette line may hold and of the message of each bad line
+    (an internal exception whose text is the reason); ``types`` caches the types resolved
+    so far."""
     try:
         attributes = _loads(text)
     except ValueError as exc:
@@ -1036,12 +1233,14 @@ def _entry(number: int, text: str, types: dict[str, Enum]) -> CassetteEntry:
             event_type = types[type_text] = resolve_type(type_text)
         except KeyError as exc:
             raise _BadLine(str(exc.args[0])) from None
-    metadata = _extension_json(attributes, "atlasmetadata", dict) or EMPTY_METADATA
-    items = _extension_json(attributes, "atlaseffects", list) or []
+    metadata = (
+        _extension_json(attributes.get("atlasmetadata"), "atlasmetadata", dict) or EMPTY_METADATA
+    )
+    items = _extension_json(attributes.get("atlaseffects"), "atlaseffects", list) or []
     effects = tuple(_recorded_effect(item, i, types) for i, item in enumerate(items))
-    changes = _extension_json(attributes, "atlasstate", list) or []
+    changes = _extension_json(attributes.get("atlasstate"), "atlasstate", list) or []
     state = tuple(_recorded_change(item, i) for i, item in enumerate(changes))
-    result = _recorded_result(_extension_json(attributes, "atlasresult", dict))
+    result = _recorded_result(_extension_json(attributes.get("atlasresult"), "atlasresult", dict))
     source = attributes["source"]
     event = Event(
         type=event_type,
@@ -1054,6 +1253,22 @@ def _entry(number: int, text: str, types: dict[str, Enum]) -> CassetteEntry:
         causation_id=_optional_str(attributes, "causationid"),
     )
     return CassetteEntry(number, event, effects, state, result)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector (when it is on) for the block: the entries
+    a load builds hold no reference cycles, so the collector has nothing to find among
+    them, yet its passes over them, as they pile up, cost a third of a large load. It is
+    on again after the block, whatever happens in it."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class Cassette:
@@ -1090,23 +1305,24 @@ class Cassette:
             raise CassetteError(f"cannot read cassette {str(file)!r}: {exc.strerror}.") from None
         entries: list[CassetteEntry] = []
         types: dict[str, Enum] = {}
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
+        with _collector_paused():
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
                 try:
-                    text = line.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise _BadLine("not UTF-8 text") from None
-                entries.append(_entry(number, text, types))
-            except _BadLine as exc:
-                reason = str(exc)
-                if number == len(lines) and not complete and reason.startswith("malformed"):
-                    reason = f"truncated last line (the recording was cut off): {reason}"
-                message = f"{file}, line {number}: {reason}"
-                if strict:
-                    raise CassetteError(message, number) from None
-                warnings.warn(f"{message}; line skipped", CassetteWarning, stacklevel=2)
+                    try:
+                        text = line.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise _BadLine("not UTF-8 text") from None
+                    entries.append(_entry(number, text, types))
+                except _BadLine as exc:
+                    reason = str(exc)
+                    if number == len(lines) and not complete and reason.startswith("malformed"):
+                        reason = f"truncated last line (the recording was cut off): {reason}"
+                    message = f"{file}, line {number}: {reason}"
+                    if strict:
+                        raise CassetteError(message, number) from None
+                    warnings.warn(f"{message}; line skipped", CassetteWarning, stacklevel=2)
         return cls(entries, file)
 
     def roots(self) -> list[CassetteEntry]:

@@ -322,16 +322,18 @@ class _Expected(KnownOutcome):
     __slots__ = ("recorded",)
 
     def __init__(self, recorded: RecordedEffect, attempts: bool = False) -> None:
+        # KnownOutcome's fields set here rather than through its __init__: one stand-in is
+        # made per recorded effect, on replay's hot path.
         error = recorded.error
-        earlier = (
+        if error is None:
+            self.result, self.error = recorded.result, None
+        else:
+            self.result, self.error = None, functools.partial(replayed_error, error)
+        self.earlier = (
             tuple(functools.partial(replayed_error, a.error) for a in recorded.retried)
             if attempts
             else None
         )
-        if error is None:
-            super().__init__(recorded.result, earlier=earlier)
-        else:
-            super().__init__(error=lambda: replayed_error(error), earlier=earlier)
         self.recorded = recorded
 
     def __eq__(self, other: object) -> bool:
@@ -360,8 +362,7 @@ class _Sequence(SequenceDispatcher):  # type: ignore[misc]
     def __call__(self, intent: object) -> Any:
         sequence = self.sequence
         if sequence and sequence[0][0] == intent:  # _Expected.__eq__ directly
-            self.sequence = sequence[1:]
-            return sequence[0][1]
+            return sequence.pop(0)[1]  # the list is the stub's own: consumed in place
         return None
 
 
@@ -433,7 +434,7 @@ class _Stub:
         remaining: list[tuple[_Expected, Any]] = self.sequence.sequence
         for index, (expected, found) in enumerate(remaining):
             if expected == intent:
-                self.sequence.sequence = remaining[:index] + remaining[index + 1 :]
+                del remaining[index]
                 return found
         return sync_performer(_unexpected)
 
@@ -608,7 +609,9 @@ def _compare_tree(
             # delivery, for the events (and state) compared after it.
             if created is None:
                 created = _creations(block)
-            _derived_ids(event.id, recorded.id, created.get(recorded.id, 0), ids)
+            made = created.get(recorded.id)
+            if made:
+                _derived_ids(event.id, recorded.id, made, ids)
         if changes is not None and divergence is None and (entry.state or event.id in changes):
             divergence = _compare_state(entry, changes.get(event.id, []), ids)
         if divergence is not None:
@@ -628,9 +631,10 @@ def _creations(block: list[CassetteEntry]) -> dict[str, int]:
         if event.type is EventType.DOCUMENT_CREATED and event.causation_id is not None:
             counts[event.causation_id] = counts.get(event.causation_id, 0) + 1
     for entry in block:
-        made = sum(change.kind == "created" for change in entry.state)
-        if made > counts.get(entry.event.id, 0):
-            counts[entry.event.id] = made
+        if entry.state:
+            made = sum(change.kind == "created" for change in entry.state)
+            if made > counts.get(entry.event.id, 0):
+                counts[entry.event.id] = made
     return counts
 
 
@@ -920,21 +924,25 @@ def _replay_trees(
     end = entries[-1].line + 1 if entries else 1
     starts = [n for n, e in enumerate(entries) if e.event.causation_id is None]
     matched = 0
+    kinds: dict[Enum, bool] = {}  # whether a root type is a command's or query's, by type
     for number, start in enumerate(starts):
         stop = starts[number + 1] if number + 1 < len(starts) else len(entries)
         block = entries[start:stop]
         next_entry = entries[stop] if stop < len(entries) else None
         root = block[0].event
+        request = kinds.get(root.type)
+        if request is None:
+            request = kinds[root.type] = request_kind(root.type) is not None
         try:
             stub = None if mode == "perform" else _Stub(block, attempts=mode == "check")
             if state is not None:
                 state.start()
             if published is None:
-                nodes: list[EventTrace] | None = _publish(bus, root, stub)
+                nodes: list[EventTrace] | None = _publish(bus, root, stub, request)
                 events = [node.event for node in nodes or ()]
             else:
                 nodes = None
-                events = _publish_collected(bus, root, stub, published)
+                events = _publish_collected(bus, root, stub, published, request)
         except ReplayError:
             raise
         except Exception as exc:
@@ -970,11 +978,12 @@ def _collector(published: list[Event]) -> Callable[[Event], Event]:
     return collect
 
 
-def _deliver_root(bus: EventBus, root: Event) -> bool:
-    """Publish the root event ``root``, or re-send it when it is a command or query;
-    returns whether it was one. A command's exception is not a failure of the replay: it
-    is in the trace, compared with the recorded result (see :func:`_compare_result`)."""
-    if request_kind(root.type) is None:
+def _deliver_root(bus: EventBus, root: Event, request: bool) -> bool:
+    """Publish the root event ``root``, or re-send it when it is a command or query
+    (``request``: its type is a command's or query's); returns ``request``. A command's
+    exception is not a failure of the replay: it is in the trace, compared with the
+    recorded result (see :func:`_compare_result`)."""
+    if not request:
         bus.publish_event(root)
         return False
     handled = bus.requests.handler(root.type) is not None
@@ -1015,25 +1024,33 @@ def _compare_result(entry: CassetteEntry, node: EventTrace) -> Divergence | None
 
 
 def _publish_collected(
-    bus: EventBus, root: Event, stub: Callable[[object], Any] | None, published: list[Event]
+    bus: EventBus,
+    root: Event,
+    stub: Callable[[object], Any] | None,
+    published: list[Event],
+    request: bool,
 ) -> list[Event]:
-    """Publish ``root``; the events of its tree, in publish order."""
+    """Publish ``root`` (``request``: re-send the command or query); the events of its
+    tree, in publish order."""
     published.clear()
     token = effect_stub.set(stub)
     try:
-        if _deliver_root(bus, root):
+        if _deliver_root(bus, root, request):
             published.insert(0, root)  # a command is not seen by middleware
     finally:
         effect_stub.reset(token)
     tree = root.correlation_id or root.id
+    root_id = root.id
     # Only this root's tree: a handler's thread publishing its own roots is not in it.
-    return [e for e in published if e.correlation_id == tree or e.id == root.id]
+    return [e for e in published if e.correlation_id == tree or e.id == root_id]
 
 
-def _publish(bus: EventBus, root: Event, stub: Callable[[object], Any] | None) -> list[EventTrace]:
+def _publish(
+    bus: EventBus, root: Event, stub: Callable[[object], Any] | None, request: bool
+) -> list[EventTrace]:
     token = effect_stub.set(stub)
     try:
-        _deliver_root(bus, root)
+        _deliver_root(bus, root, request)
     finally:
         effect_stub.reset(token)
     try:
