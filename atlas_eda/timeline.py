@@ -292,11 +292,12 @@ class StateDiff:
 STATE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(DocumentState))
 """The fields of a :class:`DocumentState`, in order: the columns of a kept checkpoint."""
 
-KEEP_SPACING = 4
+KEEP_SPACING = 1
 """A checkpoint is kept in the store's database when at least this many positions per
-document (and at least ``checkpoint_every``) lie since the last one kept: the kept states
-then add at most about a quarter to the database's size, and a later timeline folds at
-most that many events per document on top of the nearest one."""
+document (and at least ``checkpoint_every``) lie since the last one kept: a later
+timeline then folds fewer events than the store has documents (or ``checkpoint_every``)
+on top of the nearest one, and the kept states, compressed, stay a fraction of the log's
+size (about as many states as events, before compression)."""
 
 _row = operator.attrgetter(*STATE_COLUMNS)
 

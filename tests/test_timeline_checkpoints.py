@@ -226,31 +226,32 @@ def test_a_later_timeline_reads_only_the_events_after_the_nearest_kept_checkpoin
     opened: Callable[[], TemporalStore], path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = opened()
-    rounds(store, docs=4, per_doc=30)  # 120 events
-    assert KEEP_SPACING * 4 == 16
-    assert Timeline(store, checkpoint_every=5).state_at(120) == plain_fold(store, 120)
-    # Kept at the first multiple of 5 at least 16 positions after the last one kept.
-    assert kept_positions(path) == [20, 40, 60, 80, 100, 120]
+    rounds(store, docs=8, per_doc=15)  # 120 events
+    assert KEEP_SPACING == 1
+    assert Timeline(store, checkpoint_every=2).state_at(120) == plain_fold(store, 120)
+    # Kept at a multiple of 2 once at least one position per document (8 from 10 on) lies
+    # since the last one kept.
+    assert kept_positions(path) == [2, *range(10, 121, 8)]
 
     later = opened()
     reads = Reads(later, monkeypatch)
-    state = Timeline(later, checkpoint_every=5).state_at(117)
+    state = Timeline(later, checkpoint_every=2).state_at(117)
     assert state == plain_fold(store, 117)
-    assert reads.rows == 117 - 100  # from the kept checkpoint at 100, not from 1
+    assert reads.rows == 117 - 114  # from the kept checkpoint at 114, not from 1
 
 
 def test_a_store_that_grew_keeps_checkpoints_past_the_last_kept(
     opened: Callable[[], TemporalStore], path: Path
 ) -> None:
     store = opened()
-    ids = rounds(store, docs=2, per_doc=10)  # 20 events: spacing max(4, 8)
-    Timeline(store, checkpoint_every=4).state_at(20)
-    assert kept_positions(path) == [8, 16]
-    for round_ in range(10):
+    ids = rounds(store, docs=3, per_doc=6)  # 18 events: kept every 3 once there are 3
+    Timeline(store, checkpoint_every=1).state_at(18)
+    assert kept_positions(path) == [1, 4, 7, 10, 13, 16]
+    for round_ in range(6):
         store.update_document(ids[1], content=f"more {round_}")
-    timeline = Timeline(opened(), checkpoint_every=4)
-    assert timeline.state_at(30) == plain_fold(store, 30)
-    assert kept_positions(path) == [8, 16, 24]
+    timeline = Timeline(opened(), checkpoint_every=1)
+    assert timeline.state_at(24) == plain_fold(store, 24)
+    assert kept_positions(path) == [1, 4, 7, 10, 13, 16, 19, 22]
 
 
 def test_two_timelines_keeping_the_same_checkpoint_keep_it_once(
@@ -259,13 +260,13 @@ def test_two_timelines_keeping_the_same_checkpoint_keep_it_once(
     store = opened()
     rounds(store, docs=2, per_doc=10)
     assert Timeline(store, checkpoint_every=4).state_at(20) == plain_fold(store, 20)
-    assert kept_positions(path) == [8, 16]
+    assert kept_positions(path) == [4, 8, 12, 16, 20]
     # Another process that folded at the same time: it saw no checkpoint, folds from 1,
     # and finds each position it keeps already taken.
     racing = opened()
     monkeypatch.setattr(racing, "state_checkpoint", lambda *_args, **_kwargs: None)
     assert Timeline(racing, checkpoint_every=4).state_at(20) == plain_fold(store, 20)
-    assert kept_positions(path) == [8, 16]
+    assert kept_positions(path) == [4, 8, 12, 16, 20]
     assert not racing.save_state_checkpoint(8, STATE_COLUMNS, [])
 
 
@@ -285,7 +286,7 @@ def test_checkpoints_are_encrypted_with_the_store(tmp_path: Path) -> None:
         for i in range(10):
             store.update_document(ids[i % 2], content=f"secret body {i}")
         Timeline(store, checkpoint_every=4).state_at(12)
-    assert kept_positions(path) == [8]
+    assert kept_positions(path) == [4, 8, 12]
     assert b"Secret title" not in path.read_bytes()
     with TemporalStore(url=f"sqlite:///{path}", cipher_key=key) as reopened:
         assert Timeline(reopened, checkpoint_every=4).state_at(11) == plain_fold(reopened, 11)
@@ -370,7 +371,7 @@ def test_checkpoints_are_kept_and_used_on_postgresql(
             assert Timeline(store, checkpoint_every=4).state_at(20) == plain_fold(store, 20)
             kept = store.state_checkpoint(20)
             assert kept is not None
-            assert kept.originator_version == 16
+            assert kept.originator_version == 20
             expected = plain_fold(store, 19)
         with TemporalStore(url=url, snapshot_interval=0) as reopened:
             reads = Reads(reopened, monkeypatch)

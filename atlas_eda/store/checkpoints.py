@@ -4,7 +4,8 @@ notebook, a fresh inspector) folds the log from the nearest checkpoint instead o
 position 1.
 
 A checkpoint is eventsourcing data like the rest of the store: a :class:`StateCheckpoint`
-domain event, encoded by the store's own mapper (so its cipher applies), recorded by an
+domain event, encoded by the store's transcoder, compressed with zlib and encrypted by
+the store's cipher when it has one (eventsourcing's ``Mapper``), recorded by an
 eventsourcing aggregate recorder in a table of its own (``stored_timeline_checkpoints`` in
 SQLite, ``temporalstore_timeline_checkpoints`` in PostgreSQL), outside the notification
 log: checkpoints take no positions. Each is one insert, so one transaction: it is there
@@ -25,6 +26,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.compressor import ZlibCompressor
 from eventsourcing.domain import DomainEvent
 from eventsourcing.persistence import (
     AggregateRecorder,
@@ -36,7 +38,7 @@ from eventsourcing.persistence import (
 from eventsourcing.popo import POPOFactory
 
 from ..errors import CorruptStoreError
-from .topics import register_topic
+from .topics import AllowListMapper, register_topic
 
 __all__ = ["CHECKPOINTS_ID", "Checkpoints", "StateCheckpoint", "persisted_by"]
 
@@ -75,7 +77,12 @@ class Checkpoints:
         creating: Callable[[], AbstractContextManager[None]],
     ) -> None:
         self._factory = factory
-        self._mapper = mapper
+        # The store's transcoder and cipher, and zlib: a checkpoint repeats the documents'
+        # texts, which compress well, so the kept states stay a fraction of the log's size.
+        self._mapper = AllowListMapper(
+            transcoder=mapper.transcoder, compressor=ZlibCompressor(), cipher=mapper.cipher
+        )
+        self._mapper.where = getattr(mapper, "where", AllowListMapper.where)
         self._creating = creating
         self._recorder: AggregateRecorder | None = None
         self._lock = threading.Lock()
