@@ -292,12 +292,12 @@ class StateDiff:
 STATE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(DocumentState))
 """The fields of a :class:`DocumentState`, in order: the columns of a kept checkpoint."""
 
-KEEP_SPACING = 1
-"""A checkpoint is kept in the store's database when at least this many positions per
+KEEP_SPACING = 0.5
+"""A checkpoint is kept in the store's database once at least this many positions per
 document (and at least ``checkpoint_every``) lie since the last one kept: a later
-timeline then folds fewer events than the store has documents (or ``checkpoint_every``)
+timeline then folds fewer events than half the store's documents (or ``checkpoint_every``)
 on top of the nearest one, and the kept states, compressed, stay a fraction of the log's
-size (about as many states as events, before compression)."""
+size (about two states per event, before compression)."""
 
 _row = operator.attrgetter(*STATE_COLUMNS)
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import gc
 import inspect
+import math
 import random
 import tempfile
 import time
@@ -381,7 +382,7 @@ def _cold_states(url: str, length: int, rng: Any, n: int) -> list[Row]:
                 position != length or state == first_state,
                 "state_at(end) from a kept checkpoint differs from the whole fold",
             )
-    spacing = max(CHECKPOINT_EVERY, KEEP_SPACING * len(first_state))
+    spacing = max(CHECKPOINT_EVERY, math.ceil(KEEP_SPACING * len(first_state)))
     return [
         Row(
             f"timeline.state_at(p), first call ever on the store ({length:,} events)",

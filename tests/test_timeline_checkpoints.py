@@ -226,32 +226,32 @@ def test_a_later_timeline_reads_only_the_events_after_the_nearest_kept_checkpoin
     opened: Callable[[], TemporalStore], path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = opened()
-    rounds(store, docs=8, per_doc=15)  # 120 events
-    assert KEEP_SPACING == 1
-    assert Timeline(store, checkpoint_every=2).state_at(120) == plain_fold(store, 120)
-    # Kept at a multiple of 2 once at least one position per document (8 from 10 on) lies
-    # since the last one kept.
-    assert kept_positions(path) == [2, *range(10, 121, 8)]
+    rounds(store, docs=16, per_doc=8)  # 128 events
+    assert KEEP_SPACING == 0.5
+    assert Timeline(store, checkpoint_every=2).state_at(128) == plain_fold(store, 128)
+    # Kept at a multiple of 2 once at least half a position per document lies since the
+    # last one kept: every 8 positions once the 16 documents are created.
+    assert kept_positions(path) == [2, 4, *range(8, 129, 8)]
 
     later = opened()
     reads = Reads(later, monkeypatch)
-    state = Timeline(later, checkpoint_every=2).state_at(117)
-    assert state == plain_fold(store, 117)
-    assert reads.rows == 117 - 114  # from the kept checkpoint at 114, not from 1
+    state = Timeline(later, checkpoint_every=2).state_at(125)
+    assert state == plain_fold(store, 125)
+    assert reads.rows == 125 - 120  # from the kept checkpoint at 120, not from 1
 
 
 def test_a_store_that_grew_keeps_checkpoints_past_the_last_kept(
     opened: Callable[[], TemporalStore], path: Path
 ) -> None:
     store = opened()
-    ids = rounds(store, docs=3, per_doc=6)  # 18 events: kept every 3 once there are 3
-    Timeline(store, checkpoint_every=1).state_at(18)
-    assert kept_positions(path) == [1, 4, 7, 10, 13, 16]
-    for round_ in range(6):
+    ids = rounds(store, docs=4, per_doc=6)  # 24 events: kept every 2 once there are 4
+    Timeline(store, checkpoint_every=1).state_at(24)
+    assert kept_positions(path) == [1, 2, *range(4, 25, 2)]
+    for round_ in range(5):
         store.update_document(ids[1], content=f"more {round_}")
     timeline = Timeline(opened(), checkpoint_every=1)
-    assert timeline.state_at(24) == plain_fold(store, 24)
-    assert kept_positions(path) == [1, 4, 7, 10, 13, 16, 19, 22]
+    assert timeline.state_at(29) == plain_fold(store, 29)
+    assert kept_positions(path) == [1, 2, *range(4, 29, 2)]
 
 
 def test_two_timelines_keeping_the_same_checkpoint_keep_it_once(
