@@ -9,16 +9,18 @@ sequence: ``timeline[0]`` is the event at position 1 and ``timeline[-1]`` the la
 
 from __future__ import annotations
 
+import bisect
+import operator
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, overload
 
 from .checks import as_uuid, is_int
 from .document import Document
 from .document_events import UNKNOWN, Cause, EventKind, cause_of, field_changes, kind_of
-from .errors import AtlasEdaError, PositionError
+from .errors import AtlasEdaError, CorruptStoreError, PositionError
 from .redaction import redact_url
 from .saga_events import SAGA_KIND, LogKind, is_saga_event, saga_changes
 from .views import fields_table, html_table, short, short_id, when
@@ -29,6 +31,7 @@ if TYPE_CHECKING:  # only for annotations: the store sits above this module
 
     from .inspector.widget import TimelineWidget
     from .store import TemporalStore
+    from .store.checkpoints import StateCheckpoint
 
 __all__ = [
     "UNKNOWN",
@@ -140,12 +143,33 @@ class DocumentState:
 
 
 def _apply(state: DocumentState | None, event: RecordedEvent) -> DocumentState:
-    moment = event.timestamp.timestamp()
-    changes = event.changes
-    if event.kind == "created":
+    if state is None and event.kind != "created":
+        raise _never_created(repr(event))
+    return _next_state(
+        state,
+        document_id=event.document_id,
+        version=event.version,
+        kind=event.kind,
+        moment=event.timestamp.timestamp(),
+        changes=event.changes,
+    )
+
+
+def _next_state(
+    state: DocumentState | None,
+    *,
+    document_id: str,
+    version: int,
+    kind: str,
+    moment: float,
+    changes: Mapping[str, Any],
+) -> DocumentState:
+    """The one rule of what an event does to its document's state (``state`` is ``None``
+    only for a creation), ``changes`` being its :func:`field_changes`."""
+    if kind == "created" or state is None:
         return DocumentState(
-            document_id=event.document_id,
-            version=event.version,
+            document_id=document_id,
+            version=version,
             title=changes["title"],
             content=changes["content"],
             author=changes["author"],
@@ -153,26 +177,35 @@ def _apply(state: DocumentState | None, event: RecordedEvent) -> DocumentState:
             created_at=moment,
             modified_at=moment,
         )
-    if state is None:
-        raise AtlasEdaError(
-            f"The log is inconsistent: {event!r} changes a document that was never created."
+    if kind == "updated":
+        return DocumentState(
+            document_id,
+            version,
+            changes.get("title", state.title),
+            changes.get("content", state.content),
+            state.author,
+            changes.get("last_editor", state.author),
+            state.created_at,
+            moment,
         )
-    if event.kind == "updated":
-        return replace(
-            state,
-            version=event.version,
-            title=changes.get("title", state.title),
-            content=changes.get("content", state.content),
-            last_editor=changes.get("last_editor", state.author),
-            modified_at=moment,
-        )
-    return replace(
-        state,
-        version=event.version,
-        is_deleted=True,
-        deleted_at=moment,
-        deletion_reason=changes.get("deletion_reason"),
-        modified_at=moment,
+    return DocumentState(
+        document_id,
+        version,
+        state.title,
+        state.content,
+        state.author,
+        state.last_editor,
+        state.created_at,
+        moment,
+        True,
+        moment,
+        changes.get("deletion_reason"),
+    )
+
+
+def _never_created(event: str) -> AtlasEdaError:
+    return AtlasEdaError(
+        f"The log is inconsistent: {event} changes a document that was never created."
     )
 
 
@@ -256,41 +289,117 @@ class StateDiff:
         )
 
 
+STATE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(DocumentState))
+"""The fields of a :class:`DocumentState`, in order: the columns of a kept checkpoint."""
+
+KEEP_SPACING = 0.5
+"""A checkpoint is kept in the store's database once at least this many positions per
+document (and at least ``checkpoint_every``) lie since the last one kept: a later
+timeline then folds fewer events than half the store's documents (or ``checkpoint_every``)
+on top of the nearest one, and the kept states, compressed, stay a fraction of the log's
+size (about two states per event, before compression)."""
+
+_row = operator.attrgetter(*STATE_COLUMNS)
+
+
 class _StateIndex:
-    """Whole-store states at every ``every``-th position, built by folding the log once
-    (incrementally, as far as has been asked for), so ``state_at`` folds at most
-    ``every - 1`` events on top of a checkpoint."""
+    """Whole-store states at multiples of ``every`` (checkpoints), each built by folding
+    the log from the nearest earlier one, in memory or kept in the store's database
+    (:meth:`TemporalStore.state_checkpoint`), so ``state_at`` folds at most ``every - 1``
+    events on top of a checkpoint. Checkpoints reached by a fold are kept in the store's
+    database every ``KEEP_SPACING`` positions per document, for the timelines after this
+    one (another process, a restarted notebook)."""
 
     def __init__(self, timeline: Timeline, every: int) -> None:
         self._timeline = timeline
         self._every = every
-        self._checkpoints: list[dict[str, DocumentState]] = [{}]
-        self._state: dict[str, DocumentState] = {}
-        self._folded = 0
+        self._checkpoints: dict[int, dict[str, DocumentState]] = {0: {}}
+        self._positions = [0]  # of self._checkpoints, in order
+        self._kept = 0  # the newest position known to have a checkpoint in the database
         self._lock = threading.Lock()
 
     def state_at(self, position: int) -> dict[str, DocumentState]:
+        base = (position // self._every) * self._every
         with self._lock:
-            self._extend(position)
-            base = (position // self._every) * self._every
-            state = dict(self._checkpoints[position // self._every])
+            state = dict(self._checkpoint(base))
         if position > base:
-            for event in self._timeline.events_between(base + 1, position):
-                if event.kind != SAGA_KIND:  # the state is the documents'
-                    state[event.document_id] = _apply(state.get(event.document_id), event)
+            self._fold(state, base + 1, position, marking=False)
         return state
 
-    def _extend(self, position: int) -> None:
-        target = (position // self._every) * self._every
-        if target <= self._folded:
-            return
-        state = self._state
-        for event in self._timeline.events_between(self._folded + 1, target):
-            if event.kind != SAGA_KIND:  # the state is the documents'
-                state[event.document_id] = _apply(state.get(event.document_id), event)
-            if event.position % self._every == 0:
-                self._checkpoints.append(dict(state))
-        self._folded = target
+    def _checkpoint(self, target: int) -> dict[str, DocumentState]:
+        found = self._checkpoints.get(target)
+        if found is not None:
+            return found
+        start = self._positions[bisect.bisect_right(self._positions, target) - 1]
+        state = dict(self._checkpoints[start])
+        kept = self._timeline.store.state_checkpoint(target, after=start)
+        if kept is not None and list(kept.columns) == list(STATE_COLUMNS):
+            start, state = kept.originator_version, _states(kept)
+            self._kept = max(self._kept, start)
+            self._remember(start, dict(state))
+        self._fold(state, start + 1, target, marking=True)
+        return self._checkpoints[target]
+
+    def _fold(
+        self, state: dict[str, DocumentState], first: int, last: int, *, marking: bool
+    ) -> None:
+        """Apply the document events at positions ``first`` to ``last`` to ``state``; when
+        ``marking``, remember the state at each multiple of ``every`` on the way."""
+        store, every = self._timeline.store, self._every
+        mark = -(-first // every) * every if marking else last + 1
+        position = first
+        while position <= last:
+            page = store.notifications(position, self._timeline.page_size, stop=last)
+            if not page:
+                break
+            for notification in page:
+                while mark < notification.id:
+                    self._mark(mark, state)
+                    mark += every
+                event = store.decode(notification)
+                kind = kind_of(event)
+                document_id = str(event.originator_id)
+                before = state.get(document_id)
+                if before is None and kind != "created":
+                    raise _never_created(f"the event at position {notification.id}")
+                state[document_id] = _next_state(
+                    before,
+                    document_id=document_id,
+                    version=event.originator_version,
+                    kind=kind,
+                    moment=event.timestamp.timestamp(),
+                    changes=field_changes(event),
+                )
+            position = page[-1].id + 1
+        while mark <= last:
+            self._mark(mark, state)
+            mark += every
+
+    def _mark(self, position: int, state: dict[str, DocumentState]) -> None:
+        self._remember(position, dict(state))
+        if position - self._kept >= max(self._every, KEEP_SPACING * len(state)):
+            self._kept = position
+            rows = [list(_row(s)) for s in state.values()]
+            self._timeline.store.save_state_checkpoint(position, STATE_COLUMNS, rows)
+
+    def _remember(self, position: int, state: dict[str, DocumentState]) -> None:
+        if position not in self._checkpoints:
+            bisect.insort(self._positions, position)
+        self._checkpoints[position] = state
+
+
+def _states(checkpoint: StateCheckpoint) -> dict[str, DocumentState]:
+    """The states a kept checkpoint holds; :class:`CorruptStoreError` for a row that is
+    not one (the database was changed by something other than atlas_eda)."""
+    try:
+        states = [DocumentState(*row) for row in checkpoint.rows]
+    except TypeError as exc:
+        raise CorruptStoreError(
+            f"The timeline checkpoint of position {checkpoint.originator_version} cannot be "
+            f"read ({exc}): the store was changed by something other than atlas_eda; "
+            f"restore it from a backup."
+        ) from None
+    return {state.document_id: state for state in states}
 
 
 class _CauseIndex:

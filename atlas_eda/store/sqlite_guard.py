@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _HEADER_SIZE = 100
-_STORE_TABLES = {"stored_events", "stored_snapshots"}
+# Timelines keep their checkpoints (store/checkpoints.py) in a table of the same shape.
+_STORE_TABLES = {"stored_events", "stored_snapshots", "stored_timeline_checkpoints"}
 _STORE_COLUMNS = ["originator_id", "originator_version", "topic", "state"]
 # Followers (atlas_eda.follower) keep their positions in the store's own file, in
 # eventsourcing's tracking table.

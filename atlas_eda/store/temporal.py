@@ -27,7 +27,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, NoReturn, Self, TypeVar, cast
 from uuid import UUID, uuid5
 
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
@@ -76,6 +76,7 @@ from ..saga_events import SAGA_KIND, LogKind, SagaRecord, is_saga_event
 from ..timeline import Timeline
 from ..trace import EVENT, Attempt, Record, running
 from ..views import short_repr
+from .checkpoints import Checkpoints, StateCheckpoint, persisted_by
 from .cipher import CIPHER_ENV_VAR, cipher_key_from_env, cipher_settings
 from .outbox import Outbox, Performer, check_effects, outbox_entry
 from .postgres import creation_lock
@@ -174,6 +175,10 @@ class _ClosedApplication:
         self.snapshots = closed.snapshots
 
     def __getattr__(self, name: str) -> Any:
+        self.refuse()
+
+    def refuse(self) -> NoReturn:
+        """Raise the :class:`StoreClosedError` every use of a closed store raises."""
         raise StoreClosedError(
             f"The store {redact_url(self._url)} was closed; open a new "
             f"TemporalStore(url=...) to use it again."
@@ -306,6 +311,13 @@ class TemporalStore:
         except (PersistenceError, sqlite3.Error, OSError) as exc:
             raise StoreOpenError(_open_error_message(url, self._settings, exc)) from None
         self._outbox = Outbox(self._application)
+        factory = self._application.factory
+        creating = partial(creation_lock, url, self._settings)
+        self._checkpoints = (
+            Checkpoints(factory, self._application.mapper, creating)
+            if persisted_by(factory)
+            else None
+        )
         mapper = self._application.mapper
         if isinstance(mapper, AllowListMapper):
             mapper.where = repr(redact_url(url))
@@ -667,6 +679,26 @@ class TemporalStore:
             stored = self.notifications(1, position, stop=position)
             into._application.events.put([self.decode(n) for n in stored])
 
+    def state_checkpoint(self, upto: int, *, after: int = 0) -> StateCheckpoint | None:
+        """The newest timeline checkpoint kept in this store's database (see
+        :mod:`atlas_eda.store.checkpoints`) of a position in ``after + 1 .. upto``, or
+        ``None``: always for a memory store, which keeps none."""
+        checkpoints = self._open_checkpoints()
+        if checkpoints is None:
+            return None
+        with self._reading(f"the timeline checkpoints up to position {upto}"):
+            return checkpoints.latest(upto, after=after)
+
+    def save_state_checkpoint(
+        self, position: int, columns: Sequence[str], rows: list[list[Any]]
+    ) -> bool:
+        """Keep a timeline checkpoint: the documents' states right after ``position``, one
+        row of ``columns`` values per document in creation order. ``False`` when it was not
+        kept (a memory store; one of that position is kept already; the database refused,
+        which is logged: a checkpoint only spares a later timeline its fold)."""
+        checkpoints = self._open_checkpoints()
+        return checkpoints is not None and checkpoints.save(position, columns, rows)
+
     def tracking_recorder(self) -> TrackingRecorder:
         """eventsourcing's tracking recorder in this store's database, its table created if
         need be: where followers record, by name, the position they have reached. Processes
@@ -779,6 +811,12 @@ class TemporalStore:
                 f"{_redacted(str(exc), self._settings)}. If the database is damaged, "
                 f"restore it from a backup."
             ) from exc
+
+    def _open_checkpoints(self) -> Checkpoints | None:
+        application = self._application
+        if isinstance(application, _ClosedApplication):
+            application.refuse()
+        return self._checkpoints
 
     def _load(self, document_id: str | UUID, version: int | None = None) -> Document | None:
         key = as_uuid(document_id)
