@@ -6,24 +6,26 @@ document event on a local :class:`EventBus` as ``DOCUMENT_CREATED``, ``DOCUMENT_
 or ``DOCUMENT_DELETED``, and records its new position in eventsourcing's tracking table,
 in the same database, under the follower's ``name``.
 
-Delivery guarantee — **at least once, in order, with at most ``commit_every`` repeats
-per crash** (default 1): each event is published on the bus first and its position
-recorded after it (the bus's handlers are not part of the database transaction, so no
-order of the two steps can be exactly once for arbitrary handlers). So:
+Delivery guarantee — **at least once, in order, with at most one page of repeats per
+crash**: each event is published on the bus first and its position recorded after it (the
+bus's handlers are not part of the database transaction, so no order of the two steps can
+be exactly once for arbitrary handlers). So:
 
 - nothing is ever skipped: a position is recorded only after its event was handled, or
   after its failure was saved as a dead letter (in the same transaction as the position);
 - after a clean stop (``poll`` and ``run`` record the position before returning), or a
-  crash between two recorded events, nothing is delivered twice;
-- a crash (even SIGKILL) *while* an event is being handled, or before its position was
-  recorded, delivers the events since the last recorded position again on restart — one
-  event with the default ``commit_every=1`` — with the same ``Event.id`` and the same
-  ``metadata["notification_id"]``, so a handler that must not act twice can skip ids it
-  has already seen. Every follower gives the same store event the same ``Event.id``.
+  crash between two recorded positions, nothing is delivered twice;
+- a crash (even SIGKILL) before a position was recorded delivers the events since the last
+  recorded one again on restart — at most one page (``page_size`` events, 100 by default)
+  — with the same ``Event.id`` and the same ``metadata["notification_id"]``, so a handler
+  that must not act twice can skip ids it has already seen. Every follower gives the same
+  store event the same ``Event.id``.
 
-Recording a position is a durable commit (an fsync) per event by default: that, not
-reading, bounds a follower's rate. ``commit_every=N`` records every N events (and at the
-end of each poll), trading up to N repeats after a crash for far fewer commits.
+By default (``commit_every=None``) the position is recorded once per page read from the
+log, after the page's events: one durable commit (one fsync) per page rather than per
+event, so a follower keeps up with several writers. ``commit_every=N`` records it every N
+events instead (and at the end of each poll): ``commit_every=1`` gives at most the one
+interrupted event again after a crash, at the price of an fsync per event.
 
 Failed deliveries (see :class:`StoreFollower`): under the bus's ``"dead_letter"`` policy
 each failure is saved at once as a durable dead letter
@@ -112,7 +114,8 @@ class StoreFollower:
     the author when no editor was given); deleted: ``{"id", "reason", "version"}`` — with
     ``source="atlas_eda.follower"``, the event's commit time as ``timestamp``, and
     ``metadata`` ``{"notification_id", "follower"}``. See the module docstring for the
-    delivery guarantee and ``commit_every``. Not thread-safe: drive a follower from one
+    delivery guarantee, ``page_size`` and ``commit_every`` (``None``, the default: the
+    position is recorded once per page; ``N``: every ``N`` events). Not thread-safe: drive a follower from one
     thread.
 
     A delivery whose handlers fail is acknowledged only once it is kept: under the bus's
@@ -137,7 +140,7 @@ class StoreFollower:
         *,
         from_start: bool = False,
         page_size: int = 100,
-        commit_every: int = 1,
+        commit_every: int | None = None,
         max_attempts: int = MAX_ATTEMPTS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -208,8 +211,12 @@ class StoreFollower:
                 for notification in page:
                     self._deliver(notification)
                     delivered += 1
-                    if self._position - self._recorded >= self.commit_every:
+                    if self.commit_every is not None and (
+                        self._position - self._recorded >= self.commit_every
+                    ):
                         self._record()
+                if self.commit_every is None:
+                    self._record()  # one transaction per page: see the module docstring
                 if len(page) < size:
                     break
         finally:
@@ -521,7 +528,7 @@ def _newest(letters: list[DeadLetter]) -> DeadLetter | None:
 
 
 def _check_arguments(
-    bus: EventBus, name: str | None, page_size: int, commit_every: int, max_attempts: int
+    bus: EventBus, name: str | None, page_size: int, commit_every: int | None, max_attempts: int
 ) -> None:
     if not isinstance(bus, EventBus):
         raise TypeError(f"bus must be an atlas_eda.EventBus, got {type(bus).__name__}.")
@@ -532,12 +539,13 @@ def _check_arguments(
             f"A follower name must be a non-empty str not starting with '__' (or None "
             f"for a follower that records no position), got {name!r}."
         )
-    for label, number in (
-        ("page_size", page_size),
-        ("commit_every", commit_every),
-        ("max_attempts", max_attempts),
-    ):
-        check_count(label, number, minimum=1, type_error=ValueError)
+    check_count("page_size", page_size, minimum=1, type_error=ValueError)
+    check_count("max_attempts", max_attempts, minimum=1, type_error=ValueError)
+    if commit_every is not None and not (is_int(commit_every) and commit_every >= 1):
+        raise ValueError(
+            f"commit_every must be a positive int (record the position every N events) or "
+            f"None (once per page, the default), got {commit_every!r}."
+        )
 
 
 def _followable(url: str | None) -> str:
