@@ -64,17 +64,24 @@ from .errors import FollowerError, HandlerFailures, StoreURLError, UnknownEventE
 from .events import Event
 from .store import ENV_VAR, TemporalStore, persistence_settings, redact_url
 from .store.dead_letters import DeadLetterTable, Failure, FollowerDeadLetter
+from .store.positions import record_position
 from .store.postgres import wait_for_notify
 
 if TYPE_CHECKING:
     from psycopg import Connection
 
-__all__ = ["FOLLOWER_SOURCE", "StoreFollower"]
+__all__ = ["FOLLOWER_SOURCE", "POLL_INTERVAL", "StoreFollower"]
 
 logger = logging.getLogger(__name__)
 
 FOLLOWER_SOURCE = "atlas_eda.follower"
 """The ``source`` of every event a follower publishes."""
+
+POLL_INTERVAL = 0.05
+"""How long :meth:`StoreFollower.run` waits, by default, after a poll that found nothing
+before it polls again (on SQLite; on PostgreSQL it is woken by ``NOTIFY`` before). What an
+event committed during that wait adds to its lag: at most this, half of it on average. A
+poll of an idle SQLite store is one indexed query, so 20 a second cost little."""
 
 _LISTEN_CHECK_SECONDS = 0.1  # how often a wait on LISTEN looks at the stop event
 
@@ -161,6 +168,7 @@ class StoreFollower:
             self._letters = DeadLetterTable(self._tracking)
             self._position = self._start_position(from_start)
             self._recorded = self._position
+            self._unrecorded = 0  # events delivered since the position was last recorded
             # Attempts at events whose handlers failed, by position: durable for a named
             # follower, so that a restart goes on counting.
             self._attempts = {} if name is None else self._letters.retrying(name)
@@ -200,28 +208,35 @@ class StoreFollower:
 
     def poll(self, limit: int | None = None) -> int:
         """Deliver every event committed past the position (at most ``limit``), in log
-        order; returns how many were delivered. Never blocks waiting for new events."""
+        order; returns how many were delivered. Never blocks waiting for new events. The
+        position is recorded before it returns."""
         if limit is not None and not is_int(limit):
             raise TypeError(f"limit must be an int or None, got {limit!r}.")
-        delivered = 0
         try:
-            while limit is None or delivered < limit:
-                size = self.page_size if limit is None else min(self.page_size, limit - delivered)
-                page = self._store.notifications(self._position + 1, size, kinds=KINDS)
-                for notification in page:
-                    self._deliver(notification)
-                    delivered += 1
-                    if self.commit_every is not None and (
-                        self._position - self._recorded >= self.commit_every
-                    ):
-                        self._record()
-                if self.commit_every is None:
-                    self._record()  # one transaction per page: see the module docstring
-                if len(page) < size:
-                    break
+            return self._deliver_pages(limit)
         finally:
             # Even when a publication raised: what was delivered before it stays delivered.
             self._record()
+
+    def _deliver_pages(self, limit: int | None) -> int:
+        """Deliver pages of the log past the position until its end (or ``limit``); the
+        position is recorded every ``commit_every`` events, by default every page, but
+        not at the end: the caller records it when it has caught up."""
+        every = self.page_size if self.commit_every is None else self.commit_every
+        delivered = 0
+        while limit is None or delivered < limit:
+            size = self.page_size if limit is None else min(self.page_size, limit - delivered)
+            if self.commit_every is None:
+                # Never more than one page unrecorded: all that a crash can repeat.
+                size = min(size, self.page_size - self._unrecorded)
+            page = self._store.notifications(self._position + 1, size, kinds=KINDS)
+            for notification in page:
+                self._deliver(notification)
+                delivered += 1
+                if self._unrecorded >= every:
+                    self._record()
+            if len(page) < size:
+                break
         return delivered
 
     run_once = poll
@@ -232,7 +247,7 @@ class StoreFollower:
         timeout: float | None = None,
         limit: int | None = None,
         stop_event: threading.Event | None = None,
-        interval: float = 0.2,
+        interval: float = POLL_INTERVAL,
         idle_timeout: float | None = None,
     ) -> int:
         """Poll until ``timeout`` seconds have passed, ``limit`` events were delivered,
@@ -243,29 +258,39 @@ class StoreFollower:
         and on SQLite it waits with its ``sleep`` (or on ``stop_event``, when given)."""
         if interval <= 0:
             raise ValueError(f"interval must be positive, got {interval!r}.")
+        if limit is not None and not is_int(limit):
+            raise TypeError(f"limit must be an int or None, got {limit!r}.")
         started = last_delivery = self._clock()
         delivered = 0
-        while True:
-            remaining = None if limit is None else limit - delivered
-            if remaining is not None and remaining <= 0:
-                break
-            count = self.poll(remaining)
-            delivered += count
-            now = self._clock()
-            if count:
-                last_delivery = now
-                continue
-            deadlines = [interval]
-            if timeout is not None:
-                deadlines.append(started + timeout - now)
-            if idle_timeout is not None:
-                deadlines.append(last_delivery + idle_timeout - now)
-            wait = min(deadlines)
-            if wait <= 0 or (stop_event is not None and stop_event.is_set()):
-                break
-            self._wait(wait, stop_event)
-            if stop_event is not None and stop_event.is_set():
-                break
+        caught_up = False
+        try:
+            while limit is None or delivered < limit:
+                count = self._deliver_pages(None if limit is None else limit - delivered)
+                delivered += count
+                now = self._clock()
+                if count:
+                    last_delivery = now
+                    caught_up = False
+                    continue
+                if caught_up:
+                    # Nothing new for a whole wait: record the position now. While writers
+                    # keep writing it is recorded once per page only (on SQLite each record
+                    # takes the file's one write lock away from the writers).
+                    self._record()
+                caught_up = True
+                deadlines = [interval]
+                if timeout is not None:
+                    deadlines.append(started + timeout - now)
+                if idle_timeout is not None:
+                    deadlines.append(last_delivery + idle_timeout - now)
+                wait = min(deadlines)
+                if wait <= 0 or (stop_event is not None and stop_event.is_set()):
+                    break
+                self._wait(wait, stop_event)
+                if stop_event is not None and stop_event.is_set():
+                    break
+        finally:
+            self._record()
         return delivered
 
     def _wait(self, seconds: float, stop_event: threading.Event | None) -> None:
@@ -308,6 +333,7 @@ class StoreFollower:
         if self._attempts.pop(notification.id, None) is not None and self.name is not None:
             self._letters.forget_retrying(self.name, notification.id)
         self._position = notification.id
+        self._unrecorded += 1
 
     def _event(self, notification: Notification) -> Event:
         """The bus event of the stored event ``notification`` holds."""
@@ -415,6 +441,7 @@ class StoreFollower:
                 failure.error_message,
             )
         self._position = self._recorded = position
+        self._unrecorded = 0
 
     def _record(self) -> None:
         """Record the position durably, if it moved since it was last recorded."""
@@ -422,10 +449,13 @@ class StoreFollower:
             return
         if self.name is not None:
             try:
-                self._tracking.insert_tracking(Tracking(self.name, self._position))
+                record_position(
+                    self._tracking, Tracking(self.name, self._position), sleep=self._sleep
+                )
             except IntegrityError:
                 raise _name_taken(self.name, self._position) from None
         self._recorded = self._position
+        self._unrecorded = 0
 
     # -- dead letters --------------------------------------------------------------------
 
