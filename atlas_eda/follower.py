@@ -21,11 +21,16 @@ be exactly once for arbitrary handlers). So:
   that must not act twice can skip ids it has already seen. Every follower gives the same
   store event the same ``Event.id``.
 
-By default (``commit_every=None``) the position is recorded once per page read from the
-log, after the page's events: one durable commit (one fsync) per page rather than per
-event, so a follower keeps up with several writers. ``commit_every=N`` records it every N
-events instead (and at the end of each poll): ``commit_every=1`` gives at most the one
-interrupted event again after a crash, at the price of an fsync per event.
+By default (``commit_every=None``) the position is recorded once per page: each time
+``page_size`` events were delivered since it was last recorded, when ``poll`` returns, and
+when ``run`` has found nothing new for a whole wait. One durable commit (one fsync) per
+page rather than per event, so a follower keeps up with several writers; on SQLite, where
+each commit takes the file's one write lock away from the writers, the record is tried
+again every millisecond rather than in SQLite's busy handler
+(:func:`atlas_eda.store.positions.record_position`). ``commit_every=N`` records it every
+N events instead (and whenever ``poll`` or ``run`` returns or ``run`` finds nothing new):
+``commit_every=1`` gives at most the one interrupted event again after a crash, at the
+price of an fsync per event.
 
 Failed deliveries (see :class:`StoreFollower`): under the bus's ``"dead_letter"`` policy
 each failure is saved at once as a durable dead letter
@@ -37,10 +42,10 @@ which it becomes a dead letter; an event that cannot be decoded becomes one at o
 There are no background threads: :meth:`StoreFollower.poll` delivers what is there and
 returns; :meth:`StoreFollower.run` polls until a timeout, a limit or a ``stop_event``.
 On PostgreSQL ``run`` sleeps on ``LISTEN``/``NOTIFY`` (woken as soon as a writer commits);
-on SQLite it polls every ``interval`` seconds. The follower reads the store only through
-its log API (``last_position``, ``notifications``, ``decode``, ``tracking_recorder``,
-``listen_connection``) and turns each event into bus data with
-:mod:`atlas_eda.document_events`, as the store itself does.
+on SQLite it polls every ``interval`` seconds (:data:`POLL_INTERVAL`, 50 ms, by default).
+The follower reads the store only through its log API (``last_position``,
+``notifications``, ``decode``, ``tracking_recorder``, ``listen_connection``) and turns
+each event into bus data with :mod:`atlas_eda.document_events`, as the store itself does.
 """
 
 from __future__ import annotations
@@ -122,8 +127,8 @@ class StoreFollower:
     ``source="atlas_eda.follower"``, the event's commit time as ``timestamp``, and
     ``metadata`` ``{"notification_id", "follower"}``. See the module docstring for the
     delivery guarantee, ``page_size`` and ``commit_every`` (``None``, the default: the
-    position is recorded once per page; ``N``: every ``N`` events). Not thread-safe: drive a follower from one
-    thread.
+    position is recorded once per page; ``N``: every ``N`` events). Not thread-safe:
+    drive a follower from one thread.
 
     A delivery whose handlers fail is acknowledged only once it is kept: under the bus's
     ``"dead_letter"`` policy each failure is saved as a dead letter with the new position
@@ -254,8 +259,10 @@ class StoreFollower:
         ``stop_event`` is set, or nothing new came for ``idle_timeout`` seconds
         (whichever is first; with none of them, forever). Returns how many were
         delivered. Between polls it waits up to ``interval`` seconds (on PostgreSQL it
-        wakes as soon as a writer commits). Time is read from the follower's ``clock``,
-        and on SQLite it waits with its ``sleep`` (or on ``stop_event``, when given)."""
+        wakes as soon as a writer commits). The position is recorded per page, once
+        nothing new came for a whole wait, and before it returns (see the module
+        docstring). Time is read from the follower's ``clock``, and on SQLite it waits
+        with its ``sleep`` (or on ``stop_event``, when given)."""
         if interval <= 0:
             raise ValueError(f"interval must be positive, got {interval!r}.")
         if limit is not None and not is_int(limit):

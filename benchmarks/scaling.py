@@ -15,12 +15,18 @@ Figures:
 - PostgreSQL writes/s, 4 writer processes / 1 writer process (target ≥ 2.5x): the same
   writers with no follower, on fresh databases, from the first start to the last end.
 - where a PostgreSQL writer's time goes (info): ``pg_stat_activity`` sampled every few
-  milliseconds while the writers write, each writer's connection counted in one of:
-  waiting for the log's table lock (eventsourcing serialises commits with it, so that
-  the log's order is the commit order), flushing the WAL (the commit's fsync, done while
-  the lock is held), running a statement, or waiting for the client (the writer's Python
-  between statements). And the server's own WAL sync time per commit (``pg_stat_wal``
-  with ``track_wal_io_timing``, a monitoring setting that changes nothing else).
+  milliseconds while the writers write; at each sample every writer is either inside the
+  database — waiting for the log's table lock (eventsourcing serialises commits with it,
+  so that the log's order is the commit order), flushing the WAL (the commit's fsync, done
+  while the lock is held), running a statement, or holding a transaction open while the
+  server waits for its next statement — or outside it: on a CPU running its own Python
+  (its ``time.process_time``), or waiting for a CPU (the rest). And the server's own WAL
+  sync time per commit (``pg_stat_wal`` with ``track_wal_io_timing``, a monitoring
+  setting that changes nothing else).
+- what the lag is made of (info): the writers' own call time (``create_document`` /
+  ``update_document``, p95), which the lag includes because the event's timestamp is
+  taken before the commit waits for its lock, and the lag counted from the end of that
+  call (commit → follower's handler, p95).
 """
 
 from __future__ import annotations
@@ -50,32 +56,42 @@ SAMPLE_EVERY = 0.005  # seconds between two looks at pg_stat_activity
 LAG_TARGET = Target("<=", 100, "ms")
 SCALING_TARGET = Target(">=", 2.5, "x")
 
-# What a writer's connection is doing, from pg_stat_activity's state and wait event.
+# What a writer is doing: inside the database, from pg_stat_activity's state and wait
+# event; outside it, from its own CPU time.
 LOCK = "waiting for the log's table lock"
 WAL = "flushing the WAL (fsync)"
 SERVER = "running a statement"
-CLIENT = "waiting for the client (Python)"
+IN_TRANSACTION = "in a transaction, the server waiting for it"
+PYTHON = "on a CPU, running its Python"
+NO_CPU = "waiting for a CPU"
 
 
 def _write(url: str, count: int, go: ProcessEvent, results: Any) -> None:
     store = TemporalStore(url=url, snapshot_interval=0)
     errors = 0
+    committed: dict[tuple[str, int], float] = {}  # (document, version): when the call ended
+    calls: list[float] = []
     go.wait()
-    started = time.time()
+    started, cpu = time.time(), time.process_time()
     document_id = ""
     done = 0
     while done < count:
+        version = done % (UPDATES_PER_DOC + 1) + 1
+        called = time.time()
         try:
-            if done % (UPDATES_PER_DOC + 1) == 0:
+            if version == 1:
                 document_id = store.create_document(f"doc {done}", "body", "writer")
             else:
                 store.update_document(document_id, content=f"body {done}", editor="writer")
         except Exception:  # counted and reported: a benchmark must not hide failures
             errors += 1
+        else:
+            committed[(document_id, version)] = ended = time.time()
+            calls.append(ended - called)
         done += 1
-    ended = time.time()
+    ended, cpu = time.time(), time.process_time() - cpu
     store.close()
-    results.put(("writer", started, ended, count - errors, errors))
+    results.put(("writer", started, ended, count - errors, errors, cpu, committed, calls))
 
 
 def _follow(
@@ -84,10 +100,13 @@ def _follow(
     bus = EventBus(history_limit=10)
     lags: list[float] = []
     positions: list[int] = []
+    handled: dict[tuple[str, int], float] = {}
 
     def handle(event: Event) -> None:
-        lags.append(time.time() - event.timestamp)
+        now = time.time()
+        lags.append(now - event.timestamp)
         positions.append(event.metadata["notification_id"])
+        handled[(event.data["id"], event.data["version"])] = now
 
     bus.subscribe_all(handle)
     follower = StoreFollower(url, bus, name, from_start=True)  # the default settings
@@ -96,11 +115,16 @@ def _follow(
     while len(lags) < total and time.monotonic() < deadline:
         follower.run(limit=total - len(lags), timeout=1)
     follower.close()
-    results.put(("follower", name, lags, len(set(positions)), len(positions)))
+    results.put(("follower", name, lags, len(set(positions)), len(positions), handled))
 
 
 def measure(
-    url: str, per_writer: int, *, writers: int = WRITERS, followers: int = FOLLOWERS, timeout: float = 600
+    url: str,
+    per_writer: int,
+    *,
+    writers: int = WRITERS,
+    followers: int = FOLLOWERS,
+    timeout: float = 600,
 ) -> dict[str, float]:
     """Run ``writers`` writer and ``followers`` follower processes on ``url`` (an empty
     store); returns writes_per_s, errors, events and (with followers) lag_p50_ms and
@@ -139,30 +163,44 @@ def measure(
     writes = [o for o in outcomes if o[0] == "writer"]
     follows = [o for o in outcomes if o[0] == "follower"]
     committed = sum(o[3] for o in writes)
+    started, ended = min(o[1] for o in writes), max(o[2] for o in writes)
     figures = {
-        "writes_per_s": committed / (max(o[2] for o in writes) - min(o[1] for o in writes)),
+        "started": started,
+        "ended": ended,
+        "writes_per_s": committed / (ended - started),
         "errors": float(sum(o[4] for o in writes)),
         "events": float(committed),
+        "cpu_share": sum(o[5] / (o[2] - o[1]) for o in writes) / len(writes),
+        "call_p95_ms": _p95([call * 1000 for o in writes for call in o[7]]),
     }
-    for _, name, _lags, distinct, delivered in follows:
+    for _, name, _lags, distinct, delivered, _handled in follows:
         if distinct != committed or delivered != committed:
             raise RuntimeError(
                 f"follower {name} delivered {delivered} events ({distinct} distinct) of "
                 f"{committed} committed"
             )
     if follows:
-        lags_ms = sorted(lag * 1000 for o in follows for lag in o[2])
+        lags_ms = [lag * 1000 for o in follows for lag in o[2]]
         figures["lag_p50_ms"] = statistics.median(lags_ms)
-        figures["lag_p95_ms"] = statistics.quantiles(lags_ms, n=100)[94]
+        figures["lag_p95_ms"] = _p95(lags_ms)
+        ends = {key: when for o in writes for key, when in o[6].items()}
+        figures["after_commit_p95_ms"] = _p95(
+            [(when - ends[key]) * 1000 for o in follows for key, when in o[5].items()]
+        )
     return figures
 
 
+def _p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100)[94]
+
+
 class WaitSampler:
-    """Samples what the writers' connections to ``database`` are doing, in a thread of
-    this process, until :meth:`stop`; :meth:`shares` gives each activity's share."""
+    """Samples what the connections to ``database`` are doing, in a thread of this
+    process, until :meth:`stop`: at each sample, how many are in each state of
+    :func:`_activity` (idle connections, in a pool or between two writes, count in none)."""
 
     def __init__(self, cluster: PostgresCluster, database: str) -> None:
-        self.counts: Counter[str] = Counter()
+        self.samples: list[tuple[float, Counter[str]]] = []  # (when, activities)
         self._connection = cluster.connect(database)
         self._database = database
         self._stop = threading.Event()
@@ -173,30 +211,46 @@ class WaitSampler:
         query = (
             "SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
             "WHERE datname = %s AND backend_type = 'client backend' "
-            "AND pid <> pg_backend_pid() AND state IS NOT NULL"
+            "AND pid <> pg_backend_pid() AND state <> 'idle'"
         )
         while not self._stop.is_set():
-            for state, kind, event in self._connection.execute(query, (self._database,)):
-                self.counts[_activity(state, kind, event)] += 1
+            rows = self._connection.execute(query, (self._database,)).fetchall()
+            self.samples.append((time.time(), Counter(_activity(*row) for row in rows)))
             time.sleep(SAMPLE_EVERY)
 
-    def stop(self) -> dict[str, float]:
-        """Stop sampling; each activity's share of the samples, in percent."""
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join()
         self._connection.close()
-        total = sum(self.counts.values()) or 1
-        return {what: 100 * self.counts[what] / total for what in (LOCK, WAL, SERVER, CLIENT)}
+
+    def shares(self, figures: dict[str, float], writers: int) -> dict[str, float]:
+        """The share of ``writers``' time (percent) in each activity while they wrote
+        (``figures`` from :func:`measure`), the time outside the database split by their
+        CPU time / wall time."""
+        counts: Counter[str] = Counter()
+        taken = 0
+        for when, activities in self.samples:
+            if figures["started"] <= when <= figures["ended"]:
+                counts.update(activities)
+                taken += 1
+        inside = {
+            what: 100 * counts[what] / (max(taken, 1) * writers)
+            for what in (LOCK, WAL, SERVER, IN_TRANSACTION)
+        }
+        outside = max(0.0, 100 - sum(inside.values()))
+        python = min(outside, 100 * figures["cpu_share"])
+        return inside | {PYTHON: python, NO_CPU: outside - python}
 
 
 def _activity(state: str, kind: str | None, event: str | None) -> str:
+    """What a connection that is not idle is doing."""
     if state == "active" and kind == "Lock":
         return LOCK  # the table lock (relation), or the NOTIFY queue's (object)
     if state == "active" and (kind == "IO" or (kind == "LWLock" and event == "WALWrite")):
         return WAL  # its own fsync, or waiting for another backend's
     if state == "active":
         return SERVER
-    return CLIENT  # idle, or idle in transaction: the client has the next word
+    return IN_TRANSACTION  # idle in transaction: the client has the next word
 
 
 def wal_sync_ms(cluster: PostgresCluster) -> float:
@@ -218,7 +272,8 @@ def _postgres(cluster: PostgresCluster, per_writer: int) -> list[Row]:
         try:
             figures = measure(cluster.url(database), per_writer, writers=writers, followers=0)
         finally:
-            shares[writers] = sampler.stop()
+            sampler.stop()
+        shares[writers] = sampler.shares(figures, writers)
         rates[writers] = figures["writes_per_s"]
     followed = measure(cluster.url(cluster.create_database()), per_writer)
     rows = [
@@ -229,6 +284,7 @@ def _postgres(cluster: PostgresCluster, per_writer: int) -> list[Row]:
             LAG_TARGET,
             note=f"p50 {followed['lag_p50_ms']:.0f} ms; {followed['events']:,.0f} commits",
         ),
+        *_lag_parts("PostgreSQL", followed),
         Row(
             f"PostgreSQL writes/s, {WRITERS} writer processes / 1 writer process",
             rates[WRITERS] / rates[1],
@@ -267,7 +323,21 @@ def run(config: Config) -> list[Row]:
             note=f"p50 {sqlite['lag_p50_ms']:.0f} ms; {sqlite['writes_per_s']:.0f} writes/s",
         )
     )
+    rows += _lag_parts("SQLite", sqlite)
     return rows
+
+
+def _lag_parts(label: str, figures: dict[str, float]) -> list[Row]:
+    return [
+        Row(
+            f"{label}: writer's call p95 (create/update, in the lag)", figures["call_p95_ms"], "ms"
+        ),
+        Row(
+            f"{label}: lag p95 from the end of the writer's call",
+            figures["after_commit_p95_ms"],
+            "ms",
+        ),
+    ]
 
 
 SECTION = Section(

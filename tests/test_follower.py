@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 from conftest import run_cli, sqlite_url
+from eventsourcing.persistence import OperationalError
 
 import atlas_eda
 from atlas_eda import (
@@ -30,6 +32,7 @@ from atlas_eda import (
     TemporalStore,
 )
 from atlas_eda.follower import FOLLOWER_SOURCE, event_id_for
+from atlas_eda.store.positions import RETRY_EVERY
 from atlas_eda.testing.postgres import PostgresCluster
 
 DOCUMENT_TYPES = (
@@ -184,6 +187,86 @@ def test_with_commit_every_the_position_is_recorded_every_n_and_when_poll_return
     follower.close()
     with pytest.raises(ValueError, match="commit_every must be a positive int"):
         StoreFollower(durable_url, EventBus(), "x", commit_every=0)
+
+
+def test_by_default_the_position_is_recorded_once_per_page(
+    writer: TemporalStore, durable_url: str
+) -> None:
+    write_some(writer, 10)
+    bus = EventBus()
+    follower = StoreFollower(durable_url, bus, "paged", from_start=True, page_size=4)
+    recorded: list[int | None] = []
+    bus.subscribe_all(lambda e: recorded.append(follower._tracking.max_tracking_id("paged")))
+
+    assert follower.poll() == 10
+    assert recorded == [0] * 4 + [4] * 4 + [8] * 2  # after each page, and when poll returns
+    assert follower._tracking.max_tracking_id("paged") == 10
+    follower.close()
+    with pytest.raises(ValueError, match="or None"):
+        StoreFollower(durable_url, EventBus(), "x", commit_every="page")  # type: ignore[arg-type]
+
+
+def test_run_records_the_position_once_nothing_new_came_for_a_whole_wait(
+    tmp_path: Path,
+) -> None:
+    url = sqlite_url(tmp_path / "store.db")
+    writer = TemporalStore(url=url)
+    fake = FakeTime()
+    follower, _ = follower_for(url, "idle", clock=fake.clock, sleep=fake.sleep)
+    recorded_at_naps: list[int | None] = []
+
+    def sleep(seconds: float) -> None:
+        recorded_at_naps.append(follower._tracking.max_tracking_id("idle"))
+        fake.sleep(seconds)
+
+    follower._sleep = sleep
+    write_some(writer, 2)
+    assert follower.run(idle_timeout=0.3, interval=0.1) == 2
+    # Caught up: not recorded before the first wait (writers may still be writing), but
+    # after a wait that brought nothing; and when run returns.
+    assert recorded_at_naps == [0, 2, 2]
+    assert follower._tracking.max_tracking_id("idle") == 2
+    follower.close()
+    writer.close()
+
+
+def test_a_position_is_recorded_between_two_writers_commits_on_sqlite(tmp_path: Path) -> None:
+    # SQLite's busy handler sleeps up to 100 ms between tries, and busy writers take the
+    # lock in between: a follower is not left waiting there; it tries every millisecond.
+    path = tmp_path / "store.db"
+    writer = TemporalStore(url=sqlite_url(path))
+    write_some(writer, 3)
+    other = sqlite3.connect(path, isolation_level=None)
+    naps: list[float] = []
+
+    def sleep(seconds: float) -> None:  # meanwhile, the other writer commits
+        naps.append(seconds)
+        if other.in_transaction:
+            other.execute("COMMIT")
+
+    follower, seen = follower_for(sqlite_url(path), "prompt", from_start=True, sleep=sleep)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the file's write lock
+    assert follower.poll() == 3
+    assert len(seen) == 3
+    assert naps == [RETRY_EVERY]
+    follower.close()
+    again, _ = follower_for(sqlite_url(path), "prompt")
+    assert again.position == 3
+    again.close()
+
+    # A lock held past the store's lock timeout: refused as SQLite refuses it, nothing lost.
+    stuck, _ = follower_for(sqlite_url(path), "stuck", from_start=True, sleep=naps.append)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(OperationalError, match="locked"):
+        stuck.poll()
+    other.execute("COMMIT")
+    stuck.close()
+    again, _ = follower_for(sqlite_url(path), "stuck")
+    assert again.position == 0  # delivered, never recorded: the next run delivers it again
+    assert again.poll() == 3
+    again.close()
+    other.close()
+    writer.close()
 
 
 def test_poll_limit_and_small_pages_deliver_everything_once_in_order(
