@@ -28,8 +28,8 @@ page rather than per event, so a follower keeps up with several writers; on SQLi
 each commit takes the file's one write lock away from the writers, the record is tried
 again every millisecond rather than in SQLite's busy handler
 (:func:`atlas_eda.store.positions.record_position`). ``commit_every=N`` records it every
-N events instead (and whenever ``poll`` or ``run`` returns or ``run`` finds nothing new):
-``commit_every=1`` gives at most the one interrupted event again after a crash, at the
+N events instead (and when ``poll`` or ``run`` returns, or ``run`` found nothing new for a
+whole wait): ``commit_every=1`` gives at most the one interrupted event again after a crash, at the
 price of an fsync per event.
 
 Failed deliveries (see :class:`StoreFollower`): under the bus's ``"dead_letter"`` policy
