@@ -6,24 +6,31 @@ document event on a local :class:`EventBus` as ``DOCUMENT_CREATED``, ``DOCUMENT_
 or ``DOCUMENT_DELETED``, and records its new position in eventsourcing's tracking table,
 in the same database, under the follower's ``name``.
 
-Delivery guarantee — **at least once, in order, with at most ``commit_every`` repeats
-per crash** (default 1): each event is published on the bus first and its position
-recorded after it (the bus's handlers are not part of the database transaction, so no
-order of the two steps can be exactly once for arbitrary handlers). So:
+Delivery guarantee — **at least once, in order, with at most one page of repeats per
+crash**: each event is published on the bus first and its position recorded after it (the
+bus's handlers are not part of the database transaction, so no order of the two steps can
+be exactly once for arbitrary handlers). So:
 
 - nothing is ever skipped: a position is recorded only after its event was handled, or
   after its failure was saved as a dead letter (in the same transaction as the position);
 - after a clean stop (``poll`` and ``run`` record the position before returning), or a
-  crash between two recorded events, nothing is delivered twice;
-- a crash (even SIGKILL) *while* an event is being handled, or before its position was
-  recorded, delivers the events since the last recorded position again on restart — one
-  event with the default ``commit_every=1`` — with the same ``Event.id`` and the same
-  ``metadata["notification_id"]``, so a handler that must not act twice can skip ids it
-  has already seen. Every follower gives the same store event the same ``Event.id``.
+  crash between two recorded positions, nothing is delivered twice;
+- a crash (even SIGKILL) before a position was recorded delivers the events since the last
+  recorded one again on restart — at most one page (``page_size`` events, 100 by default)
+  — with the same ``Event.id`` and the same ``metadata["notification_id"]``, so a handler
+  that must not act twice can skip ids it has already seen. Every follower gives the same
+  store event the same ``Event.id``.
 
-Recording a position is a durable commit (an fsync) per event by default: that, not
-reading, bounds a follower's rate. ``commit_every=N`` records every N events (and at the
-end of each poll), trading up to N repeats after a crash for far fewer commits.
+By default (``commit_every=None``) the position is recorded once per page: each time
+``page_size`` events were delivered since it was last recorded, when ``poll`` returns, and
+when ``run`` has found nothing new for a whole wait. One durable commit (one fsync) per
+page rather than per event, so a follower keeps up with several writers; on SQLite, where
+each commit takes the file's one write lock away from the writers, the record is tried
+again every millisecond rather than in SQLite's busy handler
+(:func:`atlas_eda.store.positions.record_position`). ``commit_every=N`` records it every
+N events instead (and when ``poll`` or ``run`` returns, or ``run`` found nothing new for a
+whole wait): ``commit_every=1`` gives at most the one interrupted event again after a crash, at the
+price of an fsync per event.
 
 Failed deliveries (see :class:`StoreFollower`): under the bus's ``"dead_letter"`` policy
 each failure is saved at once as a durable dead letter
@@ -35,10 +42,10 @@ which it becomes a dead letter; an event that cannot be decoded becomes one at o
 There are no background threads: :meth:`StoreFollower.poll` delivers what is there and
 returns; :meth:`StoreFollower.run` polls until a timeout, a limit or a ``stop_event``.
 On PostgreSQL ``run`` sleeps on ``LISTEN``/``NOTIFY`` (woken as soon as a writer commits);
-on SQLite it polls every ``interval`` seconds. The follower reads the store only through
-its log API (``last_position``, ``notifications``, ``decode``, ``tracking_recorder``,
-``listen_connection``) and turns each event into bus data with
-:mod:`atlas_eda.document_events`, as the store itself does.
+on SQLite it polls every ``interval`` seconds (:data:`POLL_INTERVAL`, 50 ms, by default).
+The follower reads the store only through its log API (``last_position``,
+``notifications``, ``decode``, ``tracking_recorder``, ``listen_connection``) and turns
+each event into bus data with :mod:`atlas_eda.document_events`, as the store itself does.
 """
 
 from __future__ import annotations
@@ -62,17 +69,24 @@ from .errors import FollowerError, HandlerFailures, StoreURLError, UnknownEventE
 from .events import Event
 from .store import ENV_VAR, TemporalStore, persistence_settings, redact_url
 from .store.dead_letters import DeadLetterTable, Failure, FollowerDeadLetter
+from .store.positions import record_position
 from .store.postgres import wait_for_notify
 
 if TYPE_CHECKING:
     from psycopg import Connection
 
-__all__ = ["FOLLOWER_SOURCE", "StoreFollower"]
+__all__ = ["FOLLOWER_SOURCE", "POLL_INTERVAL", "StoreFollower"]
 
 logger = logging.getLogger(__name__)
 
 FOLLOWER_SOURCE = "atlas_eda.follower"
 """The ``source`` of every event a follower publishes."""
+
+POLL_INTERVAL = 0.05
+"""How long :meth:`StoreFollower.run` waits, by default, after a poll that found nothing
+before it polls again (on SQLite; on PostgreSQL it is woken by ``NOTIFY`` before). What an
+event committed during that wait adds to its lag: at most this, half of it on average. A
+poll of an idle SQLite store is one indexed query, so 20 a second cost little."""
 
 _LISTEN_CHECK_SECONDS = 0.1  # how often a wait on LISTEN looks at the stop event
 
@@ -112,8 +126,9 @@ class StoreFollower:
     the author when no editor was given); deleted: ``{"id", "reason", "version"}`` — with
     ``source="atlas_eda.follower"``, the event's commit time as ``timestamp``, and
     ``metadata`` ``{"notification_id", "follower"}``. See the module docstring for the
-    delivery guarantee and ``commit_every``. Not thread-safe: drive a follower from one
-    thread.
+    delivery guarantee, ``page_size`` and ``commit_every`` (``None``, the default: the
+    position is recorded once per page; ``N``: every ``N`` events). Not thread-safe:
+    drive a follower from one thread.
 
     A delivery whose handlers fail is acknowledged only once it is kept: under the bus's
     ``"dead_letter"`` policy each failure is saved as a dead letter with the new position
@@ -137,7 +152,7 @@ class StoreFollower:
         *,
         from_start: bool = False,
         page_size: int = 100,
-        commit_every: int = 1,
+        commit_every: int | None = None,
         max_attempts: int = MAX_ATTEMPTS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -158,6 +173,7 @@ class StoreFollower:
             self._letters = DeadLetterTable(self._tracking)
             self._position = self._start_position(from_start)
             self._recorded = self._position
+            self._unrecorded = 0  # events delivered since the position was last recorded
             # Attempts at events whose handlers failed, by position: durable for a named
             # follower, so that a restart goes on counting.
             self._attempts = {} if name is None else self._letters.retrying(name)
@@ -197,24 +213,35 @@ class StoreFollower:
 
     def poll(self, limit: int | None = None) -> int:
         """Deliver every event committed past the position (at most ``limit``), in log
-        order; returns how many were delivered. Never blocks waiting for new events."""
+        order; returns how many were delivered. Never blocks waiting for new events. The
+        position is recorded before it returns."""
         if limit is not None and not is_int(limit):
             raise TypeError(f"limit must be an int or None, got {limit!r}.")
-        delivered = 0
         try:
-            while limit is None or delivered < limit:
-                size = self.page_size if limit is None else min(self.page_size, limit - delivered)
-                page = self._store.notifications(self._position + 1, size, kinds=KINDS)
-                for notification in page:
-                    self._deliver(notification)
-                    delivered += 1
-                    if self._position - self._recorded >= self.commit_every:
-                        self._record()
-                if len(page) < size:
-                    break
+            return self._deliver_pages(limit)
         finally:
             # Even when a publication raised: what was delivered before it stays delivered.
             self._record()
+
+    def _deliver_pages(self, limit: int | None) -> int:
+        """Deliver pages of the log past the position until its end (or ``limit``); the
+        position is recorded every ``commit_every`` events, by default every page, but
+        not at the end: the caller records it when it has caught up."""
+        every = self.page_size if self.commit_every is None else self.commit_every
+        delivered = 0
+        while limit is None or delivered < limit:
+            size = self.page_size if limit is None else min(self.page_size, limit - delivered)
+            if self.commit_every is None:
+                # Never more than one page unrecorded: all that a crash can repeat.
+                size = min(size, self.page_size - self._unrecorded)
+            page = self._store.notifications(self._position + 1, size, kinds=KINDS)
+            for notification in page:
+                self._deliver(notification)
+                delivered += 1
+                if self._unrecorded >= every:
+                    self._record()
+            if len(page) < size:
+                break
         return delivered
 
     run_once = poll
@@ -225,40 +252,52 @@ class StoreFollower:
         timeout: float | None = None,
         limit: int | None = None,
         stop_event: threading.Event | None = None,
-        interval: float = 0.2,
+        interval: float = POLL_INTERVAL,
         idle_timeout: float | None = None,
     ) -> int:
         """Poll until ``timeout`` seconds have passed, ``limit`` events were delivered,
         ``stop_event`` is set, or nothing new came for ``idle_timeout`` seconds
         (whichever is first; with none of them, forever). Returns how many were
         delivered. Between polls it waits up to ``interval`` seconds (on PostgreSQL it
-        wakes as soon as a writer commits). Time is read from the follower's ``clock``,
-        and on SQLite it waits with its ``sleep`` (or on ``stop_event``, when given)."""
+        wakes as soon as a writer commits). The position is recorded per page, once
+        nothing new came for a whole wait, and before it returns (see the module
+        docstring). Time is read from the follower's ``clock``, and on SQLite it waits
+        with its ``sleep`` (or on ``stop_event``, when given)."""
         if interval <= 0:
             raise ValueError(f"interval must be positive, got {interval!r}.")
+        if limit is not None and not is_int(limit):
+            raise TypeError(f"limit must be an int or None, got {limit!r}.")
         started = last_delivery = self._clock()
         delivered = 0
-        while True:
-            remaining = None if limit is None else limit - delivered
-            if remaining is not None and remaining <= 0:
-                break
-            count = self.poll(remaining)
-            delivered += count
-            now = self._clock()
-            if count:
-                last_delivery = now
-                continue
-            deadlines = [interval]
-            if timeout is not None:
-                deadlines.append(started + timeout - now)
-            if idle_timeout is not None:
-                deadlines.append(last_delivery + idle_timeout - now)
-            wait = min(deadlines)
-            if wait <= 0 or (stop_event is not None and stop_event.is_set()):
-                break
-            self._wait(wait, stop_event)
-            if stop_event is not None and stop_event.is_set():
-                break
+        caught_up = False
+        try:
+            while limit is None or delivered < limit:
+                count = self._deliver_pages(None if limit is None else limit - delivered)
+                delivered += count
+                now = self._clock()
+                if count:
+                    last_delivery = now
+                    caught_up = False
+                    continue
+                if caught_up:
+                    # Nothing new for a whole wait: record the position now. While writers
+                    # keep writing it is recorded once per page only (on SQLite each record
+                    # takes the file's one write lock away from the writers).
+                    self._record()
+                caught_up = True
+                deadlines = [interval]
+                if timeout is not None:
+                    deadlines.append(started + timeout - now)
+                if idle_timeout is not None:
+                    deadlines.append(last_delivery + idle_timeout - now)
+                wait = min(deadlines)
+                if wait <= 0 or (stop_event is not None and stop_event.is_set()):
+                    break
+                self._wait(wait, stop_event)
+                if stop_event is not None and stop_event.is_set():
+                    break
+        finally:
+            self._record()
         return delivered
 
     def _wait(self, seconds: float, stop_event: threading.Event | None) -> None:
@@ -301,6 +340,7 @@ class StoreFollower:
         if self._attempts.pop(notification.id, None) is not None and self.name is not None:
             self._letters.forget_retrying(self.name, notification.id)
         self._position = notification.id
+        self._unrecorded += 1
 
     def _event(self, notification: Notification) -> Event:
         """The bus event of the stored event ``notification`` holds."""
@@ -408,6 +448,7 @@ class StoreFollower:
                 failure.error_message,
             )
         self._position = self._recorded = position
+        self._unrecorded = 0
 
     def _record(self) -> None:
         """Record the position durably, if it moved since it was last recorded."""
@@ -415,10 +456,13 @@ class StoreFollower:
             return
         if self.name is not None:
             try:
-                self._tracking.insert_tracking(Tracking(self.name, self._position))
+                record_position(
+                    self._tracking, Tracking(self.name, self._position), sleep=self._sleep
+                )
             except IntegrityError:
                 raise _name_taken(self.name, self._position) from None
         self._recorded = self._position
+        self._unrecorded = 0
 
     # -- dead letters --------------------------------------------------------------------
 
@@ -521,7 +565,7 @@ def _newest(letters: list[DeadLetter]) -> DeadLetter | None:
 
 
 def _check_arguments(
-    bus: EventBus, name: str | None, page_size: int, commit_every: int, max_attempts: int
+    bus: EventBus, name: str | None, page_size: int, commit_every: int | None, max_attempts: int
 ) -> None:
     if not isinstance(bus, EventBus):
         raise TypeError(f"bus must be an atlas_eda.EventBus, got {type(bus).__name__}.")
@@ -532,12 +576,13 @@ def _check_arguments(
             f"A follower name must be a non-empty str not starting with '__' (or None "
             f"for a follower that records no position), got {name!r}."
         )
-    for label, number in (
-        ("page_size", page_size),
-        ("commit_every", commit_every),
-        ("max_attempts", max_attempts),
-    ):
-        check_count(label, number, minimum=1, type_error=ValueError)
+    check_count("page_size", page_size, minimum=1, type_error=ValueError)
+    check_count("max_attempts", max_attempts, minimum=1, type_error=ValueError)
+    if commit_every is not None and not (is_int(commit_every) and commit_every >= 1):
+        raise ValueError(
+            f"commit_every must be a positive int (record the position every N events) or "
+            f"None (once per page, the default), got {commit_every!r}."
+        )
 
 
 def _followable(url: str | None) -> str:

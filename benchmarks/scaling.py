@@ -1,19 +1,32 @@
-"""Beyond one process: 4 writer processes and 2 follower processes on one store, on
-PostgreSQL (a throwaway server started here, fsync on) and on SQLite (one WAL file).
+"""Beyond one process: writer processes and follower processes on one store, on PostgreSQL
+(a throwaway server started here, fsync on, as a production server runs) and on SQLite (one
+WAL file). Everything runs with the library's default settings.
 
-Figures, for each database:
+Figures:
 
-- writes/s: document commits per second by the 4 writers together (each writer creates a
-  document, then updates it 4 times, and so on), from the first start to the last end;
-- follower lag p50 / p95: for every event each of the 2 followers republishes, the time
-  from the event's own timestamp (taken in the writer just before its commit) to the
-  moment the follower's bus handler runs. Followers run ``StoreFollower.run`` with a
-  ``POLL_INTERVAL`` cap; on PostgreSQL they are woken by ``NOTIFY`` instead. Measured
-  twice, on fresh stores: with the default ``commit_every=1`` (one durable position
-  commit per event) and with ``commit_every=100``.
-
-Every follower must deliver every event exactly once (no crash here), or the section
-errors. The figures are information (no target): the issue asked for them, not a bound.
+- follower lag p50 / p95 (target p95 ≤ 100 ms on both databases): 4 writer processes
+  (each creates a document, then updates it 4 times, and so on) and 2 follower processes
+  (``StoreFollower(url, bus, name)`` and ``run()`` with their defaults: the position
+  recorded once per page; on PostgreSQL woken by ``NOTIFY``, on SQLite polling every
+  ``interval``). Lag is, for every event each follower republishes, the time from the
+  event's own timestamp (taken in the writer just before its commit) to the moment the
+  follower's bus handler runs. Every follower must deliver every event exactly once (no
+  crash here), or the section errors.
+- PostgreSQL writes/s, 4 writer processes / 1 writer process (target ≥ 2.5x): the same
+  writers with no follower, on fresh databases, from the first start to the last end.
+- where a PostgreSQL writer's time goes (info): ``pg_stat_activity`` sampled every few
+  milliseconds while the writers write; at each sample every writer is either inside the
+  database — waiting for the log's table lock (eventsourcing serialises commits with it,
+  so that the log's order is the commit order), flushing the WAL (the commit's fsync, done
+  while the lock is held), running a statement, or holding a transaction open while the
+  server waits for its next statement — or outside it: on a CPU running its own Python
+  (its ``time.process_time``), or waiting for a CPU (the rest). And the server's own WAL
+  sync time per commit (``pg_stat_wal`` with ``track_wal_io_timing``, a monitoring
+  setting that changes nothing else).
+- what the lag is made of (info): the writers' own call time (``create_document`` /
+  ``update_document``, p95), which the lag includes because the event's timestamp is
+  taken before the commit waits for its lock, and the lag counted from the end of that
+  call (commit → follower's handler, p95).
 """
 
 from __future__ import annotations
@@ -21,97 +34,119 @@ from __future__ import annotations
 import multiprocessing
 import statistics
 import tempfile
+import threading
 import time
+from collections import Counter
 from multiprocessing.synchronize import Event as ProcessEvent
 from pathlib import Path
 from typing import Any
 
 from atlas_eda import Event, EventBus, StoreFollower, TemporalStore
-from atlas_eda.testing.postgres import PostgresUnavailableError, start_cluster
+from atlas_eda.testing.postgres import PostgresCluster, PostgresUnavailableError, start_cluster
 
-from ._harness import Config, Row, Section
+from ._harness import Config, Row, Section, Target
 
-__all__ = ["FOLLOWERS", "POLL_INTERVAL", "SECTION", "WRITERS", "measure"]
+__all__ = ["FOLLOWERS", "SECTION", "WRITERS", "measure"]
 
 WRITERS = 4
 FOLLOWERS = 2
-POLL_INTERVAL = 0.05
 UPDATES_PER_DOC = 4
+SAMPLE_EVERY = 0.005  # seconds between two looks at pg_stat_activity
+
+LAG_TARGET = Target("<=", 100, "ms")
+SCALING_TARGET = Target(">=", 2.5, "x")
+
+# What a writer is doing: inside the database, from pg_stat_activity's state and wait
+# event; outside it, from its own CPU time.
+LOCK = "waiting for the log's table lock"
+WAL = "flushing the WAL (fsync)"
+SERVER = "running a statement"
+IN_TRANSACTION = "in a transaction, the server waiting for it"
+PYTHON = "on a CPU, running its Python"
+NO_CPU = "waiting for a CPU"
 
 
 def _write(url: str, count: int, go: ProcessEvent, results: Any) -> None:
     store = TemporalStore(url=url, snapshot_interval=0)
     errors = 0
+    committed: dict[tuple[str, int], float] = {}  # (document, version): when the call ended
+    calls: list[float] = []
     go.wait()
-    started = time.time()
+    started, cpu = time.time(), time.process_time()
     document_id = ""
     done = 0
     while done < count:
+        version = done % (UPDATES_PER_DOC + 1) + 1
+        called = time.time()
         try:
-            if done % (UPDATES_PER_DOC + 1) == 0:
+            if version == 1:
                 document_id = store.create_document(f"doc {done}", "body", "writer")
             else:
                 store.update_document(document_id, content=f"body {done}", editor="writer")
         except Exception:  # counted and reported: a benchmark must not hide failures
             errors += 1
+        else:
+            committed[(document_id, version)] = ended = time.time()
+            calls.append(ended - called)
         done += 1
-    ended = time.time()
+    ended, cpu = time.time(), time.process_time() - cpu
     store.close()
-    results.put(("writer", started, ended, count - errors, errors))
+    results.put(("writer", started, ended, count - errors, errors, cpu, committed, calls))
 
 
 def _follow(
-    url: str,
-    name: str,
-    total: int,
-    ready: ProcessEvent,
-    results: Any,
-    *,
-    timeout: float,
-    commit_every: int,
+    url: str, name: str, total: int, ready: ProcessEvent, results: Any, *, timeout: float
 ) -> None:
     bus = EventBus(history_limit=10)
     lags: list[float] = []
     positions: list[int] = []
+    handled: dict[tuple[str, int], float] = {}
 
     def handle(event: Event) -> None:
-        lags.append(time.time() - event.timestamp)
+        now = time.time()
+        lags.append(now - event.timestamp)
         positions.append(event.metadata["notification_id"])
+        handled[(event.data["id"], event.data["version"])] = now
 
     bus.subscribe_all(handle)
-    follower = StoreFollower(url, bus, name, from_start=True, commit_every=commit_every)
+    follower = StoreFollower(url, bus, name, from_start=True)  # the default settings
     ready.set()
     deadline = time.monotonic() + timeout
     while len(lags) < total and time.monotonic() < deadline:
-        follower.run(limit=total - len(lags), timeout=1, interval=POLL_INTERVAL)
+        follower.run(limit=total - len(lags), timeout=1)
     follower.close()
-    results.put(("follower", name, lags, len(set(positions)), len(positions)))
+    results.put(("follower", name, lags, len(set(positions)), len(positions), handled))
 
 
 def measure(
-    url: str, per_writer: int, *, commit_every: int = 1, timeout: float = 600
+    url: str,
+    per_writer: int,
+    *,
+    writers: int = WRITERS,
+    followers: int = FOLLOWERS,
+    timeout: float = 600,
 ) -> dict[str, float]:
-    """Run the writers and followers on ``url`` (an empty store); returns writes_per_s,
-    lag_p50_ms, lag_p95_ms, errors. Raises RuntimeError when a follower missed events or
-    got one twice."""
+    """Run ``writers`` writer and ``followers`` follower processes on ``url`` (an empty
+    store); returns writes_per_s, errors, events and (with followers) lag_p50_ms and
+    lag_p95_ms. Raises RuntimeError when a follower missed events or got one twice."""
     TemporalStore(url=url, snapshot_interval=0).close()  # tables first, outside the race
     context = multiprocessing.get_context("spawn")
     results: Any = context.Queue()
     go = context.Event()
-    total = WRITERS * per_writer
-    readies = [context.Event() for _ in range(FOLLOWERS)]
-    followers = [
+    total = writers * per_writer
+    readies = [context.Event() for _ in range(followers)]
+    following = [
         context.Process(
             target=_follow,
             args=(url, f"bench-{i}", total, readies[i], results),
-            kwargs={"timeout": timeout, "commit_every": commit_every},
+            kwargs={"timeout": timeout},
         )
-        for i in range(FOLLOWERS)
+        for i in range(followers)
     ]
-    writers = [
-        context.Process(target=_write, args=(url, per_writer, go, results)) for _ in range(WRITERS)
+    writing = [
+        context.Process(target=_write, args=(url, per_writer, go, results)) for _ in range(writers)
     ]
-    for process in followers + writers:
+    for process in following + writing:
         process.start()
     try:
         for ready in readies:
@@ -119,50 +154,150 @@ def measure(
                 raise RuntimeError("a follower process did not start within 120 s")
         time.sleep(1.0)  # let every writer open its store
         go.set()
-        outcomes = [results.get(timeout=timeout + 60) for _ in followers + writers]
+        outcomes = [results.get(timeout=timeout + 60) for _ in following + writing]
     finally:
-        for process in followers + writers:
+        for process in following + writing:
             process.join(timeout=30)
             if process.is_alive():
                 process.kill()
     writes = [o for o in outcomes if o[0] == "writer"]
     follows = [o for o in outcomes if o[0] == "follower"]
     committed = sum(o[3] for o in writes)
-    errors = sum(o[4] for o in writes)
-    for _, name, _lags, distinct, delivered in follows:
+    started, ended = min(o[1] for o in writes), max(o[2] for o in writes)
+    figures = {
+        "started": started,
+        "ended": ended,
+        "writes_per_s": committed / (ended - started),
+        "errors": float(sum(o[4] for o in writes)),
+        "events": float(committed),
+        "cpu_share": sum(o[5] / (o[2] - o[1]) for o in writes) / len(writes),
+        "call_p95_ms": _p95([call * 1000 for o in writes for call in o[7]]),
+    }
+    for _, name, _lags, distinct, delivered, _handled in follows:
         if distinct != committed or delivered != committed:
             raise RuntimeError(
                 f"follower {name} delivered {delivered} events ({distinct} distinct) of "
                 f"{committed} committed"
             )
-    elapsed = max(o[2] for o in writes) - min(o[1] for o in writes)
-    lags_ms = sorted(lag * 1000 for o in follows for lag in o[2])
-    quantiles = statistics.quantiles(lags_ms, n=100)
-    return {
-        "writes_per_s": committed / elapsed,
-        "lag_p50_ms": statistics.median(lags_ms),
-        "lag_p95_ms": quantiles[94],
-        "errors": float(errors),
-        "events": float(committed),
-    }
+    if follows:
+        lags_ms = [lag * 1000 for o in follows for lag in o[2]]
+        figures["lag_p50_ms"] = statistics.median(lags_ms)
+        figures["lag_p95_ms"] = _p95(lags_ms)
+        ends = {key: when for o in writes for key, when in o[6].items()}
+        figures["after_commit_p95_ms"] = _p95(
+            [(when - ends[key]) * 1000 for o in follows for key, when in o[5].items()]
+        )
+    return figures
 
 
-def _rows(label: str, each: dict[str, float], batched: dict[str, float]) -> list[Row]:
-    note = f"{each['events']:,.0f} commits" + (
-        f"; {each['errors']:.0f} writes failed" if each["errors"] else ""
-    )
+def _p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100)[94]
+
+
+class WaitSampler:
+    """Samples what the connections to ``database`` are doing, in a thread of this
+    process, until :meth:`stop`: at each sample, how many are in each state of
+    :func:`_activity` (idle connections, in a pool or between two writes, count in none)."""
+
+    def __init__(self, cluster: PostgresCluster, database: str) -> None:
+        self.samples: list[tuple[float, Counter[str]]] = []  # (when, activities)
+        self._connection = cluster.connect(database)
+        self._database = database
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        query = (
+            "SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
+            "WHERE datname = %s AND backend_type = 'client backend' "
+            "AND pid <> pg_backend_pid() AND state <> 'idle'"
+        )
+        while not self._stop.is_set():
+            rows = self._connection.execute(query, (self._database,)).fetchall()
+            self.samples.append((time.time(), Counter(_activity(*row) for row in rows)))
+            time.sleep(SAMPLE_EVERY)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._connection.close()
+
+    def shares(self, figures: dict[str, float], writers: int) -> dict[str, float]:
+        """The share of ``writers``' time (percent) in each activity while they wrote
+        (``figures`` from :func:`measure`), the time outside the database split by their
+        CPU time / wall time."""
+        counts: Counter[str] = Counter()
+        taken = 0
+        for when, activities in self.samples:
+            if figures["started"] <= when <= figures["ended"]:
+                counts.update(activities)
+                taken += 1
+        inside = {
+            what: 100 * counts[what] / (max(taken, 1) * writers)
+            for what in (LOCK, WAL, SERVER, IN_TRANSACTION)
+        }
+        outside = max(0.0, 100 - sum(inside.values()))
+        python = min(outside, 100 * figures["cpu_share"])
+        return inside | {PYTHON: python, NO_CPU: outside - python}
+
+
+def _activity(state: str, kind: str | None, event: str | None) -> str:
+    """What a connection that is not idle is doing."""
+    if state == "active" and kind == "Lock":
+        return LOCK  # the table lock (relation), or the NOTIFY queue's (object)
+    if state == "active" and (kind == "IO" or (kind == "LWLock" and event == "WALWrite")):
+        return WAL  # its own fsync, or waiting for another backend's
+    if state == "active":
+        return SERVER
+    return IN_TRANSACTION  # idle in transaction: the client has the next word
+
+
+def wal_sync_ms(cluster: PostgresCluster) -> float:
+    """The server's mean time per WAL sync so far (track_wal_io_timing must be on)."""
+    with cluster.connect() as connection:
+        syncs, sync_ms = connection.execute(
+            "SELECT wal_sync, wal_sync_time FROM pg_stat_wal"
+        ).fetchone()
+    return float(sync_ms) / syncs if syncs else float("nan")
+
+
+def _postgres(cluster: PostgresCluster, per_writer: int) -> list[Row]:
+    cluster.execute("ALTER SYSTEM SET track_wal_io_timing = on", "SELECT pg_reload_conf()")
+    shares: dict[int, dict[str, float]] = {}
+    rates: dict[int, float] = {}
+    for writers in (1, WRITERS):
+        database = cluster.create_database()
+        sampler = WaitSampler(cluster, database)
+        try:
+            figures = measure(cluster.url(database), per_writer, writers=writers, followers=0)
+        finally:
+            sampler.stop()
+        shares[writers] = sampler.shares(figures, writers)
+        rates[writers] = figures["writes_per_s"]
+    followed = measure(cluster.url(cluster.create_database()), per_writer)
     rows = [
         Row(
-            f"{label}: writes/s, {WRITERS} writer processes",
-            each["writes_per_s"],
-            "/s",
-            note=note,
-        )
+            f"PostgreSQL follower lag p95, {WRITERS} writer processes, default settings",
+            followed["lag_p95_ms"],
+            "ms",
+            LAG_TARGET,
+            note=f"p50 {followed['lag_p50_ms']:.0f} ms; {followed['events']:,.0f} commits",
+        ),
+        *_lag_parts("PostgreSQL", followed),
+        Row(
+            f"PostgreSQL writes/s, {WRITERS} writer processes / 1 writer process",
+            rates[WRITERS] / rates[1],
+            "x",
+            SCALING_TARGET,
+            note=f"{rates[WRITERS]:.0f}/s vs {rates[1]:.0f}/s, fsync on",
+        ),
+        Row("PostgreSQL: WAL sync per commit (server's own timing)", wal_sync_ms(cluster), "ms"),
     ]
-    for how, figures in (("commit_every=1", each), ("commit_every=100", batched)):
+    for writers in (1, WRITERS):
         rows += [
-            Row(f"{label}: follower lag {q}, {how}", figures[f"lag_{q}_ms"], "ms")
-            for q in ("p50", "p95")
+            Row(f"PostgreSQL, {writers} writer(s): time {what}", share, "%")
+            for what, share in shares[writers].items()
         ]
     return rows
 
@@ -174,37 +309,39 @@ def run(config: Config) -> list[Row]:
         cluster = start_cluster(durable=True)
     except PostgresUnavailableError as exc:
         rows.append(Row.failed("PostgreSQL scaling", str(exc)))
-        postgres = None
     else:
-        try:
-            postgres = measure(cluster.url(pool_size=1, max_overflow=2), per_writer)
-            database = cluster.create_database()
-            batched = measure(
-                cluster.url(database, pool_size=1, max_overflow=2), per_writer, commit_every=100
-            )
-        finally:
-            cluster.stop()
-        rows += _rows("PostgreSQL", postgres, batched)
+        with cluster:
+            rows += _postgres(cluster, per_writer)
     with tempfile.TemporaryDirectory(prefix="atlas-bench-scaling-") as tmp:
         sqlite = measure(f"sqlite:///{Path(tmp).absolute() / 'store.db'}", per_writer)
-        batched = measure(
-            f"sqlite:///{Path(tmp).absolute() / 'batched.db'}", per_writer, commit_every=100
+    rows.append(
+        Row(
+            f"SQLite follower lag p95, {WRITERS} writer processes, default settings",
+            sqlite["lag_p95_ms"],
+            "ms",
+            LAG_TARGET,
+            note=f"p50 {sqlite['lag_p50_ms']:.0f} ms; {sqlite['writes_per_s']:.0f} writes/s",
         )
-    rows += _rows("SQLite", sqlite, batched)
-    if postgres is not None:
-        rows.append(
-            Row(
-                "PostgreSQL / SQLite writes/s",
-                postgres["writes_per_s"] / sqlite["writes_per_s"],
-                "x",
-                note="both with fsync on, same run, same machine",
-            )
-        )
+    )
+    rows += _lag_parts("SQLite", sqlite)
     return rows
+
+
+def _lag_parts(label: str, figures: dict[str, float]) -> list[Row]:
+    return [
+        Row(
+            f"{label}: writer's call p95 (create/update, in the lag)", figures["call_p95_ms"], "ms"
+        ),
+        Row(
+            f"{label}: lag p95 from the end of the writer's call",
+            figures["after_commit_p95_ms"],
+            "ms",
+        ),
+    ]
 
 
 SECTION = Section(
     "scaling",
-    f"Scaling: {WRITERS} writer and {FOLLOWERS} follower processes, PostgreSQL vs SQLite",
+    f"Scaling: {WRITERS} writer and {FOLLOWERS} follower processes, PostgreSQL and SQLite",
     run,
 )

@@ -12,8 +12,9 @@ open, default 5), ``max_overflow`` (extra connections under load, default 10),
 
 Modules: :mod:`.urls` (URLs and their settings), :mod:`.sqlite_guard` (refusing a file
 that must not become a store), :mod:`.cipher` (encryption at rest), :mod:`.postgres`
-(the creation lock and the ``LISTEN`` connection), :mod:`.outbox` (the effects a write
-performs after its commit, saved with it) and :mod:`.temporal` (the store).
+(the creation lock and the ``LISTEN`` connection), :mod:`.positions` (recording a
+follower's position), :mod:`.outbox` (the effects a write performs after its commit, saved
+with it) and :mod:`.temporal` (the store).
 """
 
 from __future__ import annotations
