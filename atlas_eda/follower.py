@@ -195,9 +195,11 @@ class StoreFollower:
 
     # -- delivering ----------------------------------------------------------------------
 
-    def poll(self, limit: int | None = None) -> int:
+    def poll(self, limit: int | None = None, *, stop_event: threading.Event | None = None) -> int:
         """Deliver every event committed past the position (at most ``limit``), in log
-        order; returns how many were delivered. Never blocks waiting for new events."""
+        order; returns how many were delivered. Never blocks waiting for new events. Once
+        ``stop_event`` is set it delivers no further event (the one under way finishes)
+        and records the position."""
         if limit is not None and not is_int(limit):
             raise TypeError(f"limit must be an int or None, got {limit!r}.")
         delivered = 0
@@ -206,6 +208,8 @@ class StoreFollower:
                 size = self.page_size if limit is None else min(self.page_size, limit - delivered)
                 page = self._store.notifications(self._position + 1, size, kinds=KINDS)
                 for notification in page:
+                    if stop_event is not None and stop_event.is_set():
+                        return delivered
                     self._deliver(notification)
                     delivered += 1
                     if self._position - self._recorded >= self.commit_every:
@@ -229,10 +233,11 @@ class StoreFollower:
         idle_timeout: float | None = None,
     ) -> int:
         """Poll until ``timeout`` seconds have passed, ``limit`` events were delivered,
-        ``stop_event`` is set, or nothing new came for ``idle_timeout`` seconds
-        (whichever is first; with none of them, forever). Returns how many were
-        delivered. Between polls it waits up to ``interval`` seconds (on PostgreSQL it
-        wakes as soon as a writer commits). Time is read from the follower's ``clock``,
+        ``stop_event`` is set (checked between events too), or nothing new came for
+        ``idle_timeout`` seconds (whichever is first; with none of them, forever). Returns
+        how many were delivered; the position is recorded when it returns. Between polls
+        it waits up to ``interval`` seconds (on PostgreSQL it wakes as soon as a writer
+        commits). Time is read from the follower's ``clock``,
         and on SQLite it waits with its ``sleep`` (or on ``stop_event``, when given)."""
         if interval <= 0:
             raise ValueError(f"interval must be positive, got {interval!r}.")
@@ -242,8 +247,10 @@ class StoreFollower:
             remaining = None if limit is None else limit - delivered
             if remaining is not None and remaining <= 0:
                 break
-            count = self.poll(remaining)
+            count = self.poll(remaining, stop_event=stop_event)
             delivered += count
+            if stop_event is not None and stop_event.is_set():
+                break
             now = self._clock()
             if count:
                 last_delivery = now
@@ -408,6 +415,13 @@ class StoreFollower:
                 failure.error_message,
             )
         self._position = self._recorded = position
+
+    def commit(self) -> int:
+        """Record the position durably now (it is recorded every ``commit_every`` events
+        and whenever a poll returns); returns it. A transient follower (``name=None``)
+        keeps it in memory only."""
+        self._record()
+        return self._position
 
     def _record(self) -> None:
         """Record the position durably, if it moved since it was last recorded."""

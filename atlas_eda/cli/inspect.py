@@ -10,6 +10,7 @@ import webbrowser
 
 from ..redaction import redact_url
 from .command import Command, CommandError, integer
+from .signals import stop_on_signals
 from .stores import add_store_option, open_store
 
 __all__ = ["COMMAND", "DEFAULT_PORT", "run_inspect"]
@@ -93,8 +94,9 @@ def run_inspect(
         )
         if open_page:
             webbrowser.open(address)
-        # uvicorn shuts down cleanly on Ctrl-C, then raises it again: stop quietly.
-        with contextlib.suppress(KeyboardInterrupt):
+        # uvicorn shuts down cleanly on SIGTERM or Ctrl-C, then raises the signal again
+        # once its own handlers are gone: stop_on_signals takes it, and the command exits 0.
+        with stop_on_signals(), contextlib.suppress(KeyboardInterrupt):
             server.run(sockets=[sock])
 
 
