@@ -211,7 +211,7 @@ commit_every = 10
             projection = runtime.projections[0]
             assert isinstance(projection, DocumentsByAuthor)
             assert [row["author"] for row in projection.by_author()] == ["ann"]
-            import shop_parts  # noqa: PLC0415  (written by this test)
+            import shop_parts  # written by this test
 
             assert [e.type for e in shop_parts.sent] == [EffectType.LOGGING]
     finally:
