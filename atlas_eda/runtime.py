@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from .aspects import AspectWeaver, LoggingAspect, MetricsAspect
-from .bus import CLOSE_TIMEOUT, EventBus
+from .bus import CLOSE_TIMEOUT, EventBus, check_bus
 from .dispatch import POLICIES, FailurePolicy
 from .effects import Effect, EffectHandler, EffectType
 from .errors import RuntimeConfigError
@@ -85,7 +85,9 @@ class Runtime:
     methods (``weaver``, ``metrics``), the ``followers`` (``followers[name]``) tailing a
     store onto the bus, the ``projections`` kept up to date after each commit, the
     ``sagas`` registered on a :class:`SagaManager` (``sagas``), and ``parts`` of the
-    caller's to close with it. :meth:`from_toml` reads the same from a file.
+    caller's to close with it. :meth:`from_toml` reads the same from a file. ``bus``: a
+    bus of the caller's to wire (replay passes one), instead of a new one built with
+    ``history_limit``, ``traces`` and ``failure_policy``; the runtime closes it too.
 
     A context manager: leaving the block calls :meth:`close`. If building a part fails,
     the parts built before it are closed and the error raised.
@@ -106,10 +108,15 @@ class Runtime:
         sagas: Iterable[type[Saga]] = (),
         parts: Iterable[Closeable] = (),
         shutdown_timeout: float = CLOSE_TIMEOUT,
+        bus: EventBus | None = None,
     ) -> None:
         aspect_names = _aspect_names(aspects)
         self.shutdown_timeout = _timeout(shutdown_timeout)
-        self.bus = EventBus(history_limit, traces=traces, failure_policy=failure_policy)
+        self.bus = (
+            EventBus(history_limit, traces=traces, failure_policy=failure_policy)
+            if bus is None
+            else check_bus("bus", bus)
+        )
         self.followers: dict[str, StoreFollower] = {}
         self.projections: list[Projection] = []
         self.parts: list[Closeable] = []
