@@ -89,8 +89,9 @@ class Runtime:
     bus of the caller's to wire (replay passes one), instead of a new one built with
     ``history_limit``, ``traces`` and ``failure_policy``; the runtime closes it too.
 
-    A context manager: leaving the block calls :meth:`close`. If building a part fails,
-    the parts built before it are closed and the error raised.
+    A context manager: leaving the block calls :meth:`close`. The projections and parts
+    given are the runtime's to close. If building a part fails, everything built or
+    given is closed and the error raised.
     """
 
     def __init__(
@@ -118,8 +119,9 @@ class Runtime:
             else check_bus("bus", bus)
         )
         self.followers: dict[str, StoreFollower] = {}
-        self.projections: list[Projection] = []
-        self.parts: list[Closeable] = []
+        # Given to the runtime: it closes them when it closes, or fails to build.
+        self.projections: list[Projection] = list(projections)
+        self.parts: list[Closeable] = list(parts)
         self._recorders: list[Recorder] = []
         self._closed = False
         self.store = TemporalStore(self.bus, url=store_url, snapshot_interval=snapshot_interval)
@@ -138,13 +140,11 @@ class Runtime:
             self.sagas = SagaManager(self.bus, self.store)
             for saga in sagas:
                 self.sagas.register(saga)
-            for projection in projections:
-                self.projections.append(projection)
+            for projection in self.projections:
                 projection.catch_up(self.store)
                 self.store.project(projection)
             for config in followers:
                 self._follow(config)
-            self.parts.extend(parts)
         except BaseException:
             self._release()
             raise
@@ -176,9 +176,8 @@ class Runtime:
         try:
             return cls(**arguments)
         except BaseException:
-            for projection in made:  # opened for this runtime, which failed to build
-                if projection not in arguments.get("projections", ()):
-                    projection.close()
+            for projection in made:  # opened for a runtime that failed to build
+                projection.close()  # (closing twice does nothing)
             raise
 
     # -- running -----------------------------------------------------------------------

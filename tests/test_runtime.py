@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from eventsourcing.persistence import ConnectionPoolClosedError
 
 from atlas_eda import (
     BusClosedError,
@@ -154,11 +155,18 @@ def test_closing_twice_does_nothing_and_a_failing_part_does_not_stop_the_rest(
 
 
 def test_a_runtime_that_fails_to_build_closes_what_it_opened(tmp_path: Path) -> None:
+    closed: list[str] = []
+    projection = DocumentsByAuthor(sqlite_url(tmp_path, "view.db"))
     with pytest.raises(RuntimeConfigError, match="two followers are named 'x'"):
         Runtime(
             sqlite_url(tmp_path),
             followers=[FollowerConfig("x"), FollowerConfig("x")],
+            projections=[projection],
+            parts=[Part("given", closed)],
         )
+    assert closed == ["given"]
+    with pytest.raises(ConnectionPoolClosedError):
+        projection.rows()
     # the store file is not held open: another runtime opens and closes it at once
     with Runtime(sqlite_url(tmp_path)) as again:
         assert again.store.last_position() == 0
