@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -19,9 +19,10 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
+def stop_on_signals(on_stop: Callable[[], None] | None = None) -> Iterator[threading.Event]:
     """Within the block, the first SIGTERM or SIGINT sets the event it yields (the
-    command stops at its next check, having finished the event under way), and a second
+    command stops at its next check, having finished the event under way) and calls
+    ``on_stop`` (say, to tell a server to exit, whenever the signal comes), and a second
     one raises ``KeyboardInterrupt`` (stop now: what was delivered is still recorded, as
     the follower and the projections record positions in ``finally`` and transactions).
     The previous handlers are restored on leaving. Outside the main thread, where Python
@@ -38,6 +39,8 @@ def stop_on_signals() -> Iterator[threading.Event]:
             "%s received: stopping once the work under way is done", signal.Signals(number).name
         )
         stop.set()
+        if on_stop is not None:
+            on_stop()
 
     previous = {number: signal.signal(number, on_signal) for number in STOP_SIGNALS}
     try:
