@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .errors import (
         AsyncHandlerError,
         AtlasEdaError,
+        BusClosedError,
         CircuitOpenError,
         ConcurrencyError,
         CorruptStoreError,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
         PositionError,
         QuerySideEffectError,
         RecordedEffectError,
+        RuntimeConfigError,
         SagaCorrelationError,
         SagaFailed,
         StoreClosedError,
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
     from .projections import DocumentsByAuthor, Projection, ProjectionError, Table
     from .redaction import add_redaction_pattern, redact_text
     from .resilience import Breaker, CircuitBreakerAspect, Retry, RetryAspect
+    from .runtime import FollowerConfig, Runtime
     from .sagas import Publish, Saga, SagaManager, SagaState, Send, step
     from .service import DocumentService
     from .store import TemporalStore
@@ -87,6 +90,7 @@ __all__ = [
     "AtlasEdaError",
     "Attempt",
     "Breaker",
+    "BusClosedError",
     "Cause",
     "CircuitBreakerAspect",
     "CircuitOpenError",
@@ -116,6 +120,7 @@ __all__ = [
     "EventTrace",
     "EventType",
     "FieldChange",
+    "FollowerConfig",
     "FollowerDeadLetter",
     "FollowerError",
     "FrozenDict",
@@ -149,6 +154,8 @@ __all__ = [
     "Requests",
     "Retry",
     "RetryAspect",
+    "Runtime",
+    "RuntimeConfigError",
     "Saga",
     "SagaCorrelationError",
     "SagaFailed",
@@ -190,6 +197,7 @@ make_lazy(
         ".errors": (
             "AsyncHandlerError",
             "AtlasEdaError",
+            "BusClosedError",
             "CircuitOpenError",
             "ConcurrencyError",
             "CorruptStoreError",
@@ -215,6 +223,7 @@ make_lazy(
             "PositionError",
             "QuerySideEffectError",
             "RecordedEffectError",
+            "RuntimeConfigError",
             "SagaCorrelationError",
             "SagaFailed",
             "StoreClosedError",
@@ -236,6 +245,7 @@ make_lazy(
         ".store.dead_letters": ("FollowerDeadLetter",),
         ".redaction": ("add_redaction_pattern", "redact_text"),
         ".resilience": ("Breaker", "CircuitBreakerAspect", "Retry", "RetryAspect"),
+        ".runtime": ("FollowerConfig", "Runtime"),
         ".sagas": ("Publish", "Saga", "SagaManager", "SagaState", "Send", "step"),
         ".service": ("DocumentService",),
         ".store": ("TemporalStore",),

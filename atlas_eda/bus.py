@@ -9,10 +9,14 @@ and the trace records they share (:mod:`~atlas_eda.trace`)."""
 
 from __future__ import annotations
 
+import logging
+import math
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
+from types import FrameType
 from typing import Any, TypeVar, overload
 
 from blinker import Signal
@@ -24,11 +28,11 @@ from .dispatch import POLICIES, Dispatcher, FailurePolicy, Middleware, refuse_re
 from .effects import EffectHandler
 from .emits import EmitCheck, declare
 from .errors import InvalidArgumentError, UnknownEventError
-from .events import Event, check_event_type
+from .events import Event, check_event_type, type_name
 from .graph import EventGraph, GraphSource, graph_from
 from .history import History, Watcher
 from .subscriptions import Handler, Once, Subscriptions, check_synchronous
-from .trace import EventTrace
+from .trace import EventTrace, innermost_own, running
 from .views import short_repr
 
 __all__ = ["DeadLetter", "EventBus", "FailurePolicy", "Handler", "Middleware", "check_bus"]
@@ -42,6 +46,15 @@ MAX_DEPTH = 64
 """How deeply publishes may nest inside handlers by default before
 :class:`EventCycleError`: far deeper than any intended chain of events, and reached by a
 loop long before the interpreter's recursion limit."""
+
+CLOSE_TIMEOUT = 10.0
+"""How many seconds :meth:`EventBus.close` waits by default for the deliveries under way
+on other threads."""
+
+# How often close() looks again at the deliveries it waits for.
+_CLOSE_POLL_SECONDS = 0.01
+
+logger = logging.getLogger("atlas_eda.bus")
 
 H = TypeVar("H", bound=Handler)
 
@@ -328,13 +341,23 @@ class EventBus(Dispatcher):
         its result (an ``EffectMonad``'s value, once its effects are performed by
         :attr:`effect_handler`). Its exception propagates; :class:`NoHandlerError` if it has
         no handler. Recorded in the history and traces like an event."""
+        if self._closed:
+            self._refuse_closed("send", command_type)
         return self._requests.call("command", command_type, data, metadata, self.effect_handler)
 
     def ask(self, query_type: Enum, data: Any = None) -> Any:
         """As :meth:`send`, for a query: its handler may only read; publishing, sending a
         command or writing the store while it runs raises :class:`QuerySideEffectError`,
         with nothing done."""
+        if self._closed:
+            self._refuse_closed("ask", query_type)
         return self._requests.call("query", query_type, data, None, self.effect_handler)
+
+    def _refuse_closed(self, action: str, message_type: Enum) -> None:
+        """On a closed bus: raise :class:`BusClosedError` unless this thread is
+        delivering one of the bus's messages (its handlers finish their work)."""
+        if innermost_own(running(), self._owner) is None:
+            raise self.closed_error(action, message_type)
 
     # -- middleware --------------------------------------------------------------------
 
@@ -425,6 +448,56 @@ class EventBus(Dispatcher):
         list; one that fails again stays, with its new error and one more attempt."""
         return self._dead_letters.retry(self._redeliver)
 
+    # -- lifetime --------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called: publishes are then refused."""
+        return self._closed
+
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> int:
+        """Stop taking new publishes, then wait up to ``timeout`` seconds for the
+        deliveries under way on other threads; returns how many were still under way
+        when it stopped waiting (0: every one finished). Closing again does nothing and
+        returns 0.
+
+        From then on a publish, ``publish_event``, ``send``, ``ask`` or dead-letter retry
+        raises :class:`BusClosedError` with nothing recorded (no history, no trace, no
+        dead letter), but for those made by the handlers of a delivery still under way:
+        they belong to it, and it finishes as it started. What it waits for (each
+        thread's outermost delivery of this bus) is logged on the ``atlas_eda.bus``
+        logger, and a warning names what was still running at the timeout. Called from
+        a handler, it cannot wait for its own thread's delivery: that one finishes once
+        the handler returns."""
+        _check_timeout(timeout)
+        if self._closed:
+            return 0
+        self._closed = True
+        deadline = time.monotonic() + timeout
+        under_way = _under_way(self)
+        if not under_way:
+            logger.info("bus closed; no delivery was under way")
+            return 0
+        logger.info(
+            "bus closing: waiting up to %gs for %d delivery(ies) under way: %s",
+            timeout,
+            len(under_way),
+            "; ".join(under_way),
+        )
+        while under_way and time.monotonic() < deadline:
+            time.sleep(_CLOSE_POLL_SECONDS)
+            under_way = _under_way(self)
+        if under_way:
+            logger.warning(
+                "bus closed after waiting %gs; %d delivery(ies) still under way: %s",
+                timeout,
+                len(under_way),
+                "; ".join(under_way),
+            )
+        else:
+            logger.info("bus closed; every delivery under way finished")
+        return len(under_way)
+
     def __repr__(self) -> str:
         return (
             f"EventBus(history={len(self._history)}/{self.history_limit}, "
@@ -455,3 +528,70 @@ def _check_max_depth(max_depth: int) -> None:
             f"({sys.getrecursionlimit()}) allows; use at most {ceiling}, or raise the limit "
             f"with sys.setrecursionlimit first."
         )
+
+
+def _check_timeout(timeout: float) -> None:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise InvalidArgumentError(
+            f"timeout must be a number of seconds, got {short_repr(timeout)}."
+        )
+    if not 0 <= timeout < math.inf:
+        raise InvalidArgumentError(
+            f"timeout must be a non-negative, finite number of seconds, got {timeout!r}."
+        )
+
+
+# The frames of a bus delivering: a thread running one of them for a bus (``self`` being
+# the bus, or its Requests for send and ask) is under way, from the moment it passed the
+# closed test until it returns. Finding them in the threads' frames costs publishing
+# nothing: counting deliveries in and out on the hot path would (see dispatch.py).
+_DELIVERING = frozenset(
+    code.__code__
+    for code in (
+        Dispatcher.publish,
+        Dispatcher.publish_event,
+        Dispatcher._redeliver,
+        Requests.call,
+        Requests.resend,
+    )
+)
+
+
+def _under_way(bus: EventBus) -> list[str]:
+    """What ``bus`` is delivering on threads other than this one: for each such thread,
+    its name and the message of its outermost delivery of the bus."""
+    mine = (bus, bus._requests)
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    this_thread = threading.get_ident()
+    found: list[str] = []
+    for ident, frame in sys._current_frames().items():
+        if ident == this_thread:
+            continue
+        outermost: FrameType | None = None
+        current: FrameType | None = frame
+        while current is not None:
+            if current.f_code in _DELIVERING and any(
+                current.f_locals.get("self") is part for part in mine
+            ):
+                outermost = current
+            current = current.f_back
+        if outermost is not None:
+            found.append(f"thread {names.get(ident, ident)!s}: {_delivering(outermost)}")
+    return found
+
+
+def _delivering(frame: FrameType) -> str:
+    """The message a delivering frame is about, as a type name."""
+    local = frame.f_locals
+    for name in ("event", "message"):
+        value = local.get(name)
+        if isinstance(value, Event):
+            return type_name(value.type)
+    letter = local.get("letter")
+    if isinstance(letter, DeadLetter):
+        return f"dead letter of {type_name(letter.event.type)}"
+    for name in ("event_type", "request_type"):
+        value = local.get(name)
+        if isinstance(value, Enum):
+            return type_name(value)
+    return "a delivery"

@@ -9,14 +9,15 @@ import sys
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
-from .aspects import AspectWeaver, LoggingAspect, MetricsAspect
+from .aspects import MetricsAspect
 from .bus import EventBus
 from .document import Document
 from .effects import Effect, EffectHandler, EffectType
 from .errors import DocumentDeletedError
 from .events import Event
+from .runtime import SERVICE_METHODS, Runtime
 from .service import DocumentService
 from .store import TemporalStore
 from .testing.types import register_types
@@ -24,8 +25,12 @@ from .views import short_id, text_table, when
 
 __all__ = ["DemoCommand", "DemoSystem", "demo_session", "demo_system"]
 
-WOVEN_METHODS = ("create_document", "update_document", "delete_document", "get_document")
-"""The ``DocumentService`` methods the demo weaves its logging and metrics aspects onto."""
+WOVEN_METHODS = SERVICE_METHODS
+"""The ``DocumentService`` methods the demo weaves its logging and metrics aspects onto
+(those a :class:`~atlas_eda.runtime.Runtime` weaves its aspects onto)."""
+
+WOVEN_ASPECTS = ("logging", "metrics")
+"""The aspects the demo weaves onto those methods, innermost first."""
 
 MILLISECONDS = 1e3
 """Milliseconds per second: the metrics table shows times in milliseconds."""
@@ -58,38 +63,44 @@ class DemoSystem:
     collect the effects (``performed``), a ``DocumentService`` whose methods are woven
     with a logging and a metrics aspect (``metrics``), and the handlers of
     :class:`DemoCommand` on the bus, which keep the ids of the documents they created
-    (``documents``, oldest first)."""
+    (``documents``, oldest first); ``runtime`` is the :class:`Runtime` holding the parts
+    (its ``close()`` closes them in order)."""
 
     bus: EventBus
     store: TemporalStore
     handler: EffectHandler
     service: DocumentService
     metrics: MetricsAspect
+    runtime: Runtime
     performed: list[Effect] = field(default_factory=list)
     documents: list[str] = field(default_factory=list)
 
 
 def demo_system(url: str = "memory://", *, bus: EventBus | None = None) -> DemoSystem:
     """Build the demo's system on a store at ``url`` (in memory by default) and on ``bus``
-    (a new ``EventBus`` when not given). Also the factory of the demo cassette:
+    (a new ``EventBus`` when not given): a :class:`~atlas_eda.runtime.Runtime` whose
+    effect performers collect the effects, with the logging and metrics aspects woven
+    onto its service (close it with ``system.runtime.close()``). Also the factory of the
+    demo cassette:
     ``atlas-eda replay tests/cassettes/demo.jsonl --app atlas_eda.demo:demo_system``."""
-    bus = bus if bus is not None else EventBus()
-    store = TemporalStore(bus, url=url)
-    handler = EffectHandler(temporal_store=store, event_bus=bus)
     performed: list[Effect] = []
-    for effect_type in EffectType:
-        handler.register_handler(effect_type, performed.append)
-    service = DocumentService(bus, store, handler)
-
-    logging_aspect = LoggingAspect(event_bus=bus)
-    metrics_aspect = MetricsAspect()
-    weaver = AspectWeaver()
-    weaver.register_aspect("logging", logging_aspect)
-    weaver.register_aspect("metrics", metrics_aspect)
-    for method in WOVEN_METHODS:
-        woven = weaver.apply_aspect("logging", getattr(service, method))
-        setattr(service, method, weaver.apply_aspect("metrics", woven))
-    system = DemoSystem(bus, store, handler, service, metrics_aspect, performed)
+    runtime = Runtime(
+        url,
+        bus=bus,
+        aspects=WOVEN_ASPECTS,
+        effects=dict.fromkeys(EffectType, performed.append),
+    )
+    # Woven by name above, so the runtime holds one (its type says "when woven").
+    metrics = cast(MetricsAspect, runtime.metrics)
+    system = DemoSystem(
+        runtime.bus,
+        runtime.store,
+        runtime.effect_handler,
+        runtime.service,
+        metrics,
+        runtime,
+        performed,
+    )
     _subscribe_commands(system)
     return system
 

@@ -30,6 +30,7 @@ from .effects import EffectHandler, EffectMonad
 from .errors import (
     AsyncHandlerError,
     AtlasEdaError,
+    BusClosedError,
     EventCycleError,
     HandlerFailures,
     InvalidEventError,
@@ -159,6 +160,9 @@ class Dispatcher:
         self._policy: FailurePolicy = failure_policy
         # Marks this bus's records among those running on a thread (see trace.RUNNING).
         self._owner = Owner(traces)
+        # Set by EventBus.close: root publishes are refused from then on (one attribute
+        # test per publish, the whole cost of closing on the hot path).
+        self._closed = False
 
     # The one function over ruff's statement limit, on purpose: a traced publish builds the
     # event and delivers it in this one frame, because the call into _deliver_traced costs
@@ -189,6 +193,8 @@ class Dispatcher:
                 parent = innermost_own(stack, owner)
             if owner.emits is not None:  # a handler declared emits= (see atlas_eda.emits)
                 owner.emits.check(stack, event_type, owner, "published")
+        if self._closed and parent is None:  # a handler's children finish its delivery
+            raise self.closed_error("publish", event_type)
         try:
             plan: Plan | None = self._plans[id(event_type)]
         except KeyError:  # a type with a plan was checked when it was planned
@@ -276,6 +282,8 @@ class Dispatcher:
         if stack and self._owner.emits is not None:
             self._owner.emits.check(stack, event.type, self._owner, "published")
         parent = innermost_own(stack, self._owner) if stack else None
+        if self._closed and parent is None:
+            raise self.closed_error("publish", event.type)
         if self._owner.traces:
             return self._deliver_traced(event, None, time(), parent, stack)
         return self._deliver_untraced(event, None, time(), parent, stack)
@@ -375,6 +383,15 @@ class Dispatcher:
         if propagating is not None:
             raise propagating
         return event.id
+
+    def closed_error(self, action: str, message_type: Enum) -> BusClosedError:
+        """The error of ``action`` (``"publish"``, ``"send"``...) of ``message_type``
+        on this bus once it is closed."""
+        return BusClosedError(
+            f"Cannot {action} {type_name(message_type)}: this EventBus was closed; nothing "
+            f"was recorded or delivered. Publish before closing the bus (or its Runtime), "
+            f"or on a new EventBus."
+        )
 
     def _through_middleware(self, event: Event) -> Event | None:
         """``event`` as the middleware leaves it, in order; ``None`` if one dropped it."""
@@ -507,6 +524,8 @@ class Dispatcher:
         returns are performed); returns its exception, or ``None`` if it succeeded."""
         stack = running()
         own = own_records(stack, self._owner)
+        if self._closed and not own:
+            raise self.closed_error("retry a dead letter of", letter.event.type)
         if len(own) >= self._max_depth:
             raise EventCycleError(
                 f"Retrying a dead letter {len(own)} events deep exceeds max_depth="

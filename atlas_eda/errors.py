@@ -337,3 +337,15 @@ class SagaFailed(AtlasEdaError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class BusClosedError(AtlasEdaError):
+    """A publish (or a send, an ask, a dead letter's retry) on a bus that was closed
+    (``bus.close()``, or the :class:`~atlas_eda.runtime.Runtime` holding it closed): nothing
+    was recorded or delivered. Publish before closing, or on a new bus."""
+
+
+class RuntimeConfigError(AtlasEdaError, ValueError):
+    """A :class:`~atlas_eda.runtime.Runtime`'s configuration (its arguments or its TOML
+    file) was wrong: an unknown key, a value of the wrong kind, a file that is not TOML.
+    The message names the key and the file; nothing was opened."""

@@ -211,22 +211,24 @@ class StoreFollower:
 
     # -- delivering ----------------------------------------------------------------------
 
-    def poll(self, limit: int | None = None) -> int:
+    def poll(self, limit: int | None = None, *, stop_event: threading.Event | None = None) -> int:
         """Deliver every event committed past the position (at most ``limit``), in log
-        order; returns how many were delivered. Never blocks waiting for new events. The
-        position is recorded before it returns."""
+        order; returns how many were delivered. Never blocks waiting for new events. Once
+        ``stop_event`` is set it delivers no further event (the one under way finishes).
+        The position is recorded before it returns."""
         if limit is not None and not is_int(limit):
             raise TypeError(f"limit must be an int or None, got {limit!r}.")
         try:
-            return self._deliver_pages(limit)
+            return self._deliver_pages(limit, stop_event)
         finally:
             # Even when a publication raised: what was delivered before it stays delivered.
             self._record()
 
-    def _deliver_pages(self, limit: int | None) -> int:
-        """Deliver pages of the log past the position until its end (or ``limit``); the
-        position is recorded every ``commit_every`` events, by default every page, but
-        not at the end: the caller records it when it has caught up."""
+    def _deliver_pages(self, limit: int | None, stop_event: threading.Event | None) -> int:
+        """Deliver pages of the log past the position until its end (or ``limit``, or
+        ``stop_event`` set); the position is recorded every ``commit_every`` events, by
+        default every page, but not at the end: the caller records it when it has caught
+        up."""
         every = self.page_size if self.commit_every is None else self.commit_every
         delivered = 0
         while limit is None or delivered < limit:
@@ -236,6 +238,8 @@ class StoreFollower:
                 size = min(size, self.page_size - self._unrecorded)
             page = self._store.notifications(self._position + 1, size, kinds=KINDS)
             for notification in page:
+                if stop_event is not None and stop_event.is_set():
+                    return delivered
                 self._deliver(notification)
                 delivered += 1
                 if self._unrecorded >= every:
@@ -256,13 +260,13 @@ class StoreFollower:
         idle_timeout: float | None = None,
     ) -> int:
         """Poll until ``timeout`` seconds have passed, ``limit`` events were delivered,
-        ``stop_event`` is set, or nothing new came for ``idle_timeout`` seconds
-        (whichever is first; with none of them, forever). Returns how many were
-        delivered. Between polls it waits up to ``interval`` seconds (on PostgreSQL it
-        wakes as soon as a writer commits). The position is recorded per page, once
-        nothing new came for a whole wait, and before it returns (see the module
-        docstring). Time is read from the follower's ``clock``, and on SQLite it waits
-        with its ``sleep`` (or on ``stop_event``, when given)."""
+        ``stop_event`` is set (checked between events too), or nothing new came for
+        ``idle_timeout`` seconds (whichever is first; with none of them, forever). Returns
+        how many were delivered. Between polls it waits up to ``interval`` seconds (on
+        PostgreSQL it wakes as soon as a writer commits). The position is recorded per
+        page, once nothing new came for a whole wait, and before it returns (see the
+        module docstring). Time is read from the follower's ``clock``, and on SQLite it
+        waits with its ``sleep`` (or on ``stop_event``, when given)."""
         if interval <= 0:
             raise ValueError(f"interval must be positive, got {interval!r}.")
         if limit is not None and not is_int(limit):
@@ -272,8 +276,12 @@ class StoreFollower:
         caught_up = False
         try:
             while limit is None or delivered < limit:
-                count = self._deliver_pages(None if limit is None else limit - delivered)
+                count = self._deliver_pages(
+                    None if limit is None else limit - delivered, stop_event
+                )
                 delivered += count
+                if stop_event is not None and stop_event.is_set():
+                    break
                 now = self._clock()
                 if count:
                     last_delivery = now
@@ -449,6 +457,13 @@ class StoreFollower:
             )
         self._position = self._recorded = position
         self._unrecorded = 0
+
+    def commit(self) -> int:
+        """Record the position durably now (it is recorded once per page, or every
+        ``commit_every`` events, and whenever a poll returns); returns it. A transient
+        follower (``name=None``) keeps it in memory only."""
+        self._record()
+        return self._position
 
     def _record(self) -> None:
         """Record the position durably, if it moved since it was last recorded."""

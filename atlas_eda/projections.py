@@ -342,10 +342,13 @@ class Projection(EventsourcingProjection[TrackingRecorder]):
         timeout: float | None = None,
         idle_timeout: float | None = None,
         interval: float = 0.2,
+        stop_event: threading.Event | None = None,
     ) -> int:
         """Catch up, then poll every ``interval`` seconds until ``timeout`` seconds have
-        passed or nothing new came for ``idle_timeout`` seconds (with neither: forever);
-        returns how many events were applied. Waits with the projection's ``sleep``."""
+        passed, nothing new came for ``idle_timeout`` seconds or ``stop_event`` is set
+        (with none of them: forever); returns how many events were applied. Waits with
+        the projection's ``sleep``, or on ``stop_event`` when given. Each page is applied
+        with its position in one transaction, so a stop loses nothing."""
         for label, value in (("timeout", timeout), ("idle_timeout", idle_timeout)):
             if value is not None and not 0 <= value < math.inf:
                 raise ValueError(f"{label} must be a non-negative number, got {value!r}.")
@@ -365,9 +368,12 @@ class Projection(EventsourcingProjection[TrackingRecorder]):
             if idle_timeout is not None:
                 waits.append(last + idle_timeout - now)
             wait = min(waits)
-            if wait <= 0:
+            if wait <= 0 or (stop_event is not None and stop_event.is_set()):
                 return applied
-            self._sleep(wait)
+            if stop_event is None:
+                self._sleep(wait)
+            elif stop_event.wait(wait):
+                return applied
 
     def rebuild(self, store: TemporalStore | None = None) -> int:
         """Empty the read model (its tables, its position and its dead letters, in one

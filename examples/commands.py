@@ -9,10 +9,9 @@ from enum import Enum
 from atlas_eda import (
     CommandType,
     Event,
-    EventBus,
     QuerySideEffectError,
     QueryType,
-    TemporalStore,
+    Runtime,
 )
 
 
@@ -36,44 +35,46 @@ class CartEvent(Enum):
 
 
 def main() -> None:
-    bus = EventBus()
-    store = TemporalStore(bus, url="memory://")
-    bus.subscribe(CartEvent.ADDED, lambda event: print(f"  event: added {event.data['item']}"))
+    # The runtime wires the bus and the store, and closes them in order on leaving.
+    with Runtime("memory://") as runtime:
+        bus, store = runtime.bus, runtime.store
+        bus.subscribe(CartEvent.ADDED, lambda event: print(f"  event: added {event.data['item']}"))
 
-    def add(message: Event) -> str:
-        item = message.data["item"]
-        if not item:
-            raise ValueError("an item needs a name")
-        doc_id = store.create_document(item, "in cart", message.metadata.get("user", "?"))
-        bus.publish(CartEvent.ADDED, {"item": item})
-        return doc_id
+        def add(message: Event) -> str:
+            item = message.data["item"]
+            if not item:
+                raise ValueError("an item needs a name")
+            doc_id = store.create_document(item, "in cart", message.metadata.get("user", "?"))
+            bus.publish(CartEvent.ADDED, {"item": item})
+            return doc_id
 
-    def count(message: Event) -> int:
-        return len(store.get_all_documents())
+        def count(message: Event) -> int:
+            return len(store.get_all_documents())
 
-    def sneaky(message: Event) -> None:
-        store.create_document("ghost", "", "nobody")
+        def sneaky(message: Event) -> None:
+            store.create_document("ghost", "", "nobody")
 
-    bus.handle(Cart.ADD, add)
-    bus.handle(Stock.COUNT, count)
-    bus.handle(Stock.SNEAKY, sneaky)
+        bus.handle(Cart.ADD, add)
+        bus.handle(Stock.COUNT, count)
+        bus.handle(Stock.SNEAKY, sneaky)
 
-    print("send Cart.ADD tea:")
-    doc_id = bus.send(Cart.ADD, {"item": "tea"}, metadata={"user": "ann"})
-    print(f"  result: {store.get_document(doc_id).title} by {store.get_document(doc_id).author}")
-    print(f"ask Stock.COUNT: {bus.ask(Stock.COUNT)}")
-    try:
-        bus.send(Cart.ADD, {"item": ""})
-    except ValueError as error:
-        print(f"send Cart.ADD '': raised ValueError: {error}")
-    try:
-        bus.ask(Stock.SNEAKY)
-    except QuerySideEffectError:
-        print(f"ask Stock.SNEAKY: refused, still {bus.ask(Stock.COUNT)} document(s)")
-    command = bus.get_history(Cart.ADD, limit=None)[-1]
-    print("trace of the first command:")
-    print(bus.trace(command.id).tree())
-    store.close()
+        print("send Cart.ADD tea:")
+        doc_id = bus.send(Cart.ADD, {"item": "tea"}, metadata={"user": "ann"})
+        print(
+            f"  result: {store.get_document(doc_id).title} by {store.get_document(doc_id).author}"
+        )
+        print(f"ask Stock.COUNT: {bus.ask(Stock.COUNT)}")
+        try:
+            bus.send(Cart.ADD, {"item": ""})
+        except ValueError as error:
+            print(f"send Cart.ADD '': raised ValueError: {error}")
+        try:
+            bus.ask(Stock.SNEAKY)
+        except QuerySideEffectError:
+            print(f"ask Stock.SNEAKY: refused, still {bus.ask(Stock.COUNT)} document(s)")
+        command = bus.get_history(Cart.ADD, limit=None)[-1]
+        print("trace of the first command:")
+        print(bus.trace(command.id).tree())
 
 
 if __name__ == "__main__":

@@ -17,10 +17,10 @@ from typing import Any
 
 from atlas_eda import (
     Effect,
-    EffectHandler,
     Event,
     EventBus,
     Publish,
+    Runtime,
     Saga,
     SagaManager,
     TemporalStore,
@@ -125,9 +125,11 @@ class OrderSaga(Saga):
 
 @dataclass
 class OrderSagaApp:
-    """The system: its bus (with an ``EffectHandler``), its store (where the sagas live),
-    its saga manager, and the outside world (stock levels, charges, refunds, mails)."""
+    """The system: its runtime and the parts it wired (its bus, with an
+    ``EffectHandler``; its store, where the sagas live; its saga manager), and the outside
+    world (stock levels, charges, refunds, mails)."""
 
+    runtime: Runtime
     bus: EventBus
     store: TemporalStore
     sagas: SagaManager
@@ -138,13 +140,11 @@ class OrderSagaApp:
 
 
 def make_system(url: str = "memory://") -> OrderSagaApp:
-    """A fresh system on a fresh bus and an empty store at ``url``."""
-    handler = EffectHandler()
-    bus = EventBus(effect_handler=handler)
-    handler.event_bus = bus
-    store = TemporalStore(bus, url=url)
-    app = OrderSagaApp(bus, store, SagaManager(bus, store))
-    app.sagas.register(OrderSaga)
+    """A fresh system on a fresh bus and an empty store at ``url``: a runtime with the
+    order saga registered, whose effect handler performs the outside world's work."""
+    runtime = Runtime(url, sagas=[OrderSaga])
+    app = OrderSagaApp(runtime, runtime.bus, runtime.store, runtime.sagas)
+    handler = runtime.effect_handler
 
     def reserve(effect: Effect) -> None:
         items: dict[str, int] = effect.payload["items"]
@@ -206,7 +206,7 @@ def main() -> None:
     for name, (before, after) in app.sagas.diff(third.id, 4, third.version).items():
         print(f"  {name}: {before!r} -> {after!r}")
     print(f"due later: {app.sagas.run_due(now=0.0)}")
-    app.store.close()
+    app.runtime.close()
 
 
 if __name__ == "__main__":

@@ -19,10 +19,8 @@ def run_demo(url: str, *, out: TextIO | None = None) -> None:
     """The source document's scenario against the store at ``url``, then three tables:
     the bus history, every version of every stored document, and the service's metrics."""
     system = demo_system(url)
-    try:
+    with system.runtime:
         demo_session(system, out=out or sys.stdout)
-    finally:
-        system.store.close()
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@ from ..follower import StoreFollower
 from ..views import when
 from .command import Command, CommandError, integer
 from .command import seconds as as_seconds
+from .signals import stop_on_signals
 from .stores import add_store_option, check_existing, store_url
 
 __all__ = ["COMMAND", "run_follow"]
@@ -31,7 +32,8 @@ def run_follow(
     timeout: str | None = None,
 ) -> None:
     """Print the store's document events as they are committed, one line each, until
-    ``limit`` events or ``timeout`` seconds (or Ctrl-C)."""
+    ``limit`` events or ``timeout`` seconds, or until SIGTERM or Ctrl-C (the event under
+    way is finished and the position recorded)."""
     followed = store_url(url)
     check_existing(followed)
     count = _count(limit)
@@ -40,9 +42,10 @@ def run_follow(
     bus.subscribe_all(_print_event)
     with (
         StoreFollower(followed, bus, name, from_start=from_start) as follower,
-        contextlib.suppress(KeyboardInterrupt),  # Ctrl-C: stop quietly
+        stop_on_signals() as stop,
+        contextlib.suppress(KeyboardInterrupt),  # a second signal: stop at once, quietly
     ):
-        follower.run(timeout=seconds, limit=count)
+        follower.run(timeout=seconds, limit=count, stop_event=stop)
 
 
 def _count(limit: str | None) -> int | None:

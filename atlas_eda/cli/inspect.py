@@ -13,6 +13,7 @@ from ..projections import Projection
 from ..redaction import redact_url
 from .command import Command, CommandError, integer
 from .project import load_projections
+from .signals import stop_on_signals
 from .stores import add_store_option, open_store
 
 __all__ = ["COMMAND", "DEFAULT_PORT", "run_inspect"]
@@ -100,21 +101,28 @@ def run_inspect(
             lifespan="off",
         )
         server = uvicorn.Server(config)
-        # A free port (--port 0) is known once the socket is bound, and a browser may
-        # connect as soon as the address is printed: listen first, then say where to look.
-        sock = config.bind_socket()
-        sock.listen(config.backlog)
-        served = sock.getsockname()
-        shown_host = f"[{served[0]}]" if ":" in served[0] else served[0]
-        address = f"http://{shown_host}:{served[1]}/"
-        print(
-            f"Inspecting {redact_url(store.url)} at {address} (read-only; Ctrl-C to stop)",
-            flush=True,
-        )
-        if open_page:
-            webbrowser.open(address)
-        # uvicorn shuts down cleanly on Ctrl-C, then raises it again: stop quietly.
-        with contextlib.suppress(KeyboardInterrupt):
+
+        def exit_server() -> None:
+            server.should_exit = True
+
+        # A signal before uvicorn's own handlers are in place tells the server to exit
+        # (it then shuts down at once); uvicorn shuts down cleanly on one that comes while
+        # it serves, then raises it again once its handlers are gone: stop_on_signals
+        # takes it there too, and the command exits 0.
+        with stop_on_signals(exit_server), contextlib.suppress(KeyboardInterrupt):
+            # A free port (--port 0) is known once the socket is bound, and a browser may
+            # connect as soon as the address is printed: listen first, then say where.
+            sock = config.bind_socket()
+            sock.listen(config.backlog)
+            served = sock.getsockname()
+            shown_host = f"[{served[0]}]" if ":" in served[0] else served[0]
+            address = f"http://{shown_host}:{served[1]}/"
+            print(
+                f"Inspecting {redact_url(store.url)} at {address} (read-only; Ctrl-C to stop)",
+                flush=True,
+            )
+            if open_page:
+                webbrowser.open(address)
             server.run(sockets=[sock])
 
 

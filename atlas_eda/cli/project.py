@@ -9,6 +9,7 @@ from ..projections import Projection
 from .apps import import_app_module
 from .command import Command, CommandError
 from .command import seconds as as_seconds
+from .signals import stop_on_signals
 from .stores import add_store_option, open_store
 
 UNTIL_CAUGHT_UP = "stop once the read model is caught up"
@@ -90,12 +91,17 @@ def run_project(
     idle = as_seconds(idle_timeout, "--idle-timeout", UNTIL_CAUGHT_UP)
     with open_store(url) as store:
         projection = load_projection(app)
-        with projection, contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: stop quietly
+        applied = 0
+        # SIGTERM or Ctrl-C stops at the next page (a second signal at once); each page
+        # is applied with its position in one transaction, so nothing applied is lost.
+        with projection, stop_on_signals() as stop, contextlib.suppress(KeyboardInterrupt):
             applied = projection.rebuild(store) if rebuild else 0
             if seconds is None and idle is None:
                 applied += projection.catch_up(store)
             else:
-                applied += projection.run(store, timeout=seconds, idle_timeout=idle)
+                applied += projection.run(
+                    store, timeout=seconds, idle_timeout=idle, stop_event=stop
+                )
             letters = len(projection.dead_letters())
         kept = f"; {letters} dead letter{'s' * (letters != 1)}" if letters else ""
         return (
