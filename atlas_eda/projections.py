@@ -419,9 +419,10 @@ class Projection(EventsourcingProjection[TrackingRecorder]):
 
     def close(self) -> None:
         """Release the read model's database connections; what it holds stays."""
-        if self._writer is not None:
-            with self._writer_lock:
-                self._writer.close()
+        with self._writer_lock:
+            writer, self._writer = self._writer, None  # reads go to the closed pool: its error
+        if writer is not None:
+            writer.close()
         self._datastore.close()
 
     def __enter__(self) -> Self:
