@@ -59,6 +59,7 @@ from .trace import (
     RUNNING,
     Owner,
     Record,
+    Stack,
     add_failure,
     add_interrupted,
     add_skipped,
@@ -100,9 +101,6 @@ _PROPAGATING = (EventCycleError, NoEffectHandlerError, UndeclaredEmitError)
 
 Failures = list[tuple[Callable[..., Any], Exception]]
 """The handlers that raised during one delivery, each with its exception."""
-
-Stack = list[Record]
-"""A thread's records under delivery, innermost last (see :data:`~atlas_eda.trace.RUNNING`)."""
 
 
 class EventDraft(EventSlots):
@@ -176,13 +174,10 @@ class Dispatcher:
         event is a child of the event being handled (causation and correlation ids)."""
         # The hot path: the event is built from fields checked here rather than through
         # Event()'s checks (see EventDraft; tests hold the two equal).
-        try:
-            stack: Stack = RUNNING.stack
-        except AttributeError:
-            stack = running()
+        stack: Stack = RUNNING.get()
         owner = self._owner
         parent: Record | None = None
-        if stack:  # nested: the parent is this bus's innermost record on this thread
+        if stack:  # nested: the parent is this bus's innermost record in this context
             parent = stack[-1]
             if parent[OWNER] is not owner:  # a query's record is never the bus's own
                 refuse_if_read_only(stack, "publish", event_type)
@@ -235,7 +230,8 @@ class Dispatcher:
             parent.append((CHILD, event.id))
         self._keep(record)
         failures: Failures | None = None
-        stack.append(record)
+        # A new tuple each delivery (not a shared list): see trace.RUNNING.
+        token = RUNNING.set((*stack, record))
         try:
             for receiver in calls:
                 try:
@@ -254,7 +250,7 @@ class Dispatcher:
             add_interrupted(record, exc, time())
             raise
         finally:
-            stack.pop()
+            RUNNING.reset(token)
             if parent is None and self._watchers.callbacks:
                 self._watchers.tell(self._history.trace_of(record))
         if propagating is not None:
@@ -311,7 +307,8 @@ class Dispatcher:
             parent.append((CHILD, event.id))
         self._keep(record)
         failures: Failures | None = None
-        stack.append(record)
+        # A new tuple each delivery (not a shared list): see trace.RUNNING.
+        token = RUNNING.set((*stack, record))
         try:
             for receiver in calls:
                 try:
@@ -332,7 +329,7 @@ class Dispatcher:
             add_interrupted(record, exc, time())
             raise
         finally:
-            stack.pop()
+            RUNNING.reset(token)
             if parent is None and self._watchers.callbacks:
                 self._watchers.tell(self._history.trace_of(record))
         if propagating is not None:
@@ -356,7 +353,8 @@ class Dispatcher:
         record: Record = [event, self._owner]  # as trace.plain_record builds it
         self._keep(record)
         failures: Failures | None = None
-        stack.append(record)
+        # A new tuple each delivery (not a shared list): see trace.RUNNING.
+        token = RUNNING.set((*stack, record))
         try:
             for receiver in plan[0]:
                 try:
@@ -371,7 +369,7 @@ class Dispatcher:
             receiver = result = None  # type: ignore[assignment]
             propagating = self._settle(event, failures) if failures else None
         finally:
-            stack.pop()
+            RUNNING.reset(token)
         if propagating is not None:
             raise propagating
         return event.id
@@ -515,7 +513,7 @@ class Dispatcher:
             )
         # A record of its own, not kept: the retried handler's children get the
         # letter's event as their parent, as they would have the first time.
-        stack.append(plain_record(letter.event, self._owner))
+        token = RUNNING.set((*stack, plain_record(letter.event, self._owner)))
         try:
             result = letter.handler(letter.event)
             if result is not None:
@@ -525,7 +523,7 @@ class Dispatcher:
         except Exception as exc:
             return exc
         finally:
-            stack.pop()
+            RUNNING.reset(token)
         return None
 
 

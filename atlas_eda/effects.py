@@ -97,7 +97,7 @@ def _observer() -> EffectObserver | None:
     thread, if a bus is delivering one, and :data:`effect_observer`, if set; ``None``
     when nobody listens (then an effect is performed with no reporting at all)."""
     told = effect_observer.get()
-    if not getattr(RUNNING, "stack", None):  # no bus is delivering on this thread
+    if not RUNNING.get():  # no bus is delivering in this context
         return told
     if told is None:
         return file_effect
@@ -136,7 +136,7 @@ def _report(
         if observer is not None:
             observer(intent, result, error)
         return
-    if getattr(RUNNING, "stack", None):
+    if RUNNING.get():
         file_effect(intent, result, error, tuple(retried))
     told = effect_observer.get()
     if told is not None:

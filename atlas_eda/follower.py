@@ -111,7 +111,8 @@ class StoreFollower:
     "version"}`` (``title`` is ``None`` when unchanged; ``editor`` is the recorded one,
     the author when no editor was given); deleted: ``{"id", "reason", "version"}`` — with
     ``source="atlas_eda.follower"``, the event's commit time as ``timestamp``, and
-    ``metadata`` ``{"notification_id", "follower"}``. See the module docstring for the
+    ``metadata`` ``{"notification_id", "follower"}``; each is a root whose
+    ``correlation_id`` is its own id, as the bus gives its roots. See the module docstring for the
     delivery guarantee and ``commit_every``. Not thread-safe: drive a follower from one
     thread.
 
@@ -306,13 +307,16 @@ class StoreFollower:
         """The bus event of the stored event ``notification`` holds."""
         stored = self._store.decode(notification)
         event_type, data = bus_event(stored)
+        event_id = event_id_for(str(notification.originator_id), notification.originator_version)
         return Event(
             type=event_type,
             data=data,
-            id=event_id_for(str(notification.originator_id), notification.originator_version),
+            id=event_id,
             timestamp=stored.timestamp.timestamp(),
             source=FOLLOWER_SOURCE,
             metadata={"notification_id": notification.id, "follower": self.name},
+            # A root, as the bus makes its roots: its own tree's correlation id.
+            correlation_id=event_id,
         )
 
     def _publish(self, event: Event) -> tuple[list[Failure], Exception | None]:
