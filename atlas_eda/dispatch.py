@@ -158,6 +158,12 @@ class Dispatcher:
         # Marks this bus's records among those running on a thread (see trace.RUNNING).
         self._owner = Owner(traces)
 
+    @property
+    def subscriptions(self) -> Subscriptions:
+        """The bus's receivers and delivery plans (internal: what instrumentation such as
+        :mod:`atlas_eda.telemetry` wraps with ``wrap_deliveries``)."""
+        return self._subscriptions
+
     # The one function over ruff's statement limit, on purpose: a traced publish builds the
     # event and delivers it in this one frame, because the call into _deliver_traced costs
     # 3-4% of a whole publish (benchmarks.run --only bus, paired runs), more than the

@@ -2,7 +2,9 @@
 event per line, and loaded back as :class:`atlas_eda.Event`s with the effects each caused.
 
 Each line carries the event (``id``, ``source``, ``type`` as ``EnumClass.MEMBER``, ``time``,
-``data``), the extensions ``correlationid`` and ``causationid``, ``atlasmetadata`` (the
+``data``), the extensions ``correlationid`` and ``causationid``, ``traceparent`` and
+``tracestate`` (CloudEvents' distributed-tracing extension: the W3C trace context the
+event's metadata carries, if well-formed), ``atlasmetadata`` (the rest of the
 event's metadata as a JSON string) and ``atlaseffects`` (a JSON string: the effects
 performed while the event was handled, each with its result or error: the exception's
 class as ``module.QualName`` and its message) and, when recorded with a store,
@@ -51,6 +53,7 @@ from ..events import EMPTY_METADATA, Event, type_name
 from ..payloads import is_model_class
 from ..redaction import redact_text
 from ..trace import EffectOutcome, EventTrace
+from ..tracecontext import carrier_of
 from ..views import short_repr
 from .types import exception_name, payload_type_name, resolve_payload_type, resolve_type
 
@@ -443,8 +446,15 @@ def _extensions(
         extensions["correlationid"] = event.correlation_id
     if event.causation_id is not None:
         extensions["causationid"] = event.causation_id
-    if event.metadata:
-        metadata = _checked(dict(event.metadata), "metadata", event)
+    metadata = dict(event.metadata)
+    # The trace context goes in CloudEvents' distributed-tracing extension attributes.
+    carrier = carrier_of(metadata, f"the metadata of {event!r}")
+    if carrier:
+        extensions.update(carrier)
+        for name in carrier:
+            del metadata[name]
+    if metadata:
+        metadata = _checked(metadata, "metadata", event)
         extensions["atlasmetadata"] = json.dumps(metadata, separators=(",", ":"))
     if effects:
         items = [_effect_record(outcome, i, event) for i, outcome in enumerate(effects)]
@@ -978,6 +988,8 @@ _KNOWN = frozenset(
         "atlasstate",
         "atlasdatatype",
         "atlasresult",
+        "traceparent",
+        "tracestate",
     }
 )
 """The attributes a recorder writes (``data`` aside): valid extension names, and no
@@ -1037,6 +1049,9 @@ def _entry(number: int, text: str, types: dict[str, Enum]) -> CassetteEntry:
         except KeyError as exc:
             raise _BadLine(str(exc.args[0])) from None
     metadata = _extension_json(attributes, "atlasmetadata", dict) or EMPTY_METADATA
+    carrier = carrier_of(attributes, f"line {number}")  # a malformed one: ignored, logged
+    if carrier:
+        metadata = {**metadata, **carrier}
     items = _extension_json(attributes, "atlaseffects", list) or []
     effects = tuple(_recorded_effect(item, i, types) for i, item in enumerate(items))
     changes = _extension_json(attributes, "atlasstate", list) or []
