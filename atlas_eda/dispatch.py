@@ -155,7 +155,7 @@ class Dispatcher:
         self._middleware: tuple[Middleware, ...] = ()
         self._max_depth = max_depth
         self._policy: FailurePolicy = failure_policy
-        # Marks this bus's records among those running on a thread (see trace.RUNNING).
+        # Marks this bus's records among those running in a context (see trace.RUNNING).
         self._owner = Owner(traces)
 
     @property
@@ -285,7 +285,7 @@ class Dispatcher:
     # The delivery routine, in two copies so that an untraced bus tests nothing per
     # delivery. Both: ``event`` starts being delivered at ``now``, to ``plan`` (or to
     # its type's plan, when None); ``parent`` is this bus's record of the event being
-    # handled on this thread (None for a root) and ``stack`` this thread's records under
+    # handled in this context (None for a root) and ``stack`` this context's records under
     # delivery. After the depth guard, the middleware may replace the event: it is then
     # planned anew (its type may have changed) and its deliveries start when the
     # middleware is done. In each loop a handler returning None takes the shortest way
@@ -399,7 +399,7 @@ class Dispatcher:
 
     def _check_depth(self, stack: Stack, event_type: Enum) -> None:
         """Raise :class:`EventCycleError` when this bus already has ``max_depth`` events
-        under delivery on this thread (other buses' deliveries do not count)."""
+        under delivery in this context (other buses' deliveries do not count)."""
         own = own_records(stack, self._owner)
         if len(own) >= self._max_depth:
             chain = (*(type_name(record_event(r).type) for r in own), type_name(event_type))

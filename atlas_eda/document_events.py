@@ -183,7 +183,7 @@ class Cause:
 
 
 def current_cause() -> dict[str, Any] | None:
-    """The cause to record with an event written now on this thread: a plain dict (what
+    """The cause to record with an event written now in this context: a plain dict (what
     the store's JSON transcoder stores) of :class:`Cause`'s fields for the delivery under
     way, or ``None`` outside any delivery; :class:`~atlas_eda.errors.QuerySideEffectError`
     inside a query (which may not write). The correlation id of an event that has none

@@ -103,7 +103,7 @@ class EmitChecker(Protocol):
 
 
 class Owner:
-    """Marks the records of one bus (internal): which of the records running on a thread
+    """Marks the records of one bus (internal): which of the records running in a context
     are its own, and whether it traces. It holds no reference to the bus, so history
     records pin nothing."""
 
@@ -224,7 +224,7 @@ def running() -> Stack:
 
 
 def delivery_under_way() -> tuple[Event, str | None] | None:
-    """What is being delivered on this thread right now: ``(event, handler)`` for the
+    """What is being delivered in this context right now: ``(event, handler)`` for the
     innermost delivery under way (of any bus), ``handler`` being the name (as
     :func:`handler_name` gives it) of the receiver whose call is running; ``None`` outside
     any delivery. ``handler`` is ``None`` when the bus keeps no traces (its records do not
@@ -250,7 +250,7 @@ def file_effect(
     retried: tuple[Attempt, ...] = (),
 ) -> None:
     """File an effect's outcome (and the failed attempts ``retried`` before it) under the
-    innermost delivery of a tracing bus running on this thread; with none running, do
+    innermost delivery of a tracing bus running in this context; with none running, do
     nothing."""
     for record in reversed(RUNNING.get()):
         if record[OWNER].traces:
