@@ -27,8 +27,9 @@ Attributes follow OpenTelemetry's messaging conventions: ``messaging.system`` is
 ``messaging.destination.name`` the event type, ``messaging.message.id`` the event id,
 ``messaging.message.conversation_id`` its correlation id; store writes carry
 ``db.system.name`` and ``db.operation.name``. A root publish whose metadata carries a
-``traceparent`` (an event from a cassette, a follower's event) continues that trace; a
-malformed one is ignored with a debug line (:mod:`atlas_eda.tracecontext`)."""
+``traceparent`` (an event from a cassette, a follower's event) continues that trace, even
+inside a span of the application's own (a follower's poll loop, say); a malformed one is
+ignored with a debug line (:mod:`atlas_eda.tracecontext`)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ from .effects import set_effect_wrapper
 from .events import Event
 from .store import TemporalStore
 from .subscriptions import Gone, Wrapped
+from .trace import running
 from .tracecontext import carrier_of, set_current_carrier
 
 __all__ = [
@@ -154,9 +156,10 @@ def _attributes(operation: str, kind: str, message_type: object) -> dict[str, An
 
 
 def _parent(values: Mapping[str, Any] | None, where: str) -> Context | None:
-    """The context to start a span in: the current one when a span is current (the
-    trace tree in this process), else the trace ``values`` carries, if any."""
-    if values is None or otel_trace.get_current_span().get_span_context().is_valid:
+    """The context to start a span in: inside a delivery, the current one (the trace tree
+    in this process); at a root, the trace ``values`` carries, if any (the event's
+    producer, in a recording or another process), else the current one."""
+    if values is None or running():
         return None
     carrier = carrier_of(values, where)
     return _PROPAGATOR.extract(carrier) if carrier else None

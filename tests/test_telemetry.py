@@ -214,6 +214,20 @@ def test_a_root_event_carrying_a_traceparent_continues_that_trace(
     assert pong.metadata["tracestate"] == "k=v"
 
 
+def test_a_root_event_s_traceparent_wins_over_the_application_s_span(
+    bus: EventBus, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """A follower polled inside a span of the application's own: the event continues its
+    producer's trace; what its handlers publish stays in that tree."""
+    bus.subscribe(Ping.PING, lambda event: bus.publish(Ping.PONG, metadata={"x": 1}))
+    with provider.get_tracer("app").start_as_current_span("poll loop"):
+        bus.publish_event(Event(type=Ping.PING, metadata={"traceparent": VALID}))
+    found = spans(exporter)
+    assert f"{found['publish Ping.PING'].parent.span_id:016x}" == VALID.split("-")[2]  # type: ignore[union-attr]
+    assert parent_of(found["publish Ping.PONG"]) == found["process Ping.PING"].context.span_id
+    assert parent_of(found["poll loop"]) is None
+
+
 @pytest.mark.parametrize("malformed", MALFORMED)
 def test_a_malformed_traceparent_in_metadata_is_ignored_with_a_debug_line(
     bus: EventBus,
