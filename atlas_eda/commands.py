@@ -220,7 +220,7 @@ class Requests:
         if parent is not None and traces:
             parent.append((CHILD, event_id))
         self._keep(record)
-        token = RUNNING.set((*stack, record))  # see trace.RUNNING
+        token = RUNNING.set((*stack, record) if stack else (record,))  # see trace.RUNNING
         try:
             result = entry[4](message)
             if isinstance(result, EffectMonad):
@@ -278,7 +278,7 @@ class Requests:
         if parent is not None and traces:
             parent.append((CHILD, message.id))
         self._keep(record)
-        token = RUNNING.set((*stack, record))  # see trace.RUNNING
+        token = RUNNING.set((*stack, record) if stack else (record,))  # see trace.RUNNING
         try:
             result = entry[4](message)
             if isinstance(result, EffectMonad):

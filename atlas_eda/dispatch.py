@@ -237,7 +237,7 @@ class Dispatcher:
         self._keep(record)
         failures: Failures | None = None
         # A new tuple each delivery (not a shared list): see trace.RUNNING.
-        token = RUNNING.set((*stack, record))
+        token = RUNNING.set((*stack, record) if stack else (record,))
         try:
             for receiver in calls:
                 try:
@@ -314,7 +314,7 @@ class Dispatcher:
         self._keep(record)
         failures: Failures | None = None
         # A new tuple each delivery (not a shared list): see trace.RUNNING.
-        token = RUNNING.set((*stack, record))
+        token = RUNNING.set((*stack, record) if stack else (record,))
         try:
             for receiver in calls:
                 try:
@@ -360,7 +360,7 @@ class Dispatcher:
         self._keep(record)
         failures: Failures | None = None
         # A new tuple each delivery (not a shared list): see trace.RUNNING.
-        token = RUNNING.set((*stack, record))
+        token = RUNNING.set((*stack, record) if stack else (record,))
         try:
             for receiver in plan[0]:
                 try:
