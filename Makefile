@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,notebook,bench,crypto,postgres,inspect,prometheus]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,notebook,bench,crypto,postgres,inspect,prometheus,otel]'
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -24,7 +24,7 @@ from enum import Enum
 from time import time
 from typing import Any, Literal
 
-from .dispatch import REQUEST_KIND, EventDraft, Stack
+from .dispatch import REQUEST_KIND, EventDraft
 from .effects import EffectHandler, EffectMonad
 from .emits import Declaration, Declaring, declare
 from .errors import (
@@ -46,6 +46,7 @@ from .trace import (
     RUNNING,
     Owner,
     Record,
+    Stack,
     add_failure,
     handler_name,
     qualified_name,
@@ -178,10 +179,7 @@ class Requests:
         entry = self._entries.get(id(request_type))
         if entry is None or entry[3] != kind:
             raise self._unanswerable(kind, request_type)
-        try:
-            stack: Stack = RUNNING.stack
-        except AttributeError:
-            stack = running()
+        stack: Stack = RUNNING.get()
         parent: Record | None = None
         if stack:
             if kind == "command":
@@ -222,7 +220,7 @@ class Requests:
         if parent is not None and traces:
             parent.append((CHILD, event_id))
         self._keep(record)
-        stack.append(record)
+        token = RUNNING.set((*stack, record) if stack else (record,))  # see trace.RUNNING
         try:
             result = entry[4](message)
             if isinstance(result, EffectMonad):
@@ -236,7 +234,7 @@ class Requests:
                 record.append(time())
                 record.append((RESULT, result))
         finally:
-            stack.pop()
+            RUNNING.reset(token)
             if parent is None and traces and self._watchers.callbacks:
                 self._watchers.tell(self._history.trace_of(record))
         return result
@@ -280,7 +278,7 @@ class Requests:
         if parent is not None and traces:
             parent.append((CHILD, message.id))
         self._keep(record)
-        stack.append(record)
+        token = RUNNING.set((*stack, record) if stack else (record,))  # see trace.RUNNING
         try:
             result = entry[4](message)
             if isinstance(result, EffectMonad):
@@ -294,7 +292,7 @@ class Requests:
                 record.append(time())
                 record.append((RESULT, result))
         finally:
-            stack.pop()
+            RUNNING.reset(token)
             if parent is None and traces and self._watchers.callbacks:
                 self._watchers.tell(self._history.trace_of(record))
         return result

@@ -60,6 +60,7 @@ from .trace import (
     RUNNING,
     Owner,
     Record,
+    Stack,
     add_failure,
     add_interrupted,
     add_skipped,
@@ -101,9 +102,6 @@ _PROPAGATING = (EventCycleError, NoEffectHandlerError, UndeclaredEmitError)
 
 Failures = list[tuple[Callable[..., Any], Exception]]
 """The handlers that raised during one delivery, each with its exception."""
-
-Stack = list[Record]
-"""A thread's records under delivery, innermost last (see :data:`~atlas_eda.trace.RUNNING`)."""
 
 
 class EventDraft(EventSlots):
@@ -158,11 +156,17 @@ class Dispatcher:
         self._middleware: tuple[Middleware, ...] = ()
         self._max_depth = max_depth
         self._policy: FailurePolicy = failure_policy
-        # Marks this bus's records among those running on a thread (see trace.RUNNING).
+        # Marks this bus's records among those running in a context (see trace.RUNNING).
         self._owner = Owner(traces)
         # Set by EventBus.close: root publishes are refused from then on (one attribute
         # test per publish, the whole cost of closing on the hot path).
         self._closed = False
+
+    @property
+    def subscriptions(self) -> Subscriptions:
+        """The bus's receivers and delivery plans (internal: what instrumentation such as
+        :mod:`atlas_eda.telemetry` wraps with ``wrap_deliveries``)."""
+        return self._subscriptions
 
     # The one function over ruff's statement limit, on purpose: a traced publish builds the
     # event and delivers it in this one frame, because the call into _deliver_traced costs
@@ -180,13 +184,10 @@ class Dispatcher:
         event is a child of the event being handled (causation and correlation ids)."""
         # The hot path: the event is built from fields checked here rather than through
         # Event()'s checks (see EventDraft; tests hold the two equal).
-        try:
-            stack: Stack = RUNNING.stack
-        except AttributeError:
-            stack = running()
+        stack: Stack = RUNNING.get()
         owner = self._owner
         parent: Record | None = None
-        if stack:  # nested: the parent is this bus's innermost record on this thread
+        if stack:  # nested: the parent is this bus's innermost record in this context
             parent = stack[-1]
             if parent[OWNER] is not owner:  # a query's record is never the bus's own
                 refuse_if_read_only(stack, "publish", event_type)
@@ -241,7 +242,8 @@ class Dispatcher:
             parent.append((CHILD, event.id))
         self._keep(record)
         failures: Failures | None = None
-        stack.append(record)
+        # A new tuple each delivery (not a shared list): see trace.RUNNING.
+        token = RUNNING.set((*stack, record) if stack else (record,))
         try:
             for receiver in calls:
                 try:
@@ -260,7 +262,7 @@ class Dispatcher:
             add_interrupted(record, exc, time())
             raise
         finally:
-            stack.pop()
+            RUNNING.reset(token)
             if parent is None and self._watchers.callbacks:
                 self._watchers.tell(self._history.trace_of(record))
         if propagating is not None:
@@ -291,7 +293,7 @@ class Dispatcher:
     # The delivery routine, in two copies so that an untraced bus tests nothing per
     # delivery. Both: ``event`` starts being delivered at ``now``, to ``plan`` (or to
     # its type's plan, when None); ``parent`` is this bus's record of the event being
-    # handled on this thread (None for a root) and ``stack`` this thread's records under
+    # handled in this context (None for a root) and ``stack`` this context's records under
     # delivery. After the depth guard, the middleware may replace the event: it is then
     # planned anew (its type may have changed) and its deliveries start when the
     # middleware is done. In each loop a handler returning None takes the shortest way
@@ -319,7 +321,8 @@ class Dispatcher:
             parent.append((CHILD, event.id))
         self._keep(record)
         failures: Failures | None = None
-        stack.append(record)
+        # A new tuple each delivery (not a shared list): see trace.RUNNING.
+        token = RUNNING.set((*stack, record) if stack else (record,))
         try:
             for receiver in calls:
                 try:
@@ -340,7 +343,7 @@ class Dispatcher:
             add_interrupted(record, exc, time())
             raise
         finally:
-            stack.pop()
+            RUNNING.reset(token)
             if parent is None and self._watchers.callbacks:
                 self._watchers.tell(self._history.trace_of(record))
         if propagating is not None:
@@ -364,7 +367,8 @@ class Dispatcher:
         record: Record = [event, self._owner]  # as trace.plain_record builds it
         self._keep(record)
         failures: Failures | None = None
-        stack.append(record)
+        # A new tuple each delivery (not a shared list): see trace.RUNNING.
+        token = RUNNING.set((*stack, record) if stack else (record,))
         try:
             for receiver in plan[0]:
                 try:
@@ -379,7 +383,7 @@ class Dispatcher:
             receiver = result = None  # type: ignore[assignment]
             propagating = self._settle(event, failures) if failures else None
         finally:
-            stack.pop()
+            RUNNING.reset(token)
         if propagating is not None:
             raise propagating
         return event.id
@@ -412,7 +416,7 @@ class Dispatcher:
 
     def _check_depth(self, stack: Stack, event_type: Enum) -> None:
         """Raise :class:`EventCycleError` when this bus already has ``max_depth`` events
-        under delivery on this thread (other buses' deliveries do not count)."""
+        under delivery in this context (other buses' deliveries do not count)."""
         own = own_records(stack, self._owner)
         if len(own) >= self._max_depth:
             chain = (*(type_name(record_event(r).type) for r in own), type_name(event_type))
@@ -534,7 +538,7 @@ class Dispatcher:
             )
         # A record of its own, not kept: the retried handler's children get the
         # letter's event as their parent, as they would have the first time.
-        stack.append(plain_record(letter.event, self._owner))
+        token = RUNNING.set((*stack, plain_record(letter.event, self._owner)))
         try:
             result = letter.handler(letter.event)
             if result is not None:
@@ -544,7 +548,7 @@ class Dispatcher:
         except Exception as exc:
             return exc
         finally:
-            stack.pop()
+            RUNNING.reset(token)
         return None
 
 

@@ -21,6 +21,7 @@ from .document import Document
 from .errors import AtlasEdaError
 from .events import EventType, type_name
 from .trace import delivery_under_way, refuse_if_read_only, running
+from .tracecontext import TRACEPARENT, TRACESTATE, carrier_of, current_carrier
 from .views import short_id
 
 __all__ = [
@@ -162,12 +163,17 @@ class Cause:
     of the event being delivered, its correlation id (its root's id), and the qualified
     name of the handler it was being delivered to (``None`` on a bus without traces, which
     does not know it, or when the bus itself wrote while reporting a failure). A value
-    recorded as something other than a string reads as :data:`UNKNOWN`."""
+    recorded as something other than a string reads as :data:`UNKNOWN`. ``traceparent``
+    and ``tracestate`` are the W3C trace context of the span current when it was written
+    (with :mod:`atlas_eda.telemetry` on), which a follower in another process continues;
+    ``None`` when none was recorded or what was recorded is malformed."""
 
     event_id: str
     event_type: str
     correlation_id: str | None
     handler: str | None
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     def describe(self) -> str:
         """``Enum.MEMBER …1a2b3c4d by handler`` on one line (the event id cut to its end,
@@ -177,11 +183,14 @@ class Cause:
 
 
 def current_cause() -> dict[str, Any] | None:
-    """The cause to record with an event written now on this thread: a plain dict (what
+    """The cause to record with an event written now in this context: a plain dict (what
     the store's JSON transcoder stores) of :class:`Cause`'s fields for the delivery under
     way, or ``None`` outside any delivery; :class:`~atlas_eda.errors.QuerySideEffectError`
     inside a query (which may not write). The correlation id of an event that has none
-    (a root published prebuilt) is its own id, as the bus gives its children."""
+    (a root published prebuilt) is its own id, as the bus gives its children. With
+    :mod:`atlas_eda.telemetry` on, the current span's ``traceparent`` (and
+    ``tracestate``) are recorded too: the keys are only added to the dict, so causes
+    recorded before read as they did (no new ``class_version`` is needed)."""
     # A write inside a query is refused here, before the store builds or commits anything.
     refuse_if_read_only(running(), "write the store")
     under_way = delivery_under_way()
@@ -194,6 +203,7 @@ def current_cause() -> dict[str, Any] | None:
         # A root published prebuilt without one is its own tree's root, as for the bus.
         "correlation_id": event.correlation_id or event.id,
         "handler": handler,
+        **current_carrier(),
     }
 
 
@@ -208,7 +218,15 @@ def cause_of(event: DocumentEvent) -> Cause | None:
         return Cause(UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN)
     values = [_text_or_unknown(recorded.get(name)) for name in _CAUSE_FIELDS]
     event_id, event_type, correlation_id, handler = values
-    return Cause(event_id or UNKNOWN, event_type or UNKNOWN, correlation_id, handler)
+    carrier = carrier_of(recorded, "a stored cause")
+    return Cause(
+        event_id or UNKNOWN,
+        event_type or UNKNOWN,
+        correlation_id,
+        handler,
+        carrier.get(TRACEPARENT),
+        carrier.get(TRACESTATE),
+    )
 
 
 def _text_or_unknown(value: object) -> str | None:

@@ -25,10 +25,12 @@ __all__ = [
     "EffectMonad",
     "EffectObserver",
     "EffectType",
+    "EffectWrapper",
     "KnownOutcome",
     "Performer",
     "effect_observer",
     "effect_stub",
+    "set_effect_wrapper",
 ]
 
 T = TypeVar("T")
@@ -97,7 +99,7 @@ def _observer() -> EffectObserver | None:
     thread, if a bus is delivering one, and :data:`effect_observer`, if set; ``None``
     when nobody listens (then an effect is performed with no reporting at all)."""
     told = effect_observer.get()
-    if not getattr(RUNNING, "stack", None):  # no bus is delivering on this thread
+    if not RUNNING.get():  # no bus is delivering in this context
         return told
     if told is None:
         return file_effect
@@ -111,9 +113,31 @@ def _tell_both(
     told(effect, result, error)
 
 
+EffectWrapper = Callable[[object, Callable[[], Any]], Any]
+"""Called as ``wrapper(intent, perform)`` around each effect an ``EffectHandler``'s
+registered function performs: must call ``perform()`` once and return what it returns
+(:mod:`atlas_eda.telemetry` makes a span of it)."""
+
+_wrappers: list[EffectWrapper] = []  # at most one: see set_effect_wrapper
+
+
+def set_effect_wrapper(wrapper: EffectWrapper | None) -> None:
+    """Perform every effect of a registered function through ``wrapper`` from now on
+    (``None``: directly again), whatever ``EffectHandler`` performs it."""
+    _wrappers.clear()
+    if wrapper is not None:
+        _wrappers.append(wrapper)
+
+
 def _observed(intent: object, function: Callable[[Any], Any]) -> Any:
     """``function(intent)``, with its result or exception told to whoever listens (see
-    :func:`_observer`)."""
+    :func:`_observer`), through the effect wrapper if one is set."""
+    if _wrappers:
+        return _wrappers[0](intent, functools.partial(_observed_now, intent, function))
+    return _observed_now(intent, function)
+
+
+def _observed_now(intent: object, function: Callable[[Any], Any]) -> Any:
     observer = _observer()
     if observer is None:
         return function(intent)
@@ -136,7 +160,7 @@ def _report(
         if observer is not None:
             observer(intent, result, error)
         return
-    if getattr(RUNNING, "stack", None):
+    if RUNNING.get():
         file_effect(intent, result, error, tuple(retried))
     told = effect_observer.get()
     if told is not None:
@@ -144,7 +168,14 @@ def _report(
 
 
 def _guarded(intent: object, guard: Guarded) -> Any:
-    """Perform ``intent`` under ``guard``'s policies, reporting its outcome and attempts."""
+    """Perform ``intent`` under ``guard``'s policies, reporting its outcome and attempts
+    (through the effect wrapper if one is set: one span for every attempt)."""
+    if _wrappers:
+        return _wrappers[0](intent, functools.partial(_guarded_now, intent, guard))
+    return _guarded_now(intent, guard)
+
+
+def _guarded_now(intent: object, guard: Guarded) -> Any:
     retry = guard.retry
     if guard.breaker is None and retry is not None:
         # A retry policy alone: the first attempt costs no more than a bare performer's.

@@ -19,12 +19,13 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Callable
+from contextvars import ContextVar
 from enum import Enum
 from typing import Any
 
 from .errors import InvalidArgumentError, UndeclaredEmitError, UndeclaredEmitWarning
 from .events import Event, type_name
-from .trace import OWNER, RUNNING, Owner, Record, handler_name
+from .trace import OWNER, RUNNING, Owner, Record, Stack, handler_name
 from .views import short_repr
 
 __all__ = ["DECLARING", "Declaration", "Declaring", "EmitCheck", "KindOf", "declare"]
@@ -128,10 +129,13 @@ def declare(
 
 # -- the run-time check ----------------------------------------------------------------
 
-DECLARING = threading.local()
-"""Per thread: ``DECLARING.stack`` holds, for each declaring handler running, the record
-it is delivering (the top of :data:`~atlas_eda.trace.RUNNING` when it was called) and its
-:class:`Declaration`, innermost last."""
+DECLARING: ContextVar[tuple[tuple[Record, Declaration], ...]] = ContextVar(
+    "atlas_eda_declaring", default=()
+)
+"""In this context, for each declaring handler running, the record it is delivering (the
+top of :data:`~atlas_eda.trace.RUNNING` when it was called) and its :class:`Declaration`,
+innermost last: a context variable, as ``RUNNING`` is, so that work handed on with
+``contextvars.copy_context()`` is checked against the handler that handed it on."""
 
 
 class Declaring:
@@ -146,15 +150,11 @@ class Declaring:
         self.declaration = declaration
 
     def __call__(self, event: Event) -> Any:
-        try:
-            declaring: list[tuple[Record, Declaration]] = DECLARING.stack
-        except AttributeError:
-            declaring = DECLARING.stack = []
-        declaring.append((RUNNING.stack[-1], self.declaration))
+        token = DECLARING.set((*DECLARING.get(), (RUNNING.get()[-1], self.declaration)))
         try:
             return self.call(event)
         finally:
-            declaring.pop()
+            DECLARING.reset(token)
 
 
 class EmitCheck:
@@ -168,11 +168,11 @@ class EmitCheck:
     def __init__(self, strict: bool) -> None:
         self.strict = strict
 
-    def check(self, stack: list[Record], message_type: Enum, owner: Owner, verb: str) -> None:
+    def check(self, stack: Stack, message_type: Enum, owner: Owner, verb: str) -> None:
         """Report ``message_type`` about to be published or sent (``verb``) with
-        ``stack`` under delivery on this thread, if the handler running the innermost
+        ``stack`` under delivery in this context, if the handler running the innermost
         delivery declared emits without it."""
-        declaring: list[tuple[Record, Declaration]] | None = getattr(DECLARING, "stack", None)
+        declaring = DECLARING.get()
         if not declaring:
             return
         record, declaration = declaring[-1]

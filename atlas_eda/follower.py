@@ -64,7 +64,7 @@ from eventsourcing.persistence import IntegrityError, Notification, Tracking
 from .bus import EventBus
 from .checks import check_count, is_int
 from .dead_letters import DeadLetter
-from .document_events import KINDS, bus_event
+from .document_events import KINDS, bus_event, cause_of
 from .errors import FollowerError, HandlerFailures, StoreURLError, UnknownEventError
 from .events import Event
 from .store import ENV_VAR, TemporalStore, persistence_settings, redact_url
@@ -125,9 +125,11 @@ class StoreFollower:
     "version"}`` (``title`` is ``None`` when unchanged; ``editor`` is the recorded one,
     the author when no editor was given); deleted: ``{"id", "reason", "version"}`` — with
     ``source="atlas_eda.follower"``, the event's commit time as ``timestamp``, and
-    ``metadata`` ``{"notification_id", "follower"}``. See the module docstring for the
-    delivery guarantee, ``page_size`` and ``commit_every`` (``None``, the default: the
-    position is recorded once per page; ``N``: every ``N`` events). Not thread-safe:
+    ``metadata`` ``{"notification_id", "follower"}`` (and the ``traceparent`` and
+    ``tracestate`` its writer recorded in the event's cause, if any); each is a root whose
+    ``correlation_id`` is its own id, as the bus gives its roots. See the module docstring
+    for the delivery guarantee, ``page_size`` and ``commit_every`` (``None``, the default:
+    the position is recorded once per page; ``N``: every ``N`` events). Not thread-safe:
     drive a follower from one thread.
 
     A delivery whose handlers fail is acknowledged only once it is kept: under the bus's
@@ -354,13 +356,23 @@ class StoreFollower:
         """The bus event of the stored event ``notification`` holds."""
         stored = self._store.decode(notification)
         event_type, data = bus_event(stored)
+        event_id = event_id_for(str(notification.originator_id), notification.originator_version)
+        metadata: dict[str, Any] = {"notification_id": notification.id, "follower": self.name}
+        cause = cause_of(stored)
+        if cause is not None and cause.traceparent is not None:
+            # The writer's trace goes on here (atlas_eda.telemetry continues it).
+            metadata["traceparent"] = cause.traceparent
+            if cause.tracestate is not None:
+                metadata["tracestate"] = cause.tracestate
         return Event(
             type=event_type,
             data=data,
-            id=event_id_for(str(notification.originator_id), notification.originator_version),
+            id=event_id,
             timestamp=stored.timestamp.timestamp(),
             source=FOLLOWER_SOURCE,
-            metadata={"notification_id": notification.id, "follower": self.name},
+            metadata=metadata,
+            # A root, as the bus makes its roots: its own tree's correlation id.
+            correlation_id=event_id,
         )
 
     def _publish(self, event: Event) -> tuple[list[Failure], Exception | None]:

@@ -27,11 +27,13 @@ from .events import Event, check_event_type, type_name
 from .trace import handler_name, qualified_name
 
 __all__ = [
+    "DeliveryWrap",
     "Gone",
     "Handler",
     "Once",
     "Plan",
     "Subscriptions",
+    "Wrapped",
     "check_synchronous",
     "handler_of",
 ]
@@ -76,6 +78,26 @@ class Once:
 
 class Gone(Exception):
     """Raised in place of a delivery whose receiver went away after its plan was made."""
+
+
+class Wrapped:
+    """The base of a call that wraps a receiver's call in a plan (what a
+    :data:`DeliveryWrap` returns, as :mod:`atlas_eda.telemetry`'s spans do): ``call`` is
+    the wrapped one, which :func:`handler_of` looks through."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: Callable[[Event], Any]) -> None:
+        self.call = call
+
+    def __call__(self, event: Event) -> Any:
+        """Deliver ``event`` through the wrapped call (a subclass adds what it wraps)."""
+        return self.call(event)
+
+
+DeliveryWrap = Callable[[Callable[[Event], Any], str], Wrapped]
+"""Called as ``wrap(call, name)`` for each receiver when a plan is made: what the plan
+calls instead of the receiver's ``call`` (``name`` is the handler's name)."""
 
 
 def _gone(event: Event) -> None:
@@ -144,9 +166,18 @@ class _Calls(list[Callable[[Event], Any]]):
 
     __slots__ = ("__weakref__", "receivers")
 
-    def __init__(self, receivers: Iterable[_Receiver]) -> None:
+    def __init__(
+        self,
+        receivers: Iterable[_Receiver],
+        wrap: DeliveryWrap | None = None,
+        names: Iterable[str] = (),
+    ) -> None:
         self.receivers = tuple(receivers)
-        super().__init__(receiver.call for receiver in self.receivers)
+        if wrap is None:
+            super().__init__(receiver.call for receiver in self.receivers)
+        else:
+            calls = zip(self.receivers, names, strict=True)
+            super().__init__(wrap(receiver.call, name) for receiver, name in calls)
 
 
 def _is_async(handler: object) -> bool:
@@ -179,6 +210,8 @@ def check_synchronous(handler: object) -> None:
 
 def handler_of(receiver: Callable[..., Any]) -> Callable[..., Any]:
     """The subscribed handler behind a plan's ``call`` (for reports and dead letters)."""
+    if isinstance(receiver, Wrapped):
+        receiver = receiver.call
     if type(receiver) is Declaring:
         receiver = receiver.call
     if type(receiver) is _WeakCall:
@@ -417,10 +450,12 @@ class Subscriptions:
     :attr:`plans` by ``id(event type)`` (an int hashes far faster than an ``Enum``
     member, whose ``__hash__`` is Python code) until any signal changes."""
 
-    __slots__ = ("_cache", "_lock", "_signals", "every", "plans")
+    __slots__ = ("_cache", "_lock", "_signals", "every", "plans", "wrap")
 
     def __init__(self) -> None:
         self._cache = _PlanCache()
+        # What each plan's calls are wrapped in (None: the receivers' own calls).
+        self.wrap: DeliveryWrap | None = None
         # Cleared in place, never replaced: the dispatcher keeps a reference to it.
         self.plans = self._cache.plans
         self._signals: dict[Enum, _OrderedSignal] = {}
@@ -486,6 +521,13 @@ class Subscriptions:
 
         return disconnect
 
+    def wrap_deliveries(self, wrap: DeliveryWrap | None) -> None:
+        """Make every plan from now on call ``wrap(call, name)`` instead of each
+        receiver's call (``None``: the calls themselves again); the plans made before are
+        dropped."""
+        self.wrap = wrap
+        self._cache.invalidate()
+
     def plan(self, event_type: Enum) -> Plan:
         """Who receives events of ``event_type``: the type's own subscribers, then the
         every-type subscribers, leaving out a muted signal's. Kept in :attr:`plans` until
@@ -503,7 +545,7 @@ class Subscriptions:
                 for receiver, name in signal.deliveries():
                     receivers.append(receiver)
                     names.append(name)
-            calls = _Calls(receivers)
+            calls = _Calls(receivers, self.wrap, names)
             for receiver in receivers:
                 receiver.planned_in(calls)
             plan: Plan = (calls, tuple(names))

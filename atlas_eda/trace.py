@@ -1,9 +1,9 @@
 """Per-event traces: what the bus did with one event — each delivery (handler, duration,
 outcome), each effect performed during it (result or error), and the child events it
 caused, recursively. While it works, the bus writes into each event's history record
-(:data:`Record`), keeping the records under delivery on a per-thread stack
-(:data:`RUNNING`) where effects are filed too; ``EventTrace`` is the immutable view built
-only when somebody asks."""
+(:data:`Record`), keeping the records under delivery on a stack held in a context
+variable (:data:`RUNNING`) where effects are filed too; ``EventTrace`` is the immutable
+view built only when somebody asks."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import functools
 import html
 import operator
 import sys
-import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +26,7 @@ __all__ = [
     "Delivery",
     "EffectOutcome",
     "EventTrace",
+    "Stack",
     "delivery_under_way",
     "handler_name",
 ]
@@ -89,17 +90,20 @@ handler returned (the value of a returned ``EffectMonad``)."""
 
 _SKIPPED_ENTRY = (SKIPPED, None)  # one tuple every record shares
 
+Stack = tuple[Record, ...]
+"""The records under delivery in one context, innermost last (see :data:`RUNNING`)."""
+
 
 class EmitChecker(Protocol):
     """What checks a publish or send made inside a handler that declared ``emits=``
     (internal; :class:`atlas_eda.emits.EmitCheck`)."""
 
-    def check(self, stack: list[Record], message_type: Any, owner: Owner, verb: str) -> None:
+    def check(self, stack: Stack, message_type: Any, owner: Owner, verb: str) -> None:
         """Report ``message_type`` if the handler running now did not declare it."""
 
 
 class Owner:
-    """Marks the records of one bus (internal): which of the records running on a thread
+    """Marks the records of one bus (internal): which of the records running in a context
     are its own, and whether it traces. It holds no reference to the bus, so history
     records pin nothing."""
 
@@ -150,12 +154,12 @@ def owned_by(record: Record, owner: Owner) -> bool:
     return record[OWNER] is owner
 
 
-def own_records(stack: list[Record], owner: Owner) -> list[Record]:
+def own_records(stack: Stack, owner: Owner) -> list[Record]:
     """The records of ``owner``'s bus among ``stack``, outermost first."""
     return [record for record in stack if owned_by(record, owner)]
 
 
-def innermost_own(stack: list[Record], owner: Owner) -> Record | None:
+def innermost_own(stack: Stack, owner: Owner) -> Record | None:
     """``owner``'s innermost record on ``stack`` (another bus's delivery may be running
     inside it), or ``None``: then an event published now is a root for that bus."""
     for record in reversed(stack):
@@ -164,7 +168,7 @@ def innermost_own(stack: list[Record], owner: Owner) -> Record | None:
     return None
 
 
-def refuse_if_read_only(stack: list[Record], action: str, message_type: object = None) -> None:
+def refuse_if_read_only(stack: Stack, action: str, message_type: object = None) -> None:
     """Raise :class:`~atlas_eda.errors.QuerySideEffectError` when the innermost delivery
     on ``stack`` is a query's: ``action`` (followed by ``message_type``'s name, when
     given) says what was tried, and is refused."""
@@ -199,32 +203,34 @@ def add_skipped(record: Record) -> None:
     record.append(_SKIPPED_ENTRY)
 
 
-RUNNING = threading.local()
-"""Per thread: ``RUNNING.stack`` (once a bus has published there) holds the record of
-each delivery under way, innermost last (internal; see :func:`running`). One stack
-serves every bus, so that an effect performed anywhere in a handler is filed under the
-delivery running at the time, with no per-publish bookkeeping beyond the push and pop a
-bus does anyway to find an event's parent. A plain ``threading.local``: its attributes
-are read faster than a subclass's, which matters on every publish."""
+RUNNING: ContextVar[Stack] = ContextVar("atlas_eda_running", default=())
+"""The records of the deliveries under way in this context, innermost last (internal;
+see :func:`running`). One stack serves every bus, so that an effect performed anywhere in
+a handler is filed under the delivery running at the time, and a publish finds its
+parent there.
+
+A context variable, not a ``threading.local``: work a handler hands on with
+``contextvars.copy_context().run(...)`` (an executor that copies the context, asyncio's
+tasks) sees the deliveries under way where it was handed on, so what it publishes is a
+child of the handled event. A thread started plainly starts with an empty context: what it
+publishes is a root (docs/observability.md). Each delivery sets a new tuple and resets it
+after, so a copied context keeps the stack as it was when copied, whatever the thread that
+copied it does next (a shared list would be pushed and popped by two threads at once)."""
 
 
-def running() -> list[Record]:
-    """This thread's stack of records under delivery (see :data:`RUNNING`)."""
-    try:
-        stack: list[Record] = RUNNING.stack
-    except AttributeError:
-        stack = RUNNING.stack = []
-    return stack
+def running() -> Stack:
+    """The records under delivery in this context (see :data:`RUNNING`)."""
+    return RUNNING.get()
 
 
 def delivery_under_way() -> tuple[Event, str | None] | None:
-    """What is being delivered on this thread right now: ``(event, handler)`` for the
+    """What is being delivered in this context right now: ``(event, handler)`` for the
     innermost delivery under way (of any bus), ``handler`` being the name (as
     :func:`handler_name` gives it) of the receiver whose call is running; ``None`` outside
     any delivery. ``handler`` is ``None`` when the bus keeps no traces (its records do not
     say which receiver runs), and when every receiver has had its turn (the bus's own
     reports of failures are running)."""
-    stack = getattr(RUNNING, "stack", None)
+    stack = RUNNING.get()
     if not stack:
         return None
     record = stack[-1]
@@ -244,9 +250,9 @@ def file_effect(
     retried: tuple[Attempt, ...] = (),
 ) -> None:
     """File an effect's outcome (and the failed attempts ``retried`` before it) under the
-    innermost delivery of a tracing bus running on this thread; with none running, do
+    innermost delivery of a tracing bus running in this context; with none running, do
     nothing."""
-    for record in reversed(getattr(RUNNING, "stack", ())):
+    for record in reversed(RUNNING.get()):
         if record[OWNER].traces:
             record.append((EFFECT, EffectOutcome(effect, result, error, retried)))
             return

@@ -41,6 +41,7 @@ from . import (
     resilience,
     sagas,
     scaling,
+    telemetry,
     time_travel,
     timeline_memory,
 )
@@ -75,7 +76,7 @@ def bus_sections() -> list[Section]:
     zope.event, history bound, middleware). Each module exposes ``SECTION`` like
     ``benchmarks.time_travel``; add it to the list below.
     """
-    return [bus.SECTION, commands.SECTION, graph.SECTION]
+    return [bus.SECTION, commands.SECTION, graph.SECTION, telemetry.SECTION]
 
 
 def all_sections() -> list[Section]:

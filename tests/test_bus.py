@@ -3,6 +3,7 @@ causation ids, thread safety, effects, bad input, middleware, history and blinke
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import enum
 import gc
@@ -620,6 +621,44 @@ def test_nesting_is_per_thread(bus: EventBus) -> None:
     assert pong.id == other_thread_ids[0]
     assert pong.causation_id is None
     assert pong.correlation_id == pong.id
+
+
+def test_work_handed_on_with_copy_context_keeps_causation(bus: EventBus) -> None:
+    """A handler hands work to a thread pool through contextvars.copy_context(): what the
+    work publishes is a child of the handled event, not a new root."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+
+        def handler(event: Event) -> None:
+            context = contextvars.copy_context()
+            pool.submit(context.run, bus.publish, Ping.PONG).result(timeout=60)
+
+        bus.subscribe(Ping.PING, handler)
+        ping_id = bus.publish(Ping.PING)
+    (pong,) = bus.get_history(Ping.PONG)
+    assert pong.causation_id == ping_id
+    assert pong.correlation_id == ping_id
+    (delivery,) = bus.trace(ping_id).deliveries
+    assert [child.event.id for child in delivery.children] == [pong.id]
+
+
+def test_a_copied_context_keeps_the_stack_as_it_was_when_copied(bus: EventBus) -> None:
+    """The copy is run after the handler returned, on another thread, while this thread
+    publishes other roots: its publish is still the child of the event it was copied in."""
+    copied: list[contextvars.Context] = []
+    bus.subscribe(Ping.PING, lambda event: copied.append(contextvars.copy_context()))
+    ping_id = bus.publish(Ping.PING)
+    bus.publish(Ping.PONG)  # another root in between: the copy must not see it
+    later: list[str] = []
+    thread = threading.Thread(target=lambda: later.append(copied[0].run(bus.publish, Ping.PONG)))
+    thread.start()
+    thread.join(timeout=60)
+    child = next(event for event in bus.get_history(Ping.PONG) if event.id == later[0])
+    assert child.causation_id == ping_id
+    root_id = bus.publish(Ping.PONG)  # this thread's stack is left empty by the copy
+    assert bus.get_history(Ping.PONG, limit=1)[0].id == root_id
+    assert bus.get_history(Ping.PONG, limit=1)[0].causation_id is None
 
 
 # -- threads -------------------------------------------------------------------------------

@@ -6,12 +6,14 @@ derived from the causing event, so a replay of the same root events creates the 
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import shutil
 import subprocess
 import sys
 import textwrap
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -379,6 +381,29 @@ def test_creations_in_a_child_delivery_and_after_it_get_ids_of_their_own() -> No
         "child": derive(child, 0),
         "after": derive(root, 1),
     }
+
+
+def test_work_handed_to_another_thread_with_its_context_counts_with_its_handler() -> None:
+    """A handler creates a document, then hands a creation to a thread pool through
+    contextvars.copy_context(), then creates again: three ids derived from the event, all
+    different (the worker's creation is counted with the handler's, not from 0)."""
+    bus = EventBus()
+    store = TemporalStore(bus, url="memory://")
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+
+        def handler(event: Event) -> None:
+            store.create_document("first", "c", "a")
+            context = contextvars.copy_context()
+            pool.submit(context.run, store.create_document, "worker", "c", "a").result(60)
+            store.create_document("last", "c", "a")
+
+        bus.subscribe(Shop.ORDER_PLACED, handler)
+        root = bus.publish_event(root_event(4))
+    by_title = {d.title: d.document_id for d in store.get_all_documents()}
+    derived = {str(uuid.uuid5(DOCUMENT_ID_NAMESPACE, f"{root}/{n}")) for n in range(3)}
+    assert set(by_title.values()) == derived
+    assert by_title["first"] == str(uuid.uuid5(DOCUMENT_ID_NAMESPACE, f"{root}/0"))
 
 
 def test_outside_a_delivery_ids_stay_random(store: TemporalStore) -> None:

@@ -67,6 +67,24 @@ def write_some(store: TemporalStore, count: int) -> list[str]:
 # -- what is delivered -----------------------------------------------------------------
 
 
+def test_follower_events_are_roots_correlated_as_bus_roots(writer: TemporalStore) -> None:
+    """A followed event starts its own tree as a local root does: correlation id = its id;
+    what a handler publishes in reply is correlated with it."""
+    follower, events = follower_for(writer.url, None, from_start=True)
+    replies: list[Event] = []
+    follower.bus.subscribe(
+        EventType.DOCUMENT_CREATED, lambda e: follower.bus.publish(EventType.COMMAND_EXECUTED)
+    )
+    follower.bus.subscribe(EventType.COMMAND_EXECUTED, replies.append)
+    writer.create_document("T", "c", "a")
+    follower.poll()
+    created = next(e for e in events if e.type is EventType.DOCUMENT_CREATED)
+    assert created.correlation_id == created.id
+    assert created.causation_id is None
+    assert [(r.correlation_id, r.causation_id) for r in replies] == [(created.id, created.id)]
+    follower.close()
+
+
 def test_each_committed_change_is_republished_like_the_store_publishes_it(
     writer: TemporalStore, durable_url: str
 ) -> None:

@@ -6,10 +6,12 @@ bad input refused at registration."""
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import subprocess
 import sys
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 from pathlib import Path
 from xml.etree import ElementTree
@@ -369,6 +371,22 @@ def test_strict_graph_refuses_an_undeclared_publish_and_send_with_nothing_done()
         bus.publish(Flow.B)
     assert [event.type for event in bus.get_history(limit=None)] == [Flow.B, Flow.A]
     assert sent == []
+
+
+def test_work_a_declaring_handler_hands_on_with_its_context_is_checked_too() -> None:
+    """A strict bus refuses an undeclared publish made by work the declaring handler hands
+    to a thread pool through contextvars.copy_context(), as if the handler made it."""
+    bus = EventBus(strict_graph=True)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+
+        def hands_on(event: Event) -> None:
+            context = contextvars.copy_context()
+            pool.submit(context.run, bus.publish, Flow.C).result(60)
+
+        bus.subscribe(Flow.A, hands_on, emits=(Flow.B,))
+        with pytest.raises(UndeclaredEmitError, match=r"published Flow\.C"):
+            bus.publish(Flow.A)
+    assert bus.get_history(Flow.C) == []
 
 
 def test_a_command_handler_is_checked_for_what_it_publishes() -> None:

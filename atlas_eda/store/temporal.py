@@ -111,31 +111,39 @@ DOCUMENT_ID_NAMESPACE = UUID("5d0c6a8e-2f4b-5e7a-9c1d-3b8f0a6e4c21")
 """The ``uuid5`` namespace of the document ids derived inside a delivery. Fixed for good:
 changing it would give replayed creations other ids than the recorded ones."""
 
-# Per thread: the records under delivery that created documents, by id(record), each with
-# how many it created; entries of records no longer on the stack are dropped on the next
-# creation, so a record delivered again (a dead letter retried) counts from 0 again.
-_CREATIONS = threading.local()
+# The records under delivery that created documents, by id(record), each with how many it
+# created and the threads that created some under it. Process-wide, not per thread: work a
+# handler hands to another thread with contextvars.copy_context() is delivering the same
+# record (trace.RUNNING), and must not derive the ids its handler derives. A thread forgets
+# a record once it no longer delivers it; the entry goes when no thread delivers it, so a
+# record delivered again (a dead letter retried: a new record) counts from 0 again.
+_CREATIONS: dict[int, tuple[Record, list[int], set[int]]] = {}
+_CREATIONS_LOCK = threading.Lock()
 
 
 def derived_document_id() -> UUID | None:
     """The id of a document created now without a chosen one: inside a delivery,
     ``uuid5(DOCUMENT_ID_NAMESPACE, "<event id>/<n>")`` for the ``n``-th (from 0) creation
-    while that event is being delivered on this thread (by any of its handlers, in their
-    order), so that the same root events delivered again to the same handlers create the
-    same ids; ``None`` outside any delivery (the document then gets a random uuid4).
-    Each call counts one creation."""
+    while that event is being delivered (by any of its handlers, in their order, and by
+    work they hand on with ``contextvars.copy_context()``), so that the same root events
+    delivered again to the same handlers create the same ids; ``None`` outside any
+    delivery (the document then gets a random uuid4). Each call counts one creation."""
     stack = running()
     if not stack:
         return None
     record = stack[-1]
-    counts: dict[int, tuple[Record, int]] | None = getattr(_CREATIONS, "counts", None)
-    if counts is None:
-        counts = _CREATIONS.counts = {}
-    for key, (kept, _) in list(counts.items()):
-        if not any(r is kept for r in stack):
-            del counts[key]
-    _, ordinal = counts.get(id(record), (record, 0))
-    counts[id(record)] = (record, ordinal + 1)
+    me = threading.get_ident()
+    with _CREATIONS_LOCK:
+        for key, (kept, _, threads) in list(_CREATIONS.items()):
+            if me in threads and not any(r is kept for r in stack):
+                threads.discard(me)
+                if not threads:
+                    del _CREATIONS[key]
+        # The entry holds its record, so no other record can have its id meanwhile.
+        entry = _CREATIONS.setdefault(id(record), (record, [0], set()))
+        entry[2].add(me)
+        ordinal = entry[1][0]
+        entry[1][0] = ordinal + 1
     return uuid5(DOCUMENT_ID_NAMESPACE, f"{record[EVENT].id}/{ordinal}")
 
 

@@ -2,7 +2,9 @@
 event per line, and loaded back as :class:`atlas_eda.Event`s with the effects each caused.
 
 Each line carries the event (``id``, ``source``, ``type`` as ``EnumClass.MEMBER``, ``time``,
-``data``), the extensions ``correlationid`` and ``causationid``, ``atlasmetadata`` (the
+``data``), the extensions ``correlationid`` and ``causationid``, ``traceparent`` and
+``tracestate`` (CloudEvents' distributed-tracing extension: the W3C trace context the
+event's metadata carries, if well-formed), ``atlasmetadata`` (the rest of the
 event's metadata as a JSON string) and ``atlaseffects`` (a JSON string: the effects
 performed while the event was handled, each with its result or error: the exception's
 class as ``module.QualName`` and its message) and, when recorded with a store,
@@ -54,6 +56,7 @@ from ..events import EMPTY_METADATA, Event, frozen_metadata, type_name
 from ..payloads import freeze_payload, is_model_class
 from ..redaction import redact_text
 from ..trace import EffectOutcome, EventTrace
+from ..tracecontext import carrier_of
 from ..views import short_repr
 from .types import exception_name, payload_type_name, resolve_payload_type, resolve_type
 
@@ -474,8 +477,15 @@ def _extensions(
         extensions["correlationid"] = event.correlation_id
     if event.causation_id is not None:
         extensions["causationid"] = event.causation_id
-    if event.metadata:
-        metadata = _checked(dict(event.metadata), "metadata", event)
+    metadata = dict(event.metadata)
+    # The trace context goes in CloudEvents' distributed-tracing extension attributes.
+    carrier = carrier_of(metadata, f"the metadata of {event!r}")
+    if carrier:
+        extensions.update(carrier)
+        for name in carrier:
+            del metadata[name]
+    if metadata:
+        metadata = _checked(metadata, "metadata", event)
         extensions["atlasmetadata"] = json.dumps(metadata, separators=(",", ":"))
     if effects:
         items = [_effect_record(outcome, i, event) for i, outcome in enumerate(effects)]
@@ -1030,6 +1040,8 @@ _KNOWN = frozenset(
         "atlasstate",
         "atlasdatatype",
         "atlasresult",
+        "traceparent",
+        "tracestate",
     }
 )
 """The attributes a recorder writes (``data`` aside): valid extension names, and no
@@ -1114,7 +1126,8 @@ def _entry(number: int, text: str, types: dict[str, Enum]) -> CassetteEntry:
     and checks its shape in one pass, :class:`_Line`) is read here; anything else, or
     anything this path is not sure of, is left to :func:`plain_entry`, so that what is
     accepted, and the message of what is not, are the same
-    (tests/test_cassette_json.py holds the two equal)."""
+    (tests/test_cassette_json.py holds the two equal). A line with a trace context
+    (``traceparent``, ``tracestate``: not fields of :class:`_Line`) is one of those."""
     try:
         line = _LINE_DECODER.decode(text)
     except (msgspec.DecodeError, RecursionError):
@@ -1236,6 +1249,9 @@ def plain_entry(number: int, text: str, types: dict[str, Enum]) -> CassetteEntry
     metadata = (
         _extension_json(attributes.get("atlasmetadata"), "atlasmetadata", dict) or EMPTY_METADATA
     )
+    carrier = carrier_of(attributes, f"line {number}")  # a malformed one: ignored, logged
+    if carrier:
+        metadata = {**metadata, **carrier}
     items = _extension_json(attributes.get("atlaseffects"), "atlaseffects", list) or []
     effects = tuple(_recorded_effect(item, i, types) for i, item in enumerate(items))
     changes = _extension_json(attributes.get("atlasstate"), "atlasstate", list) or []
