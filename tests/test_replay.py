@@ -717,3 +717,55 @@ def test_effect_order_of_a_tree_in_publish_order_is_that_of_the_rebuilt_tree(
         while ancestor is not None:
             assert ancestor not in order[:position]
             ancestor = cause.get(ancestor)
+
+
+class Lookup(enum.Enum):
+    """A tree whose events perform equal effects with different recorded results."""
+
+    ASKED = "lookup.asked"
+    ANSWERED = "lookup.answered"
+    NOTED = "lookup.noted"
+
+
+register_types(Lookup)
+
+
+def make_lookup_system(answers: list[str]) -> tuple[EventBus, EffectHandler]:
+    """The root's handler performs READ and publishes what it read; the child's handler
+    returns an ``EffectMonad`` performing the same READ (equal intent), after publishing."""
+    handler = EffectHandler()
+    bus = EventBus(effect_handler=handler)
+    handler.event_bus = bus
+    read = Effect(EffectType.DATABASE_READ, {"key": "k"}, "read k")
+    handler.register_handler(EffectType.DATABASE_READ, lambda _effect: answers.pop(0))
+
+    def on_asked(event: Event) -> None:
+        value = handler.handle(read)
+        bus.publish(Lookup.ANSWERED, {"value": value})
+
+    def on_answered(event: Event) -> EffectMonad[None]:
+        bus.publish(Lookup.NOTED, {"seen": event.data["value"]})
+        return EffectMonad.pure(None).with_effect(read)
+
+    bus.subscribe(Lookup.ASKED, on_asked)
+    bus.subscribe(Lookup.ANSWERED, on_answered)
+    return bus, handler
+
+
+@pytest.mark.parametrize("mode", ["stub", "check"])
+def test_an_effect_performed_inside_a_handler_gets_its_own_recorded_result(
+    tmp_path: Path, mode: str
+) -> None:
+    """Equal effects performed by a root's handler (inside it, before publishing) and by
+    its child's returned monad each get the result recorded for their own event: the
+    root's read is given "first", so its child's data replays as recorded."""
+    path = tmp_path / "lookup.jsonl"
+    bus, _ = make_lookup_system(["first", "second"])
+    with record(bus, path):
+        bus.publish(Lookup.ASKED, {})
+    cassette = Cassette.load(path)
+    assert [e.effects[0].result for e in cassette.entries if e.effects] == ["first", "second"]
+    replayed, _ = make_lookup_system([])  # nothing to perform: every read is stubbed
+    report = replay(cassette, replayed, mode)
+    assert report.ok, str(report.divergence)
+    assert report.events_matched == 3

@@ -7,7 +7,7 @@ A root command or query (:mod:`atlas_eda.commands`) is re-sent to its handler as
 (``bus.requests.resend``); in ``"check"`` and ``"perform"`` modes what it returned (or the
 error it raised) is compared with its recorded ``atlasresult`` too.
 In ``"stub"`` and ``"check"`` modes effects performed through an ``EffectHandler`` are not
-performed: an ``effect.testing.SequenceDispatcher`` built from the recorded effects of the
+performed: a stub dispatcher built from the recorded effects of the
 root's tree returns the recorded results (or raises the recorded errors: by class when the
 cassette names a builtin exception or one registered with
 :func:`~atlas_eda.testing.register_exceptions`, else as a :class:`RecordedEffectError`)."""
@@ -24,7 +24,6 @@ from typing import Any, Literal
 from uuid import uuid5
 
 from effect import sync_performer
-from effect.testing import SequenceDispatcher
 
 from ..bus import EventBus, check_bus
 from ..commands import request_kind
@@ -39,7 +38,7 @@ from ..errors import (
 from ..events import Event, EventType, type_name
 from ..payloads import FrozenDict, FrozenList
 from ..store import DOCUMENT_ID_NAMESPACE, TemporalStore
-from ..trace import EffectOutcome, EventTrace
+from ..trace import EVENT, RUNNING, EffectOutcome, EventTrace
 from ..views import short
 from .cassette import (
     Cassette,
@@ -319,9 +318,10 @@ class _Expected(KnownOutcome):
     raises the recorded error; with ``attempts`` (check mode), after the recorded failed
     attempts, played through the live retry policy (see :class:`KnownOutcome`)."""
 
-    __slots__ = ("recorded",)
+    __slots__ = ("recorded", "taken")
 
     def __init__(self, recorded: RecordedEffect, attempts: bool = False) -> None:
+        self.taken = False  # handed out by its stub: a stand-in is used once
         # KnownOutcome's fields set here rather than through its __init__: one stand-in is
         # made per recorded effect, on replay's hot path.
         error = recorded.error
@@ -350,20 +350,6 @@ class _Expected(KnownOutcome):
 
     def __repr__(self) -> str:
         return _effect_text(self.recorded.type, self.recorded.payload)
-
-
-class _Sequence(SequenceDispatcher):  # type: ignore[misc]
-    """``effect.testing.SequenceDispatcher`` over ``(expected, performer)`` pairs, giving
-    the pair's performer itself (made once per recorded effect) where the original wraps
-    a function in a new ``sync_performer`` at each call: replay's hot path."""
-
-    sequence: list[tuple[Any, Any]]
-
-    def __call__(self, intent: object) -> Any:
-        sequence = self.sequence
-        if sequence and sequence[0][0] == intent:  # _Expected.__eq__ directly
-            return sequence.pop(0)[1]  # the list is the stub's own: consumed in place
-        return None
 
 
 def _execution_order(block: list[CassetteEntry]) -> list[RecordedEffect]:
@@ -417,26 +403,89 @@ def _execution_order_of_lines(block: list[CassetteEntry]) -> list[RecordedEffect
 
 
 class _Stub:
-    """The stub dispatcher of one root event's tree: a ``SequenceDispatcher`` over the
-    recorded effects in execution order; an effect out of that order is taken from the
-    rest of the sequence; an effect not recorded at all raises
-    :class:`UnexpectedEffectError` (it is not performed). ``attempts``: the recorded
-    attempts are played through the live retry policies (check mode)."""
+    """The stub dispatcher of one root event's tree. An effect is looked for first among
+    the recorded effects of the event being delivered when it is performed (its next one
+    not yet taken: the order the cassette records them in, which is the order they were
+    performed in); failing that, in the whole tree's recorded effects in execution order
+    (an effect performed out of that order is taken from the rest of the tree's). An
+    effect not recorded at all raises :class:`UnexpectedEffectError` (it is not
+    performed). ``attempts``: the recorded attempts are played through the live retry
+    policies (check mode). ``published``: the events published so far in this tree, in
+    publish order (stub mode; ``None``: only the tree's order is used)."""
 
-    def __init__(self, block: list[CassetteEntry], attempts: bool = False) -> None:
-        expected = [_Expected(e, attempts) for e in _execution_order(block)]
-        self.sequence = _Sequence([(e, e) for e in expected])  # each its own performer
+    __slots__ = ("attempts", "block", "expected", "next", "published", "sequence")
+
+    def __init__(
+        self,
+        block: list[CassetteEntry],
+        attempts: bool = False,
+        published: list[Event] | None = None,
+    ) -> None:
+        # Nothing is built until an effect asks: most events of a tree perform none.
+        self.block = block
+        self.attempts = attempts
+        self.published = published
+        self.expected: dict[int, list[_Expected]] = {}  # by entry index, made when asked
+        self.next: dict[int, int] = {}  # by entry index, the first not yet taken
+        self.sequence: list[_Expected] | None = None  # the whole tree's, not yet taken
+
+    def _of(self, index: int) -> list[_Expected]:
+        made = self.expected.get(index)
+        if made is None:
+            attempts = self.attempts
+            made = [_Expected(e, attempts) for e in self.block[index].effects]
+            self.expected[index] = made
+        return made
+
+    def _delivering(self) -> int | None:
+        """The index in the tree of the event being delivered now, when it is one of the
+        tree's events published on this thread (``None``: not known)."""
+        published = self.published
+        stack = getattr(RUNNING, "stack", None)
+        # Only while the tree's root is the first event published (not for a re-sent
+        # command, which middleware does not see): then the tree's events line up with it.
+        if not published or not stack or published[0].id != self.block[0].event.id:
+            return None
+        event = stack[-1][EVENT]
+        # Usually the last or the one before: its effects run soon after it is published.
+        for index in range(len(published) - 1, -1, -1):
+            if published[index] is event:
+                block = self.block
+                if index < len(block) and block[index].event.type is event.type:
+                    return index
+                return None
+        return None
 
     def __call__(self, intent: object) -> Any:
-        performer = self.sequence(intent)
-        if performer is not None:
-            return performer
-        remaining: list[tuple[_Expected, Any]] = self.sequence.sequence
-        for index, (expected, found) in enumerate(remaining):
-            if expected == intent:
-                del remaining[index]
+        index = self._delivering()
+        if index is not None:
+            own = self._of(index)
+            at = self.next.get(index, 0)
+            while at < len(own) and own[at].taken:
+                at += 1
+            if at < len(own) and own[at] == intent:
+                found = own[at]
+                found.taken = True
+                self.next[index] = at + 1
                 return found
+        sequence = self.sequence
+        if sequence is None:
+            sequence = self.sequence = self._in_execution_order()
+        for at, expected in enumerate(sequence):
+            if not expected.taken and expected == intent:
+                expected.taken = True
+                del sequence[at]
+                return expected
         return sync_performer(_unexpected)
+
+    def _in_execution_order(self) -> list[_Expected]:
+        """Every recorded effect of the tree (the stand-ins the events' own lists hold),
+        in :func:`_execution_order`."""
+        made: dict[int, list[_Expected]] = {}
+        for index in range(len(self.block)):
+            for recorded, expected in zip(self.block[index].effects, self._of(index), strict=True):
+                made.setdefault(id(recorded), []).append(expected)
+        return [made[id(recorded)].pop(0) for recorded in _execution_order(self.block)]
 
 
 def _unexpected(_dispatcher: Any, intent: object) -> Any:
@@ -829,11 +878,16 @@ def replay(
     # In stub mode only events are compared: they are collected as they are published
     # (by a middleware registered last, so it sees what the history records), in publish
     # order, which is the order of EventTrace.walk(), without building traces.
-    published: list[Event] | None = [] if mode == "stub" else None
-    remove = bus.add_middleware(_collector(published)) if published is not None else None
+    # The stubs of "check" mode read them too: which event is being delivered when an
+    # effect is performed.
+    collected: list[Event] | None = [] if mode != "perform" else None
+    remove = bus.add_middleware(_collector(collected)) if collected is not None else None
+    published = collected if mode == "stub" else None
     try:
         disorder = _first_out_of_order(entries) if strict_order else None
-        matched, divergence = _replay_trees(entries, bus, mode, disorder, published, state=state)
+        matched, divergence = _replay_trees(
+            entries, bus, mode, disorder, published, state=state, collected=collected
+        )
     finally:
         if remove is not None:
             remove()
@@ -916,11 +970,13 @@ def _replay_trees(
     published: list[Event] | None,
     *,
     state: _StateReader | None = None,
+    collected: list[Event] | None = None,
 ) -> tuple[int, Divergence | None]:
     """Replay the root events of ``entries`` one by one and compare each one's tree:
     how many entries matched, and the first divergence. ``disorder`` is the index of the
     first entry out of time order (``None``: none, or not checked); ``published``
-    collects the replayed events in stub mode (``None`` in the others: traces are read)."""
+    collects the replayed events in stub mode (``None`` in the others: traces are read);
+    ``collected`` is the list the collector fills (the stubs read it), or ``None``."""
     end = entries[-1].line + 1 if entries else 1
     starts = [n for n, e in enumerate(entries) if e.event.causation_id is None]
     matched = 0
@@ -934,10 +990,12 @@ def _replay_trees(
         if request is None:
             request = kinds[root.type] = request_kind(root.type) is not None
         try:
-            stub = None if mode == "perform" else _Stub(block, attempts=mode == "check")
+            stub = None if mode == "perform" else _Stub(block, mode == "check", collected)
             if state is not None:
                 state.start()
             if published is None:
+                if collected is not None:
+                    collected.clear()
                 nodes: list[EventTrace] | None = _publish(bus, root, stub, request)
                 events = [node.event for node in nodes or ()]
             else:
