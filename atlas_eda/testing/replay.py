@@ -413,7 +413,7 @@ class _Stub:
     policies (check mode). ``published``: the events published so far in this tree, in
     publish order (stub mode; ``None``: only the tree's order is used)."""
 
-    __slots__ = ("attempts", "block", "expected", "next", "published", "sequence")
+    __slots__ = ("attempts", "block", "expected", "published", "sequence")
 
     def __init__(
         self,
@@ -425,8 +425,9 @@ class _Stub:
         self.block = block
         self.attempts = attempts
         self.published = published
-        self.expected: dict[int, list[_Expected]] = {}  # by entry index, made when asked
-        self.next: dict[int, int] = {}  # by entry index, the first not yet taken
+        # By entry index, made when first asked: the stand-ins of its recorded effects
+        # (the first ones already taken are dropped as the event's own are handed out).
+        self.expected: dict[int, list[_Expected]] = {}
         self.sequence: list[_Expected] | None = None  # the whole tree's, not yet taken
 
     def _of(self, index: int) -> list[_Expected]:
@@ -437,37 +438,29 @@ class _Stub:
             self.expected[index] = made
         return made
 
-    def _delivering(self) -> int | None:
-        """The index in the tree of the event being delivered now, when it is one of the
-        tree's events published on this thread (``None``: not known)."""
+    def __call__(self, intent: object) -> Any:
+        # Replay's hot path (once per effect): the event under delivery found by identity
+        # among the tree's published events, from the end (it was published shortly
+        # before), only while the tree's root is the first of them (not for a re-sent
+        # command, which middleware does not see): then the two line up.
         published = self.published
         stack = getattr(RUNNING, "stack", None)
-        # Only while the tree's root is the first event published (not for a re-sent
-        # command, which middleware does not see): then the tree's events line up with it.
-        if not published or not stack or published[0].id != self.block[0].event.id:
-            return None
-        event = stack[-1][EVENT]
-        # Usually the last or the one before: its effects run soon after it is published.
-        for index in range(len(published) - 1, -1, -1):
-            if published[index] is event:
-                block = self.block
-                if index < len(block) and block[index].event.type is event.type:
-                    return index
-                return None
-        return None
-
-    def __call__(self, intent: object) -> Any:
-        index = self._delivering()
-        if index is not None:
-            own = self._of(index)
-            at = self.next.get(index, 0)
-            while at < len(own) and own[at].taken:
-                at += 1
-            if at < len(own) and own[at] == intent:
-                found = own[at]
-                found.taken = True
-                self.next[index] = at + 1
-                return found
+        block = self.block
+        if published and stack and published[0].id == block[0].event.id:
+            event = stack[-1][EVENT]
+            index = len(published) - 1
+            while index >= 0 and published[index] is not event:
+                index -= 1
+            if 0 <= index < len(block) and block[index].event.type is event.type:
+                own = self.expected.get(index)
+                if own is None:
+                    own = self._of(index)
+                while own and own[0].taken:
+                    del own[0]
+                if own and own[0] == intent:
+                    found = own.pop(0)
+                    found.taken = True
+                    return found
         sequence = self.sequence
         if sequence is None:
             sequence = self.sequence = self._in_execution_order()
@@ -483,9 +476,16 @@ class _Stub:
         in :func:`_execution_order`."""
         made: dict[int, list[_Expected]] = {}
         for index in range(len(self.block)):
-            for recorded, expected in zip(self.block[index].effects, self._of(index), strict=True):
+            own = self._of(index)
+            # Those the event's own list has dropped were taken: they stay out.
+            effects = self.block[index].effects
+            for recorded, expected in zip(effects[len(effects) - len(own) :], own, strict=True):
                 made.setdefault(id(recorded), []).append(expected)
-        return [made[id(recorded)].pop(0) for recorded in _execution_order(self.block)]
+        return [
+            made[id(recorded)].pop(0)
+            for recorded in _execution_order(self.block)
+            if made.get(id(recorded))
+        ]
 
 
 def _unexpected(_dispatcher: Any, intent: object) -> Any:
@@ -617,11 +617,13 @@ def _compare_tree(
     end: int,
     mode: str,
     changes: dict[str, list[RecordedChange]] | None = None,
+    creations: bool = True,
 ) -> tuple[int, Divergence | None]:
     """How many entries of ``block`` matched, and the first divergence. ``events`` are
     the replayed events in publish order; ``nodes`` their traces (``None`` in stub mode,
     where effects are not compared); ``changes`` the store changes the tree wrote, by
-    replayed event id (``None``: state is not compared)."""
+    replayed event id (``None``: state is not compared); ``creations``: whether the
+    cassette records any document creation (without any, no derived id is translated)."""
     parents: tuple[list[int | None], list[int | None]] | None = None
     ids: dict[str, str] = {}
     created: dict[str, int] | None = None
@@ -653,7 +655,7 @@ def _compare_tree(
             divergence = _compare_effects(
                 entry, effects_of(nodes[k]), mode == "perform", attempts=mode == "check"
             )
-        if event.id != recorded.id:
+        if creations and event.id != recorded.id:
             # A child, caused again under a new id: the ids the store derived in its
             # delivery, for the events (and state) compared after it.
             if created is None:
@@ -978,6 +980,10 @@ def _replay_trees(
     collects the replayed events in stub mode (``None`` in the others: traces are read);
     ``collected`` is the list the collector fills (the stubs read it), or ``None``."""
     end = entries[-1].line + 1 if entries else 1
+    # Derived document ids are translated only for a cassette that records creations.
+    creations = any(
+        entry.state or entry.event.type is EventType.DOCUMENT_CREATED for entry in entries
+    )
     starts = [n for n, e in enumerate(entries) if e.event.causation_id is None]
     matched = 0
     kinds: dict[Enum, bool] = {}  # whether a root type is a command's or query's, by type
@@ -1010,7 +1016,14 @@ def _replay_trees(
             )
         changes = state.read() if state is not None else None
         count, divergence = _compare_tree(
-            block, events, nodes, next_entry, end=end, mode=mode, changes=changes
+            block,
+            events,
+            nodes,
+            next_entry,
+            end=end,
+            mode=mode,
+            changes=changes,
+            creations=creations,
         )
         if divergence is None and nodes:
             divergence = _compare_result(block[0], nodes[0])
