@@ -769,3 +769,43 @@ def test_an_effect_performed_inside_a_handler_gets_its_own_recorded_result(
     report = replay(cassette, replayed, mode)
     assert report.ok, str(report.divergence)
     assert report.events_matched == 3
+
+
+def _first_out_of_order_plainly(timestamps: list[float]) -> int | None:
+    """The index of the first timestamp greater than one after it (the plain rule)."""
+    for index, timestamp in enumerate(timestamps):
+        if any(later < timestamp for later in timestamps[index + 1 :]):
+            return index
+    return None
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=6), st.booleans(), st.booleans()),
+        max_size=40,
+    )
+)
+def test_the_one_pass_survey_finds_what_the_plain_rules_find(
+    lines: list[tuple[int, bool, bool]],
+) -> None:
+    """One pass over the entries gives the roots, whether documents are created and the
+    first entry out of time order exactly as the plain rules do (ties are in order)."""
+    from atlas_eda.testing.cassette import CassetteEntry
+    from atlas_eda.testing.replay import _survey
+
+    entries = [
+        CassetteEntry(
+            n + 1,
+            Event(
+                type=EventType.DOCUMENT_CREATED if created else EventType.COMMAND_EXECUTED,
+                id=f"e{n}",
+                timestamp=1_000.0 + tick,
+                causation_id=None if root else "e0",
+            ),
+        )
+        for n, (tick, root, created) in enumerate(lines)
+    ]
+    survey = _survey(entries)
+    assert survey.starts == [n for n, (_, root, _) in enumerate(lines) if root]
+    assert survey.creations == any(created for _, _, created in lines)
+    assert survey.disorder == _first_out_of_order_plainly([e.event.timestamp for e in entries])

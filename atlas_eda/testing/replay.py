@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -800,16 +801,43 @@ def _missing_event(block: list[CassetteEntry], count: int) -> Divergence:
 # -- replay ------------------------------------------------------------------------------
 
 
-def _first_out_of_order(entries: list[CassetteEntry]) -> int | None:
+@dataclass(slots=True)
+class _Survey:
+    """What :func:`_survey` finds in one pass over a cassette's entries."""
+
+    starts: list[int]
+    """The indexes of the root events (no causation id)."""
+    creations: bool
+    """Whether any entry records a document creation (state, or a ``DOCUMENT_CREATED``)."""
+    disorder: int | None
     """The index of the first entry recorded later than an entry after it, or ``None``."""
-    later = float("inf")
-    first = None
-    for index in range(len(entries) - 1, -1, -1):
-        timestamp = entries[index].event.timestamp
-        if timestamp > later:
-            first = index
-        later = min(later, timestamp)
-    return first
+
+
+def _survey(entries: list[CassetteEntry]) -> _Survey:
+    """The roots, whether documents are created, and the first entry out of time order,
+    in one pass (a large cassette is read from memory once, not three times)."""
+    starts: list[int] = []
+    creations = False
+    created = EventType.DOCUMENT_CREATED
+    highest = -math.inf
+    # The lowest timestamp found below an earlier one: the first entry later than it is
+    # the first entry later than any entry after it.
+    lowest_late = math.inf
+    for index, entry in enumerate(entries):
+        event = entry.event
+        if event.causation_id is None:
+            starts.append(index)
+        if not creations and (entry.state or event.type is created):
+            creations = True
+        timestamp = event.timestamp
+        if timestamp >= highest:
+            highest = timestamp
+        elif timestamp < lowest_late:
+            lowest_late = timestamp
+    disorder = None
+    if lowest_late != math.inf:
+        disorder = next(n for n, e in enumerate(entries) if e.event.timestamp > lowest_late)
+    return _Survey(starts, creations, disorder)
 
 
 def _disorder(entries: list[CassetteEntry], index: int) -> Divergence:
@@ -886,9 +914,11 @@ def replay(
     remove = bus.add_middleware(_collector(collected)) if collected is not None else None
     published = collected if mode == "stub" else None
     try:
-        disorder = _first_out_of_order(entries) if strict_order else None
+        survey = _survey(entries)
+        if not strict_order:
+            survey.disorder = None
         matched, divergence = _replay_trees(
-            entries, bus, mode, disorder, published, state=state, collected=collected
+            entries, bus, mode, survey, published, state=state, collected=collected
         )
     finally:
         if remove is not None:
@@ -968,23 +998,21 @@ def _replay_trees(
     entries: list[CassetteEntry],
     bus: EventBus,
     mode: str,
-    disorder: int | None,
+    survey: _Survey,
     published: list[Event] | None,
     *,
     state: _StateReader | None = None,
     collected: list[Event] | None = None,
 ) -> tuple[int, Divergence | None]:
     """Replay the root events of ``entries`` one by one and compare each one's tree:
-    how many entries matched, and the first divergence. ``disorder`` is the index of the
-    first entry out of time order (``None``: none, or not checked); ``published``
+    how many entries matched, and the first divergence. ``survey`` says where the roots
+    are, whether documents are created and the first entry out of time order (``None``:
+    none, or not checked); ``published``
     collects the replayed events in stub mode (``None`` in the others: traces are read);
     ``collected`` is the list the collector fills (the stubs read it), or ``None``."""
     end = entries[-1].line + 1 if entries else 1
     # Derived document ids are translated only for a cassette that records creations.
-    creations = any(
-        entry.state or entry.event.type is EventType.DOCUMENT_CREATED for entry in entries
-    )
-    starts = [n for n, e in enumerate(entries) if e.event.causation_id is None]
+    starts, creations, disorder = survey.starts, survey.creations, survey.disorder
     matched = 0
     kinds: dict[Enum, bool] = {}  # whether a root type is a command's or query's, by type
     for number, start in enumerate(starts):
