@@ -216,6 +216,33 @@ def test_the_fast_path_for_utc_times_agrees_with_the_general_one(timestamp: floa
     assert parse_time(text) == parse_time(general) == timestamp
 
 
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.floats(min_value=0, max_value=4e9),
+        st.floats(min_value=0, max_value=1e-3),
+        st.integers(min_value=-(10**12), max_value=10**12).map(float),
+    )
+)
+def test_formatting_a_time_fast_writes_what_the_plain_rules_write(timestamp: float) -> None:
+    """format_time's fast path (the repr's digits, the second's text cached) writes the
+    very text, or raises the very exception, of the plain Decimal rules, for any float."""
+    from atlas_eda.testing.cassette import _format_time_plainly
+
+    try:
+        plain: str | type[BaseException] = _format_time_plainly(timestamp)
+    except (ValueError, OverflowError, ArithmeticError) as exc:
+        plain = type(exc)
+    try:
+        fast: str | type[BaseException] = format_time(timestamp)
+    except (ValueError, OverflowError, ArithmeticError) as exc:
+        fast = type(exc)
+    assert fast == plain
+    if isinstance(plain, str):
+        assert format_time(timestamp) == plain  # again: the second's text from the cache
+
+
 def test_out_of_range_utc_times_are_refused_on_the_fast_path_too() -> None:
     for text in ("2026-01-01T24:00:00.5Z", "2026-01-01T10:60:00Z", "2026-01-01T10:00:60Z"):
         with pytest.raises(ValueError, match="must be in"):

@@ -95,10 +95,40 @@ _REQUIRED_SET = frozenset(_REQUIRED)
 # -- time --------------------------------------------------------------------------------
 
 
+_SECONDS: dict[int, str] = {}
+"""``YYYY-MM-DDTHH:MM:SS`` of whole seconds since the epoch already formatted: the events
+of a recording share a few seconds, so most times cost a dict lookup."""
+
+_SECONDS_KEPT = 4096
+"""How many seconds :data:`_SECONDS` holds before it is cleared (bounded memory)."""
+
+
 def format_time(timestamp: float) -> str:
     """``timestamp`` (seconds since the epoch) as RFC 3339 UTC, ``...THH:MM:SS.ffffffZ``:
     at least microsecond precision, and as many more digits as it takes for
     :func:`parse_time` to give back exactly the same float."""
+    text = repr(float(timestamp))
+    whole, dot, digits = text.partition(".")
+    if not (dot and whole.isdigit() and digits.isdigit()):
+        return _format_time_plainly(timestamp)
+    # A float whose repr is ``I.F`` (not negative, no exponent: every time since 1970
+    # before the year 316 million) is that decimal exactly: its whole seconds are I and
+    # its fraction's digits F, which is what the plain rules compute with Decimal
+    # (tests/test_cassette.py holds the two equal).
+    seconds = int(whole)
+    prefix = _SECONDS.get(seconds)
+    if prefix is None:
+        moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+        prefix = f"{moment:%Y-%m-%dT%H:%M:%S}"
+        if len(_SECONDS) >= _SECONDS_KEPT:
+            _SECONDS.clear()
+        _SECONDS[seconds] = prefix
+    return f"{prefix}.{digits.rstrip('0').ljust(6, '0')}Z"
+
+
+def _format_time_plainly(timestamp: float) -> str:
+    """:func:`format_time` by the plain rules: the float's exact decimal, split with
+    Decimal arithmetic (any float, negative or written with an exponent)."""
     exact = Decimal(repr(float(timestamp)))
     seconds = int(exact.to_integral_value(rounding=ROUND_FLOOR))
     with localcontext() as exactly:
