@@ -95,12 +95,12 @@ _REQUIRED_SET = frozenset(_REQUIRED)
 # -- time --------------------------------------------------------------------------------
 
 
-_SECONDS: dict[int, str] = {}
+_SECOND_TEXTS: dict[int, str] = {}
 """``YYYY-MM-DDTHH:MM:SS`` of whole seconds since the epoch already formatted: the events
 of a recording share a few seconds, so most times cost a dict lookup."""
 
-_SECONDS_KEPT = 4096
-"""How many seconds :data:`_SECONDS` holds before it is cleared (bounded memory)."""
+_SECOND_TEXTS_KEPT = 4096
+"""How many seconds :data:`_SECOND_TEXTS` holds before it is cleared (bounded memory)."""
 
 
 def format_time(timestamp: float) -> str:
@@ -116,13 +116,13 @@ def format_time(timestamp: float) -> str:
     # its fraction's digits F, which is what the plain rules compute with Decimal
     # (tests/test_cassette.py holds the two equal).
     seconds = int(whole)
-    prefix = _SECONDS.get(seconds)
+    prefix = _SECOND_TEXTS.get(seconds)
     if prefix is None:
         moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
         prefix = f"{moment:%Y-%m-%dT%H:%M:%S}"
-        if len(_SECONDS) >= _SECONDS_KEPT:
-            _SECONDS.clear()
-        _SECONDS[seconds] = prefix
+        if len(_SECOND_TEXTS) >= _SECOND_TEXTS_KEPT:
+            _SECOND_TEXTS.clear()
+        _SECOND_TEXTS[seconds] = prefix
     return f"{prefix}.{digits.rstrip('0').ljust(6, '0')}Z"
 
 
