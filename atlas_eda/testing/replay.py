@@ -886,10 +886,12 @@ def replay(
     ``strict_order=False`` for a cassette recorded from several threads at once, whose
     root events may be written out of time order.
 
-    The bus needs history and traces (``ReplayError`` otherwise). In ``"stub"`` mode the
-    replayed events are collected by a middleware added for the replay's duration (after
-    the system's own, so it sees what the history records); the other modes read each
-    root event's trace, so the history must hold one root event's whole tree.
+    The bus needs history and traces (``ReplayError`` otherwise). In ``"stub"`` and
+    ``"check"`` modes the replayed events are collected by a middleware added for the
+    replay's duration (after the system's own, so it sees what the history records):
+    stub mode compares them, and the stubs find by them the event an effect is performed
+    for; the other modes read each root event's trace, so the history must hold one root
+    event's whole tree.
 
     With ``store`` (the system's :class:`~atlas_eda.store.TemporalStore`, best empty) and
     a cassette recorded with state, ``"check"`` and ``"perform"`` modes also compare the
