@@ -8,6 +8,7 @@ import logging
 import math
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +215,33 @@ def test_the_fast_path_for_utc_times_agrees_with_the_general_one(timestamp: floa
     text = format_time(timestamp)
     general = text[:-1] + "+00:00"  # an offset takes the general (Decimal) path
     assert parse_time(text) == parse_time(general) == timestamp
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.floats(min_value=0, max_value=4e9),
+        st.floats(min_value=0, max_value=1e-3),
+        st.integers(min_value=-(10**12), max_value=10**12).map(float),
+    )
+)
+def test_formatting_a_time_fast_writes_what_the_plain_rules_write(timestamp: float) -> None:
+    """format_time's fast path (the repr's digits, the second's text cached) writes the
+    very text, or raises the very exception, of the plain Decimal rules, for any float."""
+    from atlas_eda.testing.cassette import _format_time_plainly
+
+    try:
+        plain: str | type[BaseException] = _format_time_plainly(timestamp)
+    except (ValueError, OverflowError, ArithmeticError) as exc:
+        plain = type(exc)
+    try:
+        fast: str | type[BaseException] = format_time(timestamp)
+    except (ValueError, OverflowError, ArithmeticError) as exc:
+        fast = type(exc)
+    assert fast == plain
+    if isinstance(plain, str):
+        assert format_time(timestamp) == plain  # again: the second's text from the cache
 
 
 def test_out_of_range_utc_times_are_refused_on_the_fast_path_too() -> None:
@@ -665,3 +693,73 @@ def test_a_root_whose_events_left_the_history_is_refused_not_half_recorded(
     with pytest.raises(RecordingError, match="history_limit=3"):
         recorder.close()
     assert path.read_text(encoding="utf-8") == ""
+
+
+_ATTRIBUTE_NAMES = st.sampled_from(
+    [
+        *("specversion", "id", "source", "type", "time", "datacontenttype", "subject", "data"),
+        *("correlationid", "causationid", "atlasmetadata", "atlaseffects", "atlasstate"),
+        *("atlasresult", "atlasdatatype", "Atlas", "x-y", ""),
+    ]
+)
+_ATTRIBUTE_VALUES = st.one_of(
+    st.text(max_size=5),
+    st.sampled_from(["1.0", "0.3", "application/json"]),
+    st.none(),
+    st.integers(),
+    st.just(datetime(2026, 1, 1, tzinfo=UTC)),
+    st.just(datetime(2026, 1, 1)),  # naive on purpose: the SDK refuses it
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.dictionaries(_ATTRIBUTE_NAMES, _ATTRIBUTE_VALUES, max_size=10),
+        st.fixed_dictionaries(
+            {
+                "specversion": st.sampled_from(["1.0", "0.3"]),
+                "id": st.text(max_size=3),
+                "source": st.text(max_size=3),
+                "type": st.text(max_size=3),
+                "time": st.sampled_from([datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1)]),
+                "datacontenttype": st.sampled_from(["application/json", ""]),
+            },
+            optional={"causationid": st.text(max_size=3), "atlasresult": st.text(max_size=3)},
+        ),
+    )
+)
+def test_attributes_the_recorder_skips_the_sdk_for_are_accepted_by_it(
+    attributes: dict[str, Any],
+) -> None:
+    """Where the recorder does not ask the CloudEvents SDK (its fast path), the SDK would
+    have accepted the attributes and given them back unchanged, in the same order."""
+    from cloudevents.core.v1.event import CloudEvent
+
+    from atlas_eda.testing.cassette import _sdk_accepts
+
+    if not _sdk_accepts(attributes):
+        return
+    given_attributes = dict(attributes)
+    accepted = CloudEvent(dict(attributes), None).get_attributes()
+    assert list(accepted.items()) == list(given_attributes.items())
+
+
+def test_a_recorded_event_takes_the_fast_attribute_check() -> None:
+    """The attributes encode_event builds for an ordinary event are of the known shape
+    (so the test above covers what recording does)."""
+    from atlas_eda.testing.cassette import _sdk_accepts
+
+    event = Event(type=EventType.COMMAND_EXECUTED, data={"a": 1}, source="web")
+    attributes = {
+        "specversion": "1.0",
+        "id": event.id,
+        "source": "web",
+        "type": "EventType.COMMAND_EXECUTED",
+        "time": datetime.fromtimestamp(event.timestamp, UTC),
+        "datacontenttype": "application/json",
+        "correlationid": "x",
+    }
+    assert _sdk_accepts(attributes)
+    assert not _sdk_accepts({**attributes, "id": ""})
+    assert not _sdk_accepts({**attributes, "data": "x"})

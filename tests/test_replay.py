@@ -717,3 +717,95 @@ def test_effect_order_of_a_tree_in_publish_order_is_that_of_the_rebuilt_tree(
         while ancestor is not None:
             assert ancestor not in order[:position]
             ancestor = cause.get(ancestor)
+
+
+class Lookup(enum.Enum):
+    """A tree whose events perform equal effects with different recorded results."""
+
+    ASKED = "lookup.asked"
+    ANSWERED = "lookup.answered"
+    NOTED = "lookup.noted"
+
+
+register_types(Lookup)
+
+
+def make_lookup_system(answers: list[str]) -> tuple[EventBus, EffectHandler]:
+    """The root's handler performs READ and publishes what it read; the child's handler
+    returns an ``EffectMonad`` performing the same READ (equal intent), after publishing."""
+    handler = EffectHandler()
+    bus = EventBus(effect_handler=handler)
+    handler.event_bus = bus
+    read = Effect(EffectType.DATABASE_READ, {"key": "k"}, "read k")
+    handler.register_handler(EffectType.DATABASE_READ, lambda _effect: answers.pop(0))
+
+    def on_asked(event: Event) -> None:
+        value = handler.handle(read)
+        bus.publish(Lookup.ANSWERED, {"value": value})
+
+    def on_answered(event: Event) -> EffectMonad[None]:
+        bus.publish(Lookup.NOTED, {"seen": event.data["value"]})
+        return EffectMonad.pure(None).with_effect(read)
+
+    bus.subscribe(Lookup.ASKED, on_asked)
+    bus.subscribe(Lookup.ANSWERED, on_answered)
+    return bus, handler
+
+
+@pytest.mark.parametrize("mode", ["stub", "check"])
+def test_an_effect_performed_inside_a_handler_gets_its_own_recorded_result(
+    tmp_path: Path, mode: str
+) -> None:
+    """Equal effects performed by a root's handler (inside it, before publishing) and by
+    its child's returned monad each get the result recorded for their own event: the
+    root's read is given "first", so its child's data replays as recorded."""
+    path = tmp_path / "lookup.jsonl"
+    bus, _ = make_lookup_system(["first", "second"])
+    with record(bus, path):
+        bus.publish(Lookup.ASKED, {})
+    cassette = Cassette.load(path)
+    assert [e.effects[0].result for e in cassette.entries if e.effects] == ["first", "second"]
+    replayed, _ = make_lookup_system([])  # nothing to perform: every read is stubbed
+    report = replay(cassette, replayed, mode)
+    assert report.ok, str(report.divergence)
+    assert report.events_matched == 3
+
+
+def _first_out_of_order_plainly(timestamps: list[float]) -> int | None:
+    """The index of the first timestamp greater than one after it (the plain rule)."""
+    for index, timestamp in enumerate(timestamps):
+        if any(later < timestamp for later in timestamps[index + 1 :]):
+            return index
+    return None
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=6), st.booleans(), st.booleans()),
+        max_size=40,
+    )
+)
+def test_the_one_pass_survey_finds_what_the_plain_rules_find(
+    lines: list[tuple[int, bool, bool]],
+) -> None:
+    """One pass over the entries gives the roots, whether documents are created and the
+    first entry out of time order exactly as the plain rules do (ties are in order)."""
+    from atlas_eda.testing.cassette import CassetteEntry
+    from atlas_eda.testing.replay import _survey
+
+    entries = [
+        CassetteEntry(
+            n + 1,
+            Event(
+                type=EventType.DOCUMENT_CREATED if created else EventType.COMMAND_EXECUTED,
+                id=f"e{n}",
+                timestamp=1_000.0 + tick,
+                causation_id=None if root else "e0",
+            ),
+        )
+        for n, (tick, root, created) in enumerate(lines)
+    ]
+    survey = _survey(entries)
+    assert survey.starts == [n for n, (_, root, _) in enumerate(lines) if root]
+    assert survey.creations == any(created for _, _, created in lines)
+    assert survey.disorder == _first_out_of_order_plainly([e.event.timestamp for e in entries])

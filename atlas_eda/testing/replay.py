@@ -7,7 +7,7 @@ A root command or query (:mod:`atlas_eda.commands`) is re-sent to its handler as
 (``bus.requests.resend``); in ``"check"`` and ``"perform"`` modes what it returned (or the
 error it raised) is compared with its recorded ``atlasresult`` too.
 In ``"stub"`` and ``"check"`` modes effects performed through an ``EffectHandler`` are not
-performed: an ``effect.testing.SequenceDispatcher`` built from the recorded effects of the
+performed: a stub dispatcher built from the recorded effects of the
 root's tree returns the recorded results (or raises the recorded errors: by class when the
 cassette names a builtin exception or one registered with
 :func:`~atlas_eda.testing.register_exceptions`, else as a :class:`RecordedEffectError`)."""
@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -24,7 +25,6 @@ from typing import Any, Literal
 from uuid import uuid5
 
 from effect import sync_performer
-from effect.testing import SequenceDispatcher
 
 from ..bus import EventBus, check_bus
 from ..commands import request_kind
@@ -39,7 +39,7 @@ from ..errors import (
 from ..events import Event, EventType, type_name
 from ..payloads import FrozenDict, FrozenList
 from ..store import DOCUMENT_ID_NAMESPACE, TemporalStore
-from ..trace import EffectOutcome, EventTrace
+from ..trace import EVENT, RUNNING, EffectOutcome, EventTrace
 from ..views import short
 from .cassette import (
     Cassette,
@@ -319,9 +319,10 @@ class _Expected(KnownOutcome):
     raises the recorded error; with ``attempts`` (check mode), after the recorded failed
     attempts, played through the live retry policy (see :class:`KnownOutcome`)."""
 
-    __slots__ = ("recorded",)
+    __slots__ = ("recorded", "taken")
 
     def __init__(self, recorded: RecordedEffect, attempts: bool = False) -> None:
+        self.taken = False  # handed out by its stub: a stand-in is used once
         # KnownOutcome's fields set here rather than through its __init__: one stand-in is
         # made per recorded effect, on replay's hot path.
         error = recorded.error
@@ -350,20 +351,6 @@ class _Expected(KnownOutcome):
 
     def __repr__(self) -> str:
         return _effect_text(self.recorded.type, self.recorded.payload)
-
-
-class _Sequence(SequenceDispatcher):  # type: ignore[misc]
-    """``effect.testing.SequenceDispatcher`` over ``(expected, performer)`` pairs, giving
-    the pair's performer itself (made once per recorded effect) where the original wraps
-    a function in a new ``sync_performer`` at each call: replay's hot path."""
-
-    sequence: list[tuple[Any, Any]]
-
-    def __call__(self, intent: object) -> Any:
-        sequence = self.sequence
-        if sequence and sequence[0][0] == intent:  # _Expected.__eq__ directly
-            return sequence.pop(0)[1]  # the list is the stub's own: consumed in place
-        return None
 
 
 def _execution_order(block: list[CassetteEntry]) -> list[RecordedEffect]:
@@ -417,26 +404,89 @@ def _execution_order_of_lines(block: list[CassetteEntry]) -> list[RecordedEffect
 
 
 class _Stub:
-    """The stub dispatcher of one root event's tree: a ``SequenceDispatcher`` over the
-    recorded effects in execution order; an effect out of that order is taken from the
-    rest of the sequence; an effect not recorded at all raises
-    :class:`UnexpectedEffectError` (it is not performed). ``attempts``: the recorded
-    attempts are played through the live retry policies (check mode)."""
+    """The stub dispatcher of one root event's tree. An effect is looked for first among
+    the recorded effects of the event being delivered when it is performed (its next one
+    not yet taken: the order the cassette records them in, which is the order they were
+    performed in); failing that, in the whole tree's recorded effects in execution order
+    (an effect performed out of that order is taken from the rest of the tree's). An
+    effect not recorded at all raises :class:`UnexpectedEffectError` (it is not
+    performed). ``attempts``: the recorded attempts are played through the live retry
+    policies (check mode). ``published``: the events published so far in this tree, in
+    publish order (stub mode; ``None``: only the tree's order is used)."""
 
-    def __init__(self, block: list[CassetteEntry], attempts: bool = False) -> None:
-        expected = [_Expected(e, attempts) for e in _execution_order(block)]
-        self.sequence = _Sequence([(e, e) for e in expected])  # each its own performer
+    __slots__ = ("attempts", "block", "expected", "published", "sequence")
+
+    def __init__(
+        self,
+        block: list[CassetteEntry],
+        attempts: bool = False,
+        published: list[Event] | None = None,
+    ) -> None:
+        # Nothing is built until an effect asks: most events of a tree perform none.
+        self.block = block
+        self.attempts = attempts
+        self.published = published
+        # By entry index, made when first asked: the stand-ins of its recorded effects
+        # (the first ones already taken are dropped as the event's own are handed out).
+        self.expected: dict[int, list[_Expected]] = {}
+        self.sequence: list[_Expected] | None = None  # the whole tree's, not yet taken
+
+    def _of(self, index: int) -> list[_Expected]:
+        made = self.expected.get(index)
+        if made is None:
+            attempts = self.attempts
+            made = [_Expected(e, attempts) for e in self.block[index].effects]
+            self.expected[index] = made
+        return made
 
     def __call__(self, intent: object) -> Any:
-        performer = self.sequence(intent)
-        if performer is not None:
-            return performer
-        remaining: list[tuple[_Expected, Any]] = self.sequence.sequence
-        for index, (expected, found) in enumerate(remaining):
-            if expected == intent:
-                del remaining[index]
-                return found
+        # Replay's hot path (once per effect): the event under delivery found by identity
+        # among the tree's published events, from the end (it was published shortly
+        # before), only while the tree's root is the first of them (not for a re-sent
+        # command, which middleware does not see): then the two line up.
+        published = self.published
+        stack = getattr(RUNNING, "stack", None)
+        block = self.block
+        if published and stack and published[0].id == block[0].event.id:
+            event = stack[-1][EVENT]
+            index = len(published) - 1
+            while index >= 0 and published[index] is not event:
+                index -= 1
+            if 0 <= index < len(block) and block[index].event.type is event.type:
+                own = self.expected.get(index)
+                if own is None:
+                    own = self._of(index)
+                while own and own[0].taken:
+                    del own[0]
+                if own and own[0] == intent:
+                    found = own.pop(0)
+                    found.taken = True
+                    return found
+        sequence = self.sequence
+        if sequence is None:
+            sequence = self.sequence = self._in_execution_order()
+        for at, expected in enumerate(sequence):
+            if not expected.taken and expected == intent:
+                expected.taken = True
+                del sequence[at]
+                return expected
         return sync_performer(_unexpected)
+
+    def _in_execution_order(self) -> list[_Expected]:
+        """Every recorded effect of the tree (the stand-ins the events' own lists hold),
+        in :func:`_execution_order`."""
+        made: dict[int, list[_Expected]] = {}
+        for index in range(len(self.block)):
+            own = self._of(index)
+            # Those the event's own list has dropped were taken: they stay out.
+            effects = self.block[index].effects
+            for recorded, expected in zip(effects[len(effects) - len(own) :], own, strict=True):
+                made.setdefault(id(recorded), []).append(expected)
+        return [
+            made[id(recorded)].pop(0)
+            for recorded in _execution_order(self.block)
+            if made.get(id(recorded))
+        ]
 
 
 def _unexpected(_dispatcher: Any, intent: object) -> Any:
@@ -568,11 +618,13 @@ def _compare_tree(
     end: int,
     mode: str,
     changes: dict[str, list[RecordedChange]] | None = None,
+    creations: bool = True,
 ) -> tuple[int, Divergence | None]:
     """How many entries of ``block`` matched, and the first divergence. ``events`` are
     the replayed events in publish order; ``nodes`` their traces (``None`` in stub mode,
     where effects are not compared); ``changes`` the store changes the tree wrote, by
-    replayed event id (``None``: state is not compared)."""
+    replayed event id (``None``: state is not compared); ``creations``: whether the
+    cassette records any document creation (without any, no derived id is translated)."""
     parents: tuple[list[int | None], list[int | None]] | None = None
     ids: dict[str, str] = {}
     created: dict[str, int] | None = None
@@ -604,7 +656,7 @@ def _compare_tree(
             divergence = _compare_effects(
                 entry, effects_of(nodes[k]), mode == "perform", attempts=mode == "check"
             )
-        if event.id != recorded.id:
+        if creations and event.id != recorded.id:
             # A child, caused again under a new id: the ids the store derived in its
             # delivery, for the events (and state) compared after it.
             if created is None:
@@ -749,16 +801,43 @@ def _missing_event(block: list[CassetteEntry], count: int) -> Divergence:
 # -- replay ------------------------------------------------------------------------------
 
 
-def _first_out_of_order(entries: list[CassetteEntry]) -> int | None:
+@dataclass(slots=True)
+class _Survey:
+    """What :func:`_survey` finds in one pass over a cassette's entries."""
+
+    starts: list[int]
+    """The indexes of the root events (no causation id)."""
+    creations: bool
+    """Whether any entry records a document creation (state, or a ``DOCUMENT_CREATED``)."""
+    disorder: int | None
     """The index of the first entry recorded later than an entry after it, or ``None``."""
-    later = float("inf")
-    first = None
-    for index in range(len(entries) - 1, -1, -1):
-        timestamp = entries[index].event.timestamp
-        if timestamp > later:
-            first = index
-        later = min(later, timestamp)
-    return first
+
+
+def _survey(entries: list[CassetteEntry]) -> _Survey:
+    """The roots, whether documents are created, and the first entry out of time order,
+    in one pass (a large cassette is read from memory once, not three times)."""
+    starts: list[int] = []
+    creations = False
+    created = EventType.DOCUMENT_CREATED
+    highest = -math.inf
+    # The lowest timestamp found below an earlier one: the first entry later than it is
+    # the first entry later than any entry after it.
+    lowest_late = math.inf
+    for index, entry in enumerate(entries):
+        event = entry.event
+        if event.causation_id is None:
+            starts.append(index)
+        if not creations and (entry.state or event.type is created):
+            creations = True
+        timestamp = event.timestamp
+        if timestamp >= highest:
+            highest = timestamp
+        elif timestamp < lowest_late:
+            lowest_late = timestamp
+    disorder = None
+    if lowest_late != math.inf:
+        disorder = next(n for n, e in enumerate(entries) if e.event.timestamp > lowest_late)
+    return _Survey(starts, creations, disorder)
 
 
 def _disorder(entries: list[CassetteEntry], index: int) -> Divergence:
@@ -807,10 +886,12 @@ def replay(
     ``strict_order=False`` for a cassette recorded from several threads at once, whose
     root events may be written out of time order.
 
-    The bus needs history and traces (``ReplayError`` otherwise). In ``"stub"`` mode the
-    replayed events are collected by a middleware added for the replay's duration (after
-    the system's own, so it sees what the history records); the other modes read each
-    root event's trace, so the history must hold one root event's whole tree.
+    The bus needs history and traces (``ReplayError`` otherwise). In ``"stub"`` and
+    ``"check"`` modes the replayed events are collected by a middleware added for the
+    replay's duration (after the system's own, so it sees what the history records):
+    stub mode compares them, and the stubs find by them the event an effect is performed
+    for; the other modes read each root event's trace, so the history must hold one root
+    event's whole tree.
 
     With ``store`` (the system's :class:`~atlas_eda.store.TemporalStore`, best empty) and
     a cassette recorded with state, ``"check"`` and ``"perform"`` modes also compare the
@@ -829,11 +910,18 @@ def replay(
     # In stub mode only events are compared: they are collected as they are published
     # (by a middleware registered last, so it sees what the history records), in publish
     # order, which is the order of EventTrace.walk(), without building traces.
-    published: list[Event] | None = [] if mode == "stub" else None
-    remove = bus.add_middleware(_collector(published)) if published is not None else None
+    # The stubs of "check" mode read them too: which event is being delivered when an
+    # effect is performed.
+    collected: list[Event] | None = [] if mode != "perform" else None
+    remove = bus.add_middleware(_collector(collected)) if collected is not None else None
+    published = collected if mode == "stub" else None
     try:
-        disorder = _first_out_of_order(entries) if strict_order else None
-        matched, divergence = _replay_trees(entries, bus, mode, disorder, published, state=state)
+        survey = _survey(entries)
+        if not strict_order:
+            survey.disorder = None
+        matched, divergence = _replay_trees(
+            entries, bus, mode, survey, published, state=state, collected=collected
+        )
     finally:
         if remove is not None:
             remove()
@@ -912,17 +1000,21 @@ def _replay_trees(
     entries: list[CassetteEntry],
     bus: EventBus,
     mode: str,
-    disorder: int | None,
+    survey: _Survey,
     published: list[Event] | None,
     *,
     state: _StateReader | None = None,
+    collected: list[Event] | None = None,
 ) -> tuple[int, Divergence | None]:
     """Replay the root events of ``entries`` one by one and compare each one's tree:
-    how many entries matched, and the first divergence. ``disorder`` is the index of the
-    first entry out of time order (``None``: none, or not checked); ``published``
-    collects the replayed events in stub mode (``None`` in the others: traces are read)."""
+    how many entries matched, and the first divergence. ``survey`` says where the roots
+    are, whether documents are created and the first entry out of time order (``None``:
+    none, or not checked); ``published``
+    collects the replayed events in stub mode (``None`` in the others: traces are read);
+    ``collected`` is the list the collector fills (the stubs read it), or ``None``."""
     end = entries[-1].line + 1 if entries else 1
-    starts = [n for n, e in enumerate(entries) if e.event.causation_id is None]
+    # Derived document ids are translated only for a cassette that records creations.
+    starts, creations, disorder = survey.starts, survey.creations, survey.disorder
     matched = 0
     kinds: dict[Enum, bool] = {}  # whether a root type is a command's or query's, by type
     for number, start in enumerate(starts):
@@ -934,10 +1026,12 @@ def _replay_trees(
         if request is None:
             request = kinds[root.type] = request_kind(root.type) is not None
         try:
-            stub = None if mode == "perform" else _Stub(block, attempts=mode == "check")
+            stub = None if mode == "perform" else _Stub(block, mode == "check", collected)
             if state is not None:
                 state.start()
             if published is None:
+                if collected is not None:
+                    collected.clear()
                 nodes: list[EventTrace] | None = _publish(bus, root, stub, request)
                 events = [node.event for node in nodes or ()]
             else:
@@ -952,7 +1046,14 @@ def _replay_trees(
             )
         changes = state.read() if state is not None else None
         count, divergence = _compare_tree(
-            block, events, nodes, next_entry, end=end, mode=mode, changes=changes
+            block,
+            events,
+            nodes,
+            next_entry,
+            end=end,
+            mode=mode,
+            changes=changes,
+            creations=creations,
         )
         if divergence is None and nodes:
             divergence = _compare_result(block[0], nodes[0])
