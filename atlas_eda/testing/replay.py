@@ -445,7 +445,7 @@ class _Stub:
         # before), only while the tree's root is the first of them (not for a re-sent
         # command, which middleware does not see): then the two line up.
         published = self.published
-        stack = getattr(RUNNING, "stack", None)
+        stack = RUNNING.get()
         block = self.block
         if published and stack and published[0].id == block[0].event.id:
             event = stack[-1][EVENT]
