@@ -4,12 +4,11 @@ Ctrl-C (needs the ``prometheus`` extra)."""
 from __future__ import annotations
 
 import argparse
-import signal
 import threading
-from types import FrameType
 
 from ..redaction import redact_url
 from .command import Command, CommandError, integer
+from .signals import stop_on_signals
 from .stores import add_store_option, open_store, store_url
 
 __all__ = ["COMMAND", "parse_address", "run_metrics"]
@@ -46,7 +45,6 @@ def run_metrics(
         from ..prometheus import PrometheusMetrics  # noqa: PLC0415  (the 'prometheus' extra)
     except ModuleNotFoundError as exc:
         raise CommandError(f"{exc} (atlas-eda metrics serves prometheus_client's format).") from exc
-    stop = stop or threading.Event()
     given = store_url(url)
     with open_store(given) as store:
         metrics = PrometheusMetrics(
@@ -57,36 +55,19 @@ def run_metrics(
         except Exception as exc:
             metrics.close()
             raise CommandError(str(exc)) from exc
-        previous = _on_signals(stop)
         try:
-            print(
-                f"Serving the metrics of {redact_url(given)} at {server.url} "
-                f"(stop with Ctrl-C or SIGTERM).",
-                flush=True,
-            )
-            while not stop.wait(0.2):
-                pass
+            with stop_on_signals() as signalled:
+                print(
+                    f"Serving the metrics of {redact_url(given)} at {server.url} "
+                    f"(stop with Ctrl-C or SIGTERM).",
+                    flush=True,
+                )
+                while not signalled.wait(0.2) and not (stop is not None and stop.is_set()):
+                    pass
         finally:
-            _restore(previous)
             server.close()
             metrics.close()
     print("Stopped.", flush=True)
-
-
-def _on_signals(stop: threading.Event) -> dict[int, object]:
-    """Make SIGTERM and SIGINT set ``stop`` (main thread only); the handlers replaced."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-
-    def handle(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    return {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-
-def _restore(previous: dict[int, object]) -> None:
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:

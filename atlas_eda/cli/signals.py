@@ -1,5 +1,5 @@
-"""How the long-running commands (``follow``, ``project``, ``inspect``) stop: on SIGTERM
-or SIGINT (Ctrl-C) they finish what is under way, record their positions and exit 0."""
+"""How the long-running commands (``follow``, ``project``, ``inspect``, ``metrics``) stop:
+on SIGTERM or SIGINT (Ctrl-C) they finish what is under way, record their positions and exit 0."""
 
 from __future__ import annotations
 
