@@ -19,6 +19,10 @@ Figures:
   and / ``pyee`` ``EventEmitter.emit`` with 10 listeners (target ≤ 1.0);
 - ``publish`` of a 10-key dict payload, 1 subscriber, traces on / blinker ``send`` of the
   same dict (issue 15's target ≤ 1.0);
+- for information: what the delivery stack's context variable costs a publish (issue 19
+  moved the stack into ``contextvars`` so that ``copy_context()`` keeps causation; every
+  delivery sets a new tuple and resets it), timed alone, and the ``publish`` ratios with
+  that cost taken out;
 - for information: the same beside PyPubSub ``sendMessage`` and ``zope.event.notify``;
   ``publish`` with ``traces=False`` beside pyee; traces on / off with no-op handlers
   (issue 3's target is measured on the main job, in the end-to-end section); the
@@ -40,6 +44,7 @@ import zope.event
 from pubsub import pub
 
 from atlas_eda import Event, EventBus
+from atlas_eda.trace import RUNNING
 
 from ._harness import (
     MIN_REPEATS,
@@ -95,6 +100,24 @@ def _bus(subscribers: int, *, traces: bool) -> tuple[EventBus, list[Callable[[An
     for _ in range(HISTORY + 10):  # at the bound: every timed publish also evicts one
         bus.publish(Bench.TICK)
     return bus, handlers
+
+
+_RECORD: list[Any] = []
+
+
+def _stack_cost() -> None:
+    """What a root publish does with the delivery stack (trace.RUNNING), and nothing else:
+    read it, set a new one-record tuple, reset it. The stack lives in a context variable
+    since issue 19, so that work handed on with ``contextvars.copy_context()`` keeps its
+    causation; a copied context must keep the stack as it was, so every delivery sets a
+    new value (a shared list pushed and popped would cost a third of it)."""
+    stack = RUNNING.get()
+    token = RUNNING.set((*stack, _RECORD) if stack else (_RECORD,))
+    RUNNING.reset(token)
+
+
+def _nothing() -> None:
+    """An empty function: what calling ``_stack_cost`` costs beside what it does."""
 
 
 def _signal(receivers: int) -> tuple[blinker.Signal, list[Callable[[Any], None]]]:
@@ -203,6 +226,8 @@ def run(config: Config) -> list[Row]:
             "traced": functools.partial(traced.publish, Bench.TICK),
             "untraced": functools.partial(untraced.publish, Bench.TICK),
             "blinker": signal.send,
+            "stack": _stack_cost,
+            "call": _nothing,
             **peers,
         }
         gc.collect()
@@ -210,6 +235,7 @@ def run(config: Config) -> list[Row]:
         m = {name: median(values) for name, values in s.items()}
         paired = sorted(a / b for a, b in zip(s["traced"], s["untraced"], strict=True))
         per_delivery = (m["traced"] - m["untraced"]) / count
+        stack_cost = m["stack"] - m["call"]
         rows += [
             ratio_row(
                 f"publish (traces, history) / blinker send, {count} {plural}",
@@ -247,6 +273,25 @@ def run(config: Config) -> list[Row]:
                 note="(traced - untraced) / deliveries: the clock read and append that time "
                 "each delivery (the start is the event's timestamp); see the end-to-end section "
                 "for what that is in a workload",
+            ),
+            Row(
+                "  the delivery stack's context variable, per published event",
+                in_unit(stack_cost, "µs"),
+                "µs",
+                note="what publish does with trace.RUNNING (get, set a new tuple, reset), "
+                "timed alone, less an empty function's call",
+            ),
+            ratio_row(
+                f"  publish without that / blinker send, {count} {plural}",
+                m["traced"] - stack_cost,
+                m["blinker"],
+                None,
+            ),
+            ratio_row(
+                f"  publish without that / pyee emit, {count} {plural}",
+                m["traced"] - stack_cost,
+                m["pyee"],
+                None,
             ),
         ]
     rows += _payload_rows(repeats, min_time)
