@@ -449,21 +449,28 @@ class _Stub:
         # the event's next recorded effect is a lookup, no list built.
         records = self.records
         stack = RUNNING.get()
-        if records and stack and records[0][EVENT].id == self.root_id:
+        if stack and records and records[0][EVENT].id == self.root_id:
             record = stack[-1]
             index = len(records) - 1
-            while index >= 0 and records[index] is not record:
+            while records[index] is not record:
                 index -= 1
+                if index < 0:
+                    return self._out_of_order(intent)
             block = self.block
-            if 0 <= index < len(block) and block[index].event.type is record[EVENT].type:
-                effects = block[index].effects
-                at = self.cursor.get(index, 0)
-                taken = self.taken
-                while (index, at) in taken:
-                    at += 1
-                if at < len(effects) and _matches(effects[at], intent):
-                    self.cursor[index] = at + 1
-                    return _Expected(effects[at], self.attempts)
+            if index < len(block):
+                entry = block[index]
+                if entry.event.type is record[EVENT].type:
+                    effects = entry.effects
+                    at = self.cursor.get(index, 0)
+                    taken = self.taken
+                    if taken:
+                        while (index, at) in taken:
+                            at += 1
+                    if at < len(effects):
+                        recorded = effects[at]
+                        if _matches(recorded, intent):
+                            self.cursor[index] = at + 1
+                            return _Expected(recorded, self.attempts)
         return self._out_of_order(intent)
 
     def _out_of_order(self, intent: object) -> Any:
@@ -1025,15 +1032,17 @@ def _replay_trees(
     # Derived document ids are translated only for a cassette that records creations.
     starts, creations, disorder = survey.starts, survey.creations, survey.disorder
     matched = 0
-    kinds: dict[Enum, bool] = {}  # whether a root type is a command's or query's, by type
+    # Whether a root type is a command's or query's, by the type's id (an Enum member
+    # hashes by a Python-level __hash__; the roots' types live as long as the cassette).
+    kinds: dict[int, bool] = {}
     for number, start in enumerate(starts):
         stop = starts[number + 1] if number + 1 < len(starts) else len(entries)
         block = entries[start:stop]
         next_entry = entries[stop] if stop < len(entries) else None
         root = block[0].event
-        request = kinds.get(root.type)
+        request = kinds.get(id(root.type))
         if request is None:
-            request = kinds[root.type] = request_kind(root.type) is not None
+            request = kinds[id(root.type)] = request_kind(root.type) is not None
         try:
             stub = None if mode == "perform" else _Stub(block, mode == "check", collected)
             if state is not None:
