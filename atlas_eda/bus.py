@@ -32,7 +32,7 @@ from .events import Event, check_event_type, type_name
 from .graph import EventGraph, GraphSource, graph_from
 from .history import History, Watcher
 from .subscriptions import Handler, Once, Subscriptions, check_synchronous
-from .trace import EventTrace, innermost_own, running
+from .trace import EventTrace, Record, innermost_own, running
 from .views import short_repr
 
 __all__ = ["DeadLetter", "EventBus", "FailurePolicy", "Handler", "Middleware", "check_bus"]
@@ -117,7 +117,8 @@ class EventBus(Dispatcher):
             failure_policy=failure_policy,
         )
         self._all = self._subscriptions.every
-        self._lock = threading.Lock()  # middleware
+        self._lock = threading.Lock()  # middleware, record collectors
+        self._collectors: tuple[list[Record], ...] = ()
         self._requests = Requests(self._owner, self._history, self._watchers, max_depth)
         self._emit_check = EmitCheck(strict_graph)
         self._graph_sources: tuple[GraphSource, ...] = ()
@@ -381,6 +382,25 @@ class EventBus(Dispatcher):
 
     # -- history, traces and watchers -----------------------------------------------------
 
+    def collect_records(self, into: list[Record]) -> Callable[[], None]:
+        """Append to ``into``, from now on, each record the bus keeps in its history as it
+        publishes (internal: how :func:`atlas_eda.testing.replay` gathers the events a root
+        event causes, in publish order, and finds the one under delivery, at one call per
+        event instead of a middleware pass and a fresh delivery plan). Only what
+        :meth:`publish` and :meth:`publish_event` keep, as a middleware would see it:
+        commands and queries are kept by :attr:`requests`. Returns the function that stops
+        it (calling that again does nothing)."""
+        with self._lock:
+            self._collectors = (*self._collectors, into)
+            self._keep = _keeper(self._history.keep, self._collectors)
+
+        def stop() -> None:
+            with self._lock:
+                self._collectors = tuple(c for c in self._collectors if c is not into)
+                self._keep = _keeper(self._history.keep, self._collectors)
+
+        return stop
+
     def get_history(self, event_type: Enum | None = None, limit: int | None = 100) -> list[Event]:
         """The recorded events, newest first: at most ``limit`` (all with ``None``), only
         those of ``event_type`` when given. An ``event_type`` that is no ``Enum`` member
@@ -555,6 +575,30 @@ _DELIVERING = frozenset(
         Requests.resend,
     )
 )
+
+
+def _keeper(
+    keep: Callable[[Record], None], collectors: tuple[list[Record], ...]
+) -> Callable[[Record], None]:
+    """What the dispatch loop calls to keep a record: the history's own ``keep`` (one C
+    call) while nothing collects, else ``keep`` followed by an append to each collector."""
+    if not collectors:
+        return keep
+    if len(collectors) == 1:
+        collect = collectors[0].append
+
+        def keep_and_collect(record: Record) -> None:
+            keep(record)
+            collect(record)
+
+        return keep_and_collect
+
+    def keep_and_collect_all(record: Record) -> None:
+        keep(record)
+        for into in collectors:
+            into.append(record)
+
+    return keep_and_collect_all
 
 
 def _under_way(bus: EventBus) -> list[str]:

@@ -24,7 +24,7 @@ from enum import Enum
 from time import time
 from typing import Any, Literal
 
-from .dispatch import REQUEST_KIND, EventDraft
+from .dispatch import EventDraft, request_marker
 from .effects import EffectHandler, EffectMonad
 from .emits import Declaration, Declaring, declare
 from .errors import (
@@ -79,7 +79,7 @@ class QueryType(Enum):
 def request_kind(message_type: object) -> RequestKind | None:
     """``"command"`` or ``"query"`` for a member of a :class:`CommandType` or
     :class:`QueryType` Enum; ``None`` for anything else (an event type, say)."""
-    kind: RequestKind | None = getattr(type(message_type), REQUEST_KIND, None)
+    kind: RequestKind | None = request_marker(message_type)
     return kind
 
 

@@ -1188,6 +1188,41 @@ def test_middleware_runs_in_registration_order(bus: EventBus) -> None:
     assert calls == ["first", "second", "third", "handler"]
 
 
+def test_collect_records_gathers_what_the_history_keeps_in_publish_order(bus: EventBus) -> None:
+    """What replay relies on (EventBus.collect_records): each collector gets the very
+    records the history keeps, children included, in publish order, after the middleware
+    (a dropped event is not collected; a transformed one is, as transformed), until its
+    stop function is called; the history is kept as before."""
+    bus.subscribe(Ping.PING, lambda event: bus.publish(Ping.PONG, event.data))
+    bus.add_middleware(lambda e: None if e.type is Ping.OTHER else e)
+    bus.add_middleware(lambda e: dataclasses.replace(e, source="tagged"))
+    first: list[list[Any]] = []
+    second: list[list[Any]] = []
+    stop_first = bus.collect_records(first)
+    stop_second = bus.collect_records(second)
+
+    root = bus.publish(Ping.PING, 1)
+    bus.publish(Ping.OTHER)
+    stop_second()
+    stop_second()  # a second call does nothing
+    bus.publish(Ping.PONG, 2)
+    stop_first()
+    bus.publish(Ping.PONG, 3)
+
+    events = [record[0] for record in first]
+    assert [(e.type, e.data, e.source) for e in events] == [
+        (Ping.PING, 1, "tagged"),
+        (Ping.PONG, 1, "tagged"),
+        (Ping.PONG, 2, "tagged"),
+    ]
+    assert events[1].causation_id == root
+    assert [record[0] for record in second] == events[:2]
+    assert list(reversed(bus.get_history(limit=None)))[:3] == events
+    assert [e.data for e in bus.get_history(limit=None)] == [3, 2, 1, 1]
+    # The very records the history keeps (their traces are read from them).
+    assert bus.trace(root).deliveries[0].children[0].event is events[1]
+
+
 def test_middleware_can_transform_the_event(bus: EventBus) -> None:
     received = Recorder()
     bus.subscribe(Ping.PING, received)

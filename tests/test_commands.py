@@ -560,3 +560,62 @@ def test_a_flat_dict_sent_is_copied_and_frozen() -> None:
     assert seen == [{"sku": "x", "count": 2}]
     with pytest.raises(ImmutablePayloadError):
         seen[0]["count"] = 3
+
+
+class _Marked(enum.Enum):
+    """A memberless base marked as a command type by hand, as CommandType is."""
+
+    __atlas_request__ = "command"
+
+
+class _MarkedChild(_Marked):
+    ONE = "one"
+
+
+class _Unmarked(_Marked):
+    """A subclass that takes the marker away again."""
+
+    __atlas_request__ = None
+    TWO = "two"
+
+
+def test_request_marker_reads_what_getattr_reads() -> None:
+    # dispatch.request_marker reads the marker from the class dictionaries (an Enum
+    # class's getattr of a missing name raises inside EnumType.__getattr__, which costs
+    # every publish_event a microsecond): it must give what getattr gives, for anything.
+    from atlas_eda.dispatch import REQUEST_KIND, request_marker
+
+    class Plain(enum.IntEnum):
+        A = 1
+
+    class Flags(enum.Flag):
+        X = 1
+
+    class Words(enum.StrEnum):
+        W = "w"
+
+    members: list[object] = [
+        Cart.ADD,
+        Stock.LEVEL,
+        CartEvent.ADDED,
+        EventType.ERROR,
+        Plain.A,
+        Flags.X,
+        Flags.X | Flags.X,
+        Words.W,
+        _MarkedChild.ONE,
+        _Unmarked.TWO,
+        1,
+        "cart.add",
+        None,
+        Cart,
+        object(),
+    ]
+    for member in members:
+        assert request_marker(member) == getattr(type(member), REQUEST_KIND, None), member
+    assert [request_marker(m) for m in (Cart.ADD, Stock.LEVEL, CartEvent.ADDED)] == [
+        "command",
+        "query",
+        None,
+    ]
+    assert request_marker(_Unmarked.TWO) is None  # the nearest class's marker wins

@@ -719,6 +719,124 @@ def test_effect_order_of_a_tree_in_publish_order_is_that_of_the_rebuilt_tree(
             ancestor = cause.get(ancestor)
 
 
+# Effects the stub property below draws from: few, so that intents often match.
+_STUB_VOCABULARY = [
+    (EffectType.LOGGING, 1),
+    (EffectType.LOGGING, 2),
+    (EffectType.NOTIFICATION, 1),
+]
+
+
+def _stub_block(nodes: list[tuple[int, list[int]]]) -> list[Any]:
+    """A recorded tree in publish order: its root performs effects 0 and 1 of
+    ``_STUB_VOCABULARY``, node n + 1 is a child of node ``parent % (n + 1)`` performing
+    ``kinds`` (``nodes[n] == (parent, kinds)``)."""
+    from atlas_eda.testing.cassette import CassetteEntry, RecordedEffect
+
+    children: dict[int, list[int]] = {0: []}
+    for n, (parent, _) in enumerate(nodes, start=1):
+        children[parent % n].append(n)
+        children[n] = []
+    order: list[int] = []
+    pending = [0]
+    while pending:
+        node = pending.pop()
+        order.append(node)
+        pending.extend(reversed(children[node]))
+    cause = {kid: node for node, kids in children.items() for kid in kids}
+    effects_of = {0: [0, 1], **{n: kinds for n, (_, kinds) in enumerate(nodes, start=1)}}
+    return [
+        CassetteEntry(
+            line,
+            Event(
+                type=EventType.COMMAND_EXECUTED,
+                id=f"e{node}",
+                correlation_id="e0",
+                causation_id=None if node == 0 else f"e{cause[node]}",
+            ),
+            tuple(RecordedEffect(*_STUB_VOCABULARY[k]) for k in effects_of[node]),
+        )
+        for line, node in enumerate(order, start=1)
+    ]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=30),
+            st.lists(st.integers(min_value=0, max_value=2), max_size=3),
+        ),
+        min_size=0,
+        max_size=6,
+    ),
+    st.lists(
+        st.tuples(st.integers(min_value=-1, max_value=7), st.integers(min_value=0, max_value=2)),
+        max_size=12,
+    ),
+)
+def test_the_stub_hands_out_what_the_plain_rule_names(
+    nodes: list[tuple[int, list[int]]], calls: list[tuple[int, int]]
+) -> None:
+    """_Stub names recorded effects by place and keeps a cursor per event (replay's hot
+    path); held equal here to the rule as the docs state it, written plainly: each effect
+    is the next one of the event under delivery not yet taken, if it matches, else the
+    first one of the tree not yet taken, in execution order, that matches, else none.
+    A call's event is one of the tree's records (by index), one whose type differs from
+    the recorded one (index 6 and 7: the last or an unknown record with another type),
+    or none running (-1)."""
+    from atlas_eda.testing.replay import _execution_order, _Expected, _matches, _Stub
+    from atlas_eda.trace import RUNNING, Owner
+
+    block = _stub_block(nodes)
+    place = {
+        id(recorded): (index, at)
+        for index, entry in enumerate(block)
+        for at, recorded in enumerate(entry.effects)
+    }
+    sequence = [place[id(recorded)] for recorded in _execution_order(block)]
+    owner = Owner(True)
+    records = [[entry.event, owner] for entry in block]
+    other = [Event(type=EventType.ERROR, id="x"), owner]
+    stub = _Stub(block, False, records)
+    taken: set[tuple[int, int]] = set()
+
+    def plain(index: int | None, intent: Effect) -> tuple[int, int] | None:
+        if index is not None:
+            own = [(index, at) for at in range(len(block[index].effects))]
+            free = [p for p in own if p not in taken]
+            if free and _matches(block[free[0][0]].effects[free[0][1]], intent):
+                return free[0]
+        for p in sequence:
+            if p not in taken and _matches(block[p[0]].effects[p[1]], intent):
+                return p
+        return None
+
+    for at, kind in calls:
+        intent = Effect(*_STUB_VOCABULARY[kind])
+        if at < 0:
+            stack: tuple[list[Any], ...] = ()
+            index = None
+        elif at < len(records):
+            lined_up = records[at][0].type is block[at].event.type
+            stack, index = (records[at],), at if lined_up else None
+        else:
+            if at == 6:  # the last record, its event of another type than recorded
+                records[-1] = [Event(type=EventType.ERROR, id=block[-1].event.id), owner]
+            stack, index = (records[-1] if at == 6 else other,), None
+        token = RUNNING.set(stack)
+        try:
+            performer = stub(intent)
+        finally:
+            RUNNING.reset(token)
+        expected = plain(index, intent)
+        if expected is None:
+            assert not isinstance(performer, _Expected)
+        else:
+            assert isinstance(performer, _Expected)
+            assert place[id(performer.recorded)] == expected
+            taken.add(expected)
+
+
 class Lookup(enum.Enum):
     """A tree whose events perform equal effects with different recorded results."""
 

@@ -39,7 +39,7 @@ from ..errors import (
 from ..events import Event, EventType, type_name
 from ..payloads import FrozenDict, FrozenList
 from ..store import DOCUMENT_ID_NAMESPACE, TemporalStore
-from ..trace import EVENT, RUNNING, EffectOutcome, EventTrace
+from ..trace import EVENT, RUNNING, EffectOutcome, EventTrace, Record, record_event
 from ..views import short
 from .cassette import (
     Cassette,
@@ -312,19 +312,30 @@ def replayed_error(error: RecordedError) -> Exception:
     return _stand_in(error.type)(error.type, error.message)
 
 
+def _matches(recorded: RecordedEffect, intent: object) -> bool:
+    """Whether the live ``intent`` is the recorded effect ``recorded``: an ``Effect`` of
+    the same type, payload and description (for the ``effect`` library's own intents, an
+    intent of the same class name)."""
+    if isinstance(intent, Effect):
+        return bool(
+            intent.type == recorded.type
+            and intent.description == recorded.description
+            and (intent.payload == recorded.payload or _plain(intent.payload) == recorded.payload)
+        )
+    return isinstance(recorded.type, str) and type(intent).__name__ == recorded.type
+
+
 class _Expected(KnownOutcome):
     """A recorded effect standing in for the intent it was made from: equal to a live
-    intent of the same type, payload and description (for the ``effect`` library's own
-    intents, of the same class name). As a performer it gives the recorded result, or
+    intent that :func:`_matches` it. As a performer it gives the recorded result, or
     raises the recorded error; with ``attempts`` (check mode), after the recorded failed
     attempts, played through the live retry policy (see :class:`KnownOutcome`)."""
 
-    __slots__ = ("recorded", "taken")
+    __slots__ = ("recorded",)
 
     def __init__(self, recorded: RecordedEffect, attempts: bool = False) -> None:
-        self.taken = False  # handed out by its stub: a stand-in is used once
         # KnownOutcome's fields set here rather than through its __init__: one stand-in is
-        # made per recorded effect, on replay's hot path.
+        # made per effect performed, on replay's hot path.
         error = recorded.error
         if error is None:
             self.result, self.error = recorded.result, None
@@ -338,14 +349,7 @@ class _Expected(KnownOutcome):
         self.recorded = recorded
 
     def __eq__(self, other: object) -> bool:
-        recorded = self.recorded
-        if isinstance(other, Effect):
-            return bool(
-                other.type == recorded.type
-                and other.description == recorded.description
-                and (other.payload == recorded.payload or _plain(other.payload) == recorded.payload)
-            )
-        return isinstance(recorded.type, str) and type(other).__name__ == recorded.type
+        return _matches(self.recorded, other)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -411,81 +415,94 @@ class _Stub:
     (an effect performed out of that order is taken from the rest of the tree's). An
     effect not recorded at all raises :class:`UnexpectedEffectError` (it is not
     performed). ``attempts``: the recorded attempts are played through the live retry
-    policies (check mode). ``published``: the events published so far in this tree, in
-    publish order (stub mode; ``None``: only the tree's order is used)."""
+    policies (check mode). ``records``: the bus's records of the events published so far
+    in this tree, in publish order (see ``EventBus.collect_records``; ``None``: only the
+    tree's order is used).
 
-    __slots__ = ("attempts", "block", "expected", "published", "sequence")
+    A recorded effect is named by its place, ``(entry index, effect index)``, and taken
+    at most once: those of entry ``i`` before ``cursor[i]`` were taken in order, as
+    their event performed them; ``taken`` holds those taken out of that order."""
+
+    __slots__ = ("attempts", "block", "cursor", "records", "root_id", "sequence", "taken")
 
     def __init__(
         self,
         block: list[CassetteEntry],
         attempts: bool = False,
-        published: list[Event] | None = None,
+        records: list[Record] | None = None,
     ) -> None:
         # Nothing is built until an effect asks: most events of a tree perform none.
         self.block = block
         self.attempts = attempts
-        self.published = published
-        # By entry index, made when first asked: the stand-ins of its recorded effects
-        # (the first ones already taken are dropped as the event's own are handed out).
-        self.expected: dict[int, list[_Expected]] = {}
-        self.sequence: list[_Expected] | None = None  # the whole tree's, not yet taken
-
-    def _of(self, index: int) -> list[_Expected]:
-        made = self.expected.get(index)
-        if made is None:
-            attempts = self.attempts
-            made = [_Expected(e, attempts) for e in self.block[index].effects]
-            self.expected[index] = made
-        return made
+        self.records = records
+        self.root_id = block[0].event.id
+        self.cursor: dict[int, int] = {}
+        self.taken: set[tuple[int, int]] = set()
+        # The whole tree's places in execution order, less those taken out of order.
+        self.sequence: list[tuple[int, int]] | None = None
 
     def __call__(self, intent: object) -> Any:
-        # Replay's hot path (once per effect): the event under delivery found by identity
-        # among the tree's published events, from the end (it was published shortly
+        # Replay's hot path (once per effect): the record of the event under delivery
+        # found by identity among the tree's records, from the end (it was kept shortly
         # before), only while the tree's root is the first of them (not for a re-sent
-        # command, which middleware does not see): then the two line up.
-        published = self.published
+        # command, which is not collected): then the records and the block line up, and
+        # the event's next recorded effect is a lookup, no list built.
+        records = self.records
         stack = RUNNING.get()
-        block = self.block
-        if published and stack and published[0].id == block[0].event.id:
-            event = stack[-1][EVENT]
-            index = len(published) - 1
-            while index >= 0 and published[index] is not event:
+        if stack and records and records[0][EVENT].id == self.root_id:
+            record = stack[-1]
+            index = len(records) - 1
+            while records[index] is not record:
                 index -= 1
-            if 0 <= index < len(block) and block[index].event.type is event.type:
-                own = self.expected.get(index)
-                if own is None:
-                    own = self._of(index)
-                while own and own[0].taken:
-                    del own[0]
-                if own and own[0] == intent:
-                    found = own.pop(0)
-                    found.taken = True
-                    return found
+                if index < 0:
+                    return self._out_of_order(intent)
+            block = self.block
+            if index < len(block):
+                entry = block[index]
+                if entry.event.type is record[EVENT].type:
+                    effects = entry.effects
+                    at = self.cursor.get(index, 0)
+                    taken = self.taken
+                    if taken:
+                        while (index, at) in taken:
+                            at += 1
+                    if at < len(effects):
+                        recorded = effects[at]
+                        if _matches(recorded, intent):
+                            self.cursor[index] = at + 1
+                            return _Expected(recorded, self.attempts)
+        return self._out_of_order(intent)
+
+    def _out_of_order(self, intent: object) -> Any:
+        """The first recorded effect of the tree not taken, in execution order, that
+        ``intent`` matches (taken now), or a performer raising
+        :class:`UnexpectedEffectError`."""
         sequence = self.sequence
         if sequence is None:
             sequence = self.sequence = self._in_execution_order()
-        for at, expected in enumerate(sequence):
-            if not expected.taken and expected == intent:
-                expected.taken = True
-                del sequence[at]
-                return expected
+        block, cursor, taken = self.block, self.cursor, self.taken
+        for position, (index, at) in enumerate(sequence):
+            if at < cursor.get(index, 0) or (index, at) in taken:
+                continue
+            recorded = block[index].effects[at]
+            if _matches(recorded, intent):
+                taken.add((index, at))
+                del sequence[position]
+                return _Expected(recorded, self.attempts)
         return sync_performer(_unexpected)
 
-    def _in_execution_order(self) -> list[_Expected]:
-        """Every recorded effect of the tree (the stand-ins the events' own lists hold),
-        in :func:`_execution_order`."""
-        made: dict[int, list[_Expected]] = {}
-        for index in range(len(self.block)):
-            own = self._of(index)
-            # Those the event's own list has dropped were taken: they stay out.
-            effects = self.block[index].effects
-            for recorded, expected in zip(effects[len(effects) - len(own) :], own, strict=True):
-                made.setdefault(id(recorded), []).append(expected)
+    def _in_execution_order(self) -> list[tuple[int, int]]:
+        """The places of every recorded effect of the tree in :func:`_execution_order`."""
+        # By the recorded effect's identity, in block order: the k-th time one object
+        # comes in execution order is its k-th place.
+        places: dict[int, list[tuple[int, int]]] = {}
+        for index, entry in enumerate(self.block):
+            for at, recorded in enumerate(entry.effects):
+                places.setdefault(id(recorded), []).append((index, at))
         return [
-            made[id(recorded)].pop(0)
+            places[id(recorded)].pop(0)
             for recorded in _execution_order(self.block)
-            if made.get(id(recorded))
+            if places.get(id(recorded))
         ]
 
 
@@ -887,11 +904,11 @@ def replay(
     root events may be written out of time order.
 
     The bus needs history and traces (``ReplayError`` otherwise). In ``"stub"`` and
-    ``"check"`` modes the replayed events are collected by a middleware added for the
-    replay's duration (after the system's own, so it sees what the history records):
-    stub mode compares them, and the stubs find by them the event an effect is performed
-    for; the other modes read each root event's trace, so the history must hold one root
-    event's whole tree.
+    ``"check"`` modes the bus's records of the replayed events are collected as the
+    history keeps them, for the replay's duration (``EventBus.collect_records``: what the
+    history records, after the system's middleware): stub mode compares their events, and
+    the stubs find by them the event an effect is performed for; the other modes read
+    each root event's trace, so the history must hold one root event's whole tree.
 
     With ``store`` (the system's :class:`~atlas_eda.store.TemporalStore`, best empty) and
     a cassette recorded with state, ``"check"`` and ``"perform"`` modes also compare the
@@ -907,13 +924,12 @@ def replay(
     orphan = _orphan(entries)
     if orphan is not None:
         return ReplayReport(mode, 0, orphan, where)
-    # In stub mode only events are compared: they are collected as they are published
-    # (by a middleware registered last, so it sees what the history records), in publish
-    # order, which is the order of EventTrace.walk(), without building traces.
-    # The stubs of "check" mode read them too: which event is being delivered when an
-    # effect is performed.
-    collected: list[Event] | None = [] if mode != "perform" else None
-    remove = bus.add_middleware(_collector(collected)) if collected is not None else None
+    # In stub mode only events are compared: the bus's records of them are collected as
+    # they are kept (what the history records), in publish order, which is the order of
+    # EventTrace.walk(), without building traces. The stubs of "check" mode read them
+    # too: which event is being delivered when an effect is performed.
+    collected: list[Record] | None = [] if mode != "perform" else None
+    stop = bus.collect_records(collected) if collected is not None else None
     published = collected if mode == "stub" else None
     try:
         survey = _survey(entries)
@@ -923,8 +939,8 @@ def replay(
             entries, bus, mode, survey, published, state=state, collected=collected
         )
     finally:
-        if remove is not None:
-            remove()
+        if stop is not None:
+            stop()
     return ReplayReport(mode, matched, divergence, where)
 
 
@@ -1001,30 +1017,32 @@ def _replay_trees(
     bus: EventBus,
     mode: str,
     survey: _Survey,
-    published: list[Event] | None,
+    published: list[Record] | None,
     *,
     state: _StateReader | None = None,
-    collected: list[Event] | None = None,
+    collected: list[Record] | None = None,
 ) -> tuple[int, Divergence | None]:
     """Replay the root events of ``entries`` one by one and compare each one's tree:
     how many entries matched, and the first divergence. ``survey`` says where the roots
     are, whether documents are created and the first entry out of time order (``None``:
-    none, or not checked); ``published``
-    collects the replayed events in stub mode (``None`` in the others: traces are read);
-    ``collected`` is the list the collector fills (the stubs read it), or ``None``."""
+    none, or not checked); ``published`` collects the bus's records of the replayed
+    events in stub mode (``None`` in the others: traces are read); ``collected`` is the
+    list the bus collects its records into (the stubs read it), or ``None``."""
     end = entries[-1].line + 1 if entries else 1
     # Derived document ids are translated only for a cassette that records creations.
     starts, creations, disorder = survey.starts, survey.creations, survey.disorder
     matched = 0
-    kinds: dict[Enum, bool] = {}  # whether a root type is a command's or query's, by type
+    # Whether a root type is a command's or query's, by the type's id (an Enum member
+    # hashes by a Python-level __hash__; the roots' types live as long as the cassette).
+    kinds: dict[int, bool] = {}
     for number, start in enumerate(starts):
         stop = starts[number + 1] if number + 1 < len(starts) else len(entries)
         block = entries[start:stop]
         next_entry = entries[stop] if stop < len(entries) else None
         root = block[0].event
-        request = kinds.get(root.type)
+        request = kinds.get(id(root.type))
         if request is None:
-            request = kinds[root.type] = request_kind(root.type) is not None
+            request = kinds[id(root.type)] = request_kind(root.type) is not None
         try:
             stub = None if mode == "perform" else _Stub(block, mode == "check", collected)
             if state is not None:
@@ -1069,14 +1087,6 @@ def _replay_trees(
         if divergence is not None:
             return matched, divergence
     return matched, None
-
-
-def _collector(published: list[Event]) -> Callable[[Event], Event]:
-    def collect(event: Event) -> Event:
-        published.append(event)
-        return event
-
-    return collect
 
 
 def _deliver_root(bus: EventBus, root: Event, request: bool) -> bool:
@@ -1128,22 +1138,28 @@ def _publish_collected(
     bus: EventBus,
     root: Event,
     stub: Callable[[object], Any] | None,
-    published: list[Event],
+    published: list[Record],
     request: bool,
 ) -> list[Event]:
-    """Publish ``root`` (``request``: re-send the command or query); the events of its
-    tree, in publish order."""
+    """Publish ``root`` (``request``: re-send the command or query) while ``published``
+    collects the bus's records; the events of its tree, in publish order."""
     published.clear()
     token = effect_stub.set(stub)
     try:
-        if _deliver_root(bus, root, request):
-            published.insert(0, root)  # a command is not seen by middleware
+        _deliver_root(bus, root, request)
     finally:
         effect_stub.reset(token)
     tree = root.correlation_id or root.id
     root_id = root.id
     # Only this root's tree: a handler's thread publishing its own roots is not in it.
-    return [e for e in published if e.correlation_id == tree or e.id == root_id]
+    events = [
+        event
+        for event in map(record_event, published)
+        if event.correlation_id == tree or event.id == root_id
+    ]
+    if request:
+        events.insert(0, root)  # a command's record is kept by bus.requests: not collected
+    return events
 
 
 def _publish(
