@@ -303,12 +303,14 @@ _row = operator.attrgetter(*STATE_COLUMNS)
 
 
 class _StateIndex:
-    """Whole-store states at multiples of ``every`` (checkpoints), each built by folding
-    the log from the nearest earlier one, in memory or kept in the store's database
-    (:meth:`TemporalStore.state_checkpoint`), so ``state_at`` folds at most ``every - 1``
-    events on top of a checkpoint. Checkpoints reached by a fold are kept in the store's
-    database every ``KEEP_SPACING`` positions per document, for the timelines after this
-    one (another process, a restarted notebook)."""
+    """Whole-store states at multiples of ``every`` (checkpoints), each built from the
+    nearest earlier one, in memory or kept in the store's database
+    (:meth:`TemporalStore.state_checkpoint`): by folding the log, or, when that is more
+    than ``every`` positions away, by reading each document changed since from its newest
+    snapshot if that decodes fewer events. ``state_at`` then folds at most ``every - 1``
+    events on top of a checkpoint. Checkpoints reached are kept in the store's database
+    every ``KEEP_SPACING`` positions per document, for the timelines after this one
+    (another process, a restarted notebook)."""
 
     def __init__(self, timeline: Timeline, every: int) -> None:
         self._timeline = timeline

@@ -235,8 +235,12 @@ def test_a_row_no_atlas_eda_class_wrote_is_refused_as_the_fold_refuses_it(
         saga = SagaRecord.start(uuid4(), "Trip", "k", {}, None).collect_events()[0]
         stored = store.mapper.to_stored_event(saga)
         store.recorder.insert_events([dataclasses.replace(stored, topic="os:system")])
+        ids = store.list_document_ids()
+        for i in (1, 2, 4):  # three more document events after it: positions 20 to 22
+            store.update_document(ids[i % 3], content=f"after {i}")
     with TemporalStore(url=url, snapshot_interval=2) as store:
-        assert store.changed_documents(0, 19) is None
+        assert store.changed_documents(0, 18) is not None
+        assert store.changed_documents(0, 22) is None
         with pytest.raises(CorruptStoreError) as raised:
-            Timeline(store, checkpoint_every=2).state_at(19)
+            Timeline(store, checkpoint_every=2).state_at(22)
         assert raised.value.position == 19
