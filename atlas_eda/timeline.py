@@ -303,12 +303,14 @@ _row = operator.attrgetter(*STATE_COLUMNS)
 
 
 class _StateIndex:
-    """Whole-store states at multiples of ``every`` (checkpoints), each built by folding
-    the log from the nearest earlier one, in memory or kept in the store's database
-    (:meth:`TemporalStore.state_checkpoint`), so ``state_at`` folds at most ``every - 1``
-    events on top of a checkpoint. Checkpoints reached by a fold are kept in the store's
-    database every ``KEEP_SPACING`` positions per document, for the timelines after this
-    one (another process, a restarted notebook)."""
+    """Whole-store states at multiples of ``every`` (checkpoints), each built from the
+    nearest earlier one, in memory or kept in the store's database
+    (:meth:`TemporalStore.state_checkpoint`): by folding the log, or, when that is more
+    than ``every`` positions away, by reading each document changed since from its newest
+    snapshot if that decodes fewer events. ``state_at`` then folds at most ``every - 1``
+    events on top of a checkpoint. Checkpoints reached are kept in the store's database
+    every ``KEEP_SPACING`` positions per document, for the timelines after this one
+    (another process, a restarted notebook)."""
 
     def __init__(self, timeline: Timeline, every: int) -> None:
         self._timeline = timeline
@@ -337,8 +339,67 @@ class _StateIndex:
             start, state = kept.originator_version, _states(kept)
             self._kept = max(self._kept, start)
             self._remember(start, dict(state))
-        self._fold(state, start + 1, target, marking=True)
+        # More than one interval to fold: reading each changed document from its newest
+        # snapshot may read far less than the log (and then only ``target`` is marked).
+        if target - start > self._every and self._read_documents(state, start, target):
+            self._mark(target, state)
+        else:
+            self._fold(state, start + 1, target, marking=True)
         return self._checkpoints[target]
+
+    def _read_documents(self, state: dict[str, DocumentState], start: int, target: int) -> bool:
+        """Bring ``state`` (the store right after ``start``) to ``target`` document by
+        document: each one changed in between from its state in ``state`` or its newest
+        snapshot, whichever is later, then its events up to its version at ``target``.
+        ``False`` (``state`` untouched) when the fold is to be used instead: the store has
+        no such reads (:meth:`TemporalStore.changed_documents`), they would decode more
+        events than the fold, or what was read does not add up (the fold then says what is
+        wrong with the log)."""
+        store = self._timeline.store
+        changed = store.changed_documents(start, target)
+        if changed is None:
+            return False
+        known = [(c, _version_in(state, str(c.document_id))) for c in changed]
+        snapshots = store.document_snapshots(known)
+        bases = [
+            (c, max(v, snapshots[c.document_id].version if c.document_id in snapshots else 0))
+            for c, v in known
+        ]
+        reading = sum(c.version - base for c, base in bases) + len(snapshots)
+        if reading > sum(c.events for c in changed):
+            return False  # the fold reads fewer events
+        events = store.document_events(bases)
+        read: dict[str, DocumentState] = {}
+        for c, base in bases:
+            document_id = str(c.document_id)
+            snapshot = snapshots.get(c.document_id)
+            now = (
+                DocumentState.of(snapshot)
+                if snapshot is not None and snapshot.version == base
+                else state.get(document_id)
+            )
+            found = events.get(c.document_id, [])
+            if [e.originator_version for e in found] != list(range(base + 1, c.version + 1)):
+                return False
+            for event in found:
+                kind = kind_of(event)
+                if now is None and kind != "created":
+                    return False
+                now = _next_state(
+                    now,
+                    document_id=document_id,
+                    version=event.originator_version,
+                    kind=kind,
+                    moment=event.timestamp.timestamp(),
+                    changes=field_changes(event),
+                )
+            if now is None:
+                return False
+            read[document_id] = now
+        # In the order of each document's first event after ``start``: the ones created
+        # since come after those already there, in creation order, as the fold adds them.
+        state.update(read)
+        return True
 
     def _fold(
         self, state: dict[str, DocumentState], first: int, last: int, *, marking: bool
@@ -386,6 +447,11 @@ class _StateIndex:
         if position not in self._checkpoints:
             bisect.insort(self._positions, position)
         self._checkpoints[position] = state
+
+
+def _version_in(state: Mapping[str, DocumentState], document_id: str) -> int:
+    found = state.get(document_id)
+    return 0 if found is None else found.version
 
 
 def _states(checkpoint: StateCheckpoint) -> dict[str, DocumentState]:

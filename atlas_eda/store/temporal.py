@@ -82,8 +82,9 @@ from .outbox import Outbox, Performer, check_effects, outbox_entry
 from .postgres import creation_lock
 from .postgres import listen_connection as open_listen_connection
 from .sqlite_guard import check_sqlite_file
-from .topics import AllowListMapper, register_topic
+from .topics import AllowListMapper, is_registered_topic, register_topic
 from .urls import DEFAULT_URL, ENV_VAR, is_postgres, persistence_settings, redact_url
+from .versions import ChangedDocument, TableReads, table_reads
 
 if TYPE_CHECKING:
     from eventsourcing.domain import DomainEventProtocol
@@ -687,6 +688,68 @@ class TemporalStore:
             stored = self.notifications(1, position, stop=position)
             into._application.events.put([self.decode(n) for n in stored])
 
+    def changed_documents(self, after: int, upto: int) -> list[ChangedDocument] | None:
+        """The documents with events at positions ``after + 1`` to ``upto``, in the order of
+        their first event there, each with its newest version there (one query, see
+        :mod:`atlas_eda.store.versions`); saga instances and outbox records are left out.
+        ``None`` when this store is read by folding its log instead: a memory store, one
+        with snapshots off or none taken, or a row there of a topic no atlas_eda class
+        writes (the fold refuses it by position)."""
+        reads = self._table_reads()
+        if reads is None:
+            return None
+        with self._reading(f"the documents changed up to position {upto}"):
+            if not reads.any_snapshot():
+                return None
+            changed = reads.changed(after, upto)
+        if not all(is_registered_topic(document.topic) for document in changed):
+            return None
+        return [document for document in changed if document.topic in _DOCUMENT_TOPICS]
+
+    def document_snapshots(
+        self, wanted: Sequence[tuple[ChangedDocument, int]]
+    ) -> dict[UUID, Document]:
+        """For each ``(document, above)`` (``document`` from :meth:`changed_documents`):
+        the document rebuilt from its newest snapshot of a version above ``above`` and at
+        most ``document.version``, when it has one. Batched: one query per 300 documents."""
+        reads = self._table_reads()
+        if reads is None or not wanted:
+            return {}
+        with self._reading("the snapshots of the documents"):
+            stored = reads.snapshots(wanted)
+        found: dict[UUID, Document] = {}
+        for row in stored:
+            snapshot = self._application.mapper.to_domain_event(row)
+            document = snapshot.mutate(None) if isinstance(snapshot, Snapshot) else None
+            if not isinstance(document, Document):
+                raise CorruptStoreError(
+                    f"The snapshot of {row.originator_id} at version {row.originator_version} "
+                    f"is not a document's: the store was changed by something other than "
+                    f"atlas_eda; restore it from a backup.",
+                    position=None,
+                )
+            found[document.id] = document
+        return found
+
+    def document_events(
+        self, wanted: Sequence[tuple[ChangedDocument, int]]
+    ) -> dict[UUID, list[DocumentEvent]]:
+        """For each ``(document, above)`` (``document`` from :meth:`changed_documents`): its
+        events of versions above ``above`` up to ``document.version``, decoded, oldest
+        first. Batched: one query per 300 documents."""
+        reads = self._table_reads()
+        found: dict[UUID, list[DocumentEvent]] = {}
+        if reads is None or not wanted:
+            return found
+        with self._reading("the events of the documents"):
+            stored = reads.events(wanted)
+        for row in stored:
+            event = self.decode(row)
+            found.setdefault(event.originator_id, []).append(event)
+        for events in found.values():
+            events.sort(key=_version)
+        return found
+
     def state_checkpoint(self, upto: int, *, after: int = 0) -> StateCheckpoint | None:
         """The newest timeline checkpoint kept in this store's database (see
         :mod:`atlas_eda.store.checkpoints`) of a position in ``after + 1 .. upto``, or
@@ -825,6 +888,12 @@ class TemporalStore:
         if isinstance(application, _ClosedApplication):
             application.refuse()
         return self._checkpoints
+
+    def _table_reads(self) -> TableReads | None:
+        snapshots = self._application.snapshots
+        return table_reads(
+            self._application.recorder, None if snapshots is None else snapshots.recorder
+        )
 
     def _load(self, document_id: str | UUID, version: int | None = None) -> Document | None:
         key = as_uuid(document_id)
@@ -1128,6 +1197,10 @@ def _is_lock_error(exc: BaseException) -> bool:
 
 def _check_retries(retries: int) -> None:
     check_count("retries", retries, type_error=ValueError)
+
+
+def _version(event: DocumentEvent) -> int:
+    return event.originator_version
 
 
 def _project(aggregate: Any, events: Iterable[Any]) -> Any:
