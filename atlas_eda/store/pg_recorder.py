@@ -12,10 +12,10 @@ holds the lock and waits for the writer process to be scheduled again, read the 
 send the ``COMMIT`` ("idle in transaction"); with several writers on a busy machine every
 other writer waits for that too. Here the parameters are bound first, and the lock,
 ``NOTIFY`` and ``INSERT … RETURNING`` are sent as one query string: PostgreSQL runs the
-statements of one query string as one transaction, committed after the last, so the server goes from lock
-to commit without waiting for the client. A failed statement (a version that exists)
-rolls the whole transaction back: nothing is written, as before, and the same
-:class:`~eventsourcing.persistence.IntegrityError` is raised.
+statements of one query string as one transaction, committed after the last, so the
+server goes from lock to commit without waiting for the client. A failed statement (a
+version that exists) rolls the whole transaction back: nothing is written, as before, and
+the same :class:`~eventsourcing.persistence.IntegrityError` is raised.
 
 This module imports psycopg (the ``postgres`` extra); eventsourcing loads it by topic
 (``APPLICATION_RECORDER_TOPIC``, set by :func:`~atlas_eda.store.urls.persistence_settings`)
