@@ -23,6 +23,14 @@ Figures:
   (its ``time.process_time``), or waiting for a CPU (the rest). And the server's own WAL
   sync time per commit (``pg_stat_wal`` with ``track_wal_io_timing``, a monitoring
   setting that changes nothing else).
+- the best 4/1 ratio this machine allows (info), from the 1-writer run: the smaller of
+  Amdahl's bound, 1 / (s + (1 - s) / 4) with s the share of a write during which the
+  table lock is held (``pg_locks``, sampled with the activity), and the CPU bound, the
+  machine's CPUs / CPUs one writer keeps busy (its own ``process_time`` plus the server's
+  CPU time from ``/proc``, per second of writing; the CPUs other work kept busy are in the
+  note). Below 2.5x, the target cannot be met here.
+- the same 4/1 ratio with ``synchronous_commit = off`` on a database of its own (info,
+  not durable: a commit no longer waits for its fsync under the lock; never a default).
 - what the lag is made of (info): the writers' own call time (``create_document`` /
   ``update_document``, p95), which the lag includes because the event's timestamp is
   taken before the commit waits for its lock, and the lag counted from the end of that
@@ -32,6 +40,7 @@ Figures:
 from __future__ import annotations
 
 import multiprocessing
+import os
 import statistics
 import tempfile
 import threading
@@ -52,6 +61,7 @@ WRITERS = 4
 FOLLOWERS = 2
 UPDATES_PER_DOC = 4
 SAMPLE_EVERY = 0.005  # seconds between two looks at pg_stat_activity
+CPU_EVERY = 20  # samples between two readings of the CPU time used
 
 LAG_TARGET = Target("<=", 100, "ms")
 SCALING_TARGET = Target(">=", 2.5, "x")
@@ -64,6 +74,7 @@ SERVER = "running a statement"
 IN_TRANSACTION = "in a transaction, the server waiting for it"
 PYTHON = "on a CPU, running its Python"
 NO_CPU = "waiting for a CPU"
+HOLDING = "holding the log's table lock"  # counted beside the activities, not one of them
 
 
 def _write(url: str, count: int, go: ProcessEvent, results: Any) -> None:
@@ -197,11 +208,16 @@ def _p95(values: list[float]) -> float:
 class WaitSampler:
     """Samples what the connections to ``database`` are doing, in a thread of this
     process, until :meth:`stop`: at each sample, how many are in each state of
-    :func:`_activity` (idle connections, in a pool or between two writes, count in none)."""
+    :func:`_activity` (idle connections, in a pool or between two writes, count in none),
+    and every ``CPU_EVERY`` samples the CPU seconds the server (this sampler's own server
+    process left out) and the whole machine have used so far."""
 
     def __init__(self, cluster: PostgresCluster, database: str) -> None:
         self.samples: list[tuple[float, Counter[str]]] = []  # (when, activities)
+        self.cpu: list[tuple[float, float, float]] = []  # (when, server, machine)
         self._connection = cluster.connect(database)
+        [(self.pid,)] = self._connection.execute("SELECT pg_backend_pid()").fetchall()
+        self._postmaster = _proc_stat(self.pid)[1]
         self._database = database
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -209,14 +225,35 @@ class WaitSampler:
 
     def _sample(self) -> None:
         query = (
-            "SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
-            "WHERE datname = %s AND backend_type = 'client backend' "
-            "AND pid <> pg_backend_pid() AND state <> 'idle'"
+            "SELECT a.state, a.wait_event_type, a.wait_event, EXISTS (SELECT FROM pg_locks l "
+            "WHERE l.pid = a.pid AND l.locktype = 'relation' AND l.mode = 'ExclusiveLock' "
+            "AND l.granted) FROM pg_stat_activity a "
+            "WHERE a.datname = %s AND a.backend_type = 'client backend' "
+            "AND a.pid <> pg_backend_pid() AND a.state <> 'idle'"
         )
         while not self._stop.is_set():
+            if len(self.samples) % CPU_EVERY == 0:
+                server = server_cpu_seconds(self._postmaster) - self.cpu_seconds()
+                self.cpu.append((time.time(), server, machine_cpu_seconds()))
             rows = self._connection.execute(query, (self._database,)).fetchall()
-            self.samples.append((time.time(), Counter(_activity(*row) for row in rows)))
+            activities = Counter(_activity(*row[:3]) for row in rows)
+            activities[HOLDING] = sum(bool(row[3]) for row in rows)
+            self.samples.append((time.time(), activities))
             time.sleep(SAMPLE_EVERY)
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds the server's process answering this sampler has used so far (the
+        server's CPU time for the writers leaves it out)."""
+        return sum(_proc_stat(self.pid)[2:4]) / os.sysconf("SC_CLK_TCK")
+
+    def cpu_shares(self, figures: dict[str, float]) -> tuple[float, float]:
+        """CPUs (seconds per second) the server and the whole machine kept busy while
+        the writers wrote (``figures`` from :func:`measure`)."""
+        inside = [c for c in self.cpu if figures["started"] <= c[0] <= figures["ended"]]
+        if len(inside) < 2:  # noqa: PLR2004  (a difference needs two readings)
+            return float("nan"), float("nan")
+        (start, server, machine), (end, server_end, machine_end) = inside[0], inside[-1]
+        return (server_end - server) / (end - start), (machine_end - machine) / (end - start)
 
     def stop(self) -> None:
         self._stop.set()
@@ -241,6 +278,17 @@ class WaitSampler:
         python = min(outside, 100 * figures["cpu_share"])
         return inside | {PYTHON: python, NO_CPU: outside - python}
 
+    def held(self, figures: dict[str, float]) -> float:
+        """The share (0-1) of the writing time (``figures`` from :func:`measure`) during
+        which some writer held the log's table lock: for one writer, the serial fraction
+        of its writes."""
+        held = [
+            activities[HOLDING] > 0
+            for when, activities in self.samples
+            if figures["started"] <= when <= figures["ended"]
+        ]
+        return sum(held) / max(len(held), 1)
+
 
 def _activity(state: str, kind: str | None, event: str | None) -> str:
     """What a connection that is not idle is doing."""
@@ -251,6 +299,54 @@ def _activity(state: str, kind: str | None, event: str | None) -> str:
     if state == "active":
         return SERVER
     return IN_TRANSACTION  # idle in transaction: the client has the next word
+
+
+def server_cpu_seconds(postmaster: int) -> float:
+    """CPU seconds the server's processes have used so far (the postmaster, its live
+    children, and the children it has reaped: ended backends), from ``/proc``."""
+    total = sum(_proc_stat(postmaster)[2:6])  # its own and its reaped children's
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = _proc_stat(int(entry.name))
+            except (OSError, IndexError):  # ended meanwhile
+                continue
+            if stat[1] == postmaster:
+                total += stat[2] + stat[3]
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds all of this machine's CPUs have been busy so far (``/proc/stat``)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stat(pid: int) -> list[int]:
+    """pid, parent pid, user and system CPU ticks, and those of reaped children."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return [pid, int(fields[1]), *(int(f) for f in fields[11:15])]
+
+
+def ceiling(one: dict[str, float], held: float, writers: int) -> tuple[float, str]:
+    """The best ``writers``/1 ratio of writes/s this machine allows, from the one-writer
+    run ``one``: the smaller of Amdahl's bound (``held``, the share of a write spent
+    holding the table lock, is serial) and the CPU bound (the machine's CPUs / the CPUs
+    one writer's writes keep busy: its own Python and the server's work for it). What
+    else ran on the machine meanwhile is in the note: it slows one writer and four alike,
+    and four win a larger share of the CPUs from it, so it is left out of the bound."""
+    amdahl = 1 / (held + (1 - held) / writers)
+    busy = one["cpu_share"] + one["server_cpu_share"]
+    cpus = len(os.sched_getaffinity(0))
+    cpu = cpus / busy if busy else float("inf")
+    note = (
+        f"Amdahl {amdahl:.2f}x (lock held {100 * held:.0f}% of a write), CPU {cpu:.2f}x "
+        f"({cpus} CPUs / {busy:.2f} busy per writer; other work kept "
+        f"{max(0.0, one['machine_cpu_share'] - busy):.2f} CPUs busy)"
+    )
+    return min(amdahl, cpu, writers), note
 
 
 def wal_sync_ms(cluster: PostgresCluster) -> float:
@@ -275,6 +371,13 @@ def _postgres(cluster: PostgresCluster, per_writer: int) -> list[Row]:
             sampler.stop()
         shares[writers] = sampler.shares(figures, writers)
         rates[writers] = figures["writes_per_s"]
+        if writers == 1:
+            figures["server_cpu_share"], figures["machine_cpu_share"] = sampler.cpu_shares(figures)
+            best, best_note = ceiling(figures, sampler.held(figures), WRITERS)
+    relaxed = {
+        writers: _writes_per_s_without_waiting_for_fsync(cluster, per_writer, writers)
+        for writers in (1, WRITERS)
+    }
     followed = measure(cluster.url(cluster.create_database()), per_writer)
     rows = [
         Row(
@@ -292,6 +395,18 @@ def _postgres(cluster: PostgresCluster, per_writer: int) -> list[Row]:
             SCALING_TARGET,
             note=f"{rates[WRITERS]:.0f}/s vs {rates[1]:.0f}/s, fsync on",
         ),
+        Row(
+            f"PostgreSQL: best {WRITERS}/1 writers ratio this machine allows (from 1 writer)",
+            best,
+            "x",
+            note=best_note,
+        ),
+        Row(
+            f"PostgreSQL writes/s, {WRITERS}/1 writers, synchronous_commit off (not durable)",
+            relaxed[WRITERS] / relaxed[1],
+            "x",
+            note=f"{relaxed[WRITERS]:.0f}/s vs {relaxed[1]:.0f}/s; a crash loses the last commits",
+        ),
         Row("PostgreSQL: WAL sync per commit (server's own timing)", wal_sync_ms(cluster), "ms"),
     ]
     for writers in (1, WRITERS):
@@ -300,6 +415,17 @@ def _postgres(cluster: PostgresCluster, per_writer: int) -> list[Row]:
             for what, share in shares[writers].items()
         ]
     return rows
+
+
+def _writes_per_s_without_waiting_for_fsync(
+    cluster: PostgresCluster, per_writer: int, writers: int
+) -> float:
+    """Writes/s of ``writers`` on a fresh database whose commits do not wait for their WAL
+    flush (``synchronous_commit = off`` for that database only: the server and the other
+    rows stay durable), to show what the fsync under the table lock costs."""
+    database = cluster.create_database()
+    cluster.execute(f'ALTER DATABASE "{database}" SET synchronous_commit = off')
+    return measure(cluster.url(database), per_writer, writers=writers, followers=0)["writes_per_s"]
 
 
 def run(config: Config) -> list[Row]:

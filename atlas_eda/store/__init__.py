@@ -12,7 +12,8 @@ open, default 5), ``max_overflow`` (extra connections under load, default 10),
 
 Modules: :mod:`.urls` (URLs and their settings), :mod:`.sqlite_guard` (refusing a file
 that must not become a store), :mod:`.cipher` (encryption at rest), :mod:`.postgres`
-(the creation lock and the ``LISTEN`` connection), :mod:`.positions` (recording a
+(the creation lock and the ``LISTEN`` connection), :mod:`.pg_recorder` (eventsourcing's
+PostgreSQL recorder, each write sent in one round trip), :mod:`.positions` (recording a
 follower's position), :mod:`.outbox` (the effects a write performs after its commit, saved
 with it) and :mod:`.temporal` (the store).
 """

@@ -19,6 +19,7 @@ from ..redaction import redact_url
 __all__ = [
     "DEFAULT_URL",
     "ENV_VAR",
+    "PG_RECORDER_TOPIC",
     "is_postgres",
     "persistence_settings",
     "redact_url",
@@ -27,6 +28,10 @@ __all__ = [
 
 ENV_VAR = "ATLAS_EDA_STORE_URL"
 """The environment variable that supplies the store URL when none is passed."""
+
+PG_RECORDER_TOPIC = "atlas_eda.store.pg_recorder:OneTripRecorder"
+"""The application recorder of a PostgreSQL store, by topic: eventsourcing imports it (and
+psycopg) only when a PostgreSQL store is opened."""
 
 DEFAULT_URL = "memory://"
 """The store used when neither a URL nor ``ATLAS_EDA_STORE_URL`` is given."""
@@ -95,6 +100,8 @@ def _postgres_settings(url: str) -> dict[str, str]:
     parts = _split_postgres(url)
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        # eventsourcing's recorder, its writes sent in one round trip (see pg_recorder).
+        "APPLICATION_RECORDER_TOPIC": PG_RECORDER_TOPIC,
         **_POSTGRES_DEFAULTS,
         **_postgres_connection(url, parts),
         **_postgres_query(url, parts.query),
