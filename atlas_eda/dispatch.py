@@ -278,18 +278,24 @@ class Dispatcher:
                 f"publish_event needs an atlas_eda.Event, got {type(event).__name__}; "
                 f"use publish(event_type, data) to build one."
             )
-        check_event_type(event.type)
-        refuse_request_type(event.type)
-        stack = running()
-        refuse_if_read_only(stack, "publish", event.type)
-        if stack and self._owner.emits is not None:
-            self._owner.emits.check(stack, event.type, self._owner, "published")
-        parent = innermost_own(stack, self._owner) if stack else None
+        # As in publish: a type with a plan was checked when it was planned (replay
+        # publishes every root event here, so the checks are not made again for each).
+        plan = self._plans.get(id(event.type))
+        if plan is None:
+            check_event_type(event.type)
+            refuse_request_type(event.type)
+        stack = RUNNING.get()
+        parent = None
+        if stack:
+            refuse_if_read_only(stack, "publish", event.type)
+            if self._owner.emits is not None:
+                self._owner.emits.check(stack, event.type, self._owner, "published")
+            parent = innermost_own(stack, self._owner)
         if self._closed and parent is None:
             raise self.closed_error("publish", event.type)
         if self._owner.traces:
-            return self._deliver_traced(event, None, time(), parent, stack)
-        return self._deliver_untraced(event, None, time(), parent, stack)
+            return self._deliver_traced(event, plan, time(), parent, stack)
+        return self._deliver_untraced(event, plan, time(), parent, stack)
 
     # The delivery routine, in two copies so that an untraced bus tests nothing per
     # delivery. Both: ``event`` starts being delivered at ``now``, to ``plan`` (or to
