@@ -203,6 +203,21 @@ def _next_state(
     )
 
 
+def _stored_step(
+    state: DocumentState | None, event: Any, document_id: str, kind: str
+) -> DocumentState:
+    """``state`` once the decoded store ``event`` (of ``kind``, on ``document_id``) is
+    applied: :func:`_next_state` with the event's own version, time and field changes."""
+    return _next_state(
+        state,
+        document_id=document_id,
+        version=event.originator_version,
+        kind=kind,
+        moment=event.timestamp.timestamp(),
+        changes=field_changes(event),
+    )
+
+
 def _never_created(event: str) -> AtlasEdaError:
     return AtlasEdaError(
         f"The log is inconsistent: {event} changes a document that was never created."
@@ -385,14 +400,7 @@ class _StateIndex:
                 kind = kind_of(event)
                 if now is None and kind != "created":
                     return False
-                now = _next_state(
-                    now,
-                    document_id=document_id,
-                    version=event.originator_version,
-                    kind=kind,
-                    moment=event.timestamp.timestamp(),
-                    changes=field_changes(event),
-                )
+                now = _stored_step(now, event, document_id, kind)
             if now is None:
                 return False
             read[document_id] = now
@@ -423,14 +431,7 @@ class _StateIndex:
                 before = state.get(document_id)
                 if before is None and kind != "created":
                     raise _never_created(f"the event at position {notification.id}")
-                state[document_id] = _next_state(
-                    before,
-                    document_id=document_id,
-                    version=event.originator_version,
-                    kind=kind,
-                    moment=event.timestamp.timestamp(),
-                    changes=field_changes(event),
-                )
+                state[document_id] = _stored_step(before, event, document_id, kind)
             position = page[-1].id + 1
         while mark <= last:
             self._mark(mark, state)

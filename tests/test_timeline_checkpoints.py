@@ -172,17 +172,23 @@ def play(store: TemporalStore, steps: list[tuple[Any, ...]]) -> None:
     """The steps, as a user would make them; a change to a deleted document is skipped."""
     ids: list[str] = []
     for step in steps:
-        if step[0] == "create":
-            ids.append(store.create_document(step[1], step[2], step[3]))
-            continue
-        target = ids[step[1] % len(ids)]
-        document = store.get_document(target)
-        if document is None or document.is_deleted:
-            continue
-        if step[0] == "update":
-            store.update_document(target, title=step[2], content=step[3], editor=step[2])
-        else:
-            store.delete_document(target, reason=step[2])
+        play_document_step(store, ids, step)
+
+
+def play_document_step(store: TemporalStore, ids: list[str], step: tuple[Any, ...]) -> None:
+    """One create, update or delete step (``ids``: the documents created so far, in order);
+    a change to a deleted document is skipped."""
+    if step[0] == "create":
+        ids.append(store.create_document(step[1], step[2], step[3]))
+        return
+    target = ids[step[1] % len(ids)]
+    document = store.get_document(target)
+    if document is None or document.is_deleted:
+        return
+    if step[0] == "update":
+        store.update_document(target, title=step[2], content=step[3], editor=step[2])
+    else:
+        store.delete_document(target, reason=step[2])
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -18,7 +18,15 @@ import hypothesis
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_timeline_checkpoints import CREATE, DELETE, UPDATE, Reads, plain_fold, rounds
+from test_timeline_checkpoints import (
+    CREATE,
+    DELETE,
+    UPDATE,
+    Reads,
+    plain_fold,
+    play_document_step,
+    rounds,
+)
 
 from atlas_eda import CorruptStoreError, TemporalStore, Timeline
 from atlas_eda.saga_events import SagaRecord
@@ -44,25 +52,16 @@ def play(store: TemporalStore, steps: list[tuple[Any, ...]]) -> None:
     ids: list[str] = []
     sagas: dict[int, SagaRecord] = {}
     for step in steps:
-        if step[0] == "create":
-            ids.append(store.create_document(step[1], step[2], step[3]))
-        elif step[0] == "saga":
-            record = sagas.get(step[1])
-            if record is None:
-                record = SagaRecord.start(uuid4(), "Trip", f"key {step[1]}", {"n": 0}, None)
-                sagas[step[1]] = record
-            else:
-                record.change({"n": record.version}, None)
-            store.save_saga(record)
+        if step[0] != "saga":
+            play_document_step(store, ids, step)
+            continue
+        record = sagas.get(step[1])
+        if record is None:
+            record = SagaRecord.start(uuid4(), "Trip", f"key {step[1]}", {"n": 0}, None)
+            sagas[step[1]] = record
         else:
-            target = ids[step[1] % len(ids)]
-            document = store.get_document(target)
-            if document is None or document.is_deleted:
-                continue
-            if step[0] == "update":
-                store.update_document(target, title=step[2], content=step[3], editor=step[2])
-            else:
-                store.delete_document(target, reason=step[2])
+            record.change({"n": record.version}, None)
+        store.save_saga(record)
 
 
 @pytest.fixture
