@@ -515,6 +515,24 @@ def test_a_history_too_small_for_a_tree_is_a_replay_error(cassette_path: Path) -
         replay(Cassette.load(cassette_path), small)
 
 
+def test_the_stub_is_in_force_during_a_replay_and_gone_after_it(cassette_path: Path) -> None:
+    """Replay sets the stub once for all its roots: the system's handlers see it while
+    each root is delivered, and nothing of it is left once replay returns or raises."""
+    shop = make_shop()
+    seen: list[object] = []
+    shop.bus.subscribe(Checkout.PLACED, lambda e: seen.append(effect_stub.get()))
+    assert replay(Cassette.load(cassette_path), shop.bus, "stub").ok
+    assert seen
+    assert all(stub is not None for stub in seen)
+    assert effect_stub.get() is None
+    small = EventBus(history_limit=1, effect_handler=shop.handler)
+    small.subscribe(Checkout.PLACED, lambda e: small.publish(Checkout.PAID, {"order": 1}))
+    small.subscribe(Checkout.PAID, lambda e: small.publish(Checkout.SHIPPED, {"order": 1}))
+    with pytest.raises(ReplayError, match="history_limit=1"):
+        replay(Cassette.load(cassette_path), small)
+    assert effect_stub.get() is None
+
+
 def test_a_raising_publish_is_reported_not_raised(cassette_path: Path) -> None:
     shop = make_shop()
 
