@@ -31,29 +31,42 @@ included and the recording rate are printed beside them for information.
 Where a stub replay's time goes (issue 20), in CPU µs per root event (five events,
 three effects), each step added to the one before, on the shared two-core machine
 (``time.process_time``, the minimum of interleaved runs; other work loaded the machine,
-so a step is good to about 1 µs at 20,000 events and to a few µs at 100,000):
+so a step is good to about 1 µs at 20,000 events and to a few µs at 100,000). Round 1
+columns are as first measured; round 2 measured the code before and after it side by
+side, seven runs at 20,000 events (two processes each, both given):
 
-=========================================  ==============  ===========================
-step                                        before           after (100,000 / 20,000)
-=========================================  ==============  ===========================
-live publish (the base)                     26.3             25.7 / 21.7
-``publish_event`` of the recorded roots     28.8             28.6 / 23.5
-+ collecting the replayed events            34.3 (middl.)    31.1 / 24.0 (records)
-+ the stubs                                 41.1             34.4 / 31.4
-+ comparing each tree with its lines        —                41.3 / 35.1
-full ``replay()``                           47.9             43.5 / 36.6
-=========================================  ==============  ===========================
+=========================================  ========  ==================  ===================
+step                                        round 1   round 2 before      round 2 after
+                                            before    (20,000 events)     (20,000 events)
+=========================================  ========  ==================  ===================
+live publish (the base)                     26.3      24.1 / 25.0         24.5 / 23.9
+``publish_event`` of the recorded roots     28.8      23.9 / 24.6         24.3 / 23.9
++ collecting the replayed events            34.3      24.8 / 25.0         25.1 / 24.2
++ the stubs and the replay loop             41.1      34.9 / 35.2         33.8 / 33.4
+full ``replay()`` (+ comparing the trees)   47.9      37.9 / 38.5         36.6 / 36.5
+=========================================  ========  ==================  ===================
 
-What changed: the events are collected from the records the history keeps
+What round 1 changed: the events are collected from the records the history keeps
 (``EventBus.collect_records``: one call per event, where the middleware cost a pass per
 event and a fresh delivery plan); a stub finds the recorded effect of the event under
 delivery by its place (a cursor per event, nothing built per tree or per call);
 ``publish_event`` reads the command/query marker without the ``AttributeError`` that
-``getattr`` on an Enum class raises inside (1 µs per root). What is left is reading the
-cassette: the stubs (about 0.7 µs per effect with the cassette in cache, two to three
-times that at 100,000 events) and the comparison read every recorded event, its data,
-ids and effects once, and at 100,000 events those objects are no longer in the
-processor's cache (the same replay costs 5-7 µs per root more than at 20,000 events).
+``getattr`` on an Enum class raises inside (1 µs per root). Round 2: one stub serves the
+whole replay, pointed at each root's tree in turn, and the context variable holding it
+is set once per replay (not a new stub and a set/reset per root); a tree whose events
+are exactly as recorded is compared in one lean pass (``_as_recorded``, held equal to the
+plain rule by a test) before the entry-by-entry rule. That is about 1.5 µs per root at
+20,000 events (ratio by CPU time 0.61-0.63 before, 0.67-0.70 after, three runs each); at
+100,000 events the runs spread too widely to see it (0.62-0.70 before, 0.57-0.64 after).
+
+What is left is reading the cassette: the stubs and the comparison read every recorded
+event, its data, ids and effects once, and the replay loop slices each root's block
+(touching every entry), so at 100,000 events, with those objects no longer in the
+processor's cache, the same replay costs 5-7 µs per root more than at 20,000 events. A
+perfect stub (a prebuilt table of outcomes, no cassette lookup) costs 0.3-1 µs per root
+more than performing the effects live; the real one costs 3-5 µs more than that (about
+1 µs per effect with the cassette in cache), most of it the cold reads of each recorded
+effect's type, payload and result.
 """
 
 from __future__ import annotations

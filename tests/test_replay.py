@@ -515,6 +515,24 @@ def test_a_history_too_small_for_a_tree_is_a_replay_error(cassette_path: Path) -
         replay(Cassette.load(cassette_path), small)
 
 
+def test_the_stub_is_in_force_during_a_replay_and_gone_after_it(cassette_path: Path) -> None:
+    """Replay sets the stub once for all its roots: the system's handlers see it while
+    each root is delivered, and nothing of it is left once replay returns or raises."""
+    shop = make_shop()
+    seen: list[object] = []
+    shop.bus.subscribe(Checkout.PLACED, lambda e: seen.append(effect_stub.get()))
+    assert replay(Cassette.load(cassette_path), shop.bus, "stub").ok
+    assert seen
+    assert all(stub is not None for stub in seen)
+    assert effect_stub.get() is None
+    small = EventBus(history_limit=1, effect_handler=shop.handler)
+    small.subscribe(Checkout.PLACED, lambda e: small.publish(Checkout.PAID, {"order": 1}))
+    small.subscribe(Checkout.PAID, lambda e: small.publish(Checkout.SHIPPED, {"order": 1}))
+    with pytest.raises(ReplayError, match="history_limit=1"):
+        replay(Cassette.load(cassette_path), small)
+    assert effect_stub.get() is None
+
+
 def test_a_raising_publish_is_reported_not_raised(cassette_path: Path) -> None:
     shop = make_shop()
 
@@ -835,6 +853,114 @@ def test_the_stub_hands_out_what_the_plain_rule_names(
             assert isinstance(performer, _Expected)
             assert place[id(performer.recorded)] == expected
             taken.add(expected)
+
+
+def _handed_out(stub: Any, records: list[Any], calls: list[tuple[int, int]]) -> list[Any]:
+    """What ``stub`` hands out for ``calls`` (``(record index or -1, vocabulary index)``):
+    each recorded effect's identity, or ``None`` for a performer that is none of them."""
+    from atlas_eda.testing.replay import _Expected
+    from atlas_eda.trace import RUNNING
+
+    out: list[Any] = []
+    for at, kind in calls:
+        stack = (records[at % len(records)],) if at >= 0 else ()
+        token = RUNNING.set(stack)
+        try:
+            performer = stub(Effect(*_STUB_VOCABULARY[kind]))
+        finally:
+            RUNNING.reset(token)
+        out.append(id(performer.recorded) if isinstance(performer, _Expected) else None)
+    return out
+
+
+_STUB_NODES = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=30),
+        st.lists(st.integers(min_value=0, max_value=2), max_size=3),
+    ),
+    max_size=5,
+)
+_STUB_CALLS = st.lists(
+    st.tuples(st.integers(min_value=-1, max_value=5), st.integers(min_value=0, max_value=2)),
+    max_size=10,
+)
+
+
+@given(_STUB_NODES, _STUB_CALLS, _STUB_NODES, _STUB_CALLS)
+def test_a_stub_started_on_another_tree_hands_out_what_a_fresh_one_would(
+    first: list[tuple[int, list[int]]],
+    first_calls: list[tuple[int, int]],
+    second: list[tuple[int, list[int]]],
+    second_calls: list[tuple[int, int]],
+) -> None:
+    """Replay keeps one stub for all its roots (the context variable set once) and points
+    it at each root's tree with ``start``: what it then hands out is what a stub made for
+    that tree alone hands out, whatever the previous tree took, in order or not."""
+    from atlas_eda.testing.replay import _Stub
+    from atlas_eda.trace import Owner
+
+    owner = Owner(True)
+    block = _stub_block(first)
+    records = [[entry.event, owner] for entry in block]
+    reused = _Stub(block, False, records)
+    _handed_out(reused, records, first_calls)
+    block = _stub_block(second)
+    records[:] = [[entry.event, owner] for entry in block]
+    reused.start(block)
+    assert _handed_out(reused, records, second_calls) == _handed_out(
+        _Stub(block, False, records), records, second_calls
+    )
+
+
+@given(
+    _STUB_NODES,
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=5), st.sampled_from(["data", "cause", "id"])),
+        max_size=2,
+    ),
+    st.integers(min_value=-1, max_value=1),
+)
+def test_the_lean_tree_comparison_agrees_with_the_plain_rule(
+    nodes: list[tuple[int, list[int]]], changes: list[tuple[int, str]], length: int
+) -> None:
+    """Stub mode compares a tree first in one lean pass (``_as_recorded``): a tree it
+    accepts is one the plain rule, entry by entry, finds wholly matched; the tree replayed
+    as recorded (children under new ids) is accepted. Changed data, causes, ids and
+    lengths are drawn so that both answers are exercised."""
+    from atlas_eda.testing.replay import _as_recorded, _compare_entries, _compare_tree
+
+    block = _stub_block(nodes)
+    fresh = {entry.event.id: f"r{n}" if n else entry.event.id for n, entry in enumerate(block)}
+    events = [
+        Event(
+            type=entry.event.type,
+            id=fresh[entry.event.id],
+            correlation_id=entry.event.correlation_id,
+            causation_id=fresh.get(entry.event.causation_id or ""),
+            data=entry.event.data,
+        )
+        for entry in block
+    ]
+    assert _as_recorded(block, events)
+    for at, what in changes:
+        old = events[at % len(events)]
+        if what == "data":
+            new = Event(type=old.type, id=old.id, causation_id=old.causation_id, data={"x": 1})
+        elif what == "cause":
+            new = Event(type=old.type, id=old.id, causation_id=events[0].id)
+        else:
+            new = Event(type=old.type, id=f"{old.id}'", causation_id=old.causation_id)
+        events[at % len(events)] = new
+    if length < 0:
+        events = events[:-1]
+    elif length > 0:
+        events.append(Event(type=EventType.ERROR, causation_id=events[0].id))
+    plain = _compare_entries(
+        block, events, None, None, end=99, mode="stub", changes=None, creations=False
+    )
+    if _as_recorded(block, events):
+        assert plain == (len(block), None)
+    assert _compare_tree(block, events, None, None, end=99, mode="stub", creations=False) == plain
 
 
 class Lookup(enum.Enum):

@@ -18,7 +18,6 @@ import difflib
 import functools
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
@@ -421,7 +420,10 @@ class _Stub:
 
     A recorded effect is named by its place, ``(entry index, effect index)``, and taken
     at most once: those of entry ``i`` before ``cursor[i]`` were taken in order, as
-    their event performed them; ``taken`` holds those taken out of that order."""
+    their event performed them; ``taken`` holds those taken out of that order.
+
+    One stub serves a whole replay: :meth:`start` points it at each root's tree in turn
+    (the context variable holding it is set once per replay, not once per root)."""
 
     __slots__ = ("attempts", "block", "cursor", "records", "root_id", "sequence", "taken")
 
@@ -431,13 +433,20 @@ class _Stub:
         attempts: bool = False,
         records: list[Record] | None = None,
     ) -> None:
-        # Nothing is built until an effect asks: most events of a tree perform none.
-        self.block = block
         self.attempts = attempts
         self.records = records
-        self.root_id = block[0].event.id
         self.cursor: dict[int, int] = {}
         self.taken: set[tuple[int, int]] = set()
+        self.start(block)
+
+    def start(self, block: list[CassetteEntry]) -> None:
+        """Stub the tree ``block`` from now on, as a fresh stub of it would: nothing of the
+        previous tree is taken any more."""
+        # Nothing is built until an effect asks: most events of a tree perform none.
+        self.block = block
+        self.root_id = block[0].event.id
+        self.cursor.clear()
+        self.taken.clear()
         # The whole tree's places in execution order, less those taken out of order.
         self.sequence: list[tuple[int, int]] | None = None
 
@@ -642,6 +651,54 @@ def _compare_tree(
     where effects are not compared); ``changes`` the store changes the tree wrote, by
     replayed event id (``None``: state is not compared); ``creations``: whether the
     cassette records any document creation (without any, no derived id is translated)."""
+    if nodes is None and changes is None and not creations and _as_recorded(block, events):
+        return len(block), None  # stub mode's common case: one lean pass, nothing to report
+    return _compare_entries(
+        block,
+        events,
+        nodes,
+        next_entry,
+        end=end,
+        mode=mode,
+        changes=changes,
+        creations=creations,
+    )
+
+
+def _as_recorded(block: list[CassetteEntry], events: list[Event]) -> bool:
+    """Whether ``events`` are the events of ``block`` exactly: as many, each of the same
+    type, source and data as its line, and caused by the event that matched its recorded
+    cause. When it is (and no effects, state or derived ids are compared),
+    :func:`_compare_entries` finds every entry matched; ``False`` says nothing (that rule
+    may still match the tree, translating ids in the data)."""
+    if len(events) != len(block):
+        return False
+    ids: dict[str, str] = {}
+    for entry, event in zip(block, events, strict=True):
+        recorded = entry.event
+        ids[event.id] = recorded.id
+        if not (
+            event.type is recorded.type
+            and event.source == recorded.source
+            and event.data == recorded.data
+            and ids.get(event.causation_id or "") == recorded.causation_id
+        ):
+            return False
+    return True
+
+
+def _compare_entries(
+    block: list[CassetteEntry],
+    events: list[Event],
+    nodes: list[EventTrace] | None,
+    next_entry: CassetteEntry | None,
+    *,
+    end: int,
+    mode: str,
+    changes: dict[str, list[RecordedChange]] | None,
+    creations: bool,
+) -> tuple[int, Divergence | None]:
+    """:func:`_compare_tree` entry by entry (the plain rule)."""
     parents: tuple[list[int | None], list[int | None]] | None = None
     ids: dict[str, str] = {}
     created: dict[str, int] | None = None
@@ -931,14 +988,20 @@ def replay(
     collected: list[Record] | None = [] if mode != "perform" else None
     stop = bus.collect_records(collected) if collected is not None else None
     published = collected if mode == "stub" else None
+    # One stub for the whole replay, pointed at each root's tree in turn: the context
+    # variable is set once, not once per root (a replay publishes its roots one after
+    # another on one thread). Perform mode sets none, so no stub from outside is used.
+    stub = _Stub(entries, mode == "check", collected) if mode != "perform" and entries else None
+    token = effect_stub.set(stub)
     try:
         survey = _survey(entries)
         if not strict_order:
             survey.disorder = None
         matched, divergence = _replay_trees(
-            entries, bus, mode, survey, published, state=state, collected=collected
+            entries, bus, mode, survey, published, state=state, stub=stub
         )
     finally:
+        effect_stub.reset(token)
         if stop is not None:
             stop()
     return ReplayReport(mode, matched, divergence, where)
@@ -1020,14 +1083,15 @@ def _replay_trees(
     published: list[Record] | None,
     *,
     state: _StateReader | None = None,
-    collected: list[Record] | None = None,
+    stub: _Stub | None = None,
 ) -> tuple[int, Divergence | None]:
     """Replay the root events of ``entries`` one by one and compare each one's tree:
     how many entries matched, and the first divergence. ``survey`` says where the roots
     are, whether documents are created and the first entry out of time order (``None``:
     none, or not checked); ``published`` collects the bus's records of the replayed
-    events in stub mode (``None`` in the others: traces are read); ``collected`` is the
-    list the bus collects its records into (the stubs read it), or ``None``."""
+    events in stub mode (``None`` in the others: traces are read); ``stub`` is the stub
+    in force (:data:`~atlas_eda.effects.effect_stub`), pointed at each root's tree in
+    turn (``None``: effects are performed)."""
     end = entries[-1].line + 1 if entries else 1
     # Derived document ids are translated only for a cassette that records creations.
     starts, creations, disorder = survey.starts, survey.creations, survey.disorder
@@ -1044,17 +1108,18 @@ def _replay_trees(
         if request is None:
             request = kinds[id(root.type)] = request_kind(root.type) is not None
         try:
-            stub = None if mode == "perform" else _Stub(block, mode == "check", collected)
+            if stub is not None:
+                stub.start(block)
             if state is not None:
                 state.start()
             if published is None:
-                if collected is not None:
-                    collected.clear()
-                nodes: list[EventTrace] | None = _publish(bus, root, stub, request)
+                if stub is not None and stub.records is not None:
+                    stub.records.clear()
+                nodes: list[EventTrace] | None = _publish(bus, root, request)
                 events = [node.event for node in nodes or ()]
             else:
                 nodes = None
-                events = _publish_collected(bus, root, stub, published, request)
+                events = _publish_collected(bus, root, published, request)
         except ReplayError:
             raise
         except Exception as exc:
@@ -1135,20 +1200,12 @@ def _compare_result(entry: CassetteEntry, node: EventTrace) -> Divergence | None
 
 
 def _publish_collected(
-    bus: EventBus,
-    root: Event,
-    stub: Callable[[object], Any] | None,
-    published: list[Record],
-    request: bool,
+    bus: EventBus, root: Event, published: list[Record], request: bool
 ) -> list[Event]:
     """Publish ``root`` (``request``: re-send the command or query) while ``published``
     collects the bus's records; the events of its tree, in publish order."""
     published.clear()
-    token = effect_stub.set(stub)
-    try:
-        _deliver_root(bus, root, request)
-    finally:
-        effect_stub.reset(token)
+    _deliver_root(bus, root, request)
     tree = root.correlation_id or root.id
     root_id = root.id
     # Only this root's tree: a handler's thread publishing its own roots is not in it.
@@ -1162,14 +1219,8 @@ def _publish_collected(
     return events
 
 
-def _publish(
-    bus: EventBus, root: Event, stub: Callable[[object], Any] | None, request: bool
-) -> list[EventTrace]:
-    token = effect_stub.set(stub)
-    try:
-        _deliver_root(bus, root, request)
-    finally:
-        effect_stub.reset(token)
+def _publish(bus: EventBus, root: Event, request: bool) -> list[EventTrace]:
+    _deliver_root(bus, root, request)
     try:
         return list(bus.trace(root.id).walk())
     except UnknownEventError:
