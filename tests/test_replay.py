@@ -691,17 +691,11 @@ def test_a_recorded_failure_changed_to_a_success_diverges(cassette_path: Path) -
 # -- the stub's effect order -------------------------------------------------------------
 
 
-@given(st.lists(st.integers(min_value=0, max_value=30), min_size=0, max_size=30))
-def test_effect_order_of_a_tree_in_publish_order_is_that_of_the_rebuilt_tree(
-    parents: list[int],
-) -> None:
-    """The one-pass order (lines in publish order, as recorders write them) is the order
-    the causation ids give when the tree is rebuilt from them."""
-    from atlas_eda.testing.cassette import CassetteEntry, RecordedEffect
-    from atlas_eda.testing.replay import _execution_order, _execution_order_of_lines
-
-    # Node n + 1 is a child of an earlier node; children are numbered in publish order,
-    # so the nodes listed depth first, children in order, are the lines of a recording.
+def _tree(parents: list[int]) -> tuple[list[int], dict[int, int]]:
+    """A tree of ``len(parents) + 1`` nodes, node n + 1 a child of node
+    ``parents[n] % (n + 1)``: its nodes in the order of a recording's lines, and each
+    node's parent. Children are numbered in publish order, so the nodes listed depth
+    first, children in order, are the lines of a recording."""
     children: dict[int, list[int]] = {0: []}
     for n, parent in enumerate(parents, start=1):
         children[parent % n].append(n)
@@ -712,8 +706,16 @@ def test_effect_order_of_a_tree_in_publish_order_is_that_of_the_rebuilt_tree(
         node = pending.pop()
         lines.append(node)
         pending.extend(reversed(children[node]))
-    cause = {kid: node for node, kids in children.items() for kid in kids}
-    block = [
+    return lines, {kid: node for node, kids in children.items() for kid in kids}
+
+
+def _tree_block(parents: list[int], effects: Callable[[int], list[Any]]) -> list[Any]:
+    """The cassette lines of :func:`_tree` ``(parents)``: node n is event ``e{n}``
+    performing ``effects(n)``."""
+    from atlas_eda.testing.cassette import CassetteEntry
+
+    lines, cause = _tree(parents)
+    return [
         CassetteEntry(
             line,
             Event(
@@ -722,10 +724,26 @@ def test_effect_order_of_a_tree_in_publish_order_is_that_of_the_rebuilt_tree(
                 correlation_id="e0",
                 causation_id=None if node == 0 else f"e{cause[node]}",
             ),
-            tuple(RecordedEffect(EffectType.LOGGING, [node, k]) for k in range(node % 3)),
+            tuple(effects(node)),
         )
         for line, node in enumerate(lines, start=1)
     ]
+
+
+@given(st.lists(st.integers(min_value=0, max_value=30), min_size=0, max_size=30))
+def test_effect_order_of_a_tree_in_publish_order_is_that_of_the_rebuilt_tree(
+    parents: list[int],
+) -> None:
+    """The one-pass order (lines in publish order, as recorders write them) is the order
+    the causation ids give when the tree is rebuilt from them."""
+    from atlas_eda.testing.cassette import RecordedEffect
+    from atlas_eda.testing.replay import _execution_order, _execution_order_of_lines
+
+    block = _tree_block(
+        parents,
+        lambda node: [RecordedEffect(EffectType.LOGGING, [node, k]) for k in range(node % 3)],
+    )
+    cause = _tree(parents)[1]
     assert _execution_order(block) == _execution_order_of_lines(block)
     # Every effect once, each event's after its descendants'.
     order = [effect.payload[0] for effect in _execution_order(block)]
@@ -749,33 +767,13 @@ def _stub_block(nodes: list[tuple[int, list[int]]]) -> list[Any]:
     """A recorded tree in publish order: its root performs effects 0 and 1 of
     ``_STUB_VOCABULARY``, node n + 1 is a child of node ``parent % (n + 1)`` performing
     ``kinds`` (``nodes[n] == (parent, kinds)``)."""
-    from atlas_eda.testing.cassette import CassetteEntry, RecordedEffect
+    from atlas_eda.testing.cassette import RecordedEffect
 
-    children: dict[int, list[int]] = {0: []}
-    for n, (parent, _) in enumerate(nodes, start=1):
-        children[parent % n].append(n)
-        children[n] = []
-    order: list[int] = []
-    pending = [0]
-    while pending:
-        node = pending.pop()
-        order.append(node)
-        pending.extend(reversed(children[node]))
-    cause = {kid: node for node, kids in children.items() for kid in kids}
     effects_of = {0: [0, 1], **{n: kinds for n, (_, kinds) in enumerate(nodes, start=1)}}
-    return [
-        CassetteEntry(
-            line,
-            Event(
-                type=EventType.COMMAND_EXECUTED,
-                id=f"e{node}",
-                correlation_id="e0",
-                causation_id=None if node == 0 else f"e{cause[node]}",
-            ),
-            tuple(RecordedEffect(*_STUB_VOCABULARY[k]) for k in effects_of[node]),
-        )
-        for line, node in enumerate(order, start=1)
-    ]
+    return _tree_block(
+        [parent for parent, _ in nodes],
+        lambda node: [RecordedEffect(*_STUB_VOCABULARY[k]) for k in effects_of[node]],
+    )
 
 
 @given(
